@@ -1,0 +1,30 @@
+"""switchboard.core: the contract every other package builds on.
+
+Media, regions, hybrid calls, tool specs, typed results, errors, settings, the specialist base
+class and the registry. Imports nothing else of ours.
+"""
+
+from .calls import ExampleRequest, HybridCall, SignalSpec, ToolSpec
+from .config import Settings, get_settings
+from .errors import (
+    InvalidInputError,
+    SpecialistFailedError,
+    SpecialistTimeoutError,
+    SwitchboardError,
+    UnknownToolError,
+)
+from .media import Image, Video, decode_image, encode_png, load_image, load_video, save_video
+from .regions import Box, Mask, Points, Region, region_box
+from .registry import ENTRY_POINT_GROUP, PluginLoadError, Registry
+from .results import Boxes, ImageOut, Masks, Result, Text, Track, Tracks, mask_to_box
+from .rle import decode_rle, encode_rle, rle_area
+from .specialist import Media, Specialist
+
+__all__ = [
+    "ENTRY_POINT_GROUP", "Box", "Boxes", "ExampleRequest", "HybridCall", "Image", "ImageOut",
+    "InvalidInputError", "Mask", "Masks", "Media", "PluginLoadError", "Points", "Region",
+    "Registry", "Result", "Settings", "SignalSpec", "Specialist", "SpecialistFailedError",
+    "SpecialistTimeoutError", "SwitchboardError", "Text", "ToolSpec", "Track", "Tracks",
+    "UnknownToolError", "decode_image", "decode_rle", "encode_png", "encode_rle", "get_settings",
+    "load_image", "load_video", "mask_to_box", "region_box", "rle_area", "save_video",
+]

@@ -1,0 +1,34 @@
+"""Settings, read from ``SWITCHBOARD_*`` environment variables (pydantic-settings).
+
+``profile="tiny"`` (the default) uses the small models trained on ShapeWorld and committed under
+``trained_models/``; ``profile="full"`` points the specialists and the router at full-size
+checkpoints given by path.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
+
+    profile: Literal["tiny", "full"] = "tiny"
+    # 40 MP: larger than any phone photo, small enough that one decoded RGB image stays < 128 MB.
+    max_image_pixels: int = Field(40_000_000, gt=0)
+    max_video_frames: int = Field(2_000, gt=0)
+    max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    home: Path = Field(default_factory=lambda: Path.home() / ".switchboard")
+    models_dir: Path | None = None
+    device: str = "cpu"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once; tests construct :class:`Settings` directly)."""
+    return Settings()

@@ -1,0 +1,46 @@
+"""The error hierarchy every public boundary raises.
+
+Callers catch :class:`SwitchboardError` to handle everything of ours; the subclasses say what
+went wrong so the agent can turn each into a message for the user and an observation for the
+router instead of a crash.
+"""
+
+from __future__ import annotations
+
+
+class SwitchboardError(Exception):
+    """Base class of every error Switchboard raises on purpose."""
+
+
+class InvalidInputError(SwitchboardError, ValueError):
+    """The caller's input (media, region, request, arguments) is malformed or out of range."""
+
+
+class UnknownToolError(SwitchboardError, KeyError):
+    """A call names a specialist that is not registered."""
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        self.name = name
+        self.known = sorted(known or [])
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        known = ", ".join(self.known) if self.known else "none registered"
+        return f"unknown tool {self.name!r} (registered: {known})"
+
+
+class SpecialistFailedError(SwitchboardError, RuntimeError):
+    """A specialist raised while loading or running; wraps the original exception."""
+
+    def __init__(self, tool: str, message: str) -> None:
+        self.tool = tool
+        super().__init__(f"specialist {tool!r} failed: {message}")
+
+
+class SpecialistTimeoutError(SwitchboardError, TimeoutError):
+    """A specialist did not answer within its time budget."""
+
+    def __init__(self, tool: str, seconds: float) -> None:
+        self.tool = tool
+        self.seconds = seconds
+        super().__init__(f"specialist {tool!r} timed out after {seconds:.1f} s")

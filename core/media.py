@@ -1,0 +1,259 @@
+"""Media the system accepts: still images (HWC uint8 RGB) and videos (frames + fps).
+
+Every loader validates strictly and raises :class:`InvalidInputError` with a message that says
+what was wrong and how to fix it. Nothing is silently converted unless the caller asks for it
+with ``convert=True`` (grayscale, palette and alpha images become RGB; 16-bit images are scaled
+to 8 bits).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator
+
+from .config import get_settings
+from .errors import InvalidInputError
+
+ImageSource = str | Path | bytes | np.ndarray | PILImage.Image
+
+
+def _check_pixels(height: int, width: int, max_pixels: int | None) -> None:
+    limit = max_pixels if max_pixels is not None else get_settings().max_image_pixels
+    if height <= 0 or width <= 0:
+        raise InvalidInputError(f"image is empty ({width}x{height} pixels)")
+    if height * width > limit:
+        raise InvalidInputError(
+            f"image is {width}x{height} = {height * width} pixels, above the limit of {limit} "
+            "(SWITCHBOARD_MAX_IMAGE_PIXELS)"
+        )
+
+
+def validate_rgb_array(array: Any, max_pixels: int | None = None) -> np.ndarray:
+    """Check that ``array`` is an HWC uint8 RGB image and return it C-contiguous."""
+    if not isinstance(array, np.ndarray):
+        raise InvalidInputError(f"expected a numpy array, got {type(array).__name__}")
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise InvalidInputError(
+            f"expected an HWC RGB array of shape (H, W, 3), got shape {tuple(array.shape)}; "
+            "grayscale and RGBA must be converted by the caller (or load with convert=True)"
+        )
+    if array.dtype != np.uint8:
+        raise InvalidInputError(f"expected dtype uint8, got {array.dtype}")
+    _check_pixels(array.shape[0], array.shape[1], max_pixels)
+    return np.ascontiguousarray(array)
+
+
+def _to_rgb(img: PILImage.Image, convert: bool) -> np.ndarray:
+    if img.mode == "RGB":
+        return np.asarray(img, dtype=np.uint8)
+    if not convert:
+        raise InvalidInputError(
+            f"image mode is {img.mode!r}, expected 'RGB' (8-bit colour); "
+            "pass convert=True to convert grayscale, palette, alpha or 16-bit images"
+        )
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        wide = np.asarray(img, dtype=np.int64)
+        bits = 16 if img.mode.startswith("I;16") or wide.max(initial=0) > 255 else 8
+        gray = np.clip(wide >> (bits - 8), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Composite on white: transparent regions of icons and cut-outs read as background.
+        rgba = img.convert("RGBA")
+        canvas = PILImage.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(PILImage.alpha_composite(canvas, rgba).convert("RGB"), dtype=np.uint8)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def decode_image(data: bytes, *, convert: bool = False, max_pixels: int | None = None) -> np.ndarray:
+    """Decode encoded image bytes (PNG, JPEG, WebP, ...) into HWC uint8 RGB."""
+    if not data:
+        raise InvalidInputError("image data is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            img = PILImage.open(io.BytesIO(data))
+            # The header gives the size before any pixel is decoded: refuse huge images cheaply.
+            _check_pixels(img.height, img.width, max_pixels)
+            img.load()
+    except InvalidInputError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InvalidInputError(f"cannot decode image data ({len(data)} bytes): {exc}") from exc
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
+        raise InvalidInputError(f"image refused as a decompression bomb: {exc}") from exc
+    return _to_rgb(img, convert)
+
+
+def load_image(
+    source: ImageSource, *, convert: bool = False, max_pixels: int | None = None
+) -> np.ndarray:
+    """Load an image from a path, encoded bytes, an HWC uint8 RGB array or a PIL image.
+
+    Returns an HWC uint8 RGB array. Raises :class:`InvalidInputError` for anything else.
+    """
+    if isinstance(source, np.ndarray):
+        return validate_rgb_array(source, max_pixels)
+    if isinstance(source, PILImage.Image):
+        _check_pixels(source.height, source.width, max_pixels)
+        return _to_rgb(source, convert)
+    if isinstance(source, bytes | bytearray | memoryview):
+        return decode_image(bytes(source), convert=convert, max_pixels=max_pixels)
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidInputError(f"image file not found: {path}")
+        return decode_image(path.read_bytes(), convert=convert, max_pixels=max_pixels)
+    raise InvalidInputError(f"cannot load an image from {type(source).__name__}")
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """Encode an HWC uint8 RGB (or HW uint8/bool) array as PNG bytes."""
+    buf = io.BytesIO()
+    PILImage.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _image_validator(value: Any) -> np.ndarray:
+    if isinstance(value, str):  # base64 PNG, as written by the serializer below
+        try:
+            value = base64.b64decode(value, validate=True)
+        except ValueError as exc:
+            raise InvalidInputError("image string is not base64") from exc
+    return load_image(value)
+
+
+def _image_serializer(value: np.ndarray) -> str:
+    return base64.b64encode(encode_png(value)).decode("ascii")
+
+
+# An HWC uint8 RGB array field; JSON form is a base64 PNG.
+RGBArray = Annotated[
+    np.ndarray,
+    PlainValidator(_image_validator),
+    PlainSerializer(_image_serializer, when_used="json"),
+]
+
+
+class Image(BaseModel):
+    """A still image: ``pixels`` is HWC uint8 RGB."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    pixels: RGBArray
+
+    @classmethod
+    def load(cls, source: ImageSource, *, convert: bool = False) -> Image:
+        return cls(pixels=load_image(source, convert=convert))
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+class Video(BaseModel):
+    """A video: ``frames`` is THWC uint8 RGB, ``fps`` frames per second."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    frames: np.ndarray
+    fps: float = Field(gt=0, le=1000)
+
+    def model_post_init(self, __context: Any) -> None:
+        f = self.frames
+        if not isinstance(f, np.ndarray) or f.ndim != 4 or f.shape[3] != 3:
+            shape = getattr(f, "shape", None)
+            raise InvalidInputError(f"video frames must be a (T, H, W, 3) array, got {shape}")
+        if f.dtype != np.uint8:
+            raise InvalidInputError(f"video frames must be uint8, got {f.dtype}")
+        if f.shape[0] == 0:
+            raise InvalidInputError("video has no frames")
+        settings = get_settings()
+        if f.shape[0] > settings.max_video_frames:
+            raise InvalidInputError(
+                f"video has {f.shape[0]} frames, above the limit of {settings.max_video_frames} "
+                "(SWITCHBOARD_MAX_VIDEO_FRAMES)"
+            )
+        _check_pixels(f.shape[1], f.shape[2], None)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[2])
+
+
+VIDEO_SUFFIXES = {".mp4", ".gif", ".avi", ".mov", ".webm", ".mkv"}
+
+
+def load_video(source: str | Path | np.ndarray, *, fps: float | None = None) -> Video:
+    """Load a video from a file (mp4, gif, ...), a folder of frame images or a THWC array."""
+    if isinstance(source, np.ndarray):
+        return Video(frames=source, fps=fps or 10.0)
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
+        if not files:
+            raise InvalidInputError(f"frame folder has no .png/.jpg frames: {path}")
+        frames = [load_image(p) for p in files]
+        if len({f.shape for f in frames}) != 1:
+            raise InvalidInputError(f"frames in {path} differ in size")
+        return Video(frames=np.stack(frames), fps=fps or 10.0)
+    if not path.is_file():
+        raise InvalidInputError(f"video file not found: {path}")
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise InvalidInputError(f"unsupported video type {path.suffix!r}: use one of {sorted(VIDEO_SUFFIXES)}")
+    import imageio.v3 as iio
+
+    limit = get_settings().max_video_frames
+    try:
+        meta = iio.immeta(path)
+        frames = []
+        for i, frame in enumerate(iio.imiter(path)):
+            if i >= limit:
+                raise InvalidInputError(f"video has more than {limit} frames")
+            frames.append(np.asarray(frame)[..., :3].astype(np.uint8))
+    except InvalidInputError:
+        raise
+    except Exception as exc:  # imageio raises many backend-specific types for corrupt files
+        raise InvalidInputError(f"cannot decode video {path.name}: {exc}") from exc
+    if not frames:
+        raise InvalidInputError(f"video has no frames: {path}")
+    rate = fps or meta.get("fps") or (1000.0 / meta["duration"] if meta.get("duration") else 10.0)
+    return Video(frames=np.stack(frames), fps=float(rate))
+
+
+def save_video(video: Video, path: str | Path) -> Path:
+    """Write a video as mp4, gif, or a folder of PNG frames (a path without a suffix)."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    if path.suffix == "":
+        path.mkdir(parents=True, exist_ok=True)
+        for i, frame in enumerate(video.frames):
+            (path / f"{i:06d}.png").write_bytes(encode_png(frame))
+        return path
+    if path.suffix.lower() == ".gif":
+        iio.imwrite(path, video.frames, duration=1000.0 / video.fps, loop=0)
+    elif path.suffix.lower() == ".mp4":
+        iio.imwrite(path, video.frames, fps=video.fps, codec="libx264", macro_block_size=1)
+    else:
+        raise InvalidInputError(f"cannot write video type {path.suffix!r}: use .mp4, .gif or a folder")
+    return path

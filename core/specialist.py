@@ -1,0 +1,103 @@
+"""The specialist contract: what every built-in and plugin tool implements.
+
+A specialist declares ``name``, ``description``, ``tasks``, an ``Args`` pydantic model, an
+optional ``signal`` (:class:`SignalSpec`) and example requests; it implements ``load`` (the
+expensive step, once) and ``run`` (cheap, repeated). Callers use ``__call__``, which validates
+media, arguments and signal and wraps any failure in :class:`SpecialistFailedError`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ValidationError
+
+from .calls import ExampleRequest, SignalSpec, ToolSpec
+from .errors import InvalidInputError, SpecialistFailedError, SwitchboardError
+from .media import Image, Video
+from .results import Boxes, ImageOut, Masks, Text, Tracks
+
+Media = Image | Video | None
+ResultType = Masks | Boxes | Tracks | ImageOut | Text
+
+
+class Specialist(ABC):
+    """Base class of every tool. Subclasses set the class attributes and implement ``run``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    tasks: ClassVar[tuple[str, ...]]
+    Args: ClassVar[type[BaseModel]]
+    signal: ClassVar[SignalSpec | None] = None
+    examples: ClassVar[tuple[ExampleRequest, ...]] = ()
+    # Which media the tool takes: "image", "video", or "none" (e.g. generation from text).
+    media: ClassVar[tuple[str, ...]] = ("image",)
+
+    def __init__(self) -> None:
+        self.device: str | None = None
+        self.dtype: Any = None
+
+    @classmethod
+    def spec(cls) -> ToolSpec:
+        return ToolSpec(
+            name=cls.name,
+            description=cls.description,
+            tasks=list(cls.tasks),
+            args_schema=cls.Args.model_json_schema(),
+            signal=cls.signal,
+            examples=list(cls.examples),
+            media=list(cls.media),
+        )
+
+    @classmethod
+    def parse_args(cls, args: dict[str, Any] | BaseModel) -> BaseModel:
+        """Validate raw arguments against ``Args``; raise :class:`InvalidInputError`."""
+        if isinstance(args, cls.Args):
+            return args
+        if isinstance(args, BaseModel):
+            args = args.model_dump()
+        try:
+            return cls.Args.model_validate(args)
+        except ValidationError as exc:
+            raise InvalidInputError(f"invalid arguments for {cls.name!r}: {exc}") from exc
+
+    @property
+    def loaded(self) -> bool:
+        return self.device is not None
+
+    def load(self, device: str = "cpu", dtype: Any = None) -> Specialist:
+        """Load weights (the expensive step). Subclasses extend this and call ``super()``."""
+        self.device, self.dtype = device, dtype
+        return self
+
+    def unload(self) -> None:
+        """Drop weights so the memory can be reused; ``load`` brings them back."""
+        self.device = None
+
+    @abstractmethod
+    def run(self, media: Media, args: BaseModel, signal: Any | None = None) -> ResultType:
+        """Do the work on validated inputs."""
+
+    def _check_media(self, media: Media) -> None:
+        kind = "none" if media is None else ("video" if isinstance(media, Video) else "image")
+        if kind not in self.media:
+            raise InvalidInputError(f"tool {self.name!r} takes {'/'.join(self.media)}, got {kind}")
+
+    def __call__(
+        self, media: Media, args: dict[str, Any] | BaseModel, signal: Any | None = None
+    ) -> ResultType:
+        self._check_media(media)
+        parsed = self.parse_args(args)
+        if signal is not None:
+            if self.signal is None:
+                raise InvalidInputError(f"tool {self.name!r} takes no signal")
+            signal = self.signal.check(signal)
+        if not self.loaded:
+            self.load()
+        try:
+            return self.run(media, parsed, signal)
+        except SwitchboardError:
+            raise
+        except Exception as exc:  # a crashed specialist becomes a typed error, never a crash
+            raise SpecialistFailedError(self.name, f"{type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,32 @@
+"""switchboard.specialists: the built-in tools and the process-wide registry.
+
+``BUILTINS`` is the one dict of built-in specialists. Plugins installed with an entry point in
+the group ``switchboard.specialists`` are added by :func:`default_registry`; ``register()`` adds
+one at run time.
+"""
+
+from __future__ import annotations
+
+from switchboard.core import Registry, Specialist
+
+# Filled as the built-in specialists land (segment, detect, track: issue 3; edit: issue 4).
+BUILTINS: dict[str, type[Specialist]] = {}
+
+_registry: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The process-wide registry: built-ins plus installed plugins (created once)."""
+    global _registry
+    if _registry is None:
+        _registry = Registry(BUILTINS)
+        _registry.load_entry_points()
+    return _registry
+
+
+def register(cls: type[Specialist], *, replace: bool = False) -> type[Specialist]:
+    """Register a specialist class at run time (also usable as a class decorator)."""
+    return default_registry().register(cls, replace=replace)
+
+
+__all__ = ["BUILTINS", "default_registry", "register"]
