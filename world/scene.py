@@ -179,8 +179,11 @@ def render_background(bg: Background, size: int) -> np.ndarray:
 def _object_fill(obj: ShapeObject, size: int) -> tuple[np.ndarray, tuple[slice, slice]]:
     """The object's shaded colour over its bounding square (clipped to the frame)."""
     r = int(np.ceil(obj.radius * 1.15)) + 1
-    y0, y1 = max(int(obj.y) - r, 0), min(int(obj.y) + r + 1, size)
-    x0, x1 = max(int(obj.x) - r, 0), min(int(obj.x) + r + 1, size)
+    # Clamped so an object (partly) outside the frame gives an empty, not a wrapped, slice.
+    y0 = min(max(int(obj.y) - r, 0), size)
+    y1 = max(min(int(obj.y) + r + 1, size), y0)
+    x0 = min(max(int(obj.x) - r, 0), size)
+    x1 = max(min(int(obj.x) + r + 1, size), x0)
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     # Light from the top-left: +-10% shading keeps the colour name unambiguous.
     shade = 1.0 + 0.1 * (-(xx - obj.x) - (yy - obj.y)) / max(obj.radius, 1.0)
