@@ -5,19 +5,23 @@ Commands are added as their parts land; ``switchboard --help`` lists what works 
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Switchboard: an agent that sees and edits pixels.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
-world_app = typer.Typer(help="ShapeWorld: the synthetic data every model here learns from.",
-                        no_args_is_help=True)
+app = typer.Typer(
+    help="Switchboard: an agent that sees and edits pixels.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+world_app = typer.Typer(
+    help="ShapeWorld: the synthetic data every model here learns from.", no_args_is_help=True
+)
 app.add_typer(world_app, name="world")
 
 
-class ExportKind(str, Enum):
+class ExportKind(StrEnum):
     coco = "coco"
     yolo = "yolo"
     mot = "mot"

@@ -4,7 +4,7 @@ Media, regions, hybrid calls, tool specs, typed results, errors, settings, the s
 class and the registry. Imports nothing else of ours.
 """
 
-from .calls import ExampleRequest, HybridCall, SignalSpec, ToolSpec
+from .calls import ExampleRequest, HybridCall, SignalSpec, ToolSpec, fill_placeholders
 from .config import Settings, get_settings
 from .errors import (
     InvalidInputError,
@@ -21,10 +21,44 @@ from .rle import decode_rle, encode_rle, rle_area
 from .specialist import Media, Specialist
 
 __all__ = [
-    "ENTRY_POINT_GROUP", "Box", "Boxes", "ExampleRequest", "HybridCall", "Image", "ImageOut",
-    "InvalidInputError", "Mask", "Masks", "Media", "PluginLoadError", "Points", "Region",
-    "Registry", "Result", "Settings", "SignalSpec", "Specialist", "SpecialistFailedError",
-    "SpecialistTimeoutError", "SwitchboardError", "Text", "ToolSpec", "Track", "Tracks",
-    "UnknownToolError", "decode_image", "decode_rle", "encode_png", "encode_rle", "get_settings",
-    "load_image", "load_video", "mask_to_box", "region_box", "rle_area", "save_video",
+    "ENTRY_POINT_GROUP",
+    "Box",
+    "Boxes",
+    "ExampleRequest",
+    "HybridCall",
+    "Image",
+    "ImageOut",
+    "InvalidInputError",
+    "Mask",
+    "Masks",
+    "Media",
+    "PluginLoadError",
+    "Points",
+    "Region",
+    "Registry",
+    "Result",
+    "Settings",
+    "SignalSpec",
+    "Specialist",
+    "SpecialistFailedError",
+    "SpecialistTimeoutError",
+    "SwitchboardError",
+    "Text",
+    "ToolSpec",
+    "Track",
+    "Tracks",
+    "UnknownToolError",
+    "Video",
+    "decode_image",
+    "decode_rle",
+    "fill_placeholders",
+    "encode_png",
+    "encode_rle",
+    "get_settings",
+    "load_image",
+    "load_video",
+    "mask_to_box",
+    "region_box",
+    "rle_area",
+    "save_video",
 ]

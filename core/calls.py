@@ -35,15 +35,38 @@ class SignalSpec(BaseModel):
         return signal
 
 
+PLACEHOLDERS = ("ref", "box", "color", "shape", "place")
+
+
+def fill_placeholders(value: Any, values: dict[str, Any]) -> Any:
+    """Replace ``{name}`` placeholders: a string that is exactly ``"{name}"`` becomes the value
+    itself (e.g. a box list); other strings are formatted; lists and dicts recursively."""
+    if isinstance(value, str):
+        key = value[1:-1]
+        if value.startswith("{") and value.endswith("}") and key in values:
+            return values[key]
+        return value.format(**values)
+    if isinstance(value, list | tuple):
+        return [fill_placeholders(v, values) for v in value]
+    if isinstance(value, dict):
+        return {k: fill_placeholders(v, values) for k, v in value.items()}
+    return value
+
+
 class ExampleRequest(BaseModel):
     """A request a user might make and the arguments the tool should get for it.
 
-    ``request`` may use ``{placeholders}`` filled from ShapeWorld scenes when the router is
-    taught a new tool (``switchboard train router --add-tools``).
+    Text and argument values may use the placeholders ``{ref}`` (a referring expression of an
+    object), ``{box}`` (its XYXY pixel box), ``{color}``, ``{shape}`` and ``{place}``; they are
+    filled from ShapeWorld scenes when the router is taught a new tool.
     """
 
     request: str = Field(min_length=1)
     args: dict[str, Any] = Field(default_factory=dict)
+
+    def fill(self, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The request text and arguments with placeholders replaced by ``values``."""
+        return fill_placeholders(self.request, values), fill_placeholders(self.args, values)
 
 
 class ToolSpec(BaseModel):

@@ -12,8 +12,12 @@ class SwitchboardError(Exception):
     """Base class of every error Switchboard raises on purpose."""
 
 
-class InvalidInputError(SwitchboardError, ValueError):
-    """The caller's input (media, region, request, arguments) is malformed or out of range."""
+class InvalidInputError(SwitchboardError):
+    """The caller's input (media, region, request, arguments) is malformed or out of range.
+
+    Deliberately not a ``ValueError``: pydantic would wrap it into a ``ValidationError`` and
+    the caller would lose the type.
+    """
 
 
 class UnknownToolError(SwitchboardError, KeyError):

@@ -72,7 +72,9 @@ def _to_rgb(img: PILImage.Image, convert: bool) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
-def decode_image(data: bytes, *, convert: bool = False, max_pixels: int | None = None) -> np.ndarray:
+def decode_image(
+    data: bytes, *, convert: bool = False, max_pixels: int | None = None
+) -> np.ndarray:
     """Decode encoded image bytes (PNG, JPEG, WebP, ...) into HWC uint8 RGB."""
     if not data:
         raise InvalidInputError("image data is empty (0 bytes)")
@@ -219,7 +221,9 @@ def load_video(source: str | Path | np.ndarray, *, fps: float | None = None) -> 
     if not path.is_file():
         raise InvalidInputError(f"video file not found: {path}")
     if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise InvalidInputError(f"unsupported video type {path.suffix!r}: use one of {sorted(VIDEO_SUFFIXES)}")
+        raise InvalidInputError(
+            f"unsupported video type {path.suffix!r}: use one of {sorted(VIDEO_SUFFIXES)}"
+        )
     import imageio.v3 as iio
 
     limit = get_settings().max_video_frames
@@ -255,5 +259,7 @@ def save_video(video: Video, path: str | Path) -> Path:
     elif path.suffix.lower() == ".mp4":
         iio.imwrite(path, video.frames, fps=video.fps, codec="libx264", macro_block_size=1)
     else:
-        raise InvalidInputError(f"cannot write video type {path.suffix!r}: use .mp4, .gif or a folder")
+        raise InvalidInputError(
+            f"cannot write video type {path.suffix!r}: use .mp4, .gif or a folder"
+        )
     return path

@@ -42,7 +42,9 @@ class Registry:
         for name, cls in (builtins or {}).items():
             self.register(cls, name=name)
 
-    def register(self, cls: type[Specialist], *, name: str | None = None, replace: bool = False) -> type[Specialist]:
+    def register(
+        self, cls: type[Specialist], *, name: str | None = None, replace: bool = False
+    ) -> type[Specialist]:
         """Add a specialist class; usable as a decorator. Refuses to shadow a name by accident."""
         cls = _check_class(cls, getattr(cls, "__qualname__", repr(cls)))
         key = name or cls.name
@@ -62,7 +64,9 @@ class Registry:
             try:
                 cls = ep.load()
             except Exception as exc:  # a broken plugin must not take the whole system down
-                raise PluginLoadError(f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
+                raise PluginLoadError(
+                    f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}"
+                ) from exc
             self.register(_check_class(cls, f"plugin {ep.name!r}"), name=ep.name)
             added.append(ep.name)
         return added

@@ -75,7 +75,10 @@ class Boxes(BaseModel):
     def observation(self) -> str:
         if not self.xyxy:
             return "no objects found"
-        items = [f"{lb} {_fmt_box(b)} {s:.2f}" for b, lb, s in zip(self.xyxy, self.labels, self.scores, strict=True)]
+        items = [
+            f"{lb} {_fmt_box(b)} {s:.2f}"
+            for b, lb, s in zip(self.xyxy, self.labels, self.scores, strict=True)
+        ]
         return f"{len(items)} object(s): " + "; ".join(items)
 
 

@@ -27,9 +27,15 @@ from .scene import (
 EDIT_OPS = ("recolor", "remove", "add", "move", "replace")
 # A 3x3 grid of named places, (column, row) in thirds of the image.
 PLACES: dict[str, tuple[int, int]] = {
-    "top left": (0, 0), "top": (1, 0), "top right": (2, 0),
-    "left": (0, 1), "center": (1, 1), "right": (2, 1),
-    "bottom left": (0, 2), "bottom": (1, 2), "bottom right": (2, 2),
+    "top left": (0, 0),
+    "top": (1, 0),
+    "top right": (2, 0),
+    "left": (0, 1),
+    "center": (1, 1),
+    "right": (2, 1),
+    "bottom left": (0, 2),
+    "bottom": (1, 2),
+    "bottom right": (2, 2),
 }
 
 
@@ -52,7 +58,9 @@ def place_of(x: float, y: float, size: int) -> str:
     return next(name for name, cell in PLACES.items() if cell == (col, row))
 
 
-def _point_in(place: str, size: int, radius: float, rng: np.random.Generator) -> tuple[float, float]:
+def _point_in(
+    place: str, size: int, radius: float, rng: np.random.Generator
+) -> tuple[float, float]:
     col, row = PLACES[place]
     cell = size / 3
     pad = radius * 1.15 + 2
@@ -64,8 +72,14 @@ def _point_in(place: str, size: int, radius: float, rng: np.random.Generator) ->
     return float(x), float(y)
 
 
-def apply_edit(scene: Scene, op: str, target: int | None, params: dict[str, Any],
-               rng: np.random.Generator, tries: int = 20) -> EditPair:
+def apply_edit(
+    scene: Scene,
+    op: str,
+    target: int | None,
+    params: dict[str, Any],
+    rng: np.random.Generator,
+    tries: int = 20,
+) -> EditPair:
     """Apply one edit. ``params``: recolor {color}; add {shape, color, size, place};
     move {place}; replace {shape, color?}; remove {}. Placement is drawn from ``rng``."""
     objects = list(scene.objects)
@@ -73,8 +87,14 @@ def apply_edit(scene: Scene, op: str, target: int | None, params: dict[str, Any]
     if op == "add":
         new_id = max((o.id for o in objects), default=-1) + 1
         for _ in range(tries):
-            obj = sample_object(rng, new_id, scene.size, shape=params["shape"],
-                                color=params["color"], size_name=params["size"])
+            obj = sample_object(
+                rng,
+                new_id,
+                scene.size,
+                shape=params["shape"],
+                color=params["color"],
+                size_name=params["size"],
+            )
             x, y = _point_in(params["place"], scene.size, obj.radius, rng)
             after = with_objects(scene, [*objects, replace(obj, x=x, y=y)])
             if is_valid(after):
@@ -94,8 +114,12 @@ def apply_edit(scene: Scene, op: str, target: int | None, params: dict[str, Any]
         elif op == "remove":
             objects.pop(i)
         elif op == "replace":
-            objects[i] = replace(o, shape=params["shape"], color=params.get("color") or o.color,
-                                 angle=0.0 if params["shape"] == "circle" else o.angle)
+            objects[i] = replace(
+                o,
+                shape=params["shape"],
+                color=params.get("color") or o.color,
+                angle=0.0 if params["shape"] == "circle" else o.angle,
+            )
         elif op != "move":
             raise EditError(f"unknown edit {op!r}; expected one of {EDIT_OPS}")
         if op == "move":
@@ -119,9 +143,11 @@ def apply_edit(scene: Scene, op: str, target: int | None, params: dict[str, Any]
     return EditPair(op, scene, after, None if op == "add" else target, params, edit_mask)
 
 
-def sample_edit_params(scene: Scene, op: str, target: int | None,
-                       rng: np.random.Generator) -> dict[str, Any]:
+def sample_edit_params(
+    scene: Scene, op: str, target: int | None, rng: np.random.Generator
+) -> dict[str, Any]:
     """Random parameters for ``op`` that actually change the scene."""
+
     def pick(options: tuple[str, ...], exclude: str | None = None) -> str:
         choices = [c for c in options if c != exclude]
         return choices[int(rng.integers(len(choices)))]
@@ -130,8 +156,12 @@ def sample_edit_params(scene: Scene, op: str, target: int | None,
     if op == "recolor":
         return {"color": pick(COLOR_NAMES, o.color if o else None)}
     if op == "add":
-        return {"shape": pick(SHAPES), "color": pick(COLOR_NAMES), "size": pick(SIZE_NAMES),
-                "place": pick(tuple(PLACES))}
+        return {
+            "shape": pick(SHAPES),
+            "color": pick(COLOR_NAMES),
+            "size": pick(SIZE_NAMES),
+            "place": pick(tuple(PLACES)),
+        }
     if op == "move":
         here = place_of(o.x, o.y, scene.size) if o else None
         return {"place": pick(tuple(PLACES), here)}

@@ -10,11 +10,11 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from .edits import EDIT_OPS, generate_edit
+from .language import caption
 from .requests import make_request
 from .scene import COLOR_NAMES, SHAPES, Scene, generate_scene
 from .splits import split_seeds
 from .video import generate_video
-from .language import caption
 
 
 def _save_png(array: np.ndarray, path: Path) -> str:
@@ -38,20 +38,40 @@ def _label_of(obj, label: str) -> str:  # noqa: ANN001 - ShapeObject
     return obj.shape if label == "shape" else f"{obj.color} {obj.shape}"
 
 
-def scene_to_coco(scene: Scene, image_id: int, file_name: str, first_ann_id: int,
-                  categories: dict[str, int], label: str = "shape") -> tuple[dict, list[dict]]:
+def scene_to_coco(
+    scene: Scene,
+    image_id: int,
+    file_name: str,
+    first_ann_id: int,
+    categories: dict[str, int],
+    label: str = "shape",
+) -> tuple[dict, list[dict]]:
     """COCO image record and annotations (compressed RLE of the visible masks)."""
-    image = {"id": image_id, "file_name": file_name, "width": scene.size, "height": scene.size,
-             "caption": caption(scene), "seed": scene.seed}
+    image = {
+        "id": image_id,
+        "file_name": file_name,
+        "width": scene.size,
+        "height": scene.size,
+        "caption": caption(scene),
+        "seed": scene.seed,
+    }
     anns = []
     for k, (obj, m, box) in enumerate(zip(scene.objects, scene.masks, scene.boxes, strict=True)):
         rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
         rle["counts"] = rle["counts"].decode("ascii")
         x1, y1, x2, y2 = (float(v) for v in box)
-        anns.append({"id": first_ann_id + k, "image_id": image_id,
-                     "category_id": categories[_label_of(obj, label)], "segmentation": rle,
-                     "area": int(m.sum()), "bbox": [x1, y1, x2 - x1, y2 - y1], "iscrowd": 0,
-                     "attributes": {"color": obj.color, "size": obj.size, "object_id": obj.id}})
+        anns.append(
+            {
+                "id": first_ann_id + k,
+                "image_id": image_id,
+                "category_id": categories[_label_of(obj, label)],
+                "segmentation": rle,
+                "area": int(m.sum()),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "iscrowd": 0,
+                "attributes": {"color": obj.color, "size": obj.size, "object_id": obj.id},
+            }
+        )
     return image, anns
 
 
@@ -67,16 +87,27 @@ def export_coco(out: Path, split: str, n: int, size: int = 256, label: str = "sh
         images.append(img)
         anns += a
     path = out / "annotations.json"
-    path.write_text(json.dumps({
-        "info": {"description": f"ShapeWorld {split}", "split": split},
-        "images": images, "annotations": anns,
-        "categories": [{"id": v, "name": k} for k, v in categories.items()],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "info": {"description": f"ShapeWorld {split}", "split": split},
+                "images": images,
+                "annotations": anns,
+                "categories": [{"id": v, "name": k} for k, v in categories.items()],
+            }
+        )
+    )
     return path
 
 
-def export_yolo(out: Path, n_train: int, n_val: int, size: int = 256, label: str = "shape",
-                val_split: str = "val") -> Path:
+def export_yolo(
+    out: Path,
+    n_train: int,
+    n_val: int,
+    size: int = 256,
+    label: str = "shape",
+    val_split: str = "val",
+) -> Path:
     """An Ultralytics detection dataset (``images/{train,val}``, ``labels/…``, ``data.yaml``)."""
     out = Path(out).resolve()
     names = class_names(label)
@@ -122,13 +153,16 @@ def export_mot(out: Path, split: str, n: int, size: int = 128, num_frames: int =
                 x1, y1, x2, y2 = (float(v) for v in clip.boxes[t, k])
                 whole = object_mask(obj, size).sum() or 1
                 vis = clip.masks[t, k].sum() / whole
-                rows.append(f"{t + 1},{obj.id + 1},{x1:.1f},{y1:.1f},{x2 - x1:.1f},{y2 - y1:.1f},"
-                            f"1,{shape_list.index(obj.shape) + 1},{min(vis, 1.0):.3f}")
+                rows.append(
+                    f"{t + 1},{obj.id + 1},{x1:.1f},{y1:.1f},{x2 - x1:.1f},{y2 - y1:.1f},"
+                    f"1,{shape_list.index(obj.shape) + 1},{min(vis, 1.0):.3f}"
+                )
         (seq / "gt").mkdir(parents=True, exist_ok=True)
         (seq / "gt" / "gt.txt").write_text("\n".join(rows) + "\n")
         (seq / "seqinfo.ini").write_text(
             f"[Sequence]\nname={seq.name}\nimDir=img1\nframeRate={clip.fps:g}\n"
-            f"seqLength={clip.num_frames}\nimWidth={size}\nimHeight={size}\nimExt=.png\n")
+            f"seqLength={clip.num_frames}\nimWidth={size}\nimHeight={size}\nimExt=.png\n"
+        )
         seqs.append(seq)
     return seqs
 
@@ -153,10 +187,18 @@ def export_edits(out: Path, split: str, n: int, size: int = 256) -> Path:
             pair = generate_edit(seed, EDIT_OPS[k % len(EDIT_OPS)], size=size)
             stem = f"{seed:07d}-{pair.op}"
             rec = {
-                "seed": seed, "op": pair.op, "target": pair.target, "params": pair.params,
-                "before": "edits/" + _save_png(pair.before.image, out / "edits" / f"{stem}-before.png"),
-                "after": "edits/" + _save_png(pair.after.image, out / "edits" / f"{stem}-after.png"),
-                "mask": "edits/" + _save_png(pair.edit_mask.astype(np.uint8) * 255, out / "edits" / f"{stem}-mask.png"),
+                "seed": seed,
+                "op": pair.op,
+                "target": pair.target,
+                "params": pair.params,
+                "before": "edits/"
+                + _save_png(pair.before.image, out / "edits" / f"{stem}-before.png"),
+                "after": "edits/"
+                + _save_png(pair.after.image, out / "edits" / f"{stem}-after.png"),
+                "mask": "edits/"
+                + _save_png(
+                    pair.edit_mask.astype(np.uint8) * 255, out / "edits" / f"{stem}-mask.png"
+                ),
             }
             f.write(json.dumps(rec) + "\n")
     return path

@@ -56,8 +56,11 @@ def relations(scene: Scene) -> list[tuple[int, str, int]]:
 
 
 def _matches(scene: Scene, **attrs: str) -> list[int]:
-    return [i for i, o in enumerate(scene.objects)
-            if all(getattr(o, k) == v for k, v in attrs.items() if v is not None)]
+    return [
+        i
+        for i, o in enumerate(scene.objects)
+        if all(getattr(o, k) == v for k, v in attrs.items() if v is not None)
+    ]
 
 
 def _noun(shape: str | None, color: str | None = None, size: str | None = None) -> str:
@@ -78,9 +81,13 @@ def attribute_expressions(scene: Scene, i: int) -> list[Referring]:
     """Shortest attribute phrases that identify object index ``i`` (e.g. "red star")."""
     o = scene.objects[i]
     out = []
-    for attrs in ({"shape": o.shape}, {"color": o.color, "shape": o.shape},
-                  {"color": o.color}, {"size": o.size, "shape": o.shape},
-                  {"size": o.size, "color": o.color, "shape": o.shape}):
+    for attrs in (
+        {"shape": o.shape},
+        {"color": o.color, "shape": o.shape},
+        {"color": o.color},
+        {"size": o.size, "shape": o.shape},
+        {"size": o.size, "color": o.color, "shape": o.shape},
+    ):
         if _matches(scene, **attrs) == [i]:
             text = _noun(attrs.get("shape"), attrs.get("color"), attrs.get("size"))
             if "shape" not in attrs:
@@ -90,13 +97,13 @@ def attribute_expressions(scene: Scene, i: int) -> list[Referring]:
 
 
 def relational_expressions(scene: Scene, i: int) -> list[Referring]:
-    """"the circle left of the star": the shape alone is ambiguous, the relation is not."""
+    """ "the circle left of the star": the shape alone is ambiguous, the relation is not."""
     o = scene.objects[i]
     same = _matches(scene, shape=o.shape)
     if len(same) < 2:
         return []
     out = []
-    for j, anchor in enumerate(scene.objects):
+    for j, _anchor in enumerate(scene.objects):
         if j == i:
             continue
         anchor_names = attribute_expressions(scene, j)
@@ -105,12 +112,14 @@ def relational_expressions(scene: Scene, i: int) -> list[Referring]:
         for rel in RELATIONS:
             holders = [k for k in same if k != j and relation_holds(scene, k, rel, j)]
             if holders == [i]:
-                out.append(Referring(f"{o.shape} {rel} the {anchor_names[0].text}", o.id, "relational"))
+                out.append(
+                    Referring(f"{o.shape} {rel} the {anchor_names[0].text}", o.id, "relational")
+                )
     return out
 
 
 def ordinal_expressions(scene: Scene, i: int) -> list[Referring]:
-    """"the second circle from the left": only when the order is clear-cut."""
+    """ "the second circle from the left": only when the order is clear-cut."""
     o = scene.objects[i]
     same = _matches(scene, shape=o.shape)
     if len(same) < 2:
@@ -119,11 +128,12 @@ def ordinal_expressions(scene: Scene, i: int) -> list[Referring]:
     m = RELATION_MARGIN * scene.size
     out = []
     for side, (axis, reverse) in ORDER_FROM.items():
-        order = sorted(same, key=lambda k: c[k, axis], reverse=reverse)
-        coords = sorted(c[same, axis])
-        if np.min(np.diff(coords)) <= m:
+        others = [k for k in same if k != i]
+        # The rank is clear-cut when no other object of the shape is level with the target.
+        if np.min(np.abs(c[others, axis] - c[i, axis])) <= m:
             continue
-        rank = order.index(i)
+        ahead = c[others, axis] > c[i, axis] if reverse else c[others, axis] < c[i, axis]
+        rank = int(ahead.sum())
         out.append(Referring(f"{ORDINALS[rank]} {o.shape} from the {side}", o.id, "ordinal"))
     return out
 
@@ -191,7 +201,10 @@ def questions(scene: Scene, rng: np.random.Generator) -> list[Question]:
             out.append(Question(f"what color is the {o.shape}?", o.color, "color"))
         if _matches(scene, color=o.color) == [i]:
             out.append(Question(f"what shape is the {o.color} object?", o.shape, "shape"))
-    shape, color = SHAPES[int(rng.integers(len(SHAPES)))], COLOR_NAMES[int(rng.integers(len(COLOR_NAMES)))]
+    shape, color = (
+        SHAPES[int(rng.integers(len(SHAPES)))],
+        COLOR_NAMES[int(rng.integers(len(COLOR_NAMES)))],
+    )
     found = bool(_matches(scene, shape=shape, color=color))
     out.append(Question(f"is there a {color} {shape}?", "yes" if found else "no", "exists"))
     return out

@@ -33,8 +33,9 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def box_ap(gt: Sequence[dict[str, Any]], pred: Sequence[dict[str, Any]],
-           labels: Sequence[str]) -> dict[str, float]:
+def box_ap(
+    gt: Sequence[dict[str, Any]], pred: Sequence[dict[str, Any]], labels: Sequence[str]
+) -> dict[str, float]:
     """COCO box AP with pycocotools.
 
     ``gt[i] = {"boxes": [N, 4] XYXY, "labels": [N]}`` and ``pred[i] = {"boxes", "labels",
@@ -49,33 +50,57 @@ def box_ap(gt: Sequence[dict[str, Any]], pred: Sequence[dict[str, Any]],
         images.append({"id": img_id, "width": 1, "height": 1})
         for box, label in zip(np.asarray(g["boxes"]).reshape(-1, 4), g["labels"], strict=True):
             x1, y1, x2, y2 = (float(v) for v in box)
-            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": cat[label],
-                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
-                         "iscrowd": 0})
-        for box, label, score in zip(np.asarray(p["boxes"]).reshape(-1, 4), p["labels"], p["scores"], strict=True):
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img_id,
+                    "category_id": cat[label],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
+        for box, label, score in zip(
+            np.asarray(p["boxes"]).reshape(-1, 4), p["labels"], p["scores"], strict=True
+        ):
             x1, y1, x2, y2 = (float(v) for v in box)
-            dets.append({"image_id": img_id, "category_id": cat[label],
-                         "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
+            dets.append(
+                {
+                    "image_id": img_id,
+                    "category_id": cat[label],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": float(score),
+                }
+            )
     if not anns:
         raise ValueError("box AP needs at least one ground-truth box")
     if not dets:
         return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         coco = COCO()
-        coco.dataset = {"images": images, "annotations": anns,
-                        "categories": [{"id": v, "name": k} for k, v in cat.items()]}
+        coco.dataset = {
+            "images": images,
+            "annotations": anns,
+            "categories": [{"id": v, "name": k} for k, v in cat.items()],
+        }
         coco.createIndex()
         res = coco.loadRes(dets)
         ev = COCOeval(coco, res, "bbox")
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return {"AP": float(max(ev.stats[0], 0.0)), "AP50": float(max(ev.stats[1], 0.0)),
-            "AP75": float(max(ev.stats[2], 0.0))}
+    return {
+        "AP": float(max(ev.stats[0], 0.0)),
+        "AP50": float(max(ev.stats[1], 0.0)),
+        "AP75": float(max(ev.stats[2], 0.0)),
+    }
 
 
-def mot_metrics(gt: Sequence[dict[int, np.ndarray]], pred: Sequence[dict[int, np.ndarray]],
-                iou_threshold: float = 0.5) -> dict[str, float]:
+def mot_metrics(
+    gt: Sequence[dict[int, np.ndarray]],
+    pred: Sequence[dict[int, np.ndarray]],
+    iou_threshold: float = 0.5,
+) -> dict[str, float]:
     """CLEAR-MOT MOTA and IDF1 over a sequence.
 
     ``gt[t]`` and ``pred[t]`` map track id → XYXY box in frame ``t``. A match needs IoU ≥
@@ -128,8 +153,15 @@ def mot_metrics(gt: Sequence[dict[int, np.ndarray]], pred: Sequence[dict[int, np
         idtp = int(w[rows, cols].sum())
     denom = num_gt + num_pred
     idf1 = 2 * idtp / denom if denom else 1.0
-    return {"MOTA": float(mota), "IDF1": float(idf1), "FN": fn, "FP": fp, "IDSW": idsw,
-            "matches": matches, "num_gt": num_gt}
+    return {
+        "MOTA": float(mota),
+        "IDF1": float(idf1),
+        "FN": fn,
+        "FP": fp,
+        "IDSW": idsw,
+        "matches": matches,
+        "num_gt": num_gt,
+    }
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -148,12 +180,15 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
-def edit_psnr(before: np.ndarray, after: np.ndarray, target: np.ndarray,
-              edit_mask: np.ndarray) -> dict[str, float]:
+def edit_psnr(
+    before: np.ndarray, after: np.ndarray, target: np.ndarray, edit_mask: np.ndarray
+) -> dict[str, float]:
     """PSNR of the result against the target inside the edit region, and against the input
     outside it (keep region: how well untouched pixels were kept)."""
-    return {"edit_psnr": psnr(after, target, edit_mask),
-            "keep_psnr": psnr(after, before, ~edit_mask) if (~edit_mask).any() else float("inf")}
+    return {
+        "edit_psnr": psnr(after, target, edit_mask),
+        "keep_psnr": psnr(after, before, ~edit_mask) if (~edit_mask).any() else float("inf"),
+    }
 
 
 def _norm(value: Any) -> Any:
@@ -190,5 +225,8 @@ def call_scores(pred: Sequence[dict[str, Any]], gold: Sequence[dict[str, Any]]) 
         arg_total += len(ga)
         exact += int(pa == ga)
     extra = max(len(pred) - len(gold), 0)  # spurious calls count against exact match
-    return {"exact_match": exact / (len(gold) + extra), "tool_accuracy": tools / len(gold),
-            "arg_accuracy": arg_right / arg_total if arg_total else float(tools == len(gold))}
+    return {
+        "exact_match": exact / (len(gold) + extra),
+        "tool_accuracy": tools / len(gold),
+        "arg_accuracy": arg_right / arg_total if arg_total else float(tools == len(gold)),
+    }

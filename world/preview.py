@@ -20,8 +20,16 @@ from .video import generate_video
 TILE = 256
 TEXT_H = 44
 # One outline colour per object index, distinct from the fill palette (dark and light).
-OUTLINE = [(255, 255, 255), (0, 0, 0), (255, 0, 255), (0, 255, 0), (255, 255, 0),
-           (0, 255, 255), (128, 0, 0), (0, 0, 128)]
+OUTLINE = [
+    (255, 255, 255),
+    (0, 0, 0),
+    (255, 0, 255),
+    (0, 255, 0),
+    (255, 255, 0),
+    (0, 255, 255),
+    (128, 0, 0),
+    (0, 0, 128),
+]
 
 
 def _font(size: int = 11) -> ImageFont.ImageFont:
@@ -42,7 +50,9 @@ def _wrap(text: str, width: int = 44) -> str:
     return "\n".join([*lines, line][:3])
 
 
-def overlay(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, labels: list[str]) -> Image.Image:
+def overlay(
+    image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, labels: list[str]
+) -> Image.Image:
     """Image with each visible mask outlined, its box drawn and labelled."""
     out = image.copy()
     for k, m in enumerate(masks):
@@ -80,7 +90,7 @@ def contact_sheet(seed: int = 0, scenes: int = 8, size: int = 256) -> Image.Imag
     """The whole sheet, deterministic by ``seed``."""
     rows: list[list[Image.Image]] = []
     tiles = [_scene_tile(generate_scene(seed + k, size=size)) for k in range(scenes)]
-    rows += [tiles[i:i + 4] for i in range(0, len(tiles), 4)]
+    rows += [tiles[i : i + 4] for i in range(0, len(tiles), 4)]
     clip = generate_video(seed)
     frames = []
     for t in np.linspace(0, clip.num_frames - 1, 4).astype(int):
@@ -93,8 +103,10 @@ def contact_sheet(seed: int = 0, scenes: int = 8, size: int = 256) -> Image.Imag
         row = []
         for name in ops:
             pair = generate_edit(seed + EDIT_OPS.index(name), name, size=size)
-            row += [_tile(Image.fromarray(pair.before.image), f"{name} {pair.params}: before"),
-                    _tile(Image.fromarray(pair.after.image), f"{name}: after")]
+            row += [
+                _tile(Image.fromarray(pair.before.image), f"{name} {pair.params}: before"),
+                _tile(Image.fromarray(pair.after.image), f"{name}: after"),
+            ]
         rows.append(row)
     width = max(len(r) for r in rows) * TILE
     sheet = Image.new("RGB", (width, len(rows) * (TILE + TEXT_H)), (255, 255, 255))

@@ -29,98 +29,193 @@ from .video import generate_video
 
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "segment": (
-        "segment the {ref}", "give me a mask of the {ref}", "cut out the {ref}",
-        "select the {ref}", "outline the {ref} for me", "can you mask the {ref}?",
-        "I need a segmentation of the {ref}", "highlight the pixels of the {ref}",
-        "isolate the {ref} in this picture", "which pixels belong to the {ref}?",
+        "segment the {ref}",
+        "give me a mask of the {ref}",
+        "cut out the {ref}",
+        "select the {ref}",
+        "outline the {ref} for me",
+        "can you mask the {ref}?",
+        "I need a segmentation of the {ref}",
+        "highlight the pixels of the {ref}",
+        "isolate the {ref} in this picture",
+        "which pixels belong to the {ref}?",
     ),
     "detect": (
-        "find all the {group}", "detect every {group_one}", "draw boxes around the {group}",
-        "where are the {group}?", "locate each {group_one}", "put a bounding box on every {group_one}",
-        "show me all {group}", "mark the {group} with boxes", "spot the {group} in this image",
+        "find all the {group}",
+        "detect every {group_one}",
+        "draw boxes around the {group}",
+        "where are the {group}?",
+        "locate each {group_one}",
+        "put a bounding box on every {group_one}",
+        "show me all {group}",
+        "mark the {group} with boxes",
+        "spot the {group} in this image",
         "list the positions of the {group}",
     ),
     "track": (
-        "track the {ref} through the video", "follow the {ref}", "keep track of the {ref}",
-        "trace the path of the {ref}", "where does the {ref} go in this clip?",
-        "track the {ref} in every frame", "follow the {ref} until the end",
-        "can you track the {ref}?", "show me the trajectory of the {ref}",
+        "track the {ref} through the video",
+        "follow the {ref}",
+        "keep track of the {ref}",
+        "trace the path of the {ref}",
+        "where does the {ref} go in this clip?",
+        "track the {ref} in every frame",
+        "follow the {ref} until the end",
+        "can you track the {ref}?",
+        "show me the trajectory of the {ref}",
         "give me the {ref}'s track",
     ),
     "recolor": (
-        "make the {ref} {color}", "change the color of the {ref} to {color}",
-        "paint the {ref} {color}", "recolor the {ref} {color}", "turn the {ref} {color}",
-        "can you color the {ref} {color}?", "I want the {ref} to be {color}",
-        "switch the {ref} to {color}", "fill the {ref} with {color}", "give the {ref} a {color} color",
+        "make the {ref} {color}",
+        "change the color of the {ref} to {color}",
+        "paint the {ref} {color}",
+        "recolor the {ref} {color}",
+        "turn the {ref} {color}",
+        "can you color the {ref} {color}?",
+        "I want the {ref} to be {color}",
+        "switch the {ref} to {color}",
+        "fill the {ref} with {color}",
+        "give the {ref} a {color} color",
     ),
     "remove": (
-        "remove the {ref}", "delete the {ref}", "erase the {ref}", "get rid of the {ref}",
-        "take out the {ref}", "make the {ref} disappear", "please remove the {ref} from the image",
-        "wipe out the {ref}", "I don't want the {ref} in the picture", "clear away the {ref}",
+        "remove the {ref}",
+        "delete the {ref}",
+        "erase the {ref}",
+        "get rid of the {ref}",
+        "take out the {ref}",
+        "make the {ref} disappear",
+        "please remove the {ref} from the image",
+        "wipe out the {ref}",
+        "I don't want the {ref} in the picture",
+        "clear away the {ref}",
     ),
     "add": (
-        "add a {desc} in the {place}", "put a {desc} in the {place}", "draw a {desc} in the {place}",
-        "place a {desc} in the {place} of the picture", "insert a {desc} in the {place}",
-        "I want a {desc} in the {place}", "paint a {desc} in the {place}",
-        "can you add a {desc} to the {place}?", "there should be a {desc} in the {place}",
+        "add a {desc} in the {place}",
+        "put a {desc} in the {place}",
+        "draw a {desc} in the {place}",
+        "place a {desc} in the {place} of the picture",
+        "insert a {desc} in the {place}",
+        "I want a {desc} in the {place}",
+        "paint a {desc} in the {place}",
+        "can you add a {desc} to the {place}?",
+        "there should be a {desc} in the {place}",
         "drop a {desc} into the {place}",
     ),
     "move": (
-        "move the {ref} to the {place}", "shift the {ref} to the {place}",
-        "drag the {ref} over to the {place}", "put the {ref} in the {place} instead",
-        "relocate the {ref} to the {place}", "can you move the {ref} to the {place}?",
-        "the {ref} should be in the {place}", "slide the {ref} to the {place}",
-        "bring the {ref} to the {place}", "reposition the {ref} to the {place}",
+        "move the {ref} to the {place}",
+        "shift the {ref} to the {place}",
+        "drag the {ref} over to the {place}",
+        "put the {ref} in the {place} instead",
+        "relocate the {ref} to the {place}",
+        "can you move the {ref} to the {place}?",
+        "the {ref} should be in the {place}",
+        "slide the {ref} to the {place}",
+        "bring the {ref} to the {place}",
+        "reposition the {ref} to the {place}",
     ),
     "replace": (
-        "replace the {ref} with a {shape}", "turn the {ref} into a {shape}",
-        "swap the {ref} for a {shape}", "change the {ref} into a {shape}",
-        "make the {ref} a {shape} instead", "substitute a {shape} for the {ref}",
-        "can you replace the {ref} by a {shape}?", "transform the {ref} into a {shape}",
-        "I'd like a {shape} where the {ref} is", "exchange the {ref} for a {shape}",
+        "replace the {ref} with a {shape}",
+        "turn the {ref} into a {shape}",
+        "swap the {ref} for a {shape}",
+        "change the {ref} into a {shape}",
+        "make the {ref} a {shape} instead",
+        "substitute a {shape} for the {ref}",
+        "can you replace the {ref} by a {shape}?",
+        "transform the {ref} into a {shape}",
+        "I'd like a {shape} where the {ref} is",
+        "exchange the {ref} for a {shape}",
     ),
     "generate": (
-        "draw {desc_list}", "generate an image of {desc_list}", "create a picture with {desc_list}",
-        "paint {desc_list}", "make an image showing {desc_list}", "render {desc_list}",
-        "can you draw {desc_list}?", "I want a picture of {desc_list}",
-        "produce an image with {desc_list}", "sketch {desc_list} for me",
+        "draw {desc_list}",
+        "generate an image of {desc_list}",
+        "create a picture with {desc_list}",
+        "paint {desc_list}",
+        "make an image showing {desc_list}",
+        "render {desc_list}",
+        "can you draw {desc_list}?",
+        "I want a picture of {desc_list}",
+        "produce an image with {desc_list}",
+        "sketch {desc_list} for me",
     ),
     "caption": (
-        "describe this image", "what do you see?", "what's in this picture?",
-        "give me a caption for this image", "describe the scene", "tell me what is shown here",
-        "what does this image contain?", "caption this", "summarize the picture",
+        "describe this image",
+        "what do you see?",
+        "what's in this picture?",
+        "give me a caption for this image",
+        "describe the scene",
+        "tell me what is shown here",
+        "what does this image contain?",
+        "caption this",
+        "summarize the picture",
         "what is in this image?",
     ),
     "question": (
-        "{q}", "quick question: {q}", "tell me, {q}", "looking at the image, {q}",
-        "{q} thanks", "please answer: {q}", "in this picture, {q}", "I'm curious, {q}",
-        "can you check: {q}", "hey, {q}",
+        "{q}",
+        "quick question: {q}",
+        "tell me, {q}",
+        "looking at the image, {q}",
+        "{q} thanks",
+        "please answer: {q}",
+        "in this picture, {q}",
+        "I'm curious, {q}",
+        "can you check: {q}",
+        "hey, {q}",
     ),
     "chat": (
-        "hi!", "what can you do?", "who are you?", "thanks, that's all", "hello there",
-        "how do I use you?", "good morning", "what tools do you have?", "thank you!",
+        "hi!",
+        "what can you do?",
+        "who are you?",
+        "thanks, that's all",
+        "hello there",
+        "how do I use you?",
+        "good morning",
+        "what tools do you have?",
+        "thank you!",
         "bye for now",
     ),
     "remove_all": (
-        "remove every {group_one}", "delete all the {group}", "erase all {group}",
-        "get rid of every {group_one}", "take out all the {group}", "remove all of the {group}",
-        "clear every {group_one} from the picture", "wipe out all {group}",
-        "I don't want any {group} in the image", "make all the {group} disappear",
+        "remove every {group_one}",
+        "delete all the {group}",
+        "erase all {group}",
+        "get rid of every {group_one}",
+        "take out all the {group}",
+        "remove all of the {group}",
+        "clear every {group_one} from the picture",
+        "wipe out all {group}",
+        "I don't want any {group} in the image",
+        "make all the {group} disappear",
     ),
     "segment_recolor": (
-        "select the {ref} and then make it {color}", "first outline the {ref}, then paint it {color}",
-        "cut out the {ref} and recolor it {color}", "mask the {ref}, then turn it {color}",
-        "segment the {ref} and change it to {color}", "find the {ref} and color it {color}",
-        "isolate the {ref} and then paint it {color}", "outline the {ref} then make it {color}",
-        "grab the {ref} and switch it to {color}", "mark the {ref} and fill it with {color}",
+        "select the {ref} and then make it {color}",
+        "first outline the {ref}, then paint it {color}",
+        "cut out the {ref} and recolor it {color}",
+        "mask the {ref}, then turn it {color}",
+        "segment the {ref} and change it to {color}",
+        "find the {ref} and color it {color}",
+        "isolate the {ref} and then paint it {color}",
+        "outline the {ref} then make it {color}",
+        "grab the {ref} and switch it to {color}",
+        "mark the {ref} and fill it with {color}",
     ),
 }
-CHAT_ANSWER = ("I can segment, detect, track, recolor, remove, add, move or replace shapes in "
-               "your images and videos, or draw new pictures. Send an image and tell me what to do.")
+CHAT_ANSWER = (
+    "I can segment, detect, track, recolor, remove, add, move or replace shapes in "
+    "your images and videos, or draw new pictures. Send an image and tell me what to do."
+)
 ASK_IMAGE = "Please send an image (or a video) for me to work on."
 # Tasks that need an image; requests for them without one are answered by asking for it.
-IMAGE_TASKS = ("segment", "detect", "recolor", "remove", "add", "move", "replace", "caption",
-               "question", "remove_all", "segment_recolor")
+IMAGE_TASKS = (
+    "segment",
+    "detect",
+    "recolor",
+    "remove",
+    "add",
+    "move",
+    "replace",
+    "caption",
+    "question",
+    "remove_all",
+    "segment_recolor",
+)
 TASKS = (*TEMPLATES, "ask_media")
 TASK_WEIGHTS = {t: 1.0 for t in TASKS} | {"segment": 2.0, "chat": 0.5, "ask_media": 0.5}
 
@@ -165,8 +260,11 @@ def _referring(scene: Scene, rng: np.random.Generator) -> Referring | None:
     """A random unambiguous expression, favouring relational and ordinal ones when possible."""
     by_kind: dict[str, list[Referring]] = {"attribute": [], "relational": [], "ordinal": []}
     for i in range(len(scene.objects)):
-        for r in (*attribute_expressions(scene, i), *relational_expressions(scene, i),
-                  *ordinal_expressions(scene, i)):
+        for r in (
+            *attribute_expressions(scene, i),
+            *relational_expressions(scene, i),
+            *ordinal_expressions(scene, i),
+        ):
             by_kind[r.kind].append(r)
     kinds = [k for k, v in by_kind.items() if v]
     return _pick(rng, by_kind[_pick(rng, kinds)]) if kinds else None
@@ -188,7 +286,11 @@ def _group(scene: Scene, rng: np.random.Generator) -> tuple[dict[str, str], str,
 
 
 def _desc(rng: np.random.Generator) -> dict[str, str]:
-    return {"shape": _pick(rng, SHAPES), "color": _pick(rng, COLOR_NAMES), "size": _pick(rng, SIZE_NAMES)}
+    return {
+        "shape": _pick(rng, SHAPES),
+        "color": _pick(rng, COLOR_NAMES),
+        "size": _pick(rng, SIZE_NAMES),
+    }
 
 
 def make_request(seed: int, split: str = "train", task: str | None = None) -> Request:
@@ -202,20 +304,37 @@ def make_request(seed: int, split: str = "train", task: str | None = None) -> Re
     if task == "ask_media":
         inner = _pick(rng, ("segment", "recolor", "remove", "detect"))
         req = make_request(seed, split, inner)
-        return Request(req.text, [Intent("ask_media", params={"for": inner})], "none", seed,
-                       split, "ask_media", req.template, ASK_IMAGE)
+        return Request(
+            req.text,
+            [Intent("ask_media", params={"for": inner})],
+            "none",
+            seed,
+            split,
+            "ask_media",
+            req.template,
+            ASK_IMAGE,
+        )
     index, template = _pick(rng, templates_for(task, split))
 
-    def done(text: str, intents: list[Intent], media: str = "image", answer: str | None = None) -> Request:
+    def done(
+        text: str, intents: list[Intent], media: str = "image", answer: str | None = None
+    ) -> Request:
         return Request(text, intents, media, seed, split, task, index, answer)
 
     if task == "chat":
         return done(template, [Intent("chat")], "none", CHAT_ANSWER)
     if task == "generate":
         descs = [_desc(rng) for _ in range(int(rng.integers(1, 4)))]
-        words = [("an " if d["size"][0] in "aeiou" else "a ") + f"{d['size']} {d['color']} {d['shape']}" for d in descs]
+        words = [
+            ("an " if d["size"][0] in "aeiou" else "a ") + f"{d['size']} {d['color']} {d['shape']}"
+            for d in descs
+        ]
         listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-        return done(template.format(desc_list=listed), [Intent("generate", params={"objects": descs})], "none")
+        return done(
+            template.format(desc_list=listed),
+            [Intent("generate", params={"objects": descs})],
+            "none",
+        )
     if task == "track":
         clip = generate_video(seed)
         first = generate_scene_from_clip(clip)
@@ -223,15 +342,22 @@ def make_request(seed: int, split: str = "train", task: str | None = None) -> Re
         if not choices:
             return make_request(seed + 1, split, task)
         ref = _pick(rng, choices)
-        return done(template.format(ref=ref.text),
-                    [Intent("track", [ref.target], ref.text, {"ref_kind": ref.kind})], "video")
+        return done(
+            template.format(ref=ref.text),
+            [Intent("track", [ref.target], ref.text, {"ref_kind": ref.kind})],
+            "video",
+        )
 
     scene = generate_scene(seed)
     if task == "caption":
         return done(template, [Intent("caption")], answer=caption(scene))
     if task == "question":
         q = _pick(rng, questions(scene, rng))
-        return done(template.format(q=q.text), [Intent("question", params={"kind": q.kind})], answer=q.answer)
+        return done(
+            template.format(q=q.text),
+            [Intent("question", params={"kind": q.kind})],
+            answer=q.answer,
+        )
     if task in ("detect", "remove_all"):
         params, many, one, ids = _group(scene, rng)
         text = template.format(group=many, group_one=one)
@@ -248,12 +374,18 @@ def make_request(seed: int, split: str = "train", task: str | None = None) -> Re
         return make_request(seed + 1, split, task)
     base = {"ref_kind": ref.kind}
     if task == "segment":
-        return done(template.format(ref=ref.text), [Intent("segment", [ref.target], ref.text, base)])
+        return done(
+            template.format(ref=ref.text), [Intent("segment", [ref.target], ref.text, base)]
+        )
     if task == "segment_recolor":
         params = sample_edit_params(scene, "recolor", ref.target, rng)
-        return done(template.format(ref=ref.text, color=params["color"]),
-                    [Intent("segment", [ref.target], ref.text, base),
-                     Intent("recolor", [ref.target], ref.text, base | params)])
+        return done(
+            template.format(ref=ref.text, color=params["color"]),
+            [
+                Intent("segment", [ref.target], ref.text, base),
+                Intent("recolor", [ref.target], ref.text, base | params),
+            ],
+        )
     params = sample_edit_params(scene, task, ref.target, rng)
     try:  # only ask for edits that can be made (room to move, nothing hidden)
         apply_edit(scene, task, ref.target, params, np.random.default_rng(seed))

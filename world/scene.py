@@ -9,7 +9,7 @@ objects drawn above it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import cv2
 import numpy as np
@@ -101,9 +101,10 @@ def _mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
     return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _unit_outline(shape: str) -> np.ndarray:
     """Outline of a shape of radius 1 centred on the origin, ``[P, 2]`` (x, y), y down."""
+
     def ring(n: int, start: float = -np.pi / 2) -> np.ndarray:
         t = start + np.arange(n) * 2 * np.pi / n
         return np.stack([np.cos(t), np.sin(t)], axis=1)
@@ -123,8 +124,23 @@ def _unit_outline(shape: str) -> np.ndarray:
         return np.stack([outer, inner], axis=1).reshape(-1, 2)
     if shape == "cross":
         a = 0.34  # half arm width
-        return np.array([(-a, -1), (a, -1), (a, -a), (1, -a), (1, a), (a, a), (a, 1), (-a, 1),
-                         (-a, a), (-1, a), (-1, -a), (-a, -a)], dtype=float)
+        return np.array(
+            [
+                (-a, -1),
+                (a, -1),
+                (a, -a),
+                (1, -a),
+                (1, a),
+                (a, a),
+                (a, 1),
+                (-a, 1),
+                (-a, a),
+                (-1, a),
+                (-1, -a),
+                (-a, -a),
+            ],
+            dtype=float,
+        )
     if shape == "heart":
         t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
         x = 16 * np.sin(t) ** 3
@@ -163,10 +179,14 @@ def render_background(bg: Background, size: int) -> np.ndarray:
         field_ += rng.normal(0, 4, (size, size)).astype(np.float32)
     elif bg.kind == "stripes":
         theta, period = rng.uniform(0, np.pi), rng.uniform(0.06, 0.15)
-        field_ = 12 * np.sign(np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period))
+        field_ = 12 * np.sign(
+            np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period)
+        )
     elif bg.kind == "checker":
         cells = int(rng.integers(4, 10))
-        field_ = 12 * (((xx * cells).astype(int) + (yy * cells).astype(int)) % 2 * 2 - 1).astype(np.float32)
+        field_ = 12 * (((xx * cells).astype(int) + (yy * cells).astype(int)) % 2 * 2 - 1).astype(
+            np.float32
+        )
     elif bg.kind == "gradient":
         theta = rng.uniform(0, 2 * np.pi)
         field_ = 40 * ((xx - 0.5) * np.cos(theta) + (yy - 0.5) * np.sin(theta))
@@ -200,9 +220,7 @@ def visible_masks(full: np.ndarray) -> np.ndarray:
     return owner[None, :, :] == np.arange(full.shape[0], dtype=np.int16)[:, None, None]
 
 
-def render(
-    objects: list[ShapeObject], background: Background, size: int, seed: int = 0
-) -> Scene:
+def render(objects: list[ShapeObject], background: Background, size: int, seed: int = 0) -> Scene:
     """Draw ``objects`` bottom to top over ``background`` and compute visible masks."""
     image = render_background(background, size)
     full = np.zeros((len(objects), size, size), dtype=bool)
@@ -211,8 +229,15 @@ def render(
         fill, (sy, sx) = _object_fill(obj, size)
         local = full[i][sy, sx]
         image[sy, sx][local] = fill[local]
-    return Scene(seed=seed, size=size, background=background, objects=list(objects),
-                 image=image, full_masks=full, masks=visible_masks(full))
+    return Scene(
+        seed=seed,
+        size=size,
+        background=background,
+        objects=list(objects),
+        image=image,
+        full_masks=full,
+        masks=visible_masks(full),
+    )
 
 
 def sample_background(rng: np.random.Generator) -> Background:
@@ -224,8 +249,14 @@ def sample_background(rng: np.random.Generator) -> Background:
 
 
 def sample_object(
-    rng: np.random.Generator, object_id: int, size: int, *, shape: str | None = None,
-    color: str | None = None, size_name: str | None = None, margin: float = 1.0,
+    rng: np.random.Generator,
+    object_id: int,
+    size: int,
+    *,
+    shape: str | None = None,
+    color: str | None = None,
+    size_name: str | None = None,
+    margin: float = 1.0,
 ) -> ShapeObject:
     """A random object fully inside the frame (``margin`` ≥ 1 keeps it off the border)."""
     shape = shape or SHAPES[int(rng.integers(len(SHAPES)))]
@@ -241,8 +272,8 @@ def sample_object(
 
 def masks_valid(full: np.ndarray, visible: np.ndarray) -> bool:
     """Every object keeps enough of itself visible to be referred to."""
-    vis = visible.reshape(len(visible), -1).sum(axis=1)
-    whole = np.maximum(full.reshape(len(full), -1).sum(axis=1), 1)
+    vis = visible.sum(axis=(1, 2))
+    whole = np.maximum(full.sum(axis=(1, 2)), 1)
     return bool(((vis >= MIN_VISIBLE_PIXELS) & (vis / whole >= MIN_VISIBLE_FRACTION)).all())
 
 

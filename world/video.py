@@ -43,8 +43,9 @@ class VideoClip:
         return int(self.frames.shape[0])
 
 
-def _trajectory(obj: ShapeObject, motion: str, velocity: np.ndarray, size: int,
-                num_frames: int) -> list[ShapeObject]:
+def _trajectory(
+    obj: ShapeObject, motion: str, velocity: np.ndarray, size: int, num_frames: int
+) -> list[ShapeObject]:
     """Positions frame by frame; "bounce" reflects at the walls, "leave" flies out."""
     pos, vel = np.array([obj.x, obj.y]), velocity.copy()
     out = []
@@ -64,8 +65,13 @@ def _trajectory(obj: ShapeObject, motion: str, velocity: np.ndarray, size: int,
     return out
 
 
-def generate_video(seed: int, size: int = 128, num_frames: int = 16, fps: float = 8.0,
-                   num_objects: int | None = None) -> VideoClip:
+def generate_video(
+    seed: int,
+    size: int = 128,
+    num_frames: int = 16,
+    fps: float = 8.0,
+    num_objects: int | None = None,
+) -> VideoClip:
     """A clip of 1–4 moving shapes, deterministic by ``seed``."""
     rng = np.random.default_rng(seed)
     background = sample_background(rng)

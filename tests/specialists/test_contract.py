@@ -1,0 +1,157 @@
+"""The contract every registered specialist keeps: built-ins and the example plugin alike.
+
+The example plugin (``docs/examples/switchboard-blur``) is pip-installed for real and found
+through its entry point, so this also proves the plugin path end to end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import BaseModel
+from switchboard.core import (
+    Image,
+    InvalidInputError,
+    Registry,
+    Specialist,
+    SpecialistFailedError,
+    ToolSpec,
+    Video,
+)
+from switchboard.core.registry import PluginLoadError
+from switchboard.specialists import BUILTINS
+from switchboard.world.language import best_name
+
+EXAMPLE_PLUGINS = ["blur"]
+NAMES = sorted(BUILTINS) + EXAMPLE_PLUGINS
+
+
+@pytest.fixture(scope="module")
+def registry(installed_plugin) -> Registry:
+    reg = Registry(BUILTINS)
+    added = reg.load_entry_points()
+    assert set(EXAMPLE_PLUGINS) <= set(added)
+    return reg
+
+
+def _values(scene) -> dict:
+    obj = next(o for o in scene.objects if best_name(scene, o.id))
+    i = scene.index(obj.id)
+    box = [int(v) for v in scene.boxes[i]]
+    return {
+        "ref": best_name(scene, obj.id),
+        "box": box,
+        "color": obj.color,
+        "shape": obj.shape,
+        "place": "center",
+    }
+
+
+def _media(cls: type[Specialist], scene):
+    if "image" in cls.media:
+        return Image(pixels=scene.image)
+    if "video" in cls.media:
+        return Video(frames=np.stack([scene.image] * 3), fps=5)
+    return None
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_spec_is_complete_and_examples_validate(registry, scene, name):
+    cls = registry.cls(name)
+    spec = cls.spec()
+    assert isinstance(spec, ToolSpec) and spec.name == name
+    assert spec.description and spec.tasks
+    assert spec.args_schema.get("type") == "object"
+    assert cls.examples, "a tool needs example requests so the router can learn it"
+    for ex in cls.examples:
+        _, args = ex.fill(_values(scene))
+        assert isinstance(cls.parse_args(args), BaseModel)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_on_shapeworld_and_result_serializes(registry, scene, name):
+    from pydantic import TypeAdapter
+    from switchboard.core import Result
+
+    tool = registry.get(name)
+    cls = registry.cls(name)
+    _, args = cls.examples[0].fill(_values(scene))
+    result = tool(_media(cls, scene), args)
+    assert tool.loaded
+    back = TypeAdapter(Result).validate_json(result.model_dump_json())
+    assert back.kind == result.kind
+    assert isinstance(result.observation(), str) and result.observation()
+    tool.unload()
+    assert not tool.loaded
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_inputs_raise_typed_errors(registry, scene, name):
+    tool = registry.get(name)
+    cls = registry.cls(name)
+    with pytest.raises(InvalidInputError):
+        tool(
+            _media(cls, scene),
+            {"no_such_argument_type": object()} | {k: object() for k in cls.Args.model_fields},
+        )
+    wrong = None if cls.media != ("none",) else Image(pixels=scene.image)
+    if "none" not in cls.media and wrong is None:
+        with pytest.raises(InvalidInputError):
+            tool(None, cls.examples[0].fill(_values(scene))[1])
+    if cls.signal is None:
+        with pytest.raises(InvalidInputError, match="no signal"):
+            tool(
+                _media(cls, scene), cls.examples[0].fill(_values(scene))[1], signal=np.zeros((1, 4))
+            )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_crash_inside_becomes_specialist_failed(registry, scene, name, monkeypatch):
+    tool = registry.get(name)
+    cls = registry.cls(name)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(tool, "run", boom)
+    with pytest.raises(SpecialistFailedError, match="kaboom"):
+        tool(_media(cls, scene), cls.examples[0].fill(_values(scene))[1])
+
+
+def test_registry_refuses_unknown_and_duplicates(registry):
+    from switchboard.core import UnknownToolError
+
+    with pytest.raises(UnknownToolError, match="registered"):
+        registry.cls("no_such_tool")
+    cls = registry.cls("blur")
+    with pytest.raises(PluginLoadError, match="already registered"):
+        registry.register(type("Other", (cls,), {}))
+    with pytest.raises(PluginLoadError):
+        registry.register(int)  # type: ignore[arg-type]
+
+
+def test_runtime_register_and_default_registry_sees_plugin(installed_plugin):
+    import switchboard.specialists as sp
+    from switchboard.core import Text
+
+    class EchoArgs(BaseModel):
+        text: str
+
+    class Echo(Specialist):
+        name = "echo"
+        description = "Repeat the text."
+        tasks = ("echo",)
+        Args = EchoArgs
+        media = ("none",)
+
+        def run(self, media, args, signal=None):
+            return Text(text=args.text)
+
+    sp._registry = None  # a fresh process-wide registry, as on start-up
+    try:
+        sp.register(Echo)
+        reg = sp.default_registry()
+        assert "blur" in reg and "echo" in reg
+        assert reg.get("echo")(None, {"text": "hi"}).text == "hi"
+    finally:
+        sp._registry = None

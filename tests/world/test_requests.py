@@ -1,0 +1,54 @@
+from collections import Counter
+
+from switchboard.world import TEMPLATES, generate_scene, make_request, make_requests
+from switchboard.world.requests import IMAGE_TASKS, templates_for
+
+
+def test_templates_are_split_without_overlap():
+    for task in TEMPLATES:
+        parts = [{t for _, t in templates_for(task, s)} for s in ("train", "val", "test")]
+        assert all(parts), task
+        assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+
+
+def test_test_split_uses_only_unseen_phrasing():
+    for r in make_requests("test", 200):
+        if r.task == "ask_media":
+            continue
+        assert r.template % 5 == 4, r
+    train = {r.template % 5 for r in make_requests("train", 200) if r.task != "ask_media"}
+    assert train <= {0, 1, 2}
+
+
+def test_requests_are_deterministic_and_cover_every_task():
+    assert make_request(7, "test") == make_request(7, "test")
+    tasks = Counter(r.task for r in make_requests("train", 600))
+    assert set(tasks) == {*TEMPLATES, "ask_media"}
+
+
+def test_intents_refer_to_real_objects_and_no_tool_requests_carry_answers():
+    for r in make_requests("val", 300):
+        assert r.text and r.intents
+        if r.task in ("chat", "caption", "question", "ask_media"):
+            assert r.answer
+        if r.media == "image":
+            ids = {o.id for o in generate_scene(r.seed).objects}
+            for intent in r.intents:
+                assert set(intent.targets) <= ids
+        if r.task == "ask_media":
+            assert r.media == "none" and r.intents[0].params["for"] in IMAGE_TASKS
+
+
+def test_multi_step_requests():
+    seen_all = seen_two = False
+    for r in make_requests("train", 800):
+        if r.task == "remove_all":
+            sc = generate_scene(r.seed)
+            group = r.intents[0].params["group"]
+            want = [o.id for o in sc.objects if all(getattr(o, k) == v for k, v in group.items())]
+            assert [i.targets[0] for i in r.intents] == want
+            seen_all |= len(r.intents) > 1
+        if r.task == "segment_recolor":
+            assert [i.task for i in r.intents] == ["segment", "recolor"]
+            seen_two = True
+    assert seen_all and seen_two
