@@ -27,6 +27,7 @@ run: $(STAMP)
 	@echo "ShapeWorld preview written to sheet.png"
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
