@@ -19,6 +19,10 @@ world_app = typer.Typer(
     help="ShapeWorld: the synthetic data every model here learns from.", no_args_is_help=True
 )
 app.add_typer(world_app, name="world")
+train_app = typer.Typer(help="Train a model on ShapeWorld.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+eval_app = typer.Typer(help="Evaluate on held-out ShapeWorld data.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 
 
 class ExportKind(StrEnum):
@@ -74,6 +78,92 @@ def world_export(
     else:
         path = export.export_edits(out, split, n, size=size)
     typer.echo(f"wrote {path}")
+
+
+@train_app.command("segment")
+def train_segment(
+    preset: str = typer.Option("tiny", help="tiny (~35 min on 2 cores) | smoke (seconds)"),
+    out: Path | None = typer.Option(
+        None, help="Output folder (default trained_models/segment-tiny)."
+    ),
+) -> None:
+    """Train the tiny SAM of the segment specialist (resumes from runs/segment/<preset>)."""
+    from switchboard.specialists.train_segment import train
+
+    typer.echo(f"wrote {train(preset, out)}")
+
+
+@train_app.command("detect")
+def train_detect(
+    preset: str = typer.Option("tiny", help="tiny (~50 min on 2 cores) | smoke (seconds)"),
+    out: Path | None = typer.Option(
+        None, help="Output folder (default trained_models/detect-tiny)."
+    ),
+) -> None:
+    """Train the detect specialist's YOLOv8n from scratch on the ShapeWorld YOLO export."""
+    from switchboard.specialists.train_detect import train
+
+    typer.echo(f"wrote {train(preset, out)}")
+
+
+def _report(name: str, metrics: dict, out: Path | None) -> None:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{name} ({metrics.get('split', '')})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    out = out or Path("runs/eval") / f"{name}-{metrics.get('split', 'test')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(metrics, indent=2))
+    typer.echo(f"wrote {out}")
+
+
+@eval_app.command("segment")
+def eval_segment(
+    split: str = typer.Option("test"),
+    n: int = typer.Option(200, min=1),
+    out: Path | None = typer.Option(None, help="JSON file to write."),
+) -> None:
+    """Box-prompt and one-point mIoU of the segment specialist."""
+    from switchboard.specialists import default_registry
+    from switchboard.specialists.evaluate import evaluate_segment
+
+    _report("segment", evaluate_segment(default_registry().get("segment"), split, n), out)
+
+
+@eval_app.command("detect")
+def eval_detect(
+    split: str = typer.Option("test"),
+    n: int = typer.Option(200, min=1),
+    out: Path | None = typer.Option(None, help="JSON file to write."),
+) -> None:
+    """mAP50 and mAP50-95 of the detect specialist (pycocotools)."""
+    from switchboard.specialists import default_registry
+    from switchboard.specialists.evaluate import evaluate_detect
+
+    det = default_registry().get("detect")
+    det.load()
+    _report("detect", evaluate_detect(det, split, n), out)
+
+
+@eval_app.command("track")
+def eval_track(
+    split: str = typer.Option("test"),
+    n: int = typer.Option(30, min=1),
+    masks: bool = typer.Option(False, help="Also segment every frame (slower)."),
+    out: Path | None = typer.Option(None, help="JSON file to write."),
+) -> None:
+    """MOTA and IDF1 of the track specialist on ShapeWorld videos."""
+    from switchboard.specialists import default_registry
+    from switchboard.specialists.evaluate import evaluate_track
+
+    _report("track", evaluate_track(default_registry().get("track"), split, n, masks), out)
 
 
 def main() -> None:

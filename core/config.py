@@ -26,9 +26,22 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=lambda: Path.home() / ".switchboard")
     models_dir: Path | None = None
     device: str = "cpu"
+    # Full-profile weights (user-provided paths; the tiny profile uses trained_models/).
+    detect_weights: Path | None = None
+    sam_checkpoint: Path | None = None
+    sam_model_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_h"
+    tracker: Literal["bytetrack", "botsort"] = "bytetrack"
+
+
+REPO_MODELS_DIR = Path(__file__).resolve().parents[1] / "trained_models"
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings (read once; tests construct :class:`Settings` directly)."""
     return Settings()
+
+
+def models_dir() -> Path:
+    """Where trained checkpoints live: ``SWITCHBOARD_MODELS_DIR``, else ``trained_models/``."""
+    return get_settings().models_dir or REPO_MODELS_DIR

@@ -2,15 +2,22 @@
 
 ``BUILTINS`` is the one dict of built-in specialists. Plugins installed with an entry point in
 the group ``switchboard.specialists`` are added by :func:`default_registry`; ``register()`` adds
-one at run time.
+one at run time. Importing this package loads no model: specialists load on first use.
 """
 
 from __future__ import annotations
 
 from switchboard.core import Registry, Specialist
 
-# Filled as the built-in specialists land (segment, detect, track: issue 3; edit: issue 4).
-BUILTINS: dict[str, type[Specialist]] = {}
+from .detect import DetectSpecialist
+from .segment import SegmentSpecialist
+from .track import TrackSpecialist
+
+BUILTINS: dict[str, type[Specialist]] = {
+    "segment": SegmentSpecialist,
+    "detect": DetectSpecialist,
+    "track": TrackSpecialist,
+}
 
 _registry: Registry | None = None
 

@@ -131,7 +131,7 @@ def export_yolo(
     return path
 
 
-def export_mot(out: Path, split: str, n: int, size: int = 128, num_frames: int = 16) -> list[Path]:
+def export_mot(out: Path, split: str, n: int, size: int = 256, num_frames: int = 16) -> list[Path]:
     """One MOTChallenge-style sequence per clip: ``img1/*.png``, ``gt/gt.txt``, ``seqinfo.ini``.
 
     ``gt.txt`` rows: ``frame, id, left, top, width, height, 1, class, visibility`` (frames and

@@ -67,7 +67,7 @@ def _trajectory(
 
 def generate_video(
     seed: int,
-    size: int = 128,
+    size: int = 256,
     num_frames: int = 16,
     fps: float = 8.0,
     num_objects: int | None = None,

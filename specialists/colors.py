@@ -1,0 +1,47 @@
+"""Naming the colour of an object from its pixels (used by detect and track queries).
+
+Detection models know shapes (or any class names); colour words are read off the pixels, so
+colour queries also work with full-size detectors on real photographs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from switchboard.world.scene import COLORS
+
+_NAMES = list(COLORS)
+_PALETTE = np.array([COLORS[n] for n in _NAMES], dtype=np.float32)
+# Below this saturation a pixel is background-like (ShapeWorld backgrounds are greys).
+MIN_SATURATION = 0.35
+
+
+def _saturation(rgb: np.ndarray) -> np.ndarray:
+    mx, mn = rgb.max(axis=-1), rgb.min(axis=-1)
+    return np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
+
+
+def color_of_pixels(pixels: np.ndarray) -> str | None:
+    """The palette name nearest to the median of the saturated pixels ``[N, 3]``; None if
+    too few pixels are saturated to tell."""
+    px = pixels.reshape(-1, 3).astype(np.float32)
+    px = px[_saturation(px / 255.0) >= MIN_SATURATION]
+    if len(px) < 4:
+        return None
+    median = np.median(px, axis=0)
+    return _NAMES[int(np.argmin(((_PALETTE - median) ** 2).sum(axis=1)))]
+
+
+def color_in_box(
+    image: np.ndarray, xyxy: tuple[float, float, float, float], mask: np.ndarray | None = None
+) -> str | None:
+    """Colour of the object in a box: inside ``mask`` when given, else the box's central half
+    (where the object, not the background, dominates)."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = (int(round(v)) for v in xyxy)
+    x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    if mask is not None:
+        return color_of_pixels(image[mask])
+    cw, ch = (x2 - x1) // 4, (y2 - y1) // 4
+    return color_of_pixels(image[y1 + ch : y2 - ch or y2, x1 + cw : x2 - cw or x2])

@@ -1,0 +1,157 @@
+"""detect: find objects by shape, colour or both ("all red objects", "circles", "the blue star").
+
+Built on Ultralytics YOLO. The tiny profile loads a YOLOv8n trained from scratch on ShapeWorld
+(``trained_models/detect-tiny``: fp16 safetensors + config.json, rebuilt from the architecture
+YAML, so nothing is downloaded); the full profile loads any Ultralytics detection weights by path
+(``SWITCHBOARD_DETECT_WEIGHTS``). Class names come from the model; colour words are read off the
+pixels (:mod:`.colors`), so colour queries work with any detector.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+from switchboard.core import (
+    Boxes,
+    ExampleRequest,
+    Image,
+    InvalidInputError,
+    Specialist,
+)
+from switchboard.core.config import get_settings, models_dir
+
+from .colors import color_in_box
+from .queries import Query, parse_query
+
+
+class DetectArgs(BaseModel):
+    """What to find. ``query`` is free text ("red objects", "circles", "the blue star");
+    ``shape``/``color`` filter explicitly. With neither, every object is returned."""
+
+    query: str | None = Field(None, description="free-text description of what to find")
+    shape: str | None = Field(None, description="class name to keep, e.g. 'circle'")
+    color: str | None = Field(None, description="colour word to keep, e.g. 'red'")
+    score_threshold: float = Field(0.35, ge=0.0, le=1.0)
+    max_results: int = Field(100, ge=1, le=1000)
+
+
+def load_yolo(weights: str | Path) -> Any:
+    """A YOLO model from a safetensors folder of ours or any Ultralytics ``.pt`` file."""
+    from ultralytics import YOLO
+
+    path = Path(weights)
+    if path.is_dir():
+        from safetensors.torch import load_file
+        from ultralytics.nn.tasks import DetectionModel
+
+        cfg = json.loads((path / "config.json").read_text())
+        yolo = YOLO(cfg["arch"], task="detect")
+        net = DetectionModel(cfg["arch"], nc=len(cfg["names"]), verbose=False)
+        state = {
+            k: v.float() if v.is_floating_point() else v
+            for k, v in load_file(path / "model.safetensors").items()
+        }
+        net.load_state_dict(state)
+        net.names = dict(enumerate(cfg["names"]))
+        net.args = yolo.model.args
+        yolo.model = net.fuse(verbose=False).eval()
+        yolo.overrides["imgsz"] = cfg.get("imgsz", 640)
+        return yolo
+    if not path.is_file():
+        raise FileNotFoundError(f"detector weights not found: {path}")
+    return YOLO(str(path), task="detect")
+
+
+class DetectSpecialist(Specialist):
+    name = "detect"
+    description = (
+        "Find objects and return labelled boxes; filter by shape/class and colour "
+        "('all red objects', 'circles', 'the blue star')."
+    )
+    tasks = ("detect", "count", "locate")
+    Args = DetectArgs
+    examples = (
+        ExampleRequest(request="find all the {shape}s", args={"query": "{shape}s"}),
+        ExampleRequest(request="where are the {color} shapes?", args={"query": "{color} shapes"}),
+        ExampleRequest(request="detect the {color} {shape}", args={"query": "the {color} {shape}"}),
+        ExampleRequest(request="detect every object", args={}),
+    )
+
+    def __init__(self, weights: str | Path | None = None) -> None:
+        super().__init__()
+        self.weights = weights
+        self.model: Any = None
+
+    def load(self, device: str = "cpu", dtype: Any = None) -> DetectSpecialist:
+        settings = get_settings()
+        weights = self.weights
+        if weights is None:
+            weights = settings.detect_weights if settings.profile == "full" else None
+            weights = weights or models_dir() / "detect-tiny"
+        self.model = load_yolo(weights)
+        self.imgsz = int(self.model.overrides.get("imgsz", 640))
+        return super().load(device, dtype)
+
+    def unload(self) -> None:
+        self.model = None
+        super().unload()
+
+    @property
+    def class_names(self) -> list[str]:
+        names = self.model.model.names
+        return [names[i] for i in range(len(names))]
+
+    def detect_all(
+        self, image: np.ndarray, conf: float = 0.001, max_det: int = 300
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw detections of one HWC uint8 RGB image: boxes ``[N, 4]`` XYXY, scores ``[N]``,
+        class ids ``[N]``."""
+        res = self.model.predict(
+            np.ascontiguousarray(image[..., ::-1]),
+            imgsz=self.imgsz,
+            conf=conf,
+            iou=0.6,
+            max_det=max_det,
+            device=self.device or "cpu",
+            verbose=False,
+        )[0].boxes
+        return (res.xyxy.cpu().numpy(), res.conf.cpu().numpy(), res.cls.cpu().numpy().astype(int))
+
+    def query(self, args: DetectArgs) -> Query:
+        q = parse_query(args.query or "", self.class_names)
+        if args.shape is not None:
+            shape = args.shape.lower().strip()
+            if shape not in self.class_names:
+                raise InvalidInputError(
+                    f"unknown shape/class {args.shape!r}; this detector knows {self.class_names}"
+                )
+            q.shape = shape
+        if args.color is not None:
+            q.color = args.color.lower().strip()
+        return q
+
+    def run(self, media: Image, args: DetectArgs, signal: Any = None) -> Boxes:
+        q = self.query(args)
+        image = media.pixels
+        boxes, scores, cls = self.detect_all(
+            image, conf=args.score_threshold, max_det=args.max_results
+        )
+        names = self.class_names
+        out_boxes, labels, out_scores = [], [], []
+        for box, score, c in zip(boxes, scores, cls, strict=True):
+            color = color_in_box(image, tuple(box))
+            if q.shape and names[c] != q.shape:
+                continue
+            if q.color and color != q.color:
+                continue
+            labels.append(f"{color} {names[c]}" if color else names[c])
+            out_boxes.append(tuple(float(v) for v in box))
+            out_scores.append(float(score))
+        if q.single and out_boxes:
+            best = int(np.argmax(out_scores))
+            out_boxes, labels, out_scores = [out_boxes[best]], [labels[best]], [out_scores[best]]
+        return Boxes(xyxy=out_boxes, labels=labels, scores=out_scores)

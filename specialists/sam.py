@@ -1,0 +1,218 @@
+"""Segment Anything builders and a predictor that also takes signal tokens.
+
+``build_sam_tiny`` sits beside the library's ``sam_model_registry`` (ViT-B/L/H) in
+``SAM_BUILDERS``, following the library's pattern: thin public builders over one private
+``_build``. The tiny model is trained on ShapeWorld; the others load official checkpoints.
+
+Signal tokens (``[K, 256]``, the router's hidden states projected by its signal head) are
+appended to SAM's sparse prompt embeddings (the LISA pattern). Official SAM's prompt space is
+256-d; a smaller model adds a linear ``signal_in`` projection into its own prompt width.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from segment_anything import SamPredictor, sam_model_registry
+from segment_anything.modeling import (
+    ImageEncoderViT,
+    MaskDecoder,
+    PromptEncoder,
+    Sam,
+    TwoWayTransformer,
+)
+from torch import nn
+
+SIGNAL_DIM = 256  # official SAM's prompt embedding width: the space signals are declared in
+
+
+class SignalSam(Sam):
+    """SAM plus ``signal_in``: signal tokens ``[B, K, 256]`` → the prompt width."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        width = self.prompt_encoder.embed_dim
+        self.signal_in: nn.Module = (
+            nn.Identity() if width == SIGNAL_DIM else nn.Linear(SIGNAL_DIM, width)
+        )
+
+    def sparse_with_signal(self, sparse: torch.Tensor, signal: torch.Tensor | None) -> torch.Tensor:
+        """Append projected signal tokens to sparse prompt embeddings ``[B, N, C]``."""
+        if signal is None:
+            return sparse
+        sig = self.signal_in(signal.to(sparse.dtype))  # [B or 1, K, C]
+        sig = sig.expand(sparse.shape[0], -1, -1)
+        return torch.cat([sparse, sig], dim=1)
+
+
+def _build(
+    *,
+    encoder_depth: int,
+    encoder_embed_dim: int,
+    encoder_num_heads: int,
+    encoder_global_attn_indexes: tuple[int, ...],
+    img_size: int,
+    patch_size: int,
+    prompt_embed_dim: int,
+    decoder_mlp_dim: int,
+    decoder_heads: int,
+    window_size: int,
+    checkpoint: str | Path | None = None,
+) -> SignalSam:
+    embed_size = img_size // patch_size
+    sam = SignalSam(
+        image_encoder=ImageEncoderViT(
+            depth=encoder_depth,
+            embed_dim=encoder_embed_dim,
+            img_size=img_size,
+            mlp_ratio=4,
+            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            num_heads=encoder_num_heads,
+            patch_size=patch_size,
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=encoder_global_attn_indexes,
+            window_size=window_size,
+            out_chans=prompt_embed_dim,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=prompt_embed_dim,
+            image_embedding_size=(embed_size, embed_size),
+            input_image_size=(img_size, img_size),
+            mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(
+                depth=2,
+                embedding_dim=prompt_embed_dim,
+                mlp_dim=decoder_mlp_dim,
+                num_heads=decoder_heads,
+            ),
+            transformer_dim=prompt_embed_dim,
+            iou_head_depth=3,
+            iou_head_hidden_dim=prompt_embed_dim,
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+    if checkpoint is not None:
+        load_sam_weights(sam, checkpoint)
+    return sam.eval()
+
+
+TINY_CONFIG: dict[str, Any] = {
+    # 3 M parameters: 4 ViT blocks of width 192 over 32x32 patches of 8 px (256 px input).
+    "encoder_depth": 4,
+    "encoder_embed_dim": 192,
+    "encoder_num_heads": 6,
+    "encoder_global_attn_indexes": (1, 3),
+    "img_size": 256,
+    "patch_size": 8,
+    "prompt_embed_dim": 128,
+    "decoder_mlp_dim": 512,
+    "decoder_heads": 4,
+    "window_size": 8,
+}
+
+
+def build_sam_tiny(checkpoint: str | Path | None = None, **overrides: Any) -> SignalSam:
+    """The ShapeWorld-sized SAM (``TINY_CONFIG``), optionally loading weights."""
+    return _build(**(TINY_CONFIG | overrides), checkpoint=checkpoint)
+
+
+def _official(model_type: str, checkpoint: str | Path | None = None) -> SignalSam:
+    """An official ViT-B/L/H SAM as a :class:`SignalSam` (signal_in is the identity)."""
+    ref = sam_model_registry[model_type](checkpoint=None)
+    sam = SignalSam(
+        ref.image_encoder,
+        ref.prompt_encoder,
+        ref.mask_decoder,
+        pixel_mean=ref.pixel_mean.flatten().tolist(),
+        pixel_std=ref.pixel_std.flatten().tolist(),
+    )
+    if checkpoint is not None:
+        load_sam_weights(sam, checkpoint)
+    return sam.eval()
+
+
+SAM_BUILDERS = {
+    "tiny": build_sam_tiny,
+    "vit_b": partial(_official, "vit_b"),
+    "vit_l": partial(_official, "vit_l"),
+    "vit_h": partial(_official, "vit_h"),
+}
+
+
+def load_sam_weights(sam: SignalSam, checkpoint: str | Path) -> None:
+    """Load an official ``.pth`` state dict or our ``.safetensors`` into ``sam``.
+
+    Official checkpoints lack ``signal_in`` (the identity there); anything else missing or
+    unexpected is an error, not a silent partial load.
+    """
+    path = Path(checkpoint)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    missing, unexpected = sam.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("signal_in.")]
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {path.name} does not fit: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+
+
+class SignalSamPredictor(SamPredictor):
+    """``SamPredictor`` whose ``predict`` also takes signal tokens ``[K, 256]``."""
+
+    model: SignalSam
+
+    @torch.no_grad()
+    def predict_with_signal(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        signal: torch.Tensor | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Like ``SamPredictor.predict`` (coordinates in original-image pixels, XY / XYXY);
+        returns masks ``[C, H, W]`` bool, scores ``[C]``, low-res logits ``[C, h, w]``."""
+        if not self.is_image_set:
+            raise RuntimeError("call set_image before predicting")
+        dev = self.device
+        coords = labels = boxes = masks = None
+        if point_coords is not None:
+            c = self.transform.apply_coords(np.asarray(point_coords, float), self.original_size)
+            coords = torch.as_tensor(c, dtype=torch.float, device=dev)[None]
+            labels = torch.as_tensor(point_labels, dtype=torch.int, device=dev)[None]
+        if box is not None:
+            b = self.transform.apply_boxes(np.asarray(box, float)[None], self.original_size)
+            boxes = torch.as_tensor(b, dtype=torch.float, device=dev)
+        if mask_input is not None:
+            masks = torch.as_tensor(mask_input, dtype=torch.float, device=dev)[None]
+        sparse, dense = self.model.prompt_encoder(
+            points=(coords, labels) if coords is not None else None, boxes=boxes, masks=masks
+        )
+        sig = None if signal is None else signal.to(dev).float().reshape(1, -1, SIGNAL_DIM)
+        sparse = self.model.sparse_with_signal(sparse, sig)
+        low_res, iou = self.model.mask_decoder(
+            image_embeddings=self.features,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+        logits = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
+        masks_out = (logits > self.model.mask_threshold)[0].cpu().numpy()
+        return masks_out, iou[0].cpu().numpy(), low_res[0].cpu().numpy()

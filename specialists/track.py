@@ -1,0 +1,225 @@
+"""track: follow objects through a video with Ultralytics' trackers over detect, with a mask per
+frame from segment (box prompts).
+
+The referent is chosen by arguments (a referring expression or a box on a given frame), by the
+router's signal on that frame (segment's signal space), or, with neither, every detected object
+matching ``query`` is tracked. Detect and segment are the registry's instances unless given, so
+tracking loads no second copy of either model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+from switchboard.core import (
+    ExampleRequest,
+    Image,
+    InvalidInputError,
+    SignalSpec,
+    Specialist,
+    Track,
+    Tracks,
+    Video,
+)
+from switchboard.core.config import get_settings
+
+from .colors import color_in_box
+from .queries import Detection, parse_query, resolve_referent
+from .segment import NUM_SIGNAL_TOKENS
+
+
+class TrackArgs(BaseModel):
+    """``target`` (text) or ``box`` (XYXY on frame ``frame``) picks one object; otherwise every
+    object matching ``query`` ("circles", "red shapes", or nothing for all) is tracked."""
+
+    target: str | None = Field(None, description="referring expression, read on `frame`")
+    box: tuple[float, float, float, float] | None = None
+    frame: int = Field(0, ge=0)
+    query: str | None = None
+    masks: bool = Field(True, description="also return a mask per frame (slower)")
+    tracker: Literal["bytetrack", "botsort"] | None = None
+    score_threshold: float = Field(0.1, ge=0.0, le=1.0)
+
+
+@dataclass
+class _Dets:
+    """The detection view Ultralytics' trackers read: ``conf``, ``cls``, ``xywh``, indexing."""
+
+    xyxy: np.ndarray
+    conf: np.ndarray
+    cls: np.ndarray
+
+    @property
+    def xywh(self) -> np.ndarray:
+        x1, y1, x2, y2 = self.xyxy.T
+        return np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=1)
+
+    def __len__(self) -> int:
+        return len(self.conf)
+
+    def __getitem__(self, idx: Any) -> _Dets:
+        return _Dets(self.xyxy[idx], self.conf[idx], self.cls[idx])
+
+
+def make_tracker(kind: str) -> Any:
+    from ultralytics.trackers.bot_sort import BOTSORT
+    from ultralytics.trackers.byte_tracker import BYTETracker
+    from ultralytics.utils import YAML, IterableSimpleNamespace
+    from ultralytics.utils.checks import check_yaml
+
+    cfg = IterableSimpleNamespace(**YAML.load(check_yaml(f"{kind}.yaml")))
+    if kind == "botsort":
+        cfg.with_reid = False  # appearance features need a ReID model we do not ship
+        cfg.gmc_method = "none"  # camera-motion compensation: our videos have a fixed camera
+        return BOTSORT(cfg)
+    return BYTETracker(cfg)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(x2 - x1, 0) * max(y2 - y1, 0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+class TrackSpecialist(Specialist):
+    name = "track"
+    description = (
+        "Track objects through a video: boxes and masks per frame with stable ids; "
+        "one referent (text, a box on a frame, or the router's signal) or every match."
+    )
+    tasks = ("track", "follow")
+    Args = TrackArgs
+    media = ("video",)
+    signal = SignalSpec(num_tokens=NUM_SIGNAL_TOKENS, dim=256)  # segment's, on `frame`
+    examples = (
+        ExampleRequest(request="track the {ref} through the video", args={"target": "{ref}"}),
+        ExampleRequest(request="follow the {ref}", args={"target": "{ref}"}),
+        ExampleRequest(request="track every {shape}", args={"query": "{shape}s"}),
+    )
+
+    def __init__(self, detector: Any = None, segmenter: Any = None) -> None:
+        super().__init__()
+        self._detector, self._segmenter = detector, segmenter
+
+    @property
+    def detector(self) -> Any:
+        if self._detector is None:
+            from . import default_registry
+
+            self._detector = default_registry().get("detect")
+        return self._detector
+
+    @property
+    def segmenter(self) -> Any:
+        if self._segmenter is None:
+            from . import default_registry
+
+            self._segmenter = default_registry().get("segment")
+        return self._segmenter
+
+    def load(self, device: str = "cpu", dtype: Any = None) -> TrackSpecialist:
+        for part in (self.detector, self.segmenter):
+            if not part.loaded:
+                part.load(device, dtype)
+        return super().load(device, dtype)
+
+    def track_all(self, frames: np.ndarray, kind: str, conf: float) -> dict[int, dict[str, list]]:
+        """Run detect + tracker over ``frames`` ``[T, H, W, 3]``: id → frames, boxes, classes."""
+        tracker = make_tracker(kind)
+        tracks: dict[int, dict[str, list]] = {}
+        for t, frame in enumerate(frames):
+            boxes, scores, cls = self.detector.detect_all(frame, conf=conf)
+            rows = tracker.update(_Dets(boxes, scores, cls), np.ascontiguousarray(frame[..., ::-1]))
+            for row in rows:
+                tid = int(row[4])
+                tr = tracks.setdefault(tid, {"frames": [], "xyxy": [], "cls": []})
+                # The tracker returns Kalman-smoothed boxes; clip them to the frame.
+                h, w = frame.shape[:2]
+                box = np.clip(row[:4], 0, [w, h, w, h])
+                tr["frames"].append(t)
+                tr["xyxy"].append(tuple(float(v) for v in box))
+                tr["cls"].append(int(row[6]))
+        return tracks
+
+    def _referent_box(self, frame: np.ndarray, args: TrackArgs, signal: Any) -> np.ndarray | None:
+        if args.box is not None:
+            return np.array(args.box, float)
+        if signal is not None:
+            masks = self.segmenter(Image(pixels=frame), {}, signal=signal)
+            ys, xs = np.nonzero(masks.masks[0])
+            if ys.size == 0:
+                raise InvalidInputError("the signal selects nothing on the referent frame")
+            return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], float)
+        if args.target:
+            boxes, scores, cls = self.detector.detect_all(frame, conf=0.25)
+            names = self.detector.class_names
+            dets = [
+                Detection(tuple(map(float, b)), names[c], color_in_box(frame, tuple(b)), float(s))
+                for b, s, c in zip(boxes, scores, cls, strict=True)
+            ]
+            hit = resolve_referent(args.target, dets, names, float(max(frame.shape[:2])))
+            if hit is None:
+                raise InvalidInputError(f"no object matches {args.target!r} on frame {args.frame}")
+            return np.array(hit.xyxy, float)
+        return None
+
+    def run(self, media: Video, args: TrackArgs, signal: Any = None) -> Tracks:
+        frames = media.frames
+        if media.num_frames < 2:
+            raise InvalidInputError("tracking needs a video of at least 2 frames")
+        if args.frame >= media.num_frames:
+            raise InvalidInputError(
+                f"frame {args.frame} is past the last frame ({media.num_frames - 1})"
+            )
+        if args.box is not None:
+            x1, y1, x2, y2 = args.box
+            if not (0 <= x1 < x2 <= media.width and 0 <= y1 < y2 <= media.height):
+                raise InvalidInputError(
+                    f"box {args.box} is not XYXY inside the {media.width}x{media.height} frame"
+                )
+        kind = args.tracker or get_settings().tracker
+        raw = self.track_all(frames, kind, args.score_threshold)
+        names = self.detector.class_names
+        referent = self._referent_box(frames[args.frame], args, signal)
+        if referent is not None:
+            best, best_iou = None, 0.0
+            for tid, tr in raw.items():
+                if args.frame in tr["frames"]:
+                    iou = _iou(np.array(tr["xyxy"][tr["frames"].index(args.frame)]), referent)
+                    if iou > best_iou:
+                        best, best_iou = tid, iou
+            raw = {best: raw[best]} if best is not None and best_iou >= 0.3 else {}
+        elif args.query:
+            q = parse_query(args.query, names)
+            raw = {tid: tr for tid, tr in raw.items() if self._matches(frames, tr, q, names)}
+        out = []
+        for tid, tr in sorted(raw.items()):
+            label = names[max(set(tr["cls"]), key=tr["cls"].count)]
+            masks = None
+            if args.masks:
+                masks = []
+                for t, box in zip(tr["frames"], tr["xyxy"], strict=True):
+                    self.segmenter.set_image(frames[t])
+                    m, _, _ = self.segmenter.predictor.predict_with_signal(
+                        box=np.array(box), multimask_output=False
+                    )
+                    masks.append(m[0])
+            out.append(
+                Track(track_id=tid, label=label, frames=tr["frames"], xyxy=tr["xyxy"], masks=masks)
+            )
+        return Tracks(tracks=out, num_frames=media.num_frames)
+
+    @staticmethod
+    def _matches(frames: np.ndarray, tr: dict[str, list], q: Any, names: list[str]) -> bool:
+        label = names[max(set(tr["cls"]), key=tr["cls"].count)]
+        if q.shape and label != q.shape:
+            return False
+        if q.color:
+            t = tr["frames"][len(tr["frames"]) // 2]
+            return color_in_box(frames[t], tr["xyxy"][len(tr["frames"]) // 2]) == q.color
+        return True

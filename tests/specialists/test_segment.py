@@ -1,0 +1,106 @@
+"""segment on the committed tiny SAM: quality on held-out scenes, prompts, signals, errors."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from switchboard.core import Image, InvalidInputError
+from switchboard.specialists.evaluate import center_point, evaluate_segment
+from switchboard.world import generate_scene
+from switchboard.world.metrics import mask_iou
+from switchboard.world.splits import split_seeds
+
+# A fixed held-out sample (test seeds 0-11); the full eval (200 scenes) is in the model card.
+N_SCENES = 12
+
+
+def test_quality_on_held_out_scenes(segmenter):
+    res = evaluate_segment(segmenter, "test", N_SCENES)
+    assert res["objects"] >= 40
+    assert res["box_mIoU"] >= 0.88, res
+    assert res["point_mIoU"] >= 0.75, res
+
+
+def test_negative_point_and_multimask(segmenter):
+    scene = generate_scene(split_seeds("test", 1)[0] + 3)
+    img = Image(pixels=scene.image)
+    m = scene.masks[0]
+    out = segmenter(img, {"points": [center_point(m)], "multimask": True})
+    assert len(out.masks) == 3 and out.scores == sorted(out.scores, reverse=True)
+    assert all(mk.shape == m.shape for mk in out.masks)
+    # A negative click far from the object changes nothing important but is accepted.
+    h, w = m.shape
+    far = (0.5, 0.5) if not m[0, 0] else (w - 0.5, h - 0.5)
+    out = segmenter(img, {"points": [center_point(m), far], "point_labels": [1, 0]})
+    assert mask_iou(out.masks[0], m) > 0.5
+
+
+def test_mask_prompt_recovers_the_object(segmenter):
+    scene = generate_scene(split_seeds("test", 1)[0] + 4)
+    img = Image(pixels=scene.image)
+    k = int(np.argmax(scene.masks.sum(axis=(1, 2))))
+    # A sloppy free-hand region: the object grown by 4 px all round.
+    rough = cv2.dilate(scene.masks[k].astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    out = segmenter(img, {"mask": rough})
+    assert mask_iou(out.masks[0], scene.masks[k]) > 0.7
+
+
+def test_signal_tokens_are_appended_to_the_prompt(segmenter):
+    scene = generate_scene(split_seeds("test", 1)[0])
+    img = Image(pixels=scene.image)
+    box = tuple(float(v) for v in scene.boxes[0])
+    plain = segmenter.predictor
+    segmenter.set_image(scene.image)
+    a = plain.predict_with_signal(box=np.array(box), multimask_output=False)[2]
+    b = plain.predict_with_signal(
+        box=np.array(box), signal=torch.randn(2, 256) * 5, multimask_output=False
+    )[2]
+    assert a.shape == b.shape and not np.allclose(a, b), "signal tokens must reach the decoder"
+    out = segmenter(img, {}, signal=torch.zeros(1, 2, 256))  # signal alone is a valid prompt
+    assert len(out.masks) == 1
+    with pytest.raises(InvalidInputError, match="signal shape"):
+        segmenter(img, {"box": box}, signal=torch.zeros(3, 256))
+
+
+def test_image_embedding_is_computed_once_per_image(segmenter, monkeypatch):
+    scene = generate_scene(split_seeds("test", 1)[0] + 1)
+    img = Image(pixels=scene.image)
+    segmenter(img, {"box": tuple(float(v) for v in scene.boxes[0])})
+    calls = []
+    enc = segmenter.predictor.model.image_encoder
+    monkeypatch.setattr(enc, "forward", lambda *a, **k: calls.append(1))
+    for box in scene.boxes:
+        segmenter(img, {"box": tuple(float(v) for v in box)})
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        ({"box": (10, 10, 5, 40)}, "XYXY"),
+        ({"box": (-5, 0, 40, 40)}, "outside"),
+        ({"box": (0, 0, 400, 40)}, "outside"),
+        ({"points": [(300, 10)]}, "outside"),
+        ({"points": [(10, 10)], "point_labels": [3]}, "labels"),
+        ({}, "needs a prompt"),
+        ({"mask": np.zeros((256, 256), bool)}, "non-empty"),
+    ],
+)
+def test_bad_prompts_raise_typed_errors(segmenter, args, match):
+    img = Image(pixels=generate_scene(1).image)
+    with pytest.raises(InvalidInputError, match=match):
+        segmenter(img, args)
+
+
+def test_referring_expression_target(segmenter):
+    from switchboard.world.language import best_name
+
+    hits = []
+    for seed in split_seeds("test", 6):
+        scene = generate_scene(seed)
+        for o in scene.objects:
+            name = best_name(scene, o.id)
+            if name:
+                out = segmenter(Image(pixels=scene.image), {"target": name})
+                hits.append(mask_iou(out.masks[0], scene.masks[scene.index(o.id)]))
+    assert len(hits) >= 10 and np.mean(hits) >= 0.75, hits

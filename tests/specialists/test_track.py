@@ -1,0 +1,54 @@
+"""track over the committed detect + segment: MOT quality, referents, video I/O, errors."""
+
+import numpy as np
+import pytest
+from switchboard.core import InvalidInputError, Video, load_video, save_video
+from switchboard.specialists.evaluate import evaluate_track
+from switchboard.world import generate_video
+from switchboard.world.language import attribute_expressions
+from switchboard.world.requests import generate_scene_from_clip
+from switchboard.world.splits import split_seeds
+
+
+def test_quality_on_held_out_videos(tracker):
+    res = evaluate_track(tracker, "test", 6)
+    assert res["MOTA"] >= 0.8, res
+    assert res["IDF1"] >= 0.8, res
+
+
+def test_referent_by_text_and_box_with_masks(tracker, tmp_path):
+    seed = next(s for s in split_seeds("test", 50) if len(generate_video(s).objects) >= 2)
+    clip = generate_video(seed)
+    # Round-trip through an mp4 file: reading and writing videos is part of the tool.
+    video = load_video(save_video(Video(frames=clip.frames, fps=clip.fps), tmp_path / "in.mp4"))
+    first = generate_scene_from_clip(clip)
+    k = int(np.argmax(clip.present[0]))
+    names = attribute_expressions(first, k)
+    assert names
+    out = tracker(video, {"target": names[0].text, "masks": True})
+    assert len(out.tracks) == 1
+    tr = out.tracks[0]
+    assert tr.masks is not None and len(tr.masks) == len(tr.frames) >= clip.num_frames // 2
+    iou = []
+    for t, m in zip(tr.frames, tr.masks, strict=True):
+        gt = clip.masks[t, k]
+        if gt.any():
+            iou.append((m & gt).sum() / (m | gt).sum())
+    assert np.mean(iou) > 0.7
+    by_box = tracker(video, {"box": tuple(float(v) for v in clip.boxes[0, k]), "masks": False})
+    assert by_box.tracks[0].frames == tr.frames
+
+
+@pytest.mark.parametrize(
+    "frames,args,match",
+    [
+        (1, {}, "at least 2"),
+        (4, {"frame": 9}, "past the last"),
+        (4, {"box": (50, 50, 10, 80)}, "XYXY"),
+        (4, {"target": "purple dragon"}, "no object"),
+    ],
+)
+def test_bad_inputs(tracker, frames, args, match):
+    clip = generate_video(3, num_frames=max(frames, 2))
+    with pytest.raises(InvalidInputError, match=match):
+        tracker(Video(frames=clip.frames[:frames], fps=8), args)
