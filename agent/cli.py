@@ -106,7 +106,7 @@ def train_detect(
     typer.echo(f"wrote {train(preset, out)}")
 
 
-def _report(name: str, metrics: dict, out: Path | None) -> None:
+def _report(name: str, metrics: dict, out: Path | None, card: bool = False) -> None:
     import json
 
     from rich.console import Console
@@ -122,6 +122,15 @@ def _report(name: str, metrics: dict, out: Path | None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2))
     typer.echo(f"wrote {out}")
+    if card:  # the default checkpoint's model card carries its held-out numbers
+        from switchboard.core.config import models_dir
+        from switchboard.specialists.cards import write_model_card
+
+        folder = models_dir() / f"{name}-tiny"
+        (folder / f"eval-{metrics.get('split', 'test')}.json").write_text(
+            json.dumps(metrics, indent=2)
+        )
+        typer.echo(f"wrote {write_model_card(folder)}")
 
 
 @eval_app.command("segment")
@@ -129,12 +138,13 @@ def eval_segment(
     split: str = typer.Option("test"),
     n: int = typer.Option(200, min=1),
     out: Path | None = typer.Option(None, help="JSON file to write."),
+    card: bool = typer.Option(False, help="Also record the result in the model card."),
 ) -> None:
     """Box-prompt and one-point mIoU of the segment specialist."""
     from switchboard.specialists import default_registry
     from switchboard.specialists.evaluate import evaluate_segment
 
-    _report("segment", evaluate_segment(default_registry().get("segment"), split, n), out)
+    _report("segment", evaluate_segment(default_registry().get("segment"), split, n), out, card)
 
 
 @eval_app.command("detect")
@@ -142,6 +152,7 @@ def eval_detect(
     split: str = typer.Option("test"),
     n: int = typer.Option(200, min=1),
     out: Path | None = typer.Option(None, help="JSON file to write."),
+    card: bool = typer.Option(False, help="Also record the result in the model card."),
 ) -> None:
     """mAP50 and mAP50-95 of the detect specialist (pycocotools)."""
     from switchboard.specialists import default_registry
@@ -149,7 +160,7 @@ def eval_detect(
 
     det = default_registry().get("detect")
     det.load()
-    _report("detect", evaluate_detect(det, split, n), out)
+    _report("detect", evaluate_detect(det, split, n), out, card)
 
 
 @eval_app.command("track")
