@@ -47,9 +47,14 @@ def main() -> None:
     img = Image(pixels=scene.image)
     box = tuple(float(v) for v in scene.boxes[0])
     seg(img, {"box": box})  # set_image happens here, once
-    out: dict[str, object] = {"torch_threads": torch.get_num_threads(), "load_all_s": round(load_s, 2)}
+    out: dict[str, object] = {
+        "torch_threads": torch.get_num_threads(),
+        "load_all_s": round(load_s, 2),
+    }
     out["segment_call_after_set_image"] = _ms(lambda: seg(img, {"box": box}), args.repeats)
-    out["segment_set_image"] = _ms(lambda: (setattr(seg, "_image_key", None), seg.set_image(scene.image)), 10)
+    out["segment_set_image"] = _ms(
+        lambda: (setattr(seg, "_image_key", None), seg.set_image(scene.image)), 10
+    )
     out["detect_per_frame"] = _ms(lambda: det(img, {}), args.repeats)
     per_frame = []
     for k in range(args.clips):
