@@ -135,12 +135,12 @@ class TrackSpecialist(Specialist):
         for t, frame in enumerate(frames):
             boxes, scores, cls = self.detector.detect_all(frame, conf=conf)
             rows = tracker.update(_Dets(boxes, scores, cls), np.ascontiguousarray(frame[..., ::-1]))
+            h, w = frame.shape[:2]
             for row in rows:
-                tid = int(row[4])
+                tid, idx = int(row[4]), int(row[7])
                 tr = tracks.setdefault(tid, {"frames": [], "xyxy": [], "cls": []})
-                # The tracker returns Kalman-smoothed boxes; clip them to the frame.
-                h, w = frame.shape[:2]
-                box = np.clip(row[:4], 0, [w, h, w, h])
+                # Report the matched detection's box; the tracker's own is Kalman-smoothed.
+                box = boxes[idx] if 0 <= idx < len(boxes) else np.clip(row[:4], 0, [w, h, w, h])
                 tr["frames"].append(t)
                 tr["xyxy"].append(tuple(float(v) for v in box))
                 tr["cls"].append(int(row[6]))
