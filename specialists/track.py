@@ -123,10 +123,15 @@ class TrackSpecialist(Specialist):
         return self._segmenter
 
     def load(self, device: str = "cpu", dtype: Any = None) -> TrackSpecialist:
-        for part in (self.detector, self.segmenter):
-            if not part.loaded:
-                part.load(device, dtype)
+        # Segment loads on first need (masks or a signal), so box-only tracking costs no SAM.
+        if not self.detector.loaded:
+            self.detector.load(device, dtype)
         return super().load(device, dtype)
+
+    def _segment(self) -> Any:
+        if not self.segmenter.loaded:
+            self.segmenter.load(self.device or "cpu", self.dtype)
+        return self.segmenter
 
     def track_all(self, frames: np.ndarray, kind: str, conf: float) -> dict[int, dict[str, list]]:
         """Run detect + tracker over ``frames`` ``[T, H, W, 3]``: id → frames, boxes, classes."""
@@ -150,7 +155,7 @@ class TrackSpecialist(Specialist):
         if args.box is not None:
             return np.array(args.box, float)
         if signal is not None:
-            masks = self.segmenter(Image(pixels=frame), {}, signal=signal)
+            masks = self._segment()(Image(pixels=frame), {}, signal=signal)
             ys, xs = np.nonzero(masks.masks[0])
             if ys.size == 0:
                 raise InvalidInputError("the signal selects nothing on the referent frame")
@@ -204,8 +209,9 @@ class TrackSpecialist(Specialist):
             if args.masks:
                 masks = []
                 for t, box in zip(tr["frames"], tr["xyxy"], strict=True):
-                    self.segmenter.set_image(frames[t])
-                    m, _, _ = self.segmenter.predictor.predict_with_signal(
+                    seg = self._segment()
+                    seg.set_image(frames[t])
+                    m, _, _ = seg.predictor.predict_with_signal(
                         box=np.array(box), multimask_output=False
                     )
                     masks.append(m[0])
