@@ -39,8 +39,10 @@ class DetectArgs(BaseModel):
     max_results: int = Field(100, ge=1, le=1000)
 
 
-def load_yolo(weights: str | Path) -> Any:
-    """A YOLO model from a safetensors folder of ours or any Ultralytics ``.pt`` file."""
+def load_yolo(weights: str | Path, fuse: bool = True) -> Any:
+    """A YOLO model from a safetensors folder of ours or any Ultralytics ``.pt`` file.
+
+    ``fuse`` folds batch norms into the convolutions (inference); keep them to train on."""
     from ultralytics import YOLO
 
     path = Path(weights)
@@ -58,7 +60,7 @@ def load_yolo(weights: str | Path) -> Any:
         net.load_state_dict(state)
         net.names = dict(enumerate(cfg["names"]))
         net.args = yolo.model.args
-        yolo.model = net.fuse(verbose=False).eval()
+        yolo.model = net.fuse(verbose=False).eval() if fuse else net
         yolo.overrides["imgsz"] = cfg.get("imgsz", 640)
         return yolo
     if not path.is_file():

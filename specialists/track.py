@@ -137,6 +137,9 @@ class TrackSpecialist(Specialist):
         """Run detect + tracker over ``frames`` ``[T, H, W, 3]``: id → frames, boxes, classes."""
         tracker = make_tracker(kind)
         tracks: dict[int, dict[str, list]] = {}
+        # A new track is confirmed one frame after it starts; with the whole video at hand we
+        # report its first frame too (offline tracking), instead of dropping it.
+        pending: dict[int, tuple[int, tuple[float, ...], int]] = {}
         for t, frame in enumerate(frames):
             boxes, scores, cls = self.detector.detect_all(frame, conf=conf)
             rows = tracker.update(_Dets(boxes, scores, cls), np.ascontiguousarray(frame[..., ::-1]))
@@ -144,11 +147,21 @@ class TrackSpecialist(Specialist):
             for row in rows:
                 tid, idx = int(row[4]), int(row[7])
                 tr = tracks.setdefault(tid, {"frames": [], "xyxy": [], "cls": []})
+                if tid in pending:
+                    t0, box0, cls0 = pending.pop(tid)
+                    tr["frames"].append(t0)
+                    tr["xyxy"].append(box0)
+                    tr["cls"].append(cls0)
                 # Report the matched detection's box; the tracker's own is Kalman-smoothed.
                 box = boxes[idx] if 0 <= idx < len(boxes) else np.clip(row[:4], 0, [w, h, w, h])
                 tr["frames"].append(t)
                 tr["xyxy"].append(tuple(float(v) for v in box))
                 tr["cls"].append(int(row[6]))
+            for st in tracker.tracked_stracks:
+                idx = int(st.idx)
+                new = not st.is_activated and st.frame_id == tracker.frame_id
+                if new and 0 <= idx < len(boxes):
+                    pending[st.track_id] = (t, tuple(float(v) for v in boxes[idx]), int(cls[idx]))
         return tracks
 
     def _referent_box(self, frame: np.ndarray, args: TrackArgs, signal: Any) -> np.ndarray | None:

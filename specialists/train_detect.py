@@ -33,10 +33,27 @@ class DetectPreset:
     batch: int = 32
     arch: str = "yolov8n.yaml"
     close_mosaic: int = 5
+    truncate_prob: float = 0.0  # share of objects cut by the image border
+    train_offset: int = 0  # first training seed (a fine-tune sees new scenes)
+    init_from: str | None = None  # fine-tune from this trained_models/ folder
+    lr0: float = 0.01
+    warmup_epochs: float = 3.0
 
 
 PRESETS = {
     "tiny": DetectPreset(n_train=1000, n_val=100, epochs=30),
+    # Second stage: objects cut by the border, as in videos where shapes enter and leave.
+    "tiny-ft": DetectPreset(
+        n_train=1200,
+        n_val=100,
+        epochs=10,
+        close_mosaic=3,
+        truncate_prob=0.3,
+        train_offset=1000,
+        init_from="detect-tiny",
+        lr0=0.002,
+        warmup_epochs=0,
+    ),
     "smoke": DetectPreset(n_train=12, n_val=4, epochs=1, imgsz=128, batch=4, close_mosaic=0),
 }
 
@@ -80,6 +97,17 @@ def export_checkpoint(best_pt: Path, out: Path, preset: DetectPreset) -> None:
     )
 
 
+def _as_ultralytics_pt(folder: Path, path: Path) -> Path:
+    """Our safetensors checkpoint as the ``.pt`` Ultralytics' trainer starts a fine-tune from
+    (a temporary file under ``runs/``, never committed)."""
+    from .detect import load_yolo
+
+    net = load_yolo(folder, fuse=False).model
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": net, "train_args": {}}, path)
+    return path
+
+
 def train(
     preset_name: str = "tiny", out: Path | None = None, work: Path = Path("runs/detect")
 ) -> Path:
@@ -90,10 +118,23 @@ def train(
     data_dir = work / f"data-{preset_name}"
     if data_dir.exists():
         shutil.rmtree(data_dir)
-    yaml = export_yolo(data_dir, preset.n_train, preset.n_val, size=preset.imgsz, label="shape")
+    yaml = export_yolo(
+        data_dir,
+        preset.n_train,
+        preset.n_val,
+        size=preset.imgsz,
+        label="shape",
+        truncate_prob=preset.truncate_prob,
+        train_offset=preset.train_offset,
+    )
     t0 = time.time()
-    model = YOLO(preset.arch)
+    if preset.init_from:
+        model = YOLO(str(_as_ultralytics_pt(models_dir() / preset.init_from, work / "init.pt")))
+    else:
+        model = YOLO(preset.arch)
     model.train(
+        lr0=preset.lr0,
+        warmup_epochs=preset.warmup_epochs,
         data=str(yaml),
         epochs=preset.epochs,
         imgsz=preset.imgsz,

@@ -107,14 +107,22 @@ def export_yolo(
     size: int = 256,
     label: str = "shape",
     val_split: str = "val",
+    truncate_prob: float = 0.0,
+    train_offset: int = 0,
 ) -> Path:
-    """An Ultralytics detection dataset (``images/{train,val}``, ``labels/…``, ``data.yaml``)."""
+    """An Ultralytics detection dataset (``images/{train,val}``, ``labels/…``, ``data.yaml``).
+
+    ``truncate_prob``: share of objects cut by the image border; ``train_offset``: where in the
+    train seed range the training images start."""
     out = Path(out).resolve()
     names = class_names(label)
     index = {name: k for k, name in enumerate(names)}
-    for part, split, n in (("train", "train", n_train), ("val", val_split, n_val)):
-        for seed in split_seeds(split, n):
-            scene = generate_scene(seed, size=size)
+    for part, split, n, offset in (
+        ("train", "train", n_train, train_offset),
+        ("val", val_split, n_val, 0),
+    ):
+        for seed in split_seeds(split, n, offset):
+            scene = generate_scene(seed, size=size, truncate_prob=truncate_prob)
             _save_png(scene.image, out / "images" / part / f"{seed:07d}.png")
             lines = []
             for obj, (x1, y1, x2, y2) in zip(scene.objects, scene.boxes, strict=True):

@@ -8,7 +8,7 @@ objects drawn above it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 import cv2
@@ -281,13 +281,28 @@ def is_valid(scene: Scene) -> bool:
     return masks_valid(scene.full_masks, scene.masks)
 
 
+def truncate_at_border(obj: ShapeObject, size: int, rng: np.random.Generator) -> ShapeObject:
+    """Move ``obj`` so the frame cuts it: its centre lands between 0.4 radii outside and 0.8
+    radii inside a random edge (as objects entering or leaving a camera's view)."""
+    edge = int(rng.integers(4))
+    offset = float(rng.uniform(-0.4, 0.8)) * obj.radius
+    pos = offset if edge < 2 else size - offset
+    return replace(obj, x=pos, y=obj.y) if edge % 2 == 0 else replace(obj, x=obj.x, y=pos)
+
+
 def generate_scene(
-    seed: int, size: int = 256, num_objects: int | None = None, max_objects: int = 8
+    seed: int,
+    size: int = 256,
+    num_objects: int | None = None,
+    max_objects: int = 8,
+    truncate_prob: float = 0.0,
 ) -> Scene:
     """A random scene of 1–``max_objects`` shapes, deterministic by ``seed``.
 
     Objects are added one at a time; an object that would hide too much of itself or of
-    another is re-sampled (a few tries), then dropped.
+    another is re-sampled (a few tries), then dropped. With ``truncate_prob > 0`` that share of
+    objects is cut by the frame's border (detector training); at 0 no random numbers are drawn
+    for it, so the default scenes stay exactly as they are.
     """
     rng = np.random.default_rng(seed)
     background = sample_background(rng)
@@ -297,6 +312,8 @@ def generate_scene(
     for obj_id in range(n):
         for _ in range(12):
             cand = sample_object(rng, obj_id, size)
+            if truncate_prob > 0 and rng.random() < truncate_prob:
+                cand = truncate_at_border(cand, size, rng)
             trial = np.concatenate([full, object_mask(cand, size)[None]])
             if masks_valid(trial, visible_masks(trial)):
                 objects, full = [*objects, cand], trial

@@ -1,4 +1,5 @@
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -67,3 +68,26 @@ def test_objects_keep_enough_visible():
         sc = generate_scene(s)
         for i in range(len(sc.objects)):
             assert sc.visible_fraction(i) >= MIN_VISIBLE_FRACTION
+
+
+def test_scenes_do_not_change_between_versions():
+    """Golden digests: every trained model and committed metric depends on these exact scenes."""
+    golden = {
+        0: "54193164119b386fdd126a732a449ffc04a41d79548d917aeffa9f01af38d42c",
+        1_010_000: "c072d18cfeabeb4593c7d03e4a3bd127cced457bc14233e507bc06c3de6bae86",
+    }
+    for seed, digest in golden.items():
+        sc = generate_scene(seed)
+        assert hashlib.sha256(sc.image.tobytes() + sc.masks.tobytes()).hexdigest() == digest
+
+
+def test_truncated_objects_are_cut_by_the_border_and_still_visible():
+    cut = 0
+    for seed in range(20):
+        sc = generate_scene(seed, truncate_prob=1.0)
+        for o, m in zip(sc.objects, sc.masks, strict=True):
+            assert m.sum() >= 30
+            # The whole shape, drawn in the middle of a frame three times as big.
+            whole = object_mask(replace(o, x=o.x + 256, y=o.y + 256), 3 * 256)
+            cut += int(whole.sum() > sc.full_masks[sc.index(o.id)].sum())
+    assert cut > 20
