@@ -44,9 +44,9 @@ PRESETS = {
     "tiny": DetectPreset(n_train=1000, n_val=100, epochs=30),
     # Second stage: objects cut by the border, as in videos where shapes enter and leave.
     "tiny-ft": DetectPreset(
-        n_train=1200,
+        n_train=1000,
         n_val=100,
-        epochs=10,
+        epochs=8,
         close_mosaic=3,
         truncate_prob=0.3,
         train_offset=1000,
@@ -159,19 +159,28 @@ def train(
     weights = run / "weights" / "best.pt"
     if not weights.exists():
         weights = run / "weights" / "last.pt"
+    if preset.init_from and (out / "loss.png").exists():
+        (out / "loss.png").rename(out / f"loss-{preset.init_from}.png")
     export_checkpoint(weights, out, preset)
     if (run / "results.csv").exists():
         _plot_losses(run / "results.csv", out / "loss.png")
     lo = SPLITS["train"][0]
+    previous = None
+    if preset.init_from and (out / "train.json").exists():
+        previous = json.loads((out / "train.json").read_text())
     (out / "train.json").write_text(
         json.dumps(
             {
                 "preset": preset_name,
                 **asdict(preset),
                 "wall_time_s": round(wall, 1),
-                "train_seeds": [lo, lo + preset.n_train],
+                "train_seeds": [
+                    lo + preset.train_offset,
+                    lo + preset.train_offset + preset.n_train,
+                ],
                 "val_split": "val",
                 "classes": class_names("shape"),
+                "previous_stage": previous,
             },
             indent=2,
         )
