@@ -11,6 +11,7 @@ appended to SAM's sparse prompt embeddings (the LISA pattern). Official SAM's pr
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,33 @@ class SignalSam(Sam):
         return torch.cat([sparse, sig], dim=1)
 
 
+class ConvStem(nn.Module):
+    """Early convolutions in place of ViT's patchify layer (Xiao et al., 2021, "Early
+    convolutions help transformers see better"): 3x3 stride-2 convs down to the patch stride,
+    then a 1x1 projection. Output ``[B, H/p, W/p, C]`` like SAM's ``PatchEmbed``."""
+
+    def __init__(self, embed_dim: int, patch_size: int, in_chans: int = 3) -> None:
+        super().__init__()
+        stages = int(math.log2(patch_size))
+        if 2**stages != patch_size:
+            raise ValueError(f"conv stem needs a power-of-two patch size, got {patch_size}")
+        layers: list[nn.Module] = []
+        c, width = in_chans, max(embed_dim // 2**stages, 8)
+        for i in range(stages):
+            w = width * 2**i
+            layers += [
+                nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False),
+                nn.GroupNorm(1, w),
+                nn.GELU(),
+            ]
+            c = w
+        layers.append(nn.Conv2d(c, embed_dim, 1))
+        self.proj = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).permute(0, 2, 3, 1)  # [B, C, h, w] -> [B, h, w, C]
+
+
 def _build(
     *,
     encoder_depth: int,
@@ -62,6 +90,7 @@ def _build(
     decoder_heads: int,
     window_size: int,
     checkpoint: str | Path | None = None,
+    conv_stem: bool = False,
 ) -> SignalSam:
     embed_size = img_size // patch_size
     sam = SignalSam(
@@ -100,6 +129,8 @@ def _build(
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],
     )
+    if conv_stem:
+        sam.image_encoder.patch_embed = ConvStem(encoder_embed_dim, patch_size)
     if checkpoint is not None:
         load_sam_weights(sam, checkpoint)
     return sam.eval()
@@ -117,6 +148,7 @@ TINY_CONFIG: dict[str, Any] = {
     "decoder_mlp_dim": 512,
     "decoder_heads": 4,
     "window_size": 8,
+    "conv_stem": False,
 }
 
 

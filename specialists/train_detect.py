@@ -141,7 +141,7 @@ def train(
         batch=preset.batch,
         device="cpu",
         workers=2,
-        pretrained=False,
+        pretrained=bool(preset.init_from),  # a fine-tune starts from init_from's weights
         amp=False,
         plots=False,
         val=False,

@@ -29,3 +29,14 @@ def test_official_vit_b_checkpoint_loads_and_segments(tmp_path, monkeypatch):
         assert out.masks[0].shape == (120, 160)
     finally:
         config.get_settings.cache_clear()
+
+
+def test_tiny_builder_variants_run():
+    from switchboard.specialists.sam import ConvStem, build_sam_tiny
+
+    for conv_stem in (False, True):
+        sam = build_sam_tiny(conv_stem=conv_stem)
+        assert isinstance(sam.image_encoder.patch_embed, ConvStem) == conv_stem
+        emb = sam.image_encoder(torch.zeros(1, 3, 256, 256))
+        assert emb.shape == (1, 128, 32, 32)
+        assert isinstance(sam.signal_in, torch.nn.Linear)
