@@ -16,7 +16,7 @@ COMMANDS = {
         "switchboard eval segment --split test --card",
     ),
     "detect-tiny": (
-        "switchboard train detect --preset tiny",
+        "switchboard train detect --preset tiny; switchboard train detect --preset tiny-ft",
         "switchboard eval detect --split test --card",
     ),
 }

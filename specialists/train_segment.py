@@ -44,7 +44,7 @@ class SegmentPreset:
 
 
 PRESETS = {
-    "tiny": SegmentPreset(steps=2300, warmup=50, time_limit_min=64),
+    "tiny": SegmentPreset(steps=600, warmup=50, time_limit_min=20),
     "smoke": SegmentPreset(steps=3, batch_images=2, max_prompts=3, warmup=1, checkpoint_every=2),
 }
 
