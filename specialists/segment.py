@@ -124,9 +124,7 @@ class SegmentSpecialist(Specialist):
 
     def unload(self) -> None:
         self.predictor, self._image_key = None, None
-        if self.detector is not None:
-            self.detector.unload()
-        super().unload()
+        super().unload()  # the detector is shared (the registry's); it unloads on its own
 
     def set_image(self, image: np.ndarray) -> None:
         """Embed ``image`` (HWC uint8 RGB) unless it is the one already embedded."""
@@ -137,12 +135,12 @@ class SegmentSpecialist(Specialist):
             self._image_key = key
 
     def _resolve_target(self, image: np.ndarray, target: str) -> np.ndarray:
+        from . import default_registry
         from .colors import color_in_box
-        from .detect import DetectSpecialist
         from .queries import Detection, resolve_referent
 
-        if self.detector is None:
-            self.detector = DetectSpecialist()
+        if self.detector is None:  # the registry's detector: no second copy in memory
+            self.detector = default_registry().get("detect")
         if not self.detector.loaded:
             self.detector.load(self.device or "cpu")
         boxes, scores, cls = self.detector.detect_all(image, conf=0.25)
