@@ -215,23 +215,34 @@ class TrackSpecialist(Specialist):
         elif args.query:
             q = parse_query(args.query, names)
             raw = {tid: tr for tid, tr in raw.items() if self._matches(frames, tr, q, names)}
+        masks = self._masks(frames, raw) if args.masks else {}
         out = []
         for tid, tr in sorted(raw.items()):
             label = names[max(set(tr["cls"]), key=tr["cls"].count)]
-            masks = None
-            if args.masks:
-                masks = []
-                for t, box in zip(tr["frames"], tr["xyxy"], strict=True):
-                    seg = self._segment()
-                    seg.set_image(frames[t])
-                    m, _, _ = seg.predictor.predict_with_signal(
-                        box=np.array(box), multimask_output=False
-                    )
-                    masks.append(m[0])
             out.append(
-                Track(track_id=tid, label=label, frames=tr["frames"], xyxy=tr["xyxy"], masks=masks)
+                Track(
+                    track_id=tid,
+                    label=label,
+                    frames=tr["frames"],
+                    xyxy=tr["xyxy"],
+                    masks=masks.get(tid),
+                )
             )
         return Tracks(tracks=out, num_frames=media.num_frames)
+
+    def _masks(self, frames: np.ndarray, raw: dict[int, dict[str, list]]) -> dict[int, list]:
+        """A mask per track and frame from box prompts, frame by frame so that each frame is
+        embedded once however many tracks it holds."""
+        seg = self._segment()
+        masks: dict[int, list] = {tid: [] for tid in raw}
+        for t in sorted({t for tr in raw.values() for t in tr["frames"]}):
+            seg.set_image(frames[t])
+            for tid, tr in raw.items():
+                if t in tr["frames"]:
+                    box = np.array(tr["xyxy"][tr["frames"].index(t)])
+                    m, _, _ = seg.predictor.predict_with_signal(box=box, multimask_output=False)
+                    masks[tid].append(m[0])
+        return masks
 
     @staticmethod
     def _matches(frames: np.ndarray, tr: dict[str, list], q: Any, names: list[str]) -> bool:
