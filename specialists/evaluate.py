@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import cv2
 import numpy as np
 from switchboard.core import Image, Video
 from switchboard.world.metrics import box_ap, box_iou, mask_iou, mot_metrics
@@ -21,13 +20,7 @@ from switchboard.world.splits import split_seeds
 from switchboard.world.video import generate_video
 
 from .colors import color_in_box
-
-
-def center_point(mask: np.ndarray) -> tuple[float, float]:
-    """The mask pixel farthest from its boundary (the usual single-click evaluation point)."""
-    dist = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return float(x) + 0.5, float(y) + 0.5
+from .segment import innermost_point
 
 
 def evaluate_segment(seg: Any, split: str = "test", n: int = 200) -> dict[str, Any]:
@@ -40,7 +33,7 @@ def evaluate_segment(seg: Any, split: str = "test", n: int = 200) -> dict[str, A
         for obj, m, box in zip(scene.objects, scene.masks, scene.boxes, strict=True):
             out = seg(img, {"box": tuple(float(v) for v in box)})
             box_ious.append(mask_iou(out.masks[0], m))
-            out = seg(img, {"points": [center_point(m)], "point_labels": [1]})
+            out = seg(img, {"points": [innermost_point(m)], "point_labels": [1]})
             point_ious.append(mask_iou(out.masks[0], m))
             sizes.append(obj.size)
     sizes_arr = np.array(sizes)

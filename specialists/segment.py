@@ -26,6 +26,7 @@ from switchboard.core import (
     SignalSpec,
     Specialist,
     SpecialistFailedError,
+    mask_to_box,
 )
 from switchboard.core.config import get_settings, models_dir
 from switchboard.core.regions import BoolMask
@@ -85,13 +86,16 @@ def build_segment_model(weights: str | Path | None = None) -> SignalSam:
     return SAM_BUILDERS[settings.sam_model_type](path)
 
 
-def _mask_prompt(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A free-hand mask as prompts SAM was trained on: its box and its innermost point."""
-    ys, xs = np.nonzero(mask)
-    box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], float)
+def innermost_point(mask: np.ndarray) -> tuple[float, float]:
+    """``(x, y)`` of the mask pixel farthest from its boundary (its centre, for a click)."""
     dist = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
     y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return box, np.array([[x + 0.5, y + 0.5]])
+    return float(x) + 0.5, float(y) + 0.5
+
+
+def _mask_prompt(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A free-hand mask as prompts SAM was trained on: its box and its innermost point."""
+    return np.array(mask_to_box(mask), float), np.array([innermost_point(mask)])
 
 
 class SegmentSpecialist(Specialist):

@@ -23,6 +23,7 @@ from switchboard.core import (
     Track,
     Tracks,
     Video,
+    mask_to_box,
 )
 from switchboard.core.config import get_settings
 
@@ -169,10 +170,10 @@ class TrackSpecialist(Specialist):
             return np.array(args.box, float)
         if signal is not None:
             masks = self._segment()(Image(pixels=frame), {}, signal=signal)
-            ys, xs = np.nonzero(masks.masks[0])
-            if ys.size == 0:
+            box = mask_to_box(masks.masks[0])
+            if box is None:
                 raise InvalidInputError("the signal selects nothing on the referent frame")
-            return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], float)
+            return np.array(box, float)
         if args.target:
             boxes, scores, cls = self.detector.detect_all(frame, conf=0.25)
             names = self.detector.class_names

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 from switchboard.core import Image, InvalidInputError
-from switchboard.specialists.evaluate import center_point, evaluate_segment
+from switchboard.specialists.evaluate import evaluate_segment
+from switchboard.specialists.segment import innermost_point
 from switchboard.world import generate_scene
 from switchboard.world.metrics import mask_iou
 from switchboard.world.splits import split_seeds
@@ -27,13 +28,13 @@ def test_negative_point_and_multimask(segmenter):
     scene = generate_scene(split_seeds("test", 1)[0] + 3)
     img = Image(pixels=scene.image)
     m = scene.masks[0]
-    out = segmenter(img, {"points": [center_point(m)], "multimask": True})
+    out = segmenter(img, {"points": [innermost_point(m)], "multimask": True})
     assert len(out.masks) == 3 and out.scores == sorted(out.scores, reverse=True)
     assert all(mk.shape == m.shape for mk in out.masks)
     # A negative click far from the object changes nothing important but is accepted.
     h, w = m.shape
     far = (0.5, 0.5) if not m[0, 0] else (w - 0.5, h - 0.5)
-    out = segmenter(img, {"points": [center_point(m), far], "point_labels": [1, 0]})
+    out = segmenter(img, {"points": [innermost_point(m), far], "point_labels": [1, 0]})
     assert mask_iou(out.masks[0], m) > 0.5
 
 
