@@ -233,16 +233,16 @@ class TrackSpecialist(Specialist):
 
     def _masks(self, frames: np.ndarray, raw: dict[int, dict[str, list]]) -> dict[int, list]:
         """A mask per track and frame from box prompts, frame by frame so that each frame is
-        embedded once however many tracks it holds."""
+        embedded once and decoded once however many tracks it holds."""
         seg = self._segment()
         masks: dict[int, list] = {tid: [] for tid in raw}
         for t in sorted({t for tr in raw.values() for t in tr["frames"]}):
             seg.set_image(frames[t])
-            for tid, tr in raw.items():
-                if t in tr["frames"]:
-                    box = np.array(tr["xyxy"][tr["frames"].index(t)])
-                    m, _, _ = seg.predictor.predict_with_signal(box=box, multimask_output=False)
-                    masks[tid].append(m[0])
+            here = [tid for tid, tr in raw.items() if t in tr["frames"]]
+            boxes = np.array([raw[tid]["xyxy"][raw[tid]["frames"].index(t)] for tid in here])
+            frame_masks, _ = seg.predictor.predict_boxes(boxes)  # all tracks in one decoder pass
+            for tid, m in zip(here, frame_masks, strict=True):
+                masks[tid].append(m)
         return masks
 
     @staticmethod

@@ -41,10 +41,18 @@ class SegmentPreset:
     box_jitter: float = 0.08  # box corners move by up to this share of the box side
     checkpoint_every: int = 200
     time_limit_min: float = 0.0  # stop early (and save) after this long; 0 = no limit
+    # Start from these weights (a folder with model.safetensors, e.g. the committed model) when
+    # the run has no state of its own yet; the optimizer starts fresh with its own warmup.
+    init_from: str = ""
 
 
 PRESETS = {
     "tiny": SegmentPreset(steps=600, warmup=50, time_limit_min=20),
+    # Continue the committed model: a warm restart of the cosine schedule, annealed over
+    # whichever runs out first, the steps or the time budget.
+    "tiny-long": SegmentPreset(
+        steps=3000, lr=8e-4, warmup=30, time_limit_min=90, init_from="segment-tiny"
+    ),
     "smoke": SegmentPreset(steps=3, batch_images=2, max_prompts=3, warmup=1, checkpoint_every=2),
 }
 
@@ -183,16 +191,26 @@ def train(
     opt = torch.optim.AdamW(sam.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
     start, history, elapsed = 0, [], 0.0
     state_path = run / "state.pt"
+    if preset.init_from and not state_path.exists():
+        from .sam import load_sam_weights
+
+        src = Path(preset.init_from)
+        src = src if src.is_absolute() or src.exists() else models_dir() / src
+        load_sam_weights(sam, src / "model.safetensors" if src.is_dir() else src)
+        sam.train()
     if state_path.exists():  # resume
         state = torch.load(state_path, map_location="cpu", weights_only=False)
         sam.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start, history, elapsed = state["step"], state["history"], state["elapsed"]
 
-    def lr_at(step: int) -> float:
+    def lr_at(step: int, elapsed: float = 0.0) -> float:
         if step < preset.warmup:
             return preset.lr * (step + 1) / preset.warmup
         t = (step - preset.warmup) / max(preset.steps - preset.warmup, 1)
+        if preset.time_limit_min:  # anneal over the time budget when it is the tighter one
+            t = max(t, elapsed / (preset.time_limit_min * 60))
+        t = min(t, 1.0)
         return preset.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
 
     def checkpoint(step: int) -> None:
@@ -214,15 +232,16 @@ def train(
     for step in bar:
         rng = np.random.default_rng([step, 1])
         seeds = [lo + int(s) for s in rng.integers(0, 900_000, preset.batch_images)]
+        lr = lr_at(step, time.time() - t0)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = lr
         loss = step_loss(sam, seeds, preset, rng)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(sam.parameters(), 1.0)
         opt.step()
         history.append((step, loss.item()))
-        bar.set_postfix(loss=f"{history[-1][1]:.3f}", lr=f"{lr_at(step):.1e}")
+        bar.set_postfix(loss=f"{history[-1][1]:.3f}", lr=f"{lr:.1e}")
         elapsed, done = time.time() - t0, step + 1
         if done % preset.checkpoint_every == 0:
             checkpoint(done)
@@ -237,6 +256,7 @@ def train(
             {
                 "preset": preset_name,
                 **asdict(preset),
+                "final_lr": lr_at(done, elapsed),
                 "steps_done": done,
                 "wall_time_s": round(elapsed, 1),
                 "train_seed_range": [lo, lo + 900_000],

@@ -111,3 +111,16 @@ def test_referring_expression_target(segmenter):
                     continue
                 hits.append(mask_iou(out.masks[0], scene.masks[scene.index(o.id)]))
     assert len(hits) >= 10 and np.mean(hits) >= 0.7, hits  # measured 0.78
+
+
+def test_batched_boxes_match_one_box_at_a_time(segmenter):
+    """Track decodes every box of a frame in one pass; it must equal prompting box by box."""
+    scene = generate_scene(split_seeds("test", 1)[0] + 2)
+    segmenter.set_image(scene.image)
+    batched, scores = segmenter.predictor.predict_boxes(scene.boxes)
+    assert batched.shape == (len(scene.boxes), *scene.image.shape[:2]) and scores.shape == (
+        len(scene.boxes),
+    )
+    for box, m in zip(scene.boxes, batched, strict=True):
+        one = segmenter.predictor.predict_with_signal(box=box, multimask_output=False)[0][0]
+        assert (one != m).mean() < 1e-3
