@@ -106,6 +106,17 @@ def train_detect(
     typer.echo(f"wrote {train(preset, out)}")
 
 
+@train_app.command("edit")
+def train_edit(
+    preset: str = typer.Option("tiny", help="tiny (~65 min on 2 cores) | smoke (seconds)"),
+    out: Path | None = typer.Option(None, help="Output folder (default trained_models/edit-tiny)."),
+) -> None:
+    """Train the edit specialist's tiny latent diffusion (data, VAE, inpainting UNet)."""
+    from switchboard.specialists.train_edit import train
+
+    typer.echo(f"wrote {train(preset, out)}")
+
+
 def _report(name: str, metrics: dict, out: Path | None, card: bool = False) -> None:
     import json
 
@@ -175,6 +186,24 @@ def eval_track(
     from switchboard.specialists.evaluate import evaluate_track
 
     _report("track", evaluate_track(default_registry().get("track"), split, n, masks), out)
+
+
+@eval_app.command("edit")
+def eval_edit(
+    split: str = typer.Option("test"),
+    n: int = typer.Option(40, min=1, help="Edits per kind."),
+    steps: int = typer.Option(20, min=1, help="Sampler steps per edit."),
+    out: Path | None = typer.Option(None, help="JSON file to write."),
+    card: bool = typer.Option(False, help="Also record the result in the model card."),
+) -> None:
+    """Edit success per kind (judged by the detector and pixel colour) and region PSNR."""
+    from switchboard.specialists import default_registry
+    from switchboard.specialists.evaluate import evaluate_edit
+
+    reg = default_registry()
+    det = reg.get("detect")
+    det.load()
+    _report("edit", evaluate_edit(reg.get("edit"), det, split, n, steps), out, card)
 
 
 def main() -> None:

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     sam_checkpoint: Path | None = None
     sam_model_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_h"
     tracker: Literal["bytetrack", "botsort"] = "bytetrack"
+    # Stable Diffusion inpainting weights (folder or hub id) and, optionally, InstructPix2Pix
+    # weights for whole-image instructions.
+    edit_weights: str | None = None
+    edit_instruct_weights: str | None = None
 
 
 REPO_MODELS_DIR = Path(__file__).resolve().parents[1] / "trained_models"

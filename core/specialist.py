@@ -92,6 +92,8 @@ class Specialist(ABC):
         if signal is not None:
             if self.signal is None:
                 raise InvalidInputError(f"tool {self.name!r} takes no signal")
+            if not self.loaded:  # the signal space may depend on the weights loaded
+                self.load()
             signal = self.signal.check(signal)
         if not self.loaded:
             self.load()

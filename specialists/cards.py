@@ -9,15 +9,20 @@ from pathlib import Path
 LICENSES = {
     "segment-tiny": "AGPL-3.0-or-later (weights trained here; segment-anything code is Apache-2.0)",
     "detect-tiny": "AGPL-3.0 (Ultralytics YOLOv8 architecture); weights trained here from scratch",
+    "edit-tiny": "Apache-2.0 (diffusers architectures, MiniLM conditioning); weights trained here",
 }
 COMMANDS = {
     "segment-tiny": (
-        "switchboard train segment --preset tiny",
+        "switchboard train segment --preset tiny; switchboard train segment --preset tiny-long",
         "switchboard eval segment --split test --card",
     ),
     "detect-tiny": (
         "switchboard train detect --preset tiny; switchboard train detect --preset tiny-ft",
         "switchboard eval detect --split test --card",
+    ),
+    "edit-tiny": (
+        "switchboard train edit --preset tiny",
+        "switchboard eval edit --split test --card",
     ),
 }
 
@@ -35,9 +40,14 @@ def write_model_card(folder: Path) -> Path:
     name = folder.name
     train_cmd, eval_cmd = COMMANDS.get(name, ("", ""))
     parts = [f"# {name}", "", f"License: {LICENSES.get(name, 'see the project license')}.", ""]
+    weights = (
+        "diffusers `save_pretrained` folders (`vae/`, `unet/`, `scheduler/`, fp16 safetensors)"
+        if (folder / "model_index.json").exists()
+        else "`model.safetensors` (fp16) with `config.json`"
+    )
     parts += [
-        "Weights: `model.safetensors` (fp16) with `config.json`; data: ShapeWorld, generated "
-        "from seeds (no files), so the numbers below can be reproduced exactly.",
+        f"Weights: {weights}; data: ShapeWorld, generated from seeds (no files), so the numbers "
+        "below can be reproduced exactly.",
         "",
     ]
     if (folder / "train.json").exists():
@@ -49,6 +59,9 @@ def write_model_card(folder: Path) -> Path:
             _table(json.loads((folder / "train.json").read_text())),
             "",
         ]
+        previous = json.loads((folder / "train.json").read_text()).get("previous_stage")
+        if previous:
+            parts += ["Started from the previous stage:", "", _table(previous), ""]
         if (folder / "loss.png").exists():
             parts += ["![training loss](loss.png)", ""]
     for path in sorted(folder.glob("eval-*.json")):

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import numpy as np
-from switchboard.core import Image, Video
+from switchboard.core import Image, Video, mask_to_box
 from switchboard.world.metrics import box_ap, box_iou, mask_iou, mot_metrics
 from switchboard.world.scene import SHAPES, generate_scene
 from switchboard.world.splits import split_seeds
@@ -117,3 +117,133 @@ def evaluate_track(
         **m,
         "seconds": round(time.time() - t0, 1),
     }
+
+
+def _find(det: Any, image: np.ndarray, shape: str | None, color: str | None, box: Any) -> bool:
+    """Whether the detector finds ``shape`` (any class if None) of ``color`` (any if None)
+    centred inside ``box`` (XYXY, grown by 10 %)."""
+    x1, y1, x2, y2 = box
+    gx, gy = 0.1 * (x2 - x1), 0.1 * (y2 - y1)
+    boxes, _, cls = det.detect_all(image, conf=0.25)
+    for b, c in zip(boxes, cls, strict=True):
+        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        if not (x1 - gx <= cx <= x2 + gx and y1 - gy <= cy <= y2 + gy):
+            continue
+        if shape is not None and det.class_names[int(c)] != shape:
+            continue
+        if color is not None and color_in_box(image, tuple(b)) != color:
+            continue
+        return True
+    return False
+
+
+def _gone(det: Any, image: np.ndarray, box: Any) -> bool:
+    """No detection overlaps ``box`` with IoU >= 0.5 any more."""
+    boxes, _, _ = det.detect_all(image, conf=0.25)
+    return all(box_iou(np.array(b), np.array(box)) < 0.5 for b in boxes)
+
+
+def evaluate_edit(
+    editor: Any, det: Any, split: str = "test", n: int = 40, steps: int = 20
+) -> dict[str, Any]:
+    """Edit success per kind, judged by the detector and pixel colour (never by the editor),
+    edit-region PSNR against the ground-truth after-image, and the keep-region check.
+
+    recolor: the object's pixels now name the target colour; remove: the detector no longer
+    finds it and the region's mean colour matches the true background (max channel gap <= 25);
+    add / replace: the detector finds the requested shape and colour in the region; move: gone
+    from the old place, found at the new one; generate: every described object found in its
+    place.
+    """
+    from switchboard.world.edits import PLACES as WORLD_PLACES
+    from switchboard.world.edits import generate_edit
+    from switchboard.world.metrics import psnr
+    from switchboard.world.scene import COLOR_NAMES
+
+    from .edit import PLACES, box_region, replace_box, square_box
+
+    assert set(PLACES) == set(WORLD_PLACES)
+    res: dict[str, Any] = {"split": split, "per_kind": n, "sampler_steps": steps}
+    t0 = time.time()
+    keep_ok = True
+    seeds = split_seeds(split, n)
+    for op in ("recolor", "remove", "add", "replace", "move"):
+        wins, psnrs = [], []
+        for seed in seeds:
+            pair = generate_edit(seed, op)
+            before, after = pair.before, pair.after
+            img = Image(pixels=before.image)
+            size = before.size
+            args: dict[str, Any] = {"op": op, "steps": steps, "seed": seed}
+            if op == "add":
+                obj = after.objects[after.index(pair.params["id"])]
+                box = square_box(obj.x, obj.y, 2 * obj.radius * 1.07, size, size)
+                args |= {"box": box, "color": obj.color, "shape": obj.shape}
+            else:
+                mask = before.masks[before.index(pair.target)]
+                old = before.objects[before.index(pair.target)]
+                args["region"] = mask
+                if op == "recolor":
+                    args["color"] = pair.params["color"]
+                elif op == "replace":
+                    args |= {"shape": pair.params["shape"], "color": old.color}
+                elif op == "move":
+                    args["place"] = pair.params["place"]
+            out = editor(img, args)
+            im = out.image
+            keep_ok &= bool((im[~out.edit_mask] == before.image[~out.edit_mask]).all())
+            if op == "recolor":
+                ok = color_in_box(im, mask_to_box(mask), mask) == args["color"]
+                region = mask
+            elif op == "remove":
+                region = mask
+                gap = np.abs(im[mask].mean(0) - after.image[mask].mean(0)).max()
+                ok = _gone(det, im, before.boxes[before.index(pair.target)]) and gap <= 25
+            elif op == "add":
+                region = box_region(box, size, size)
+                ok = _find(det, im, obj.shape, obj.color, box)
+            elif op == "replace":
+                rbox = replace_box(mask)
+                region = box_region(rbox, size, size)
+                ok = _find(det, im, args["shape"], old.color, rbox)
+            else:
+                moved = after.objects[after.index(pair.target)]
+                col, row = PLACES[args["place"]]
+                cell = (col * size / 3, row * size / 3, (col + 1) * size / 3, (row + 1) * size / 3)
+                ok = _gone(det, im, before.boxes[before.index(pair.target)]) and _find(
+                    det, im, moved.shape, moved.color, cell
+                )
+                region = None
+            wins.append(bool(ok))
+            if region is not None:
+                psnrs.append(psnr(im, after.image, region))
+        res[f"{op}_success"] = float(np.mean(wins))
+        if psnrs:
+            res[f"{op}_region_psnr"] = float(np.mean(psnrs))
+    # generate: 1-3 objects in distinct places, from descriptions drawn on held-out seeds.
+    wins = []
+    for seed in seeds:
+        rng = np.random.default_rng([seed, 13])
+        k = int(rng.integers(1, 4))
+        places = rng.choice(list(PLACES), size=k, replace=False)
+        objs = [
+            {
+                "shape": str(rng.choice(SHAPES)),
+                "color": str(rng.choice(COLOR_NAMES)),
+                "place": str(p),
+                "size": str(rng.choice(["medium", "large"])),
+            }
+            for p in places
+        ]
+        out = editor(None, {"op": "generate", "objects": objs, "steps": steps, "seed": seed})
+        s = out.image.shape[0]
+        found = []
+        for o in objs:
+            col, row = PLACES[o["place"]]
+            cell = (col * s / 3, row * s / 3, (col + 1) * s / 3, (row + 1) * s / 3)
+            found.append(_find(det, out.image, o["shape"], o["color"], cell))
+        wins.append(all(found))
+    res["generate_success"] = float(np.mean(wins))
+    res["keep_region_identical"] = keep_ok
+    res["seconds"] = round(time.time() - t0, 1)
+    return res

@@ -251,6 +251,9 @@ def train(
     sam.eval()
     save_checkpoint(sam, out)
     _plot(history, out / "loss.png")
+    previous = None
+    if preset.init_from and (out / "train.json").exists():  # keep the record of the stage before
+        previous = json.loads((out / "train.json").read_text())
     (out / "train.json").write_text(
         json.dumps(
             {
@@ -261,6 +264,7 @@ def train(
                 "wall_time_s": round(elapsed, 1),
                 "train_seed_range": [lo, lo + 900_000],
                 "final_loss_mean_50": float(np.mean([v for _, v in history[-50:]])),
+                **({"previous_stage": previous} if previous else {}),
             },
             indent=2,
         )

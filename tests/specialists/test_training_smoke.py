@@ -36,3 +36,20 @@ def test_detect_training_smoke_writes_a_loadable_checkpoint(tmp_path):
     det = DetectSpecialist(weights=out).load()
     assert det.class_names[0] == "circle"
     assert det(Image(pixels=generate_scene(0).image), {}).kind == "boxes"
+
+
+def test_edit_training_smoke_writes_a_loadable_pipeline(tmp_path):
+    from switchboard.specialists.edit import EditSpecialist
+    from switchboard.specialists.train_edit import train
+
+    out = train("smoke", out=tmp_path / "edit", work=tmp_path / "work")
+    record = json.loads((out / "train.json").read_text())
+    assert record["vae_steps_done"] == 2 and record["unet_steps_done"] == 2
+    assert (out / "model_index.json").is_file() and (out / "loss.png").is_file()
+    scene = generate_scene(0)
+    editor = EditSpecialist(weights=out)
+    res = editor(
+        Image(pixels=scene.image), {"op": "recolor", "region": scene.masks[0], "color": "blue"}
+    )
+    assert res.image.shape == scene.image.shape
+    assert (res.image[~res.edit_mask] == scene.image[~res.edit_mask]).all()

