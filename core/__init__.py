@@ -8,6 +8,7 @@ from .calls import ExampleRequest, HybridCall, SignalSpec, ToolSpec, fill_placeh
 from .config import Settings, get_settings
 from .errors import (
     InvalidInputError,
+    MalformedCallError,
     SpecialistFailedError,
     SpecialistTimeoutError,
     SwitchboardError,
@@ -29,6 +30,7 @@ __all__ = [
     "Image",
     "ImageOut",
     "InvalidInputError",
+    "MalformedCallError",
     "Mask",
     "Masks",
     "Media",

@@ -48,3 +48,8 @@ class SpecialistTimeoutError(SwitchboardError, TimeoutError):
         self.tool = tool
         self.seconds = seconds
         super().__init__(f"specialist {tool!r} timed out after {seconds:.1f} s")
+
+
+class MalformedCallError(SwitchboardError):
+    """A reply does not follow the hybrid-call wire format (unclosed or stray tags, invalid
+    JSON, unknown tool, arguments that fail the tool's schema, wrong signal tokens)."""
