@@ -84,6 +84,14 @@ def resize(img: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=interp)
 
 
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """A square HW bool mask resized to ``size``: a pixel is set when any of the area it covers
+    is (so a thin region survives downscaling)."""
+    if mask.shape[0] <= size:
+        return resize(mask.astype(np.uint8), size, nearest=True) > 0
+    return cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) > 0
+
+
 def latent_block_mask(mask: np.ndarray, factor: int) -> np.ndarray:
     """Grow a working-size mask to whole latent cells (``factor``×``factor`` pixels): the
     pipeline samples the mask at latent resolution, where a thin region could vanish."""
@@ -306,20 +314,15 @@ class EditSpecialist(Specialist):
         text: str,
         args: EditArgs,
         signal: Any = None,
-        window_box: tuple[float, float, float, float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Repaint ``region`` (HW bool) of ``image`` as ``text`` describes (or as ``signal``
         conditions); returns the new image and the mask of pixels that may have changed."""
         h, w = image.shape[:2]
-        box = window_box or mask_to_box(region)
-        x0, y0, side = crop_window(box, h, w)
+        x0, y0, side = crop_window(mask_to_box(region), h, w)
         crop = image[y0 : y0 + side, x0 : x0 + side]
         n = self.work_size
         factor = self.pipe.vae_scale_factor
-        mask_w = latent_block_mask(
-            resize(region[y0 : y0 + side, x0 : x0 + side].astype(np.uint8), n, nearest=True) > 0,
-            factor,
-        )
+        mask_w = latent_block_mask(resize_mask(region[y0 : y0 + side, x0 : x0 + side], n), factor)
         cond, uncond = self._embeds(text, signal)
         gen = torch.Generator(device="cpu").manual_seed(args.seed)
         img_t = torch.from_numpy(resize(crop, n)).permute(2, 0, 1)[None].float() / 255

@@ -54,6 +54,7 @@ from .edit import (
     latent_block_mask,
     replace_box,
     resize,
+    resize_mask,
     square_box,
 )
 
@@ -133,8 +134,7 @@ def make_item(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
         window = (x0, y0, side2)
     x0, y0, side = window
     sl = (slice(y0, y0 + side), slice(x0, x0 + side))
-    m = resize(region[sl].astype(np.uint8), WORK_SIZE, nearest=True) > 0
-    m = latent_block_mask(m, LATENT_FACTOR)
+    m = latent_block_mask(resize_mask(region[sl], WORK_SIZE), LATENT_FACTOR)
     return resize(src[sl], WORK_SIZE), resize(tgt[sl], WORK_SIZE), m, text
 
 
