@@ -53,6 +53,10 @@ PRESETS = {
     "tiny-long": SegmentPreset(
         steps=3000, lr=8e-4, warmup=30, time_limit_min=90, init_from="segment-tiny"
     ),
+    # A last low-learning-rate pass over the committed model.
+    "tiny-polish": SegmentPreset(
+        steps=3000, lr=2e-4, warmup=20, time_limit_min=25, init_from="segment-tiny"
+    ),
     "smoke": SegmentPreset(steps=3, batch_images=2, max_prompts=3, warmup=1, checkpoint_every=2),
 }
 
