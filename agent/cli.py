@@ -82,7 +82,9 @@ def world_export(
 
 @train_app.command("segment")
 def train_segment(
-    preset: str = typer.Option("tiny", help="tiny (~35 min on 2 cores) | smoke (seconds)"),
+    preset: str = typer.Option(
+        "tiny", help="tiny | tiny-long | tiny-polish (both continue the committed model) | smoke"
+    ),
     out: Path | None = typer.Option(
         None, help="Output folder (default trained_models/segment-tiny)."
     ),
