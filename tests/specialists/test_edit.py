@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from switchboard.core import Image, InvalidInputError
+from switchboard.core.config import models_dir
 from switchboard.specialists import default_registry
 from switchboard.specialists.edit import EditSpecialist, describe
 from switchboard.specialists.evaluate import evaluate_edit
@@ -14,6 +15,13 @@ from switchboard.world.edits import generate_edit
 from switchboard.world.splits import split_seeds
 
 OPS = ("recolor", "remove", "add", "replace", "move")
+
+# The edit model is trained in issue 4 and is not committed yet; until it is, these tests say so
+# instead of failing. Remove this mark in the commit that adds trained_models/edit-tiny.
+pytestmark = pytest.mark.skipif(
+    not (models_dir() / "edit-tiny" / "model_index.json").is_file(),
+    reason="trained_models/edit-tiny is not trained yet (issue 4)",
+)
 
 
 @pytest.fixture(scope="module")
