@@ -149,8 +149,31 @@ class GenObject(BaseModel):
 
     shape: str
     color: str
-    place: str = "center"
+    place: str | None = Field(None, description="a named place; free places are filled in order")
     size: Literal["small", "medium", "large"] = "medium"
+
+
+# The order in which objects without a place are spread over the canvas.
+PLACE_ORDER = (
+    "center", "left", "right", "top", "bottom", "top left", "bottom right", "top right",
+    "bottom left",
+)  # fmt: skip
+
+
+def assign_places(objects: list[GenObject]) -> list[GenObject]:
+    """Give every object without a place the first free one of ``PLACE_ORDER``."""
+    used = {o.place for o in objects if o.place is not None}
+    free = [p for p in PLACE_ORDER if p not in used]
+    out = []
+    for o in objects:
+        if o.place is None:
+            if not free:
+                raise InvalidInputError(f"at most {len(PLACES)} objects fit on one canvas")
+            o = o.model_copy(update={"place": free.pop(0)})
+        elif o.place not in PLACES:
+            raise InvalidInputError(f"unknown place {o.place!r}; expected one of {list(PLACES)}")
+        out.append(o)
+    return out
 
 
 class EditArgs(BaseModel):
@@ -200,7 +223,7 @@ def parse_description(text: str, colors: list[str], shapes: list[str]) -> list[G
             continue
         if color is None or shape is None:
             raise InvalidInputError(f"say both a colour and a shape for {piece.strip()!r}")
-        place = next((p for p in sorted(PLACES, key=len, reverse=True) if p in piece), "center")
+        place = next((p for p in sorted(PLACES, key=len, reverse=True) if p in piece), None)
         size = next((w for w in words if w in SIZE_SHARE), "medium")
         objects.append(GenObject(shape=shape, color=color, place=place, size=size))
     if not objects:
@@ -460,6 +483,7 @@ class EditSpecialist(Specialist):
             objects = []
         else:
             raise InvalidInputError("generate needs a prompt or a list of objects")
+        objects = assign_places(list(objects))
         for o in objects:
             self._check_word("colors", o.color)
             self._check_word("shapes", o.shape)

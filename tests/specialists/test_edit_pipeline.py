@@ -13,6 +13,8 @@ from switchboard.core import Image, InvalidInputError, config
 from switchboard.specialists.edit import (
     EditArgs,
     EditSpecialist,
+    GenObject,
+    assign_places,
     crop_window,
     feather,
     latent_block_mask,
@@ -54,8 +56,14 @@ def test_parse_description():
     )
     assert [(o.color, o.shape, o.place, o.size) for o in objs] == [
         ("red", "circle", "top left", "medium"),
-        ("blue", "star", "center", "small"),
+        ("blue", "star", None, "small"),
     ]
+    placed = assign_places(
+        objs + parse_description("a red star, a blue star", ["red", "blue"], ["star"])
+    )
+    assert [o.place for o in placed] == ["top left", "center", "left", "right"]
+    with pytest.raises(InvalidInputError, match="at most 9"):
+        assign_places([GenObject(shape="star", color="red")] * 10)
     with pytest.raises(InvalidInputError, match="colour and a shape"):
         parse_description("a red thing", ["red"], ["circle"])
 
