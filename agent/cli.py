@@ -97,7 +97,7 @@ def train_segment(
 
 @train_app.command("detect")
 def train_detect(
-    preset: str = typer.Option("tiny", help="tiny (~50 min on 2 cores) | smoke (seconds)"),
+    preset: str = typer.Option("tiny", help="tiny (~55 min on 2 cores) | smoke (seconds)"),
     out: Path | None = typer.Option(
         None, help="Output folder (default trained_models/detect-tiny)."
     ),
@@ -110,7 +110,7 @@ def train_detect(
 
 @train_app.command("edit")
 def train_edit(
-    preset: str = typer.Option("tiny", help="tiny (~50 min on 2 cores) | smoke (seconds)"),
+    preset: str = typer.Option("tiny", help="tiny (~55 min on 2 cores) | smoke (seconds)"),
     out: Path | None = typer.Option(None, help="Output folder (default trained_models/edit-tiny)."),
 ) -> None:
     """Train the edit specialist's tiny latent diffusion (data, VAE, inpainting UNet)."""
