@@ -11,19 +11,9 @@ import argparse
 import json
 import time
 
-import numpy as np
 import psutil
 import torch
-
-
-def _ms(fn, repeats: int) -> dict[str, float]:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95))}
+from timing import ms
 
 
 def main() -> None:
@@ -51,12 +41,12 @@ def main() -> None:
         "working_size": edit.work_size,
         "sampler_steps": args.steps,
     }
-    out["recolor"] = _ms(
+    out["recolor"] = ms(
         lambda: edit(img, {**base, "op": "recolor", "region": mask, "color": "blue"}),
         args.repeats,
     )
-    out["remove"] = _ms(lambda: edit(img, {**base, "op": "remove", "region": mask}), args.repeats)
-    out["generate_2_objects_256px"] = _ms(
+    out["remove"] = ms(lambda: edit(img, {**base, "op": "remove", "region": mask}), args.repeats)
+    out["generate_2_objects_256px"] = ms(
         lambda: edit(
             None, {**base, "op": "generate", "prompt": "a red circle at the left and a blue star"}
         ),

@@ -15,16 +15,7 @@ import time
 import numpy as np
 import psutil
 import torch
-
-
-def _ms(fn, repeats: int) -> dict[str, float]:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95))}
+from timing import ms
 
 
 def main() -> None:
@@ -51,11 +42,11 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "load_all_s": round(load_s, 2),
     }
-    out["segment_call_after_set_image"] = _ms(lambda: seg(img, {"box": box}), args.repeats)
-    out["segment_set_image"] = _ms(
+    out["segment_call_after_set_image"] = ms(lambda: seg(img, {"box": box}), args.repeats)
+    out["segment_set_image"] = ms(
         lambda: (setattr(seg, "_image_key", None), seg.set_image(scene.image)), 10
     )
-    out["detect_per_frame"] = _ms(lambda: det(img, {}), args.repeats)
+    out["detect_per_frame"] = ms(lambda: det(img, {}), args.repeats)
     per_frame = []
     for k in range(args.clips):
         clip = generate_video(1_010_000 + k)

@@ -364,7 +364,12 @@ class EditSpecialist(Specialist):
         ).images[0]
         painted = resize((np.clip(out, 0, 1) * 255).round().astype(np.uint8), side)
         # Paste: the region plus a feathered rim; everything else keeps its original bytes.
-        alpha = feather(region)[y0 : y0 + side, x0 : x0 + side, None]
+        # The feather of a pixel depends on the region within 2*FEATHER px of it, so it is
+        # computed over the window grown by that much, not over the whole (possibly huge) image.
+        pad = 2 * FEATHER
+        py0, px0 = max(y0 - pad, 0), max(x0 - pad, 0)
+        grown = feather(region[py0 : y0 + side + pad, px0 : x0 + side + pad])
+        alpha = grown[y0 - py0 : y0 - py0 + side, x0 - px0 : x0 - px0 + side, None]
         result = image.copy()
         blend = alpha * painted.astype(np.float32) + (1 - alpha) * crop.astype(np.float32)
         changed = alpha[..., 0] > 0

@@ -274,16 +274,23 @@ class SignalSamPredictor(SamPredictor):
         )
         sig = None if signal is None else signal.to(dev).float().reshape(1, -1, SIGNAL_DIM)
         sparse = self.model.sparse_with_signal(sparse, sig)
+        masks_out, iou, low_res = self._decode(sparse, dense, multimask_output)
+        return masks_out[0], iou[0].cpu().numpy(), low_res[0].cpu().numpy()
+
+    def _decode(
+        self, sparse: torch.Tensor, dense: torch.Tensor, multimask: bool
+    ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """Run the mask decoder on the set image: masks ``[B, C, H, W]`` bool at the original
+        size, IoU predictions ``[B, C]`` and low-res logits ``[B, C, h, w]``."""
         low_res, iou = self.model.mask_decoder(
             image_embeddings=self.features,
             image_pe=self.model.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
+            multimask_output=multimask,
         )
         logits = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
-        masks_out = (logits > self.model.mask_threshold)[0].cpu().numpy()
-        return masks_out, iou[0].cpu().numpy(), low_res[0].cpu().numpy()
+        return (logits > self.model.mask_threshold).cpu().numpy(), iou, low_res
 
     @torch.no_grad()
     def predict_boxes(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -295,12 +302,5 @@ class SignalSamPredictor(SamPredictor):
         sparse, dense = self.model.prompt_encoder(
             points=None, boxes=torch.as_tensor(b, dtype=torch.float, device=self.device), masks=None
         )
-        low_res, iou = self.model.mask_decoder(
-            image_embeddings=self.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=False,
-        )
-        logits = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
-        return (logits[:, 0] > self.model.mask_threshold).cpu().numpy(), iou[:, 0].cpu().numpy()
+        masks, iou, _ = self._decode(sparse, dense, multimask=False)
+        return masks[:, 0], iou[:, 0].cpu().numpy()

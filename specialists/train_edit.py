@@ -22,7 +22,6 @@ from ``runs/edit/<preset>/``.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from multiprocessing import Pool
@@ -42,7 +41,6 @@ from .diffusion import (
     TextConditioner,
     build_tiny_unet,
     build_tiny_vae,
-    ddim_scheduler,
     ddpm_scheduler,
     inpaint_pipeline,
 )
@@ -57,6 +55,7 @@ from .edit import (
     resize_mask,
     square_box,
 )
+from .schedule import cosine_lr
 
 # Share of each kind of training item (move is remove + add at run time).
 MIX = {"recolor": 0.25, "remove": 0.2, "add": 0.25, "replace": 0.2, "background": 0.1}
@@ -166,14 +165,7 @@ def _masked(source: np.ndarray, mask: np.ndarray) -> torch.Tensor:
     return _to_tensor(source) * torch.from_numpy(~mask)[:, None].float()
 
 
-# -- schedule / plotting ---------------------------------------------------------------------
-def cosine_lr(base: float, step: int, steps: int, warmup: int, frac_time: float) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = min(max((step - warmup) / max(steps - warmup, 1), frac_time), 1.0)
-    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
-
-
+# -- plotting ------------------------------------------------------------------------------------
 def _plot(curves: dict[str, list[tuple[int, float]]], out: Path) -> None:
     import matplotlib
 
@@ -377,6 +369,6 @@ def train(
 
 def save_pipeline(vae, unet, out: Path) -> None:
     """diffusers' ``save_pretrained`` layout, fp16 safetensors."""
-    pipe = inpaint_pipeline(vae, unet, ddim_scheduler())
+    pipe = inpaint_pipeline(vae, unet)
     pipe.to(torch.float16).save_pretrained(str(out), safe_serialization=True)
     pipe.to(torch.float32)

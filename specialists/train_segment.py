@@ -13,7 +13,6 @@ full-resolution logits, plus MSE of the IoU head. Writes ``trained_models/segmen
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from switchboard.world.splits import SPLITS
 from tqdm import tqdm
 
 from .sam import TINY_CONFIG, SignalSam, build_sam_tiny
+from .schedule import cosine_lr
 
 
 @dataclass
@@ -209,13 +209,8 @@ def train(
         start, history, elapsed = state["step"], state["history"], state["elapsed"]
 
     def lr_at(step: int, elapsed: float = 0.0) -> float:
-        if step < preset.warmup:
-            return preset.lr * (step + 1) / preset.warmup
-        t = (step - preset.warmup) / max(preset.steps - preset.warmup, 1)
-        if preset.time_limit_min:  # anneal over the time budget when it is the tighter one
-            t = max(t, elapsed / (preset.time_limit_min * 60))
-        t = min(t, 1.0)
-        return preset.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+        frac = elapsed / (preset.time_limit_min * 60) if preset.time_limit_min else 0.0
+        return cosine_lr(preset.lr, step, preset.steps, preset.warmup, frac)
 
     def checkpoint(step: int) -> None:
         torch.save(

@@ -50,6 +50,15 @@ def test_latent_block_mask_keeps_thin_regions():
     assert b[8:12].all(axis=0)[4:56].all() and not b[:8].any() and not b[12:].any()
 
 
+def test_places_are_shapeworlds():
+    """edit keeps its own copy of the 3x3 grid (specialists use world only to train and
+    evaluate); it must stay the grid the model was trained and is judged on."""
+    from switchboard.specialists.edit import PLACES
+    from switchboard.world.edits import PLACES as WORLD_PLACES
+
+    assert PLACES == WORLD_PLACES
+
+
 def test_parse_description():
     objs = parse_description(
         "a red circle at the top left and a small blue star", ["red", "blue"], ["circle", "star"]
