@@ -10,6 +10,7 @@ pixels (:mod:`.colors`), so colour queries work with any detector.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,16 +113,29 @@ class DetectSpecialist(Specialist):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw detections of one HWC uint8 RGB image: boxes ``[N, 4]`` XYXY, scores ``[N]``,
         class ids ``[N]``."""
-        res = self.model.predict(
-            np.ascontiguousarray(image[..., ::-1]),
+        return self.detect_batch([image], conf, max_det)[0]
+
+    def detect_batch(
+        self, images: Sequence[np.ndarray], conf: float = 0.001, max_det: int = 300
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`detect_all` for several images in one network batch (video frames)."""
+        if len(images) == 0:
+            return []
+        results = self.model.predict(
+            [np.ascontiguousarray(im[..., ::-1]) for im in images],
             imgsz=self.imgsz,
             conf=conf,
             iou=0.6,
             max_det=max_det,
             device=self.device or "cpu",
             verbose=False,
-        )[0].boxes
-        return (res.xyxy.cpu().numpy(), res.conf.cpu().numpy(), res.cls.cpu().numpy().astype(int))
+        )
+        out = []
+        for r in results:
+            b = r.boxes
+            xyxy, conf_, cls = b.xyxy.cpu().numpy(), b.conf.cpu().numpy(), b.cls.cpu().numpy()
+            out.append((xyxy, conf_, cls.astype(int)))
+        return out
 
     def query(self, args: DetectArgs) -> Query:
         q = parse_query(args.query or "", self.class_names)

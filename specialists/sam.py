@@ -12,6 +12,7 @@ appended to SAM's sparse prompt embeddings (the LISA pattern). Official SAM's pr
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,25 @@ class SignalSamPredictor(SamPredictor):
     """``SamPredictor`` whose ``predict`` also takes signal tokens ``[K, 256]``."""
 
     model: SignalSam
+
+    @torch.no_grad()
+    def embed_images(self, images: Sequence[np.ndarray]) -> list[tuple[torch.Tensor, Any, Any]]:
+        """Embed several same-sized HWC uint8 RGB images in one encoder batch (video frames);
+        returns one ``(features, original_size, input_size)`` per image, for
+        :meth:`use_embedding`."""
+        if len(images) == 0:
+            return []
+        batch = np.stack([self.transform.apply_image(np.asarray(im)) for im in images])
+        x = torch.as_tensor(batch, device=self.device).permute(0, 3, 1, 2).contiguous()
+        feats = self.model.image_encoder(self.model.preprocess(x))
+        original, inp = tuple(images[0].shape[:2]), tuple(x.shape[-2:])
+        return [(feats[i : i + 1], original, inp) for i in range(len(images))]
+
+    def use_embedding(self, embedding: tuple[torch.Tensor, Any, Any]) -> None:
+        """Make an embedding from :meth:`embed_images` the current image."""
+        self.reset_image()
+        self.features, self.original_size, self.input_size = embedding
+        self.is_image_set = True
 
     @torch.no_grad()
     def predict_with_signal(

@@ -138,6 +138,10 @@ class SegmentSpecialist(Specialist):
                 self.predictor.set_image(image, image_format="RGB")
             self._image_key = key
 
+    def forget_image(self) -> None:
+        """Drop the cached-image key (after the predictor was given another embedding)."""
+        self._image_key = None
+
     def _resolve_target(self, image: np.ndarray, target: str) -> np.ndarray:
         from . import default_registry
         from .colors import color_in_box

@@ -31,6 +31,10 @@ from .colors import color_in_box
 from .queries import Detection, parse_query, resolve_referent
 from .segment import NUM_SIGNAL_TOKENS
 
+# Frames per network batch for detection and for SAM's image encoder: a video is at hand whole,
+# and batched frames use the two cores better than one frame at a time.
+FRAME_BATCH = 8
+
 
 class TrackArgs(BaseModel):
     """``target`` (text) or ``box`` (XYXY on frame ``frame``) picks one object; otherwise every
@@ -141,8 +145,13 @@ class TrackSpecialist(Specialist):
         # A new track is confirmed one frame after it starts; with the whole video at hand we
         # report its first frame too (offline tracking), instead of dropping it.
         pending: dict[int, tuple[int, tuple[float, ...], int]] = {}
+        detections = [
+            det
+            for at in range(0, len(frames), FRAME_BATCH)
+            for det in self.detector.detect_batch(frames[at : at + FRAME_BATCH], conf=conf)
+        ]
         for t, frame in enumerate(frames):
-            boxes, scores, cls = self.detector.detect_all(frame, conf=conf)
+            boxes, scores, cls = detections[t]
             rows = tracker.update(_Dets(boxes, scores, cls), np.ascontiguousarray(frame[..., ::-1]))
             h, w = frame.shape[:2]
             for row in rows:
@@ -234,15 +243,19 @@ class TrackSpecialist(Specialist):
     def _masks(self, frames: np.ndarray, raw: dict[int, dict[str, list]]) -> dict[int, list]:
         """A mask per track and frame from box prompts, frame by frame so that each frame is
         embedded once and decoded once however many tracks it holds."""
-        seg = self._segment()
+        predictor = self._segment().predictor
         masks: dict[int, list] = {tid: [] for tid in raw}
-        for t in sorted({t for tr in raw.values() for t in tr["frames"]}):
-            seg.set_image(frames[t])
-            here = [tid for tid, tr in raw.items() if t in tr["frames"]]
-            boxes = np.array([raw[tid]["xyxy"][raw[tid]["frames"].index(t)] for tid in here])
-            frame_masks, _ = seg.predictor.predict_boxes(boxes)  # all tracks in one decoder pass
-            for tid, m in zip(here, frame_masks, strict=True):
-                masks[tid].append(m)
+        todo = sorted({t for tr in raw.values() for t in tr["frames"]})
+        for at in range(0, len(todo), FRAME_BATCH):
+            chunk = todo[at : at + FRAME_BATCH]
+            for t, emb in zip(chunk, predictor.embed_images(frames[chunk]), strict=True):
+                predictor.use_embedding(emb)
+                here = [tid for tid, tr in raw.items() if t in tr["frames"]]
+                boxes = np.array([raw[tid]["xyxy"][raw[tid]["frames"].index(t)] for tid in here])
+                frame_masks, _ = predictor.predict_boxes(boxes)  # all tracks in one decoder pass
+                for tid, m in zip(here, frame_masks, strict=True):
+                    masks[tid].append(m)
+        self._segment().forget_image()  # the predictor's current image is no longer the cached one
         return masks
 
     @staticmethod

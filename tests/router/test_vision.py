@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+import torch
+from switchboard.core.errors import InvalidInputError
+from switchboard.router.vision import (
+    FrameEmbedding,
+    HFVisionTower,
+    Projector,
+    RegionEncoder,
+    ShapeViT,
+    ViTConfig,
+    region_from,
+    sample_frames,
+    to_pixels,
+)
+
+SMALL = ViTConfig(image_size=64, patch_size=16, width=32, depth=1, heads=2)
+
+
+def test_vit_projector_shapes():
+    vit = ShapeViT(SMALL)
+    px = to_pixels(np.zeros((2, 80, 80, 3), np.uint8), SMALL.image_size)
+    feats = vit(px)
+    assert feats.shape == (2, 16, 32)
+    proj = Projector(32, 48, grid=4, pool=2)
+    assert proj(feats).shape == (2, proj.num_tokens, 48) and proj.num_tokens == 4
+
+
+def test_region_xy_order():
+    # A region in the top-right corner: x large, y small, in the box and in the pooled patches.
+    mask = np.zeros((64, 128), bool)
+    mask[0:16, 96:128] = True
+    m, box = region_from(64, 128, mask=mask)
+    assert box.tolist() == pytest.approx([0.75, 0.0, 1.0, 0.25])
+    w = RegionEncoder.mask_weights(torch.from_numpy(m)[None], grid=4)[0].reshape(4, 4)
+    assert w[0, 3] > 0.9  # row 0 (top), column 3 (right)
+    _, box = region_from(64, 128, box=(96, 0, 128, 16))
+    assert box.tolist() == pytest.approx([0.75, 0.0, 1.0, 0.25])
+    m, _ = region_from(64, 128, point=(120, 4))
+    ys, xs = np.nonzero(m)
+    assert xs.mean() > 100 and ys.mean() < 10
+
+
+def test_region_encoder_depends_on_where():
+    torch.manual_seed(0)
+    enc = RegionEncoder(32, 48)
+    feats = torch.randn(2, 16, 32)
+    a, ba = region_from(64, 64, box=(0, 0, 16, 16))
+    b, bb = region_from(64, 64, box=(48, 48, 64, 64))
+    masks = torch.from_numpy(np.stack([a, b]))
+    boxes = torch.from_numpy(np.stack([ba, bb]))
+    out = enc(torch.stack([feats[0], feats[0]]), masks, boxes, grid=4)
+    assert out.shape == (2, 48) and not torch.allclose(out[0], out[1])
+
+
+def test_bad_regions_and_frames():
+    with pytest.raises(InvalidInputError):
+        region_from(64, 64, mask=np.zeros((64, 64), bool))
+    with pytest.raises(InvalidInputError):
+        region_from(64, 64, mask=np.ones((32, 64), bool))
+    with pytest.raises(InvalidInputError):
+        region_from(64, 64, box=(10, 10, 5, 20))
+    with pytest.raises(InvalidInputError):
+        region_from(64, 64, point=(70, 3))
+    with pytest.raises(InvalidInputError):
+        region_from(64, 64)
+    with pytest.raises(InvalidInputError):
+        to_pixels(np.zeros((8, 8), np.uint8), 64)
+    with pytest.raises(InvalidInputError):
+        FrameEmbedding(8, max_frames=4)(torch.zeros(2, 8), 4)
+    assert sample_frames(3, 8) == [0, 1, 2]
+    assert sample_frames(30, 4) == [0, 10, 19, 29]
+    with pytest.raises(InvalidInputError):
+        sample_frames(0, 4)
+
+
+def test_hf_vision_tower(tmp_path):
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    cfg = CLIPVisionConfig(
+        image_size=32, patch_size=8, hidden_size=24, intermediate_size=48,
+        num_hidden_layers=1, num_attention_heads=2,
+    )  # fmt: skip
+    CLIPVisionModel(cfg).save_pretrained(tmp_path)
+    tower = HFVisionTower(str(tmp_path))
+    feats = tower(to_pixels(np.zeros((1, 40, 40, 3), np.uint8), tower.image_size))
+    assert feats.shape == (1, 16, 24) and tower.grid == 4 and tower.width == 24
