@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-from switchboard.core import config
 from switchboard.router import llm
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("SWITCHBOARD_HOME", str(tmp_path))
-    config.get_settings.cache_clear()
-    yield tmp_path
-    config.get_settings.cache_clear()
-
-
-def test_gguf_is_dequantized_once_then_read_from_the_cache(home, monkeypatch):
-    tok, model = llm.load_llm()
-    assert (home / "cache" / llm.CACHE_NAME / "model.safetensors").is_file()
+def test_gguf_is_dequantized_once_then_read_from_the_cache(smollm, llm_home, monkeypatch):
+    tok, model, _ = smollm
+    assert (llm_home / "cache" / llm.CACHE_NAME / "model.safetensors").is_file()
     assert model.config.hidden_size == 576 and model.config.vocab_size == 49152
 
     def no_gguf(*a, **k):

@@ -1,0 +1,192 @@
+"""Decoding the router's reply so that every call is valid by construction.
+
+Between ``<call>`` and ``</call>`` the tokens are constrained by **xgrammar** to the JSON schema
+of the registered tools (:func:`call_schema`: one alternative per tool, ``tool`` a constant and
+``args`` that tool's pydantic schema), written compactly (no whitespace), so an unknown tool, a
+missing required argument or a malformed value cannot be produced, whatever the prompt says.
+Before the first call the model writes prose freely, except that call-closing, signal and
+placeholder tokens are masked; after a call only another ``<call>`` or the end may follow (the
+wire format has no prose after calls). When the grammar allows only one continuation
+(``{"tool":"``, a closing ``}}``), that string is appended without sampling (jump-forward) and
+run through the model in one forward pass. After ``</call>`` the called tool's ``<sig_k>``
+tokens are appended (forced) when signals are wanted; their last-layer hidden states are
+returned for the signal heads.
+
+Why xgrammar (0.2.8) over outlines and lm-format-enforcer: it compiles our JSON schemas
+against the GGUF-derived SmolLM2 tokenizer in ~0.35 s, its token masks cost microseconds per
+step on CPU (a precomputed adaptive mask cache, not a per-step walk of the vocabulary as in
+lm-format-enforcer), it exposes the matcher step by step (``accept_token``,
+``fill_next_token_bitmask``, ``find_jump_forward_string``) so grammar-constrained calls can be
+interleaved with free prose and forced signal tokens in one decoding loop, and it is the engine
+vLLM, SGLang and TensorRT-LLM use (well kept). See docs/router.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from switchboard.core import MalformedCallError, Registry
+
+from .codec import CALL_CLOSE, CALL_OPEN, IMAGE_TOKEN, REGION_TOKEN, SIG_TOKENS
+
+
+def call_schema(registry: Registry, names: list[str] | None = None) -> dict[str, Any]:
+    """The JSON schema of one call to any of ``names`` (default: every registered tool)."""
+    alternatives, defs = [], {}
+    for name in names or registry.names():
+        schema = copy.deepcopy(registry.cls(name).Args.model_json_schema())
+        local = schema.pop("$defs", {})
+        prefix = f"{name}__"
+        _rename_refs(schema, prefix)
+        for key, sub in local.items():
+            _rename_refs(sub, prefix)
+            defs[prefix + key] = sub
+        schema.pop("title", None)
+        alternatives.append(
+            {
+                "type": "object",
+                "properties": {"tool": {"const": name}, "args": schema},
+                "required": ["tool", "args"],
+                "additionalProperties": False,
+            }
+        )
+    if not alternatives:
+        raise ValueError("no tools registered")
+    out: dict[str, Any] = {"anyOf": alternatives}
+    if defs:
+        out["$defs"] = defs
+    return out
+
+
+def _rename_refs(node: Any, prefix: str) -> None:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            node["$ref"] = "#/$defs/" + prefix + ref[len("#/$defs/") :]
+        for v in node.values():
+            _rename_refs(v, prefix)
+    elif isinstance(node, list):
+        for v in node:
+            _rename_refs(v, prefix)
+
+
+@dataclass
+class Decoded:
+    """A decoded reply: its text, its token ids, and per call with signals the last-layer hidden
+    states ``[K, d]`` at its ``<sig_k>`` positions."""
+
+    text: str
+    token_ids: list[int]
+    signal_hidden: list[torch.Tensor] = field(default_factory=list)
+    steps: int = 0  # model forward passes (jump-forward makes this smaller than token_ids)
+
+
+class ConstrainedDecoder:
+    """Greedy decoding of a hybrid-call reply with xgrammar-constrained calls."""
+
+    def __init__(self, tokenizer: Any, registry: Registry, vocab_size: int) -> None:
+        import xgrammar as xgr
+
+        self.xgr = xgr
+        self.tokenizer, self.registry, self.vocab_size = tokenizer, registry, vocab_size
+        info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
+        self.grammar = xgr.GrammarCompiler(info).compile_json_schema(
+            json.dumps(call_schema(registry)), any_whitespace=False, separators=(",", ":")
+        )
+        ids = tokenizer.convert_tokens_to_ids
+        self.open_id, self.close_id = ids(CALL_OPEN), ids(CALL_CLOSE)
+        self.sig_ids = [ids(t) for t in SIG_TOKENS]
+        self.eos_id = tokenizer.eos_token_id
+        banned = [self.close_id, *self.sig_ids, ids(IMAGE_TOKEN), ids(REGION_TOKEN)]
+        self.prose_mask = torch.zeros(vocab_size, dtype=torch.bool)
+        self.prose_mask[banned] = True
+        self.prose_mask[len(tokenizer) :] = True  # padding rows of the embedding
+        self.bitmask = xgr.allocate_token_bitmask(1, vocab_size)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        llm: Any,
+        inputs_embeds: torch.Tensor,
+        max_new_tokens: int = 96,
+        with_signals: bool = False,
+        max_calls: int = 4,
+        in_call: bool = False,
+    ) -> Decoded:
+        """Decode after the prompt embeddings ``[1, T, d]`` (images and regions already in).
+        ``in_call``: the prompt ends with ``<call>``, so decoding starts inside a call."""
+        embed = llm.get_input_embeddings()
+        out = llm(inputs_embeds=inputs_embeds, use_cache=True)
+        past, logits = out.cache, out.logits[0, -1]
+        tokens: list[int] = []
+        hidden: list[torch.Tensor] = []
+        steps, calls = 1, 0
+        matcher = self.xgr.GrammarMatcher(self.grammar) if in_call else None
+        call_start = 0
+
+        def feed(ids: list[int], want_hidden: bool = False) -> Any:
+            nonlocal past, logits, steps
+            x = embed(torch.tensor([ids]))
+            o = llm(
+                inputs_embeds=x,
+                cache=past,
+                use_cache=True,
+                output_hidden_states=want_hidden,
+            )
+            past, logits, steps = o.cache, o.logits[0, -1], steps + 1
+            tokens.extend(ids)
+            return o
+
+        while len(tokens) < max_new_tokens:
+            if matcher is None:  # prose before the first call; after a call, <call> or the end
+                if calls:
+                    keep = [self.open_id, self.eos_id]
+                    scores = torch.full_like(logits, float("-inf"), dtype=torch.float)
+                    scores[keep] = logits[keep].float()
+                else:
+                    scores = logits.float().masked_fill(self.prose_mask, float("-inf"))
+                if calls >= max_calls:
+                    scores[self.open_id] = float("-inf")
+                tok = int(scores.argmax())
+                if tok == self.eos_id:
+                    break
+                if tok == self.open_id:
+                    matcher = self.xgr.GrammarMatcher(self.grammar)
+                    call_start = len(tokens) + 1
+                feed([tok])
+                continue
+            # inside a call
+            jump = matcher.find_jump_forward_string()
+            ids = self.tokenizer.encode(jump, add_special_tokens=False) if jump else []
+            accepted = []
+            for t in ids:
+                if not matcher.accept_token(t):
+                    break
+                accepted.append(t)
+            if not accepted:
+                matcher.fill_next_token_bitmask(self.bitmask)
+                scores = logits.float()[None].clone()
+                self.xgr.apply_token_bitmask_inplace(scores, self.bitmask)
+                tok = int(scores[0].argmax())
+                if not matcher.accept_token(tok):
+                    raise MalformedCallError("the grammar rejected its own best token")
+                accepted = [tok]
+            if matcher.is_completed():
+                body = self.tokenizer.decode(tokens[call_start:] + accepted)
+                tool = json.loads(body)["tool"]
+                spec = self.registry.cls(tool).signal
+                sigs = self.sig_ids[: spec.num_tokens] if with_signals and spec else []
+                o = feed([*accepted, self.close_id, *sigs], want_hidden=bool(sigs))
+                if sigs:
+                    hidden.append(o.hidden_states[-1][0, -len(sigs) :])
+                matcher, calls = None, calls + 1
+            else:
+                feed(accepted)
+        if matcher is not None:
+            raise MalformedCallError(f"a call did not finish within {max_new_tokens} tokens")
+        text = self.tokenizer.decode(tokens, skip_special_tokens=False)
+        return Decoded(text=text, token_ids=tokens, signal_hidden=hidden, steps=steps)
