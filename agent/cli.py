@@ -119,6 +119,22 @@ def train_edit(
     typer.echo(f"wrote {train(preset, out)}")
 
 
+@train_app.command("router")
+def train_router(
+    stage: str = typer.Option(..., help="align | ground | invoke (each starts from the last)"),
+    preset: str = typer.Option("tiny", help="tiny (≤ 45 min per stage on 2 cores) | gpu | smoke"),
+    out: Path | None = typer.Option(
+        None,
+        help="Output folder (default: runs/router/<stage>/model; trained_models/router-tiny "
+        "after invoke).",
+    ),
+) -> None:
+    """Train the router (LoRA on SmolLM2, vision tower, projector, region encoder) on ShapeWorld."""
+    from switchboard.router.train import train
+
+    typer.echo(f"wrote {train(stage, preset, out=out)}")
+
+
 def _report(name: str, metrics: dict, out: Path | None, card: bool = False) -> None:
     import json
 

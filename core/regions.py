@@ -9,7 +9,15 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
 
 from .errors import InvalidInputError
 from .rle import decode_rle, encode_rle
@@ -88,11 +96,26 @@ def _mask_validator(value: Any) -> np.ndarray:
     return arr
 
 
+# The JSON form of a mask: uncompressed COCO RLE. ``x-bulk`` marks data a user or a tool
+# supplies (a drawn region, an earlier result), never words the router writes: the router's call
+# grammar leaves such fields out and the agent fills them in.
+RLE_SCHEMA = {
+    "type": "object",
+    "description": "uncompressed COCO RLE: size [H, W], column-major run lengths from 0s",
+    "properties": {
+        "size": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+        "counts": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+    },
+    "required": ["size", "counts"],
+    "x-bulk": True,
+}
+
 # An HW bool array field; JSON form is COCO RLE.
 BoolMask = Annotated[
     np.ndarray,
     PlainValidator(_mask_validator),
     PlainSerializer(encode_rle, when_used="json"),
+    WithJsonSchema(RLE_SCHEMA),
 ]
 
 

@@ -51,6 +51,15 @@ class Specialist(ABC):
         )
 
     @classmethod
+    def args_for(cls, intent: Any) -> dict[str, Any] | None:
+        """The arguments this tool takes for a ShapeWorld intent (an object with ``task``,
+        ``target_text`` and ``params``), or None when it does not serve that intent. This is how
+        the router's training targets follow the registry: the world states what the user
+        wants, each tool says how it would be called for it. Plugins may leave it None and teach
+        the router with ``examples`` instead."""
+        return None
+
+    @classmethod
     def parse_args(cls, args: dict[str, Any] | BaseModel) -> BaseModel:
         """Validate raw arguments against ``Args``; raise :class:`InvalidInputError`."""
         if isinstance(args, cls.Args):

@@ -35,10 +35,11 @@ from .codec import CALL_CLOSE, CALL_OPEN, IMAGE_TOKEN, REGION_TOKEN, SIG_TOKENS
 
 
 def call_schema(registry: Registry, names: list[str] | None = None) -> dict[str, Any]:
-    """The JSON schema of one call to any of ``names`` (default: every registered tool)."""
+    """The JSON schema of one call to any of ``names`` (default: every registered tool).
+    Fields that carry bulk data (masks: ``x-bulk``) are left out; the agent fills them."""
     alternatives, defs = [], {}
     for name in names or registry.names():
-        schema = copy.deepcopy(registry.cls(name).Args.model_json_schema())
+        schema = _drop_bulk(copy.deepcopy(registry.cls(name).Args.model_json_schema()))
         local = schema.pop("$defs", {})
         prefix = f"{name}__"
         _rename_refs(schema, prefix)
@@ -60,6 +61,25 @@ def call_schema(registry: Registry, names: list[str] | None = None) -> dict[str,
     if defs:
         out["$defs"] = defs
     return out
+
+
+def _is_bulk(node: Any) -> bool:
+    """A field the router never writes (``x-bulk``: masks and other data the agent supplies)."""
+    if not isinstance(node, dict):
+        return False
+    if node.get("x-bulk"):
+        return True
+    alts = node.get("anyOf", [])
+    return any(_is_bulk(a) for a in alts)
+
+
+def _drop_bulk(schema: dict[str, Any]) -> dict[str, Any]:
+    props = schema.get("properties", {})
+    for key in [k for k, v in props.items() if _is_bulk(v)]:
+        del props[key]
+        if key in schema.get("required", []):
+            raise ValueError(f"required field {key!r} holds bulk data the router cannot write")
+    return schema
 
 
 def _rename_refs(node: Any, prefix: str) -> None:

@@ -84,6 +84,13 @@ class DetectSpecialist(Specialist):
         ExampleRequest(request="detect every object", args={}),
     )
 
+    @classmethod
+    def args_for(cls, intent: Any) -> dict[str, Any] | None:
+        if intent.task != "detect":
+            return None
+        args = {k: intent.params[k] for k in ("shape", "color") if k in intent.params}
+        return args or ({"query": intent.target_text} if intent.target_text else None)
+
     def __init__(self, weights: str | Path | None = None) -> None:
         super().__init__()
         self.weights = weights

@@ -257,6 +257,35 @@ class EditSpecialist(Specialist):
         ),
     )
 
+    @classmethod
+    def args_for(cls, intent: Any) -> dict[str, Any] | None:
+        p, op = intent.params, intent.task
+        keep = {
+            "recolor": ("color",),
+            "remove": (),
+            "move": ("place",),
+            "replace": ("shape",),
+            "add": ("color", "shape", "place", "size"),
+        }
+        if op == "generate" and p.get("objects"):
+            objects = [
+                {k: o[k] for k in ("shape", "color", "place", "size") if k in o}
+                for o in p["objects"]
+            ]
+            return {"op": "generate", "objects": objects}
+        if op not in keep:
+            return None
+        args: dict[str, Any] = {"op": op}
+        if op != "add":
+            if intent.target_text:
+                args["target"] = intent.target_text
+            elif "box" in p:  # e.g. one step of "remove every diamond", after a detect
+                args["box"] = [float(v) for v in p["box"]]
+            else:
+                return None
+        args.update({k: p[k] for k in keep[op] if k in p})
+        return args
+
     def __init__(self, weights: str | Path | None = None, segmenter: Any = None) -> None:
         super().__init__()
         self.weights = weights

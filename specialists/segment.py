@@ -120,6 +120,12 @@ class SegmentSpecialist(Specialist):
         self.predictor: SignalSamPredictor | None = None
         self._image_key: str | None = None
 
+    @classmethod
+    def args_for(cls, intent: Any) -> dict[str, Any] | None:
+        if intent.task == "segment" and intent.target_text:
+            return {"target": intent.target_text}
+        return None
+
     def load(self, device: str = "cpu", dtype: Any = None) -> SegmentSpecialist:
         sam = build_segment_model(self.weights).to(device).eval()
         self.predictor = SignalSamPredictor(sam)

@@ -107,6 +107,12 @@ class TrackSpecialist(Specialist):
         ExampleRequest(request="track every {shape}", args={"query": "{shape}s"}),
     )
 
+    @classmethod
+    def args_for(cls, intent: Any) -> dict[str, Any] | None:
+        if intent.task == "track" and intent.target_text:
+            return {"target": intent.target_text}
+        return None
+
     def __init__(self, detector: Any = None, segmenter: Any = None) -> None:
         super().__init__()
         self._detector, self._segmenter = detector, segmenter

@@ -1,0 +1,299 @@
+"""Train the router on ShapeWorld, stage by stage.
+
+    switchboard train router --stage align  --preset tiny   # captions + patch-text contrast
+    switchboard train router --stage ground --preset tiny   # boxes, regions, counts, frames
+    switchboard train router --stage invoke --preset tiny   # requests → calls, step by step
+    switchboard train router --stage invoke --preset smoke  # a few steps; what CI runs
+
+Each stage starts from the previous stage's output folder (``runs/router/<stage>/model`` or
+the committed ``trained_models/router-tiny``) when there is one, trains the LoRA adapters, the
+new token rows, the projector, the region encoder and (in ``align`` and ``ground``) our vision
+tower, and writes the router folder, ``loss.png`` and ``train.json``. Runs are resumable and
+time-budgeted like the other recipes; the same script runs under ``accelerate launch`` for the
+GPU preset (one process per device, gradients averaged by accelerate).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from switchboard.core import Registry
+from switchboard.core.config import models_dir
+from switchboard.world.language import best_name, caption, questions
+from switchboard.world.requests import make_request
+from switchboard.world.scene import generate_scene
+from switchboard.world.splits import SPLITS
+
+from .data import SYSTEM, Item, items_for
+from .model import RouterConfig, RouterModel
+
+STAGES = ("align", "ground", "invoke")
+
+
+@dataclass
+class RouterPreset:
+    steps: int
+    batch: int = 8
+    lr: float = 3e-4
+    warmup: int = 20
+    minutes: float = 0.0  # time budget; the cosine schedule anneals over it
+    checkpoint_every: int = 50
+    contrastive_weight: float = 0.5  # align stage
+    llm: str = ""  # base LM override
+    vit: dict[str, Any] | None = None  # ViT override for a fresh router
+    from_committed: bool = True  # with no earlier stage in this run, start from router-tiny
+
+
+PRESETS = {
+    "tiny": RouterPreset(steps=3000, minutes=45),
+    "gpu": RouterPreset(steps=6000, batch=32, lr=2e-4),
+    "smoke": RouterPreset(
+        steps=2,
+        batch=2,
+        warmup=1,
+        checkpoint_every=1,
+        vit={"image_size": 64, "patch_size": 16, "width": 32, "depth": 1, "heads": 2},
+        from_committed=False,
+    ),
+}
+
+
+# -- items per stage -------------------------------------------------------------------------
+def _box_words(box: Any, size: int) -> str:
+    """A box as words the LM can write: XYXY in 0..99 of the image side."""
+    return "[" + ",".join(str(min(99, int(float(v) * 100 / size))) for v in box) + "]"
+
+
+def stage_items(stage: str, seed: int, registry: Registry) -> list[Item]:
+    """The items of one training seed for ``stage``."""
+    rng = np.random.default_rng([seed, 5])
+    if stage == "invoke":
+        return items_for(make_request(seed, "train"), registry)
+    scene = generate_scene(seed)
+    media = [scene.image], [None]
+    system = {"role": "system", "content": SYSTEM}
+
+    def qa(question: str, answer: str, task: str, regions: int = 0) -> Item:
+        user = {"role": "user", "content": "{media}" + "<region>" * regions + question}
+        return Item([system, user], *media, answer, task, answer=answer)
+
+    if stage == "align":
+        return [qa("Describe the image.", caption(scene), "caption")]
+    if stage != "ground":
+        raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
+    kind = rng.choice(["refer", "region", "question"], p=[0.4, 0.3, 0.3])
+    if kind == "question" or not scene.objects:
+        q = questions(scene, rng)
+        pick = q[int(rng.integers(len(q)))]
+        return [qa(pick.text, pick.answer, "question")]
+    i = int(rng.integers(len(scene.objects)))
+    name = best_name(scene, scene.objects[i].id)
+    if name is None:
+        q = questions(scene, rng)[0]
+        return [qa(q.text, q.answer, "question")]
+    if kind == "refer":
+        box = _box_words(scene.boxes[i], scene.image.shape[0])
+        return [qa(f"Where is the {name}?", box, "ground")]
+    item = qa("What is this?", f"the {name}", "region", regions=1)
+    item.regions = [scene.masks[i]]
+    return [item]
+
+
+# -- tokenization and loss -------------------------------------------------------------------
+def encode(router: RouterModel, item: Item) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input ids, labels) for an item: the loss covers the target and the end token only."""
+    tok = router.tokenizer
+    video = any(t is not None for t in item.frame_index)
+    media = "".join(router.image_placeholder(video) for _ in item.images)
+    messages = [
+        {**m, "content": m["content"].replace("{media}", media + "\n" if media else "")}
+        for m in item.messages
+    ]
+    prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    t_ids = tok(item.target + tok.eos_token, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor(p_ids + t_ids)
+    labels = torch.tensor([-100] * len(p_ids) + t_ids)
+    return ids, labels
+
+
+def batch_loss(
+    router: RouterModel, items: list[Item], contrastive_weight: float = 0.0
+) -> torch.Tensor:
+    from .model import Region
+
+    embeds, labels = [], []
+    for item in items:
+        ids, lab = encode(router, item)
+        regions = [Region.of(*m.shape, mask=m) for m in item.regions]
+        embeds.append(router.embed(ids, item.images, regions, item.frame_index or None)[0])
+        labels.append(lab)
+    n = max(len(e) for e in embeds)
+    d = embeds[0].shape[-1]
+    x = torch.zeros(len(items), n, d)
+    y = torch.full((len(items), n), -100, dtype=torch.long)
+    mask = torch.zeros(len(items), n, dtype=torch.long)
+    for b, (e, lab) in enumerate(zip(embeds, labels, strict=True)):
+        x[b, : len(e)], y[b, : len(lab)], mask[b, : len(e)] = e, lab, 1
+    loss = router(inputs_embeds=x, attention_mask=mask, labels=y).loss
+    if contrastive_weight > 0:
+        loss = loss + contrastive_weight * contrastive_loss(router, items)
+    return loss
+
+
+def contrastive_loss(router: RouterModel, items: list[Item]) -> torch.Tensor:
+    """Patch-token / text contrast (align): the mean projected image token of each image
+    against the mean embedding of its caption's tokens, InfoNCE both ways over the batch."""
+    imgs = [it.images[0] for it in items if it.images]
+    if len(imgs) < 2:
+        return torch.zeros(())
+    tok = router.tokenizer
+    emb = router.llm.get_input_embeddings()
+    vis = router.projector(router.encode_images(imgs)).mean(1)
+    txt = torch.stack(
+        [
+            emb(torch.tensor(tok(it.target, add_special_tokens=False)["input_ids"])).mean(0)
+            for it in items
+            if it.images
+        ]
+    )
+    logits = F.normalize(vis, dim=-1) @ F.normalize(txt, dim=-1).T / 0.07
+    target = torch.arange(len(imgs))
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+# -- the loop --------------------------------------------------------------------------------
+def previous_stage(stage: str, work: Path, committed: bool = True) -> Path | None:
+    """The folder to start ``stage`` from: the earlier stage's run, else the committed model."""
+    k = STAGES.index(stage)
+    for earlier in reversed(STAGES[:k]):
+        cand = work / earlier / "model"
+        if (cand / "router.json").is_file():
+            return cand
+    folder = models_dir() / "router-tiny"
+    return folder if committed and (folder / "router.json").is_file() else None
+
+
+def build_router(preset: RouterPreset, start: Path | None) -> RouterModel:
+    if start is not None:
+        return RouterModel.from_pretrained(start, trainable=True)
+    cfg = RouterConfig(llm=preset.llm)
+    if preset.vit:
+        cfg.vit = dict(preset.vit)
+    return RouterModel.create(cfg)
+
+
+def train(
+    stage: str,
+    preset_name: str = "tiny",
+    registry: Registry | None = None,
+    out: Path | None = None,
+    work: Path = Path("runs/router"),
+) -> Path:
+    from switchboard.specialists import default_registry
+    from switchboard.specialists.schedule import cosine_lr
+    from tqdm import tqdm
+
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
+    preset = PRESETS[preset_name]
+    registry = registry or default_registry()
+    run = work / stage
+    run.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    state_path = run / "state.pt"
+    start = run / "model" if (run / "model" / "router.json").is_file() else None
+    router = build_router(preset, start or previous_stage(stage, work, preset.from_committed))
+    router.train()
+    if stage == "invoke":  # the vision tower is settled by then; only what reads it trains
+        router.vision.requires_grad_(False)
+    params = [p for p in router.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=preset.lr, weight_decay=0.0)
+    step0, history, elapsed = 0, [], 0.0
+    if state_path.exists() and start is not None:
+        st = torch.load(state_path, map_location="cpu", weights_only=False)
+        opt.load_state_dict(st["opt"])
+        step0, history, elapsed = st["step"], st["history"], st["elapsed"]
+
+    def checkpoint(step: int) -> None:
+        router.save_pretrained(run / "model")
+        torch.save(
+            {"opt": opt.state_dict(), "step": step, "history": history, "elapsed": elapsed},
+            state_path,
+        )
+
+    lo, _ = SPLITS["train"]
+    t0 = time.time() - elapsed
+    done = step0
+    cw = preset.contrastive_weight if stage == "align" else 0.0
+    bar = tqdm(range(step0, preset.steps), initial=step0, total=preset.steps, desc=stage)
+    for step in bar:
+        rng = np.random.default_rng([step, 17])
+        items: list[Item] = []
+        while len(items) < preset.batch:
+            seed = lo + int(rng.integers(0, 900_000))
+            found = stage_items(stage, seed, registry)
+            items.append(found[int(rng.integers(len(found)))])
+        frac = (time.time() - t0) / (preset.minutes * 60) if preset.minutes else 0.0
+        lr = cosine_lr(preset.lr, step, preset.steps, preset.warmup, frac)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss = batch_loss(router, items, cw)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        history.append((step, loss.item()))
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.1e}")
+        elapsed, done = time.time() - t0, step + 1
+        if done % preset.checkpoint_every == 0:
+            checkpoint(done)
+        if preset.minutes and elapsed > preset.minutes * 60:
+            break
+    checkpoint(done)
+    out = out or (models_dir() / "router-tiny" if stage == "invoke" else run / "model")
+    if out != run / "model":
+        router.save_pretrained(out)
+    _plot(history, run / "loss.png")
+    record = {
+        "stage": stage,
+        "preset": preset_name,
+        **asdict(preset),
+        "steps_done": done,
+        "wall_time_s": round(elapsed, 1),
+        "train_seed_range": [lo, lo + 900_000],
+        "tools": registry.names(),
+        "final_loss_mean_20": float(np.mean([v for _, v in history[-20:]])) if history else None,
+    }
+    (run / "train.json").write_text(json.dumps(record, indent=2))
+    if out != run / "model":
+        stages = {s: json.loads((work / s / "train.json").read_text()) for s in STAGES
+                  if (work / s / "train.json").is_file()}  # fmt: skip
+        (out / "train.json").write_text(json.dumps(stages, indent=2))
+    return out
+
+
+def _plot(history: list[tuple[int, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if history:
+        s, v = zip(*history, strict=True)
+        ax.plot(s, v, lw=0.6, alpha=0.5)
+        k = max(1, len(v) // 30)
+        ax.plot(s[k - 1 :], np.convolve(v, np.ones(k) / k, mode="valid"), lw=1.5)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,53 @@
+"""A few steps of every router stage on the real SmolLM2 (tiny vision tower): each stage starts
+from the one before, and the result loads and still routes through the constrained decoder."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from switchboard.core import Registry
+from switchboard.router.codec import parse_reply
+from switchboard.router.data import items_for
+from switchboard.router.model import RouterModel
+from switchboard.router.train import STAGES, batch_loss, encode, stage_items, train
+from switchboard.specialists import BUILTINS
+from switchboard.world.requests import make_request
+
+
+def test_items_follow_the_registry():
+    full, no_detect = Registry(BUILTINS), Registry({"segment": BUILTINS["segment"]})
+    req = make_request(7, "train", "detect")
+    assert items_for(req, full)[0].calls[0].tool == "detect"
+    # Without a detector the router is taught to say so instead of calling something else.
+    item = items_for(req, no_detect)[0]
+    assert not item.calls and "no tool" in item.target
+    for stage in STAGES:
+        assert stage_items(stage, 123, full)
+
+
+def test_every_stage_trains_a_few_steps(smollm, tmp_path):
+    reg = Registry(BUILTINS)
+    outs = [train(s, "smoke", reg, out=tmp_path / s, work=tmp_path / "runs") for s in STAGES]
+    for out in outs:
+        assert (out / "router.json").is_file() and (out / "adapter").is_dir()
+    router = RouterModel.from_pretrained(outs[-1])
+    items = stage_items("invoke", 99, reg)
+    ids, labels = encode(router, items[0])
+    assert (labels != -100).sum() > 0 and len(ids) == len(labels)
+    assert math.isfinite(batch_loss(router, items[:2]).item())
+    # The trained router decodes a valid call when one is opened.
+    from switchboard.router.decoding import ConstrainedDecoder
+
+    dec = ConstrainedDecoder(
+        router.tokenizer, reg, router.llm.get_input_embeddings().weight.shape[0]
+    )
+    tok = router.tokenizer
+    text = tok.apply_chat_template(
+        items[0].messages[:2], add_generation_prompt=True, tokenize=False
+    )
+    text = text.replace("{media}", router.image_placeholder()) + "<call>"
+    ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    emb = router.embed(ids, items[0].images[:1] or [np.zeros((64, 64, 3), np.uint8)])
+    out = dec.generate(router.llm, emb, max_new_tokens=60, in_call=True)
+    parse_reply("<call>" + out.text, reg)
