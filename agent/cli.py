@@ -224,6 +224,43 @@ def eval_edit(
     _report("edit", evaluate_edit(reg.get("edit"), det, split, n, steps), out, card)
 
 
+@eval_app.command("router")
+def eval_router(
+    split: str = typer.Option("test"),
+    n: int = typer.Option(200, min=1, help="Requests (every step of each is scored)."),
+    folder: Path | None = typer.Option(None, help="Router folder (default router-tiny)."),
+    base: bool = typer.Option(True, help="Also score the untuned base model, prompted."),
+    out: Path | None = typer.Option(None, help="JSON file to write."),
+) -> None:
+    """Tool selection, exact calls, arguments, decisions, answers and grounding: our router
+    beside the prompt-only base model on the same held-out items."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+    from switchboard.router.evaluate import evaluate_base, evaluate_router
+    from switchboard.router.inference import Router
+    from switchboard.specialists import default_registry
+
+    reg = default_registry()
+    rows = [evaluate_router(Router.load(folder, reg), split, n)]
+    if base:
+        rows.append(evaluate_base(reg, split, n))
+    keys = [k for k in rows[0] if k not in ("split", "model")]
+    table = Table(title=f"router ({split}, {n} requests)")
+    table.add_column("model")
+    for k in keys:
+        table.add_column(k, justify="right")
+    for r in rows:
+        cells = [f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in keys]
+        table.add_row(r["model"], *cells)
+    Console().print(table)
+    out = out or Path("runs/eval") / f"router-{split}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2))
+    typer.echo(f"wrote {out}")
+
+
 def main() -> None:
     app()
 
