@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from switchboard.core import Registry
 from switchboard.core.config import models_dir
-from switchboard.world.language import best_name, caption, questions
+from switchboard.world.language import attribute_expressions, best_name, caption, questions
 from switchboard.world.requests import make_request
 from switchboard.world.scene import generate_scene
 from switchboard.world.splits import SPLITS
@@ -88,7 +88,12 @@ def stage_items(stage: str, seed: int, registry: Registry) -> list[Item]:
         return [qa("Describe the image.", caption(scene), "caption")]
     if stage != "ground":
         raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
-    kind = rng.choice(["refer", "region", "question"], p=[0.4, 0.3, 0.3])
+    kind = rng.choice(["refer", "region", "question", "video"], p=[0.35, 0.25, 0.25, 0.15])
+    if kind == "video":
+        item = video_where_item(seed, rng)
+        if item is not None:
+            return [item]
+        kind = "refer"
     if kind == "question" or not scene.objects:
         q = questions(scene, rng)
         pick = q[int(rng.integers(len(q)))]
@@ -104,6 +109,34 @@ def stage_items(stage: str, seed: int, registry: Registry) -> list[Item]:
     item = qa("What is this?", f"the {name}", "region", regions=1)
     item.regions = [scene.masks[i]]
     return [item]
+
+
+def video_where_item(seed: int, rng: np.random.Generator) -> Item | None:
+    """ "Where is the X in frame k?" over the sampled frames of a clip → the box at frame k."""
+    from switchboard.world.requests import generate_scene_from_clip
+    from switchboard.world.video import generate_video
+
+    from .data import VIDEO_FRAMES
+    from .vision import sample_frames
+
+    clip = generate_video(seed)
+    idx = sample_frames(clip.num_frames, VIDEO_FRAMES)
+    k = int(rng.integers(len(idx)))
+    t = idx[k]
+    here = [n for n in range(len(clip.objects)) if clip.present[t, n]]
+    if not here:
+        return None
+    n = here[int(rng.integers(len(here)))]
+    first = generate_scene_from_clip(clip)
+    names = attribute_expressions(first, first.index(clip.objects[n].id))  # positions move
+    if not names:
+        return None
+    name = names[0].text
+    box = _box_words(clip.boxes[t, n], clip.size)
+    user = {"role": "user", "content": f"{{media}}Where is the {name} in frame {k}?"}
+    frames = [clip.frames[i] for i in idx]
+    return Item([{"role": "system", "content": SYSTEM}, user], frames, list(range(len(idx))),
+                box, "ground", answer=box)  # fmt: skip
 
 
 # -- tokenization and loss -------------------------------------------------------------------
