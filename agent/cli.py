@@ -121,7 +121,7 @@ def train_edit(
 
 @train_app.command("router")
 def train_router(
-    stage: str = typer.Option(..., help="align | ground | invoke (each starts from the last)"),
+    stage: str = typer.Option(..., help="vision | align | ground | invoke (each from the last)"),
     preset: str = typer.Option("tiny", help="tiny (≤ 45 min per stage on 2 cores) | gpu | smoke"),
     out: Path | None = typer.Option(
         None,

@@ -1,5 +1,6 @@
 """Train the router on ShapeWorld, stage by stage.
 
+    switchboard train router --stage vision --preset tiny   # our ViT on dense ShapeWorld labels
     switchboard train router --stage align  --preset tiny   # captions + patch-text contrast
     switchboard train router --stage ground --preset tiny   # boxes, regions, counts, frames
     switchboard train router --stage invoke --preset tiny   # requests → calls, step by step
@@ -34,7 +35,8 @@ from switchboard.world.splits import SPLITS
 from .data import SYSTEM, Item, items_for
 from .model import RouterConfig, RouterModel
 
-STAGES = ("align", "ground", "invoke")
+STAGES = ("vision", "align", "ground", "invoke")
+LLM_STAGES = STAGES[1:]  # the stages that train through the LLM
 
 
 @dataclass
@@ -175,10 +177,23 @@ def batch_loss(
     mask = torch.zeros(len(items), n, dtype=torch.long)
     for b, (e, lab) in enumerate(zip(embeds, labels, strict=True)):
         x[b, : len(e)], y[b, : len(lab)], mask[b, : len(e)] = e, lab, 1
-    loss = router(inputs_embeds=x, attention_mask=mask, labels=y).loss
+    loss = lm_loss(router, x, mask, y)
     if contrastive_weight > 0:
         loss = loss + contrastive_weight * contrastive_loss(router, items)
     return loss
+
+
+def lm_loss(
+    router: RouterModel, x: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """Next-token cross-entropy over the labelled positions, with the vocabulary projection
+    computed only at the positions some row of the batch has a label for (``logits_to_keep``
+    with indices): the prompt (system text, image tokens) is most of each sequence and its
+    49k-way logits would be thrown away. Same value as the model's own ``labels=`` loss."""
+    keep = torch.nonzero((labels[:, 1:] != -100).any(0)).squeeze(1)
+    logits = router(inputs_embeds=x, attention_mask=mask, logits_to_keep=keep).logits
+    target = labels[:, keep + 1]
+    return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100)
 
 
 def contrastive_loss(router: RouterModel, items: list[Item]) -> torch.Tensor:
@@ -245,6 +260,15 @@ def train(
     start = run / "model" if (run / "model" / "router.json").is_file() else None
     router = build_router(preset, start or previous_stage(stage, work, preset.from_committed))
     router.train()
+    if stage == "vision":  # the tower alone, with dense heads (router/pretrain.py)
+        from .pretrain import pretrain_vision
+
+        done_vision = pretrain_vision(router, preset_name, run)
+        router.save_pretrained(run / "model")
+        _plot(done_vision["history"], run / "loss.png")
+        if out is not None:
+            router.save_pretrained(out)
+        return out or run / "model"
     if stage == "invoke":  # the vision tower is settled by then; only what reads it trains
         router.vision.requires_grad_(False)
     params = [p for p in router.parameters() if p.requires_grad]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from switchboard.core import Registry, Specialist
 
 from .detect import DetectSpecialist
+from .edit import EditSpecialist
 from .segment import SegmentSpecialist
 from .track import TrackSpecialist
 
@@ -17,6 +18,7 @@ BUILTINS: dict[str, type[Specialist]] = {
     "segment": SegmentSpecialist,
     "detect": DetectSpecialist,
     "track": TrackSpecialist,
+    "edit": EditSpecialist,
 }
 
 _registry: Registry | None = None

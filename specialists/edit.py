@@ -58,6 +58,8 @@ SIZE_SHARE = {"small": 0.13, "medium": 0.215, "large": 0.325}
 MIN_CROP = 48  # pixels: the smallest crop window, so small regions keep some context
 CROP_SCALE = 1.6  # crop side / region side: context around the region for the model
 FEATHER = 2  # pixels of soft edge outside the region
+# Adding into a box: a pixel counts as painted when a channel moved by more than this.
+MATTE_DIFF = 40
 
 
 def describe(color: str | None, shape: str | None) -> str:
@@ -366,9 +368,16 @@ class EditSpecialist(Specialist):
         text: str,
         args: EditArgs,
         signal: Any = None,
+        matte: bool = False,
+        keep: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Repaint ``region`` (HW bool) of ``image`` as ``text`` describes (or as ``signal``
-        conditions); returns the new image and the mask of pixels that may have changed."""
+        conditions); returns the new image and the mask of pixels that may have changed.
+
+        ``matte`` (adding an object into a box): paste only the pixels the model changed
+        (a difference matte against the input, cleaned of specks), plus ``keep`` (pixels that
+        must be repainted anyway, e.g. the object being replaced). The rest of the box keeps its
+        original bytes instead of the model's re-rendering of the background."""
         h, w = image.shape[:2]
         x0, y0, side = crop_window(mask_to_box(region), h, w)
         crop = image[y0 : y0 + side, x0 : x0 + side]
@@ -392,6 +401,8 @@ class EditSpecialist(Specialist):
             output_type="np",
         ).images[0]
         painted = resize((np.clip(out, 0, 1) * 255).round().astype(np.uint8), side)
+        if matte:
+            region = self._matte(region, painted, crop, (y0, x0, side), keep)
         # Paste: the region plus a feathered rim; everything else keeps its original bytes.
         # The feather of a pixel depends on the region within 2*FEATHER px of it, so it is
         # computed over the window grown by that much, not over the whole (possibly huge) image.
@@ -407,6 +418,26 @@ class EditSpecialist(Specialist):
         full_changed = np.zeros((h, w), bool)
         full_changed[y0 : y0 + side, x0 : x0 + side] = changed
         return result, full_changed
+
+    @staticmethod
+    def _matte(
+        region: np.ndarray,
+        painted: np.ndarray,
+        crop: np.ndarray,
+        window: tuple[int, int, int],
+        keep: np.ndarray | None,
+    ) -> np.ndarray:
+        """The part of ``region`` where ``painted`` differs from ``crop`` (max channel gap >
+        ``MATTE_DIFF``; opened to drop specks, closed to fill holes), plus ``keep``."""
+        y0, x0, side = window
+        diff = np.abs(painted.astype(np.int16) - crop.astype(np.int16)).max(axis=-1)
+        m = (diff > MATTE_DIFF).astype(np.uint8)
+        m = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+        out = np.zeros_like(region)
+        out[y0 : y0 + side, x0 : x0 + side] = m.astype(bool)
+        out &= region
+        return out | keep if keep is not None else out
 
     # -- regions ---------------------------------------------------------------------------
     def _check_box(self, box: tuple[float, ...], h: int, w: int) -> None:
@@ -479,7 +510,7 @@ class EditSpecialist(Specialist):
                 raise InvalidInputError("add needs a colour and a shape")
             region = box_region(self._paint_box(h, w, args), h, w)
             text = args.prompt or describe(args.color, args.shape)
-            out, changed = self.inpaint(image, region, text, args, signal)
+            out, changed = self.inpaint(image, region, text, args, signal, matte=True)
             return ImageOut(image=out, edit_mask=changed)
         mask = self._object_mask(image, args)
         color, shape = self._looks(image, mask, args)
@@ -496,13 +527,13 @@ class EditSpecialist(Specialist):
                 raise InvalidInputError("replace needs a shape")
             region = box_region(replace_box(mask), h, w)
             text = args.prompt or describe(color, args.shape)
-            out, changed = self.inpaint(image, region, text, args, signal)
+            out, changed = self.inpaint(image, region, text, args, signal, matte=True, keep=mask)
         else:  # move: remove where it is, add where it goes
             x1, y1, x2, y2 = mask_to_box(mask)
             out, gone = self.inpaint(image, mask, BACKGROUND, args)
             region = box_region(self._paint_box(h, w, args, size_px=max(x2 - x1, y2 - y1)), h, w)
             out, added = self.inpaint(
-                out, region, args.prompt or describe(color, shape), args, signal
+                out, region, args.prompt or describe(color, shape), args, signal, matte=True
             )
             changed = gone | added
         return ImageOut(image=out, edit_mask=changed)
@@ -541,7 +572,7 @@ class EditSpecialist(Specialist):
                 }
             )
             region = box_region(self._paint_box(h, w, step), h, w)
-            canvas, _ = self.inpaint(canvas, region, describe(o.color, o.shape), step)
+            canvas, _ = self.inpaint(canvas, region, describe(o.color, o.shape), step, matte=True)
         return ImageOut(image=canvas)
 
     def _instruct(self, image: np.ndarray, args: EditArgs) -> ImageOut:

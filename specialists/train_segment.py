@@ -75,6 +75,16 @@ PRESETS = {
         crowded_share=0.5,
         clutter_weight=1.0,
     ),
+    # A last low-learning-rate pass of the clutter mix over the committed model.
+    "tiny-clutter-polish": SegmentPreset(
+        steps=3000,
+        lr=1.5e-4,
+        warmup=20,
+        time_limit_min=25,
+        init_from="segment-tiny",
+        crowded_share=0.5,
+        clutter_weight=1.0,
+    ),
     "smoke": SegmentPreset(steps=3, batch_images=2, max_prompts=3, warmup=1, checkpoint_every=2),
 }
 

@@ -10,7 +10,7 @@ from switchboard.core import Registry
 from switchboard.router.codec import parse_reply
 from switchboard.router.data import items_for
 from switchboard.router.model import RouterModel
-from switchboard.router.train import STAGES, batch_loss, encode, stage_items, train
+from switchboard.router.train import LLM_STAGES, STAGES, batch_loss, encode, stage_items, train
 from switchboard.specialists import BUILTINS
 from switchboard.world.requests import make_request
 
@@ -22,7 +22,7 @@ def test_items_follow_the_registry():
     # Without a detector the router is taught to say so instead of calling something else.
     item = items_for(req, no_detect)[0]
     assert not item.calls and "no tool" in item.target
-    for stage in STAGES:
+    for stage in LLM_STAGES:
         assert stage_items(stage, 123, full)
 
 
@@ -51,3 +51,26 @@ def test_every_stage_trains_a_few_steps(smollm, tmp_path):
     emb = router.embed(ids, items[0].images[:1] or [np.zeros((64, 64, 3), np.uint8)])
     out = dec.generate(router.llm, emb, max_new_tokens=60, in_call=True)
     parse_reply("<call>" + out.text, reg)
+
+
+def test_loss_on_labelled_positions_only_equals_the_full_loss(smollm, tmp_path):
+    """The training loss projects to the vocabulary only where a label is; it must equal the
+    model's own full-logits loss on a padded batch of unequal items."""
+    import torch
+    from switchboard.router.train import PRESETS, build_router, lm_loss
+
+    reg = Registry(BUILTINS)
+    router = build_router(PRESETS["smoke"], None).eval()
+    items = stage_items("invoke", 5, reg)[:1] + stage_items("ground", 6, reg)[:1]
+    encoded = [encode(router, it) for it in items]
+    n = max(len(i) for i, _ in encoded)
+    ids = torch.zeros(2, n, dtype=torch.long)
+    y = torch.full((2, n), -100)
+    mask = torch.zeros(2, n, dtype=torch.long)
+    for b, (i, lab) in enumerate(encoded):
+        ids[b, : len(i)], y[b, : len(lab)], mask[b, : len(i)] = i, lab, 1
+    x = router.llm.get_input_embeddings()(ids)
+    with torch.no_grad():
+        full = router(inputs_embeds=x, attention_mask=mask, labels=y).loss
+        ours = lm_loss(router, x, mask, y)
+    assert torch.allclose(full, ours, atol=1e-5), (full, ours)

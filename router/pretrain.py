@@ -1,0 +1,222 @@
+"""Stage ``vision``: pretrain our ViT on ShapeWorld's dense labels before it meets the LLM.
+
+LLaVA-style routers start from a vision tower that already sees (CLIP, trained on hundreds of
+millions of pairs). We cannot download one, and training our tower from scratch *through* the
+135M LLM costs ~15 s per batch of 8 on two cores — far too slow to learn to see. So the tower
+first learns, with cheap heads and no LLM, what ShapeWorld labels say is in each patch:
+
+- per patch: the colour, shape and size of the object covering it (or background), and the
+  distances from the patch centre to that object's box edges (FCOS-style, so every patch feature
+  knows its object's extent: what grounding needs);
+- per image: the background kind and the number of objects (what counting needs).
+
+The heads are thrown away; ``align`` then maps features that already mean something into the
+LLM. Held-out patch accuracies (val scenes) go into ``train.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from switchboard.world.scene import BACKGROUNDS, COLOR_NAMES, SHAPES, SIZES, Scene, generate_scene
+from switchboard.world.splits import SPLITS, split_seeds
+from torch import nn
+
+from .vision import to_pixels
+
+MIN_COVER = 0.2  # a patch belongs to an object when at least this share of it shows the object
+MAX_OBJECTS = 8
+
+
+@dataclass
+class VisionPreset:
+    steps: int
+    batch: int = 32
+    lr: float = 1e-3
+    warmup: int = 50
+    minutes: float = 0.0
+    checkpoint_every: int = 100
+    val_scenes: int = 64
+
+
+VISION_PRESETS = {
+    "tiny": VisionPreset(steps=2000, minutes=12),
+    "gpu": VisionPreset(steps=6000, batch=128),
+    "smoke": VisionPreset(steps=2, batch=2, warmup=1, checkpoint_every=1, val_scenes=2),
+}
+
+
+def patch_labels(scene: Scene, grid: int) -> dict[str, np.ndarray]:
+    """Per-patch targets of one scene on a ``grid``×``grid`` patch grid (row-major, y first).
+
+    ``color``/``shape``/``size``: class index + 1 of the object covering the most of the patch
+    (at least ``MIN_COVER`` of it), 0 for background; ``ltrb``: distances from the patch centre
+    to that object's box edges over the image side (0 for background patches).
+    """
+    s = scene.size
+    n = len(scene.objects)
+    cover = np.zeros((n + 1, grid, grid), np.float32)
+    cover[0] = MIN_COVER  # background wins unless an object covers at least MIN_COVER
+    for i, m in enumerate(scene.masks):
+        cover[i + 1] = m.reshape(grid, s // grid, grid, s // grid).mean(axis=(1, 3))
+    owner = cover.argmax(0).reshape(-1)  # 0 = background, else object index + 1
+    out = {k: np.zeros(grid * grid, np.int64) for k in ("color", "shape", "size")}
+    ltrb = np.zeros((grid * grid, 4), np.float32)
+    centres = (np.arange(grid) + 0.5) * (s / grid)
+    cy, cx = np.meshgrid(centres, centres, indexing="ij")
+    cx, cy = cx.reshape(-1), cy.reshape(-1)
+    for p in np.nonzero(owner)[0]:
+        obj = scene.objects[owner[p] - 1]
+        out["color"][p] = COLOR_NAMES.index(obj.color) + 1
+        out["shape"][p] = SHAPES.index(obj.shape) + 1
+        out["size"][p] = list(SIZES).index(obj.size) + 1
+        x1, y1, x2, y2 = scene.boxes[owner[p] - 1]
+        ltrb[p] = [cx[p] - x1, cy[p] - y1, x2 - cx[p], y2 - cy[p]]
+    out["ltrb"] = ltrb / s
+    return out
+
+
+class DenseHeads(nn.Module):
+    """Linear heads over the tower's patch features (and their mean, for image labels)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.color = nn.Linear(width, len(COLOR_NAMES) + 1)
+        self.shape = nn.Linear(width, len(SHAPES) + 1)
+        self.size = nn.Linear(width, len(SIZES) + 1)
+        self.ltrb = nn.Linear(width, 4)
+        self.background = nn.Linear(width, len(BACKGROUNDS))
+        self.count = nn.Linear(width, MAX_OBJECTS + 1)
+
+    def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        pooled = feats.mean(1)
+        return {
+            "color": self.color(feats),
+            "shape": self.shape(feats),
+            "size": self.size(feats),
+            "ltrb": self.ltrb(feats),
+            "background": self.background(pooled),
+            "count": self.count(pooled),
+        }
+
+
+def batch_targets(scenes: list[Scene], grid: int) -> dict[str, torch.Tensor]:
+    labels = [patch_labels(sc, grid) for sc in scenes]
+    t = {k: torch.from_numpy(np.stack([lab[k] for lab in labels])) for k in labels[0]}
+    t["background"] = torch.tensor([BACKGROUNDS.index(sc.background.kind) for sc in scenes])
+    t["count"] = torch.tensor([min(len(sc.objects), MAX_OBJECTS) for sc in scenes])
+    return t
+
+
+def dense_loss(out: dict[str, torch.Tensor], t: dict[str, torch.Tensor]) -> torch.Tensor:
+    loss = sum(
+        F.cross_entropy(out[k].flatten(0, 1), t[k].flatten()) for k in ("color", "shape", "size")
+    )
+    fg = t["color"] > 0
+    if fg.any():
+        loss = loss + 5 * F.smooth_l1_loss(out["ltrb"][fg], t["ltrb"][fg], beta=0.05)
+    loss = loss + F.cross_entropy(out["background"], t["background"])
+    return loss + F.cross_entropy(out["count"], t["count"])
+
+
+@torch.no_grad()
+def evaluate_dense(vision: nn.Module, heads: DenseHeads, scenes: list[Scene]) -> dict[str, float]:
+    """Held-out accuracies: per-patch colour/shape on object patches, background patches told
+    apart from object patches, background kind and object count per image."""
+    was = vision.training
+    vision.eval()
+    feats = torch.cat([vision(to_pixels([sc.image for sc in scenes[i : i + 16]], vision.image_size))
+                       for i in range(0, len(scenes), 16)])  # fmt: skip
+    out = heads(feats)
+    t = batch_targets(scenes, vision.grid)
+    fg = t["color"] > 0
+    res = {
+        "patch_color_acc": float((out["color"].argmax(-1) == t["color"])[fg].float().mean()),
+        "patch_shape_acc": float((out["shape"].argmax(-1) == t["shape"])[fg].float().mean()),
+        "patch_object_vs_background_acc": float(
+            ((out["color"].argmax(-1) > 0) == fg).float().mean()
+        ),
+        "ltrb_mae_px": float((out["ltrb"][fg] - t["ltrb"][fg]).abs().mean() * scenes[0].size),
+        "background_acc": float((out["background"].argmax(-1) == t["background"]).float().mean()),
+        "count_acc": float((out["count"].argmax(-1) == t["count"]).float().mean()),
+    }
+    vision.train(was)
+    return res
+
+
+def pretrain_vision(router: Any, preset_name: str, run: Path) -> dict[str, Any]:
+    """Train ``router.vision`` with dense heads (resumable from ``run/vision_state.pt``);
+    returns the record for ``train.json``. The router itself is saved by the caller."""
+    from switchboard.specialists.schedule import cosine_lr
+    from tqdm import tqdm
+
+    preset = VISION_PRESETS[preset_name]
+    vision = router.vision
+    if not hasattr(vision, "config"):
+        raise ValueError("the vision stage pretrains our ShapeViT; a hub tower is used as it is")
+    size = vision.image_size
+    heads = DenseHeads(vision.width)
+    params = list(vision.parameters()) + list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=preset.lr, weight_decay=0.05)
+    state_path = run / "vision_state.pt"
+    step0, history, elapsed = 0, [], 0.0
+    if state_path.exists():
+        st = torch.load(state_path, map_location="cpu", weights_only=False)
+        vision.load_state_dict(st["vision"])
+        heads.load_state_dict(st["heads"])
+        opt.load_state_dict(st["opt"])
+        step0, history, elapsed = st["step"], st["history"], st["elapsed"]
+
+    def checkpoint(step: int) -> None:
+        torch.save({"vision": vision.state_dict(), "heads": heads.state_dict(),
+                    "opt": opt.state_dict(), "step": step, "history": history,
+                    "elapsed": elapsed}, state_path)  # fmt: skip
+
+    vision.train()
+    lo, _ = SPLITS["train"]
+    t0 = time.time() - elapsed
+    done = step0
+    bar = tqdm(range(step0, preset.steps), initial=step0, total=preset.steps, desc="vision")
+    for step in bar:
+        rng = np.random.default_rng([step, 23])
+        scenes = [generate_scene(lo + int(rng.integers(0, 900_000)))
+                  for _ in range(preset.batch)]  # fmt: skip
+        frac = (time.time() - t0) / (preset.minutes * 60) if preset.minutes else 0.0
+        lr = cosine_lr(preset.lr, step, preset.steps, preset.warmup, frac)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        feats = vision(to_pixels([sc.image for sc in scenes], size))
+        loss = dense_loss(heads(feats), batch_targets(scenes, vision.grid))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        history.append((step, loss.item()))
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.1e}")
+        elapsed, done = time.time() - t0, step + 1
+        if done % preset.checkpoint_every == 0:
+            checkpoint(done)
+        if preset.minutes and elapsed > preset.minutes * 60:
+            break
+    checkpoint(done)
+    val = [generate_scene(s) for s in split_seeds("val", preset.val_scenes)]
+    metrics = evaluate_dense(vision, heads, val)
+    record = {
+        "stage": "vision",
+        "preset": preset_name,
+        **asdict(preset),
+        "steps_done": done,
+        "wall_time_s": round(elapsed, 1),
+        "train_seed_range": [lo, lo + 900_000],
+        "final_loss_mean_20": float(np.mean([v for _, v in history[-20:]])) if history else None,
+        "val": metrics,
+    }
+    (run / "train.json").write_text(json.dumps(record, indent=2))
+    return {"record": record, "history": history}
