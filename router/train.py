@@ -46,6 +46,7 @@ class RouterPreset:
     lr: float = 3e-4
     warmup: int = 20
     minutes: float = 0.0  # time budget; the cosine schedule anneals over it
+    stage_minutes: dict[str, float] | None = None  # per-stage budgets overriding ``minutes``
     checkpoint_every: int = 50
     contrastive_weight: float = 0.5  # align stage
     llm: str = ""  # base LM override
@@ -54,7 +55,11 @@ class RouterPreset:
 
 
 PRESETS = {
-    "tiny": RouterPreset(steps=3000, minutes=45),
+    # Budgets on 2 CPU cores (~10 s per step of 8): the vision stage has its own preset in
+    # router/pretrain.py; invoke, which the tool-call metrics measure, gets the most.
+    "tiny": RouterPreset(
+        steps=3000, minutes=45, stage_minutes={"align": 15, "ground": 30, "invoke": 40}
+    ),
     "gpu": RouterPreset(steps=6000, batch=32, lr=2e-4),
     "smoke": RouterPreset(
         steps=2,
@@ -287,6 +292,7 @@ def train(
         )
 
     lo, _ = SPLITS["train"]
+    minutes = (preset.stage_minutes or {}).get(stage, preset.minutes)
     t0 = time.time() - elapsed
     done = step0
     cw = preset.contrastive_weight if stage == "align" else 0.0
@@ -298,7 +304,7 @@ def train(
             seed = lo + int(rng.integers(0, 900_000))
             found = stage_items(stage, seed, registry)
             items.append(found[int(rng.integers(len(found)))])
-        frac = (time.time() - t0) / (preset.minutes * 60) if preset.minutes else 0.0
+        frac = (time.time() - t0) / (minutes * 60) if minutes else 0.0
         lr = cosine_lr(preset.lr, step, preset.steps, preset.warmup, frac)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -312,7 +318,7 @@ def train(
         elapsed, done = time.time() - t0, step + 1
         if done % preset.checkpoint_every == 0:
             checkpoint(done)
-        if preset.minutes and elapsed > preset.minutes * 60:
+        if minutes and elapsed > minutes * 60:
             break
     checkpoint(done)
     out = out or (models_dir() / "router-tiny" if stage == "invoke" else run / "model")
