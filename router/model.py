@@ -115,20 +115,26 @@ class RouterModel(nn.Module):
         )
         return cls(config, tokenizer, get_peft_model(llm, peft_cfg))
 
-    def save_pretrained(self, folder: str | Path) -> Path:
-        from safetensors.torch import save_file
+    def save_pretrained(self, folder: str | Path, fp16: bool = False) -> Path:
+        """Write the router: ``router.json``, the LoRA adapter (with the new tokens' rows only —
+        the base LM's 49k-row embedding is the GGUF's and is not copied), the tokenizer, and our
+        own modules in ``vision.safetensors``. ``fp16`` halves the files (what we commit)."""
+        from safetensors.torch import load_file, save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "router.json").write_text(json.dumps(asdict(self.config), indent=2))
-        self.llm.save_pretrained(str(folder / "adapter"))
+        self.llm.save_pretrained(str(folder / "adapter"), save_embedding_layers=False)
         self.tokenizer.save_pretrained(str(folder / "tokenizer"))
         state = {
             k: v.detach().contiguous()
             for k, v in self.state_dict().items()
             if not k.startswith("llm.") and (not self.config.vision or not k.startswith("vision."))
         }
-        save_file(state, str(folder / "vision.safetensors"), metadata={"format": "pt"})
+        save_file(_half(state, fp16), str(folder / "vision.safetensors"), metadata={"format": "pt"})
+        if fp16:
+            path = folder / "adapter" / "adapter_model.safetensors"
+            save_file(_half(load_file(str(path)), True), str(path), metadata={"format": "pt"})
         return folder
 
     @classmethod
@@ -247,6 +253,12 @@ class RouterModel(nn.Module):
 
     def forward(self, inputs_embeds: torch.Tensor, **kw: Any) -> Any:
         return self.llm(inputs_embeds=inputs_embeds, **kw)
+
+
+def _half(state: dict[str, torch.Tensor], fp16: bool) -> dict[str, torch.Tensor]:
+    if not fp16:
+        return state
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def _load_base(config: RouterConfig) -> tuple[Any, Any]:

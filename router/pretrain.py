@@ -47,7 +47,7 @@ class VisionPreset:
 
 
 VISION_PRESETS = {
-    "tiny": VisionPreset(steps=2000, minutes=12),
+    "tiny": VisionPreset(steps=3000, minutes=27),
     "gpu": VisionPreset(steps=6000, batch=128),
     "smoke": VisionPreset(steps=2, batch=2, warmup=1, checkpoint_every=1, val_scenes=2),
 }

@@ -58,7 +58,7 @@ PRESETS = {
     # Budgets on 2 CPU cores (~10 s per step of 8): the vision stage has its own preset in
     # router/pretrain.py; invoke, which the tool-call metrics measure, gets the most.
     "tiny": RouterPreset(
-        steps=3000, minutes=45, stage_minutes={"align": 15, "ground": 30, "invoke": 40}
+        steps=3000, minutes=45, stage_minutes={"align": 15, "ground": 20, "invoke": 40}
     ),
     "gpu": RouterPreset(steps=6000, batch=32, lr=2e-4),
     "smoke": RouterPreset(
@@ -323,7 +323,8 @@ def train(
     checkpoint(done)
     out = out or (models_dir() / "router-tiny" if stage == "invoke" else run / "model")
     if out != run / "model":
-        router.save_pretrained(out)
+        router.save_pretrained(out, fp16=True)
+        _plot(history, out / "loss.png")
     _plot(history, run / "loss.png")
     record = {
         "stage": stage,
