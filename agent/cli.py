@@ -231,6 +231,7 @@ def eval_router(
     folder: Path | None = typer.Option(None, help="Router folder (default router-tiny)."),
     base: bool = typer.Option(True, help="Also score the untuned base model, prompted."),
     out: Path | None = typer.Option(None, help="JSON file to write."),
+    card: bool = typer.Option(False, help="Write the numbers into router-tiny's model card."),
 ) -> None:
     """Tool selection, exact calls, arguments, decisions, answers and grounding: our router
     beside the prompt-only base model on the same held-out items."""
@@ -259,6 +260,13 @@ def eval_router(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2))
     typer.echo(f"wrote {out}")
+    if card:
+        from switchboard.core.config import models_dir
+        from switchboard.specialists.cards import write_model_card
+
+        target = folder or models_dir() / "router-tiny"
+        (target / f"eval-{split}.json").write_text(json.dumps(rows, indent=2))
+        typer.echo(f"wrote {write_model_card(target)}")
 
 
 def main() -> None:

