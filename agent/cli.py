@@ -230,6 +230,11 @@ def eval_router(
     n: int = typer.Option(200, min=1, help="Requests (every step of each is scored)."),
     folder: Path | None = typer.Option(None, help="Router folder (default router-tiny)."),
     base: bool = typer.Option(True, help="Also score the untuned base model, prompted."),
+    base_from: Path | None = typer.Option(
+        None,
+        help="Reuse the base model's row from an earlier eval JSON of the same split and n "
+        "(the untuned base does not change when our router is retrained).",
+    ),
     out: Path | None = typer.Option(None, help="JSON file to write."),
     card: bool = typer.Option(False, help="Write the numbers into router-tiny's model card."),
 ) -> None:
@@ -244,17 +249,27 @@ def eval_router(
     from switchboard.specialists import default_registry
 
     reg = default_registry()
+    earlier = None
+    if base_from is not None:
+        earlier = [r for r in json.loads(base_from.read_text()) if r["model"] != "router-tiny"]
+        if not earlier or earlier[0]["split"] != split or earlier[0].get("requests", n) != n:
+            raise typer.BadParameter(f"{base_from} holds no base row for split={split}, n={n}")
     rows = [evaluate_router(Router.load(folder, reg), split, n)]
-    if base:
+    if earlier:
+        rows += earlier
+    elif base:
         rows.append(evaluate_base(reg, split, n))
-    keys = [k for k in rows[0] if k not in ("split", "model")]
-    table = Table(title=f"router ({split}, {n} requests)")
-    table.add_column("model")
-    for k in keys:
-        table.add_column(k, justify="right")
     for r in rows:
-        cells = [f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in keys]
-        table.add_row(r["model"], *cells)
+        r.setdefault("requests", n)
+    keys = [k for k in rows[0] if k not in ("split", "model")]
+    # Metrics as rows, models as columns: readable in an 80-column terminal.
+    table = Table(title=f"router ({split}, {n} requests)")
+    table.add_column("metric")
+    for r in rows:
+        table.add_column(r["model"], justify="right")
+    for k in keys:
+        cells = [f"{r[k]:.3f}" if isinstance(r.get(k), float) else str(r.get(k)) for r in rows]
+        table.add_row(k, *cells)
     Console().print(table)
     out = out or Path("runs/eval") / f"router-{split}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,15 @@ missing required argument or a malformed value cannot be produced, whatever the 
 Before the first call the model writes prose freely, except that call-closing, signal and
 placeholder tokens are masked; after a call only another ``<call>`` or the end may follow (the
 wire format has no prose after calls). When the grammar allows only one continuation
-(``{"tool":"``, a closing ``}}``), that string is appended without sampling (jump-forward) and
-run through the model in one forward pass. After ``</call>`` the called tool's ``<sig_k>``
-tokens are appended (forced) when signals are wanted; their last-layer hidden states are
-returned for the signal heads.
+(``{"tool":"``, a tool name), that string is appended without sampling (jump-forward) and run
+through the model in one forward pass — as the tokenizer would encode it in context, and
+without its last token, so the model never sees a token boundary it was not trained on
+(:meth:`ConstrainedDecoder._forced_tokens`). A finished call is also checked by its tool's own
+validation (cross-field checks such as a box's ``x1 < x2``, which no JSON schema states); one
+that fails is rewound and rewritten without the failing optional arguments
+(:meth:`ConstrainedDecoder._repair`). After ``</call>`` the called tool's ``<sig_k>`` tokens
+are appended (forced) when signals are wanted; their last-layer hidden states are returned for
+the signal heads.
 
 Why xgrammar (0.2.8) over outlines and lm-format-enforcer: it compiles our JSON schemas
 against the GGUF-derived SmolLM2 tokenizer in ~0.35 s, its token masks cost microseconds per
@@ -127,6 +132,60 @@ class ConstrainedDecoder:
         self.prose_mask[len(tokenizer) :] = True  # padding rows of the embedding
         self.bitmask = xgr.allocate_token_bitmask(1, vocab_size)
 
+    def _forced_tokens(self, body: list[int], jump: str) -> list[int]:
+        """The tokens of the forced string ``jump`` that the tokenizer itself would write after
+        ``body`` (the call's tokens so far), less the last one.
+
+        The model was trained on the tokenizer's own encoding of whole calls, where a forced
+        piece often merges with its neighbours (``{"``, ``","``, ``"}}``). Feeding the forced
+        string as its own tokens would put the model in contexts it never saw, and it then
+        closes objects early (``{"op":"move"}``). So the call text is re-encoded with the jump
+        appended; if the result still starts with the tokens already written, the new tokens are
+        forced, except the last, which may merge with what the model writes next (it is sampled
+        under the grammar instead). Otherwise nothing is forced and the model goes on step by step.
+        """
+        text = self.tokenizer.decode(body) + jump
+        canon = self.tokenizer.encode(text, add_special_tokens=False)
+        if canon[: len(body)] != body:
+            return []
+        return canon[len(body) : -1]
+
+    def _repair(self, body: str) -> str | None:
+        """None if the finished call ``body`` passes its tool's own validation; else the call
+        without the optional arguments that fail it.
+
+        The grammar holds everything a JSON schema can say, but not the tools' cross-field
+        checks (a box's ``x1 < x2``, a point inside the image is checked later against the
+        media). A call that breaks one is not handed on: each optional argument named by the
+        error (or, for a model-level check, each optional argument in turn, last first) is left
+        out until the call validates. A required argument that cannot be valid leaves nothing
+        to repair: :class:`MalformedCallError`."""
+        from pydantic import ValidationError
+
+        call = json.loads(body)
+        cls = self.registry.cls(call["tool"])
+        args = dict(call["args"])
+
+        def errors(a: dict[str, Any]) -> list[Any] | None:
+            try:
+                cls.Args.model_validate(a)
+                return None
+            except ValidationError as exc:
+                return exc.errors()
+
+        errs = errors(args)
+        if errs is None:
+            return None
+        fields = cls.Args.model_fields
+        optional = [k for k in args if k in fields and not fields[k].is_required()]
+        named = [e["loc"][0] for e in errs if e["loc"] and e["loc"][0] in optional]
+        for drop in [named] if named else [[k] for k in reversed(optional)]:
+            trial = {k: v for k, v in args.items() if k not in drop}
+            if errors(trial) is None:
+                fixed = {"tool": call["tool"], "args": trial}
+                return json.dumps(fixed, separators=(",", ":"), ensure_ascii=False)
+        raise MalformedCallError(f"the call to {call['tool']!r} fails its tool's checks: {errs}")
+
     @torch.no_grad()
     def generate(
         self,
@@ -141,6 +200,7 @@ class ConstrainedDecoder:
         ``in_call``: the prompt ends with ``<call>``, so decoding starts inside a call."""
         embed = llm.get_input_embeddings()
         out = llm(inputs_embeds=inputs_embeds, use_cache=True)
+        prompt_len = inputs_embeds.shape[1]
         past, logits = out.cache, out.logits[0, -1]
         tokens: list[int] = []
         hidden: list[torch.Tensor] = []
@@ -181,7 +241,7 @@ class ConstrainedDecoder:
                 continue
             # inside a call
             jump = matcher.find_jump_forward_string()
-            ids = self.tokenizer.encode(jump, add_special_tokens=False) if jump else []
+            ids = self._forced_tokens(tokens[call_start:], jump) if jump else []
             accepted = []
             for t in ids:
                 if not matcher.accept_token(t):
@@ -197,6 +257,11 @@ class ConstrainedDecoder:
                 accepted = [tok]
             if matcher.is_completed():
                 body = self.tokenizer.decode(tokens[call_start:] + accepted)
+                fixed = self._repair(body)
+                if fixed is not None:  # rewind to the call's start and write the repaired call
+                    past.crop(prompt_len + call_start - past.get_seq_length())  # drop the tail
+                    del tokens[call_start:]
+                    body, accepted = fixed, self.tokenizer.encode(fixed, add_special_tokens=False)
                 tool = json.loads(body)["tool"]
                 spec = self.registry.cls(tool).signal
                 sigs = self.sig_ids[: spec.num_tokens] if with_signals and spec else []

@@ -1,6 +1,7 @@
 """Train the tiny latent-diffusion editor on ShapeWorld edit pairs.
 
     switchboard train edit --preset tiny     # data, VAE, then the inpainting UNet
+    switchboard train edit --preset tiny-long   # continue it: decoder fine-tune, more UNet
     switchboard train edit --preset smoke    # a few steps of each; what CI runs
 
 1. **Data**: edit pairs from the train seed range (``world.edits``) become 64 px training crops
@@ -77,14 +78,40 @@ class EditPreset:
     unet_minutes: float = 0.0
     checkpoint_every: int = 200
     workers: int = 2
+    # Continue another preset's run (its data, VAE and UNet weights) instead of starting fresh:
+    # the VAE's encoder stays frozen, so the latent space the UNet learnt is unchanged, and only
+    # the decoder is fine-tuned (as Stable Diffusion's ft-MSE decoder was); the UNet restarts
+    # its cosine schedule from the earlier weights with a fresh optimizer.
+    init: str | None = None
 
 
 PRESETS = {
     "tiny": EditPreset(
         items=12_000, vae_steps=1500, unet_steps=20_000, vae_minutes=15, unet_minutes=45
     ),
+    "tiny-long": EditPreset(
+        items=12_000,
+        vae_steps=3000,
+        unet_steps=20_000,
+        vae_lr=3e-4,
+        unet_lr=2e-4,
+        warmup=50,
+        vae_minutes=15,
+        unet_minutes=60,
+        init="tiny",
+    ),
     "smoke": EditPreset(
         items=24, vae_steps=2, unet_steps=2, batch=4, warmup=1, checkpoint_every=1, workers=1
+    ),
+    "smoke-long": EditPreset(
+        items=24,
+        vae_steps=2,
+        unet_steps=2,
+        batch=4,
+        warmup=1,
+        checkpoint_every=1,
+        workers=1,
+        init="smoke",
     ),
 }
 
@@ -188,6 +215,22 @@ def _plot(curves: dict[str, list[tuple[int, float]]], out: Path) -> None:
     plt.close(fig)
 
 
+def _weights(state_path: Path) -> dict[str, torch.Tensor]:
+    """The model weights of a finished or interrupted stage (``_loop``'s state file)."""
+    return torch.load(state_path, map_location="cpu", weights_only=False)["model"]
+
+
+def _earlier(init: Path | None) -> dict[str, int]:
+    """Steps the continued run had already taken (recorded so a card can give the total)."""
+    if init is None:
+        return {}
+    steps = {}
+    for name in ("vae", "unet"):
+        st = torch.load(init / f"{name}.pt", map_location="cpu", weights_only=False)
+        steps[f"init_{name}_steps"] = int(st["step"])
+    return steps
+
+
 # -- stages ----------------------------------------------------------------------------------
 def _loop(name, model, params, steps, base_lr, minutes, preset, run, step_fn):
     """A resumable training loop with a time-budgeted cosine schedule; returns history."""
@@ -249,7 +292,10 @@ def train(
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
 
-    data_path = run / "data.npz"
+    init = work / preset.init if preset.init else None
+    if init is not None and not (init / "unet.pt").exists():
+        raise FileNotFoundError(f"preset {preset_name!r} continues {init}, which has no unet.pt")
+    data_path = (init or run) / "data.npz"
     if not data_path.exists():
         np.savez_compressed(data_path, **make_dataset(preset.items, 0, preset.workers))
     data = dict(np.load(data_path))
@@ -258,9 +304,20 @@ def train(
     # 2. VAE on source and target crops.
     vae = build_tiny_vae().train()
     images = np.concatenate([data["source"], data["target"]])
+    vae_params = list(vae.parameters())
+    if init is not None:
+        vae.load_state_dict(_weights(init / "vae.pt"))
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
+        vae_params = [*vae.post_quant_conv.parameters(), *vae.decoder.parameters()]
 
     def vae_step(rng: np.random.Generator) -> torch.Tensor:
         x = _to_tensor(images[rng.integers(0, len(images), preset.batch)])
+        if init is not None:  # decoder only: the latents the UNet was trained on
+            with torch.no_grad():
+                z = vae.encode(x).latent_dist.sample()
+            rec = vae.decode(z).sample
+            return F.l1_loss(rec, x) + F.mse_loss(rec, x)
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample()).sample
         kl = post.kl().mean() / x[0].numel()
@@ -269,7 +326,7 @@ def train(
     vae_hist, vae_time, vae_done = _loop(
         "vae",
         vae,
-        list(vae.parameters()),
+        vae_params,
         preset.vae_steps,
         preset.vae_lr,
         preset.vae_minutes,
@@ -301,6 +358,8 @@ def train(
     cond = cond_model(texts)
     uncond = cond_model([""])[0]
     unet = build_tiny_unet().train()
+    if init is not None:
+        unet.load_state_dict(_weights(init / "unet.pt"))
     noise_sched = ddpm_scheduler()
     alphas = noise_sched.alphas_cumprod
     mask_lat = F.max_pool2d(torch.from_numpy(data["mask"])[:, None].float(), LATENT_FACTOR)
@@ -360,6 +419,7 @@ def train(
                 "unet_wall_time_s": round(unet_time, 1),
                 "unet_final_loss_mean_50": float(np.mean([v for _, v in unet_hist[-50:]])),
                 "latent_scaling_factor": scale,
+                **_earlier(init),
             },
             indent=2,
         )

@@ -72,3 +72,67 @@ def test_only_the_registered_tools_can_be_called(base):
     k = BUILTINS["segment"].signal.num_tokens
     assert out.text.count(SIG_TOKENS[0]) == len(reply.calls) and reply.signal_tokens[0] == k
     assert out.signal_hidden[0].shape == (k, model.config.hidden_size)
+
+
+class TeacherLM(torch.nn.Module):
+    """Stands in for the LLM: it always prefers the next token of the tokenizer's own encoding
+    of ``target`` given what has been fed so far (ids are read back from 1-d embeddings)."""
+
+    def __init__(self, target_ids, vocab):
+        super().__init__()
+        self.target, self.vocab, self.fed, self.first = target_ids, vocab, [], True
+        self.emb = torch.nn.Embedding(vocab, 1)
+        self.emb.weight.data = torch.arange(vocab, dtype=torch.float32)[:, None]
+
+    def get_input_embeddings(self):
+        return self.emb
+
+    def forward(self, inputs_embeds, cache=None, use_cache=True, output_hidden_states=False):
+        if not self.first:
+            self.fed += [int(v) for v in inputs_embeds[0, :, 0].round()]
+        self.first = False
+        n = len(self.fed)
+        logits = torch.zeros(1, inputs_embeds.shape[1], self.vocab)
+        if self.fed == self.target[:n] and n < len(self.target):
+            logits[0, -1, self.target[n]] = 10.0
+        h = torch.zeros(1, inputs_embeds.shape[1], 8)
+        return type("Out", (), {"cache": None, "logits": logits, "hidden_states": [h]})()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        {"tool": "track", "args": {"target": "red heart"}},
+        {"tool": "edit", "args": {"op": "move", "target": "circle", "place": "top right"}},
+        {
+            "tool": "edit",
+            "args": {"op": "generate", "objects": [{"shape": "square", "color": "yellow"}]},
+        },
+        {"tool": "detect", "args": {"color": "green"}},
+    ],
+)
+def test_forced_spans_keep_the_tokenizers_own_encoding(base, call):
+    """Jump-forward must not feed token boundaries the model never saw in training: a model that
+    writes the training encoding of a call token by token gets exactly that encoding back (the
+    earlier decoder forced ``{`` alone where training had ``{"``, and models closed early)."""
+    tok, model = base
+    reg = Registry(BUILTINS)
+    vocab = model.get_input_embeddings().weight.shape[0]
+    dec = ConstrainedDecoder(tok, reg, vocab)
+    body = json.dumps(call, separators=(",", ":"))
+    target = tok.encode(body, add_special_tokens=False)
+    teacher = TeacherLM(target, vocab)
+    out = dec.generate(teacher, torch.zeros(1, 3, 1), max_new_tokens=80, in_call=True)
+    assert out.token_ids == [*target, dec.close_id]
+    assert out.steps < len(out.token_ids)  # some spans were still forced in one pass
+
+
+def test_calls_failing_their_tools_checks_are_repaired(base):
+    """The grammar cannot say x1 < x2; the tool's validation can. A degenerate optional box is
+    left out (and the decoder rewinds its cache to write the repaired call)."""
+    tok, model = base
+    dec = ConstrainedDecoder(tok, Registry(BUILTINS), model.get_input_embeddings().weight.shape[0])
+    ok = '{"tool":"segment","args":{"target":"red circle"}}'
+    assert dec._repair(ok) is None
+    bad = '{"tool":"segment","args":{"target":"red circle","box":[1,1,1,1]}}'
+    assert json.loads(dec._repair(bad)) == {"tool": "segment", "args": {"target": "red circle"}}

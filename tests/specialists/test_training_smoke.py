@@ -53,3 +53,28 @@ def test_edit_training_smoke_writes_a_loadable_pipeline(tmp_path):
     )
     assert res.image.shape == scene.image.shape
     assert (res.image[~res.edit_mask] == scene.image[~res.edit_mask]).all()
+
+
+def test_edit_continuation_keeps_the_latent_space_and_moves_the_decoder(tmp_path):
+    """tiny-long style presets continue a run: the VAE encoder (the UNet's latent space) stays
+    bit-identical, the decoder and the UNet keep training from the earlier weights."""
+    import torch
+    from switchboard.specialists.train_edit import train
+
+    work = tmp_path / "work"
+    first = train("smoke", out=tmp_path / "a", work=work)
+    second = train("smoke-long", out=tmp_path / "b", work=work)
+    record = json.loads((second / "train.json").read_text())
+    assert record["init"] == "smoke" and record["init_unet_steps"] == 2
+    assert not (work / "smoke-long" / "data.npz").exists()  # the earlier run's data is reused
+
+    def vae(folder):
+        from safetensors.torch import load_file
+
+        return load_file(folder / "vae" / "diffusion_pytorch_model.safetensors")
+
+    a, b = vae(first), vae(second)
+    for k in a:
+        if k.startswith(("encoder.", "quant_conv.")):
+            assert torch.equal(a[k], b[k]), k
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
