@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from switchboard.core import MalformedCallError, Registry
 
-from .codec import CALL_CLOSE, CALL_OPEN, IMAGE_TOKEN, REGION_TOKEN, SIG_TOKENS
+from .codec import CALL_CLOSE, CALL_OPEN, IMAGE_TOKEN, REGION_TOKEN, SIG_TOKENS, call_json
 
 
 def call_schema(registry: Registry, names: list[str] | None = None) -> dict[str, Any]:
@@ -182,8 +182,7 @@ class ConstrainedDecoder:
         for drop in [named] if named else [[k] for k in reversed(optional)]:
             trial = {k: v for k, v in args.items() if k not in drop}
             if errors(trial) is None:
-                fixed = {"tool": call["tool"], "args": trial}
-                return json.dumps(fixed, separators=(",", ":"), ensure_ascii=False)
+                return call_json(call["tool"], trial)
         raise MalformedCallError(f"the call to {call['tool']!r} fails its tool's checks: {errs}")
 
     @torch.no_grad()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -103,17 +103,8 @@ PRESETS = {
     "smoke": EditPreset(
         items=24, vae_steps=2, unet_steps=2, batch=4, warmup=1, checkpoint_every=1, workers=1
     ),
-    "smoke-long": EditPreset(
-        items=24,
-        vae_steps=2,
-        unet_steps=2,
-        batch=4,
-        warmup=1,
-        checkpoint_every=1,
-        workers=1,
-        init="smoke",
-    ),
 }
+PRESETS["smoke-long"] = replace(PRESETS["smoke"], init="smoke")
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -215,20 +206,18 @@ def _plot(curves: dict[str, list[tuple[int, float]]], out: Path) -> None:
     plt.close(fig)
 
 
-def _weights(state_path: Path) -> dict[str, torch.Tensor]:
-    """The model weights of a finished or interrupted stage (``_loop``'s state file)."""
-    return torch.load(state_path, map_location="cpu", weights_only=False)["model"]
+def _state(state_path: Path) -> dict:
+    """A finished or interrupted stage's state file (``_loop``'s: model, opt, step, ...)."""
+    return torch.load(state_path, map_location="cpu", weights_only=False)
 
 
 def _earlier(init: Path | None) -> dict[str, int]:
     """Steps the continued run had already taken (recorded so a card can give the total)."""
     if init is None:
         return {}
-    steps = {}
-    for name in ("vae", "unet"):
-        st = torch.load(init / f"{name}.pt", map_location="cpu", weights_only=False)
-        steps[f"init_{name}_steps"] = int(st["step"])
-    return steps
+    return {
+        f"init_{name}_steps": int(_state(init / f"{name}.pt")["step"]) for name in ("vae", "unet")
+    }
 
 
 # -- stages ----------------------------------------------------------------------------------
@@ -306,7 +295,7 @@ def train(
     images = np.concatenate([data["source"], data["target"]])
     vae_params = list(vae.parameters())
     if init is not None:
-        vae.load_state_dict(_weights(init / "vae.pt"))
+        vae.load_state_dict(_state(init / "vae.pt")["model"])
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
         vae_params = [*vae.post_quant_conv.parameters(), *vae.decoder.parameters()]
@@ -359,7 +348,7 @@ def train(
     uncond = cond_model([""])[0]
     unet = build_tiny_unet().train()
     if init is not None:
-        unet.load_state_dict(_weights(init / "unet.pt"))
+        unet.load_state_dict(_state(init / "unet.pt")["model"])
     noise_sched = ddpm_scheduler()
     alphas = noise_sched.alphas_cumprod
     mask_lat = F.max_pool2d(torch.from_numpy(data["mask"])[:, None].float(), LATENT_FACTOR)
