@@ -110,13 +110,24 @@ def train_detect(
 
 @train_app.command("edit")
 def train_edit(
-    preset: str = typer.Option("tiny", help="tiny (~55 min on 2 cores) | smoke (seconds)"),
+    preset: str = typer.Option(
+        "tiny",
+        help="tiny (~55 min on 2 cores) | tiny-long (continues tiny) | tiny-gpu (~8 min on one "
+        "GPU) | smoke",
+    ),
     out: Path | None = typer.Option(None, help="Output folder (default trained_models/edit-tiny)."),
+    cond_cache: Path | None = typer.Option(
+        None,
+        help="MiniLM conditioning of every description (.pt): read if it exists, else written "
+        "here first; for training where MiniLM is not installed (the GPU presets).",
+    ),
 ) -> None:
     """Train the edit specialist's tiny latent diffusion (data, VAE, inpainting UNet)."""
-    from switchboard.specialists.train_edit import train
+    from switchboard.specialists.train_edit import train, write_cond_cache
 
-    typer.echo(f"wrote {train(preset, out)}")
+    if cond_cache is not None and not cond_cache.exists():
+        typer.echo(f"wrote {write_cond_cache(cond_cache)}")
+    typer.echo(f"wrote {train(preset, out, cond_cache=cond_cache)}")
 
 
 @train_app.command("router")
@@ -211,17 +222,23 @@ def eval_edit(
     split: str = typer.Option("test"),
     n: int = typer.Option(40, min=1, help="Edits per kind."),
     steps: int = typer.Option(20, min=1, help="Sampler steps per edit."),
+    kinds: str = typer.Option(
+        "recolor,remove,add,replace,move,generate", help="Comma-separated edit kinds to score."
+    ),
     out: Path | None = typer.Option(None, help="JSON file to write."),
     card: bool = typer.Option(False, help="Also record the result in the model card."),
 ) -> None:
     """Edit success per kind (judged by the detector and pixel colour) and region PSNR."""
     from switchboard.specialists import default_registry
-    from switchboard.specialists.evaluate import evaluate_edit
+    from switchboard.specialists.evaluate import EDIT_KINDS, evaluate_edit
 
+    chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    if card and set(chosen) != set(EDIT_KINDS):
+        raise typer.BadParameter("--card records a full evaluation: score every kind")
     reg = default_registry()
     det = reg.get("detect")
     det.load()
-    _report("edit", evaluate_edit(reg.get("edit"), det, split, n, steps), out, card)
+    _report("edit", evaluate_edit(reg.get("edit"), det, split, n, steps, chosen), out, card)
 
 
 @eval_app.command("router")

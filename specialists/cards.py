@@ -22,7 +22,7 @@ COMMANDS = {
         "switchboard eval detect --split test --card",
     ),
     "edit-tiny": (
-        "switchboard train edit --preset tiny",
+        "switchboard train edit --preset tiny-gpu --cond-cache cond.pt  # one GPU, ~8 min",
         "switchboard eval edit --split test --card",
     ),
     "router-tiny": (

@@ -62,6 +62,15 @@ FEATHER = 2  # pixels of soft edge outside the region
 MATTE_DIFF = 40
 
 
+def shift_mask(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """``mask`` moved by ``(dx, dy)`` pixels; what leaves the image is dropped."""
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    src = mask[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
+    out[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
+    return out
+
+
 def describe(color: str | None, shape: str | None) -> str:
     """The target description the model is conditioned on: "a blue star", "a red object"."""
     return f"a {color or 'colored'} {shape or 'object'}"
@@ -528,12 +537,17 @@ class EditSpecialist(Specialist):
             region = box_region(replace_box(mask), h, w)
             text = args.prompt or describe(color, args.shape)
             out, changed = self.inpaint(image, region, text, args, signal, matte=True, keep=mask)
-        else:  # move: remove where it is, add where it goes
+        else:  # move: remove where it is, repaint its own silhouette where it goes
             x1, y1, x2, y2 = mask_to_box(mask)
             out, gone = self.inpaint(image, mask, BACKGROUND, args)
-            region = box_region(self._paint_box(h, w, args, size_px=max(x2 - x1, y2 - y1)), h, w)
+            bx1, by1, bx2, by2 = self._paint_box(h, w, args, size_px=max(x2 - x1, y2 - y1))
+            dx = round((bx1 + bx2) / 2 - (x1 + x2) / 2)
+            dy = round((by1 + by2) / 2 - (y1 + y2) / 2)
+            # The mask carries the shape (as in a recolour), so the object keeps its outline
+            # and size even when no shape word is known for it.
+            moved = shift_mask(mask, dx, dy)
             out, added = self.inpaint(
-                out, region, args.prompt or describe(color, shape), args, signal, matte=True
+                out, moved, args.prompt or describe(color, shape), args, signal
             )
             changed = gone | added
         return ImageOut(image=out, edit_mask=changed)

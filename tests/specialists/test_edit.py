@@ -53,15 +53,20 @@ def test_pixels_outside_the_edit_region_are_byte_identical(editor, op):
 
 
 def test_edit_success_on_held_out_pairs(editor, detector):
-    res = evaluate_edit(editor, detector, "test", n=4, steps=20)
+    res = evaluate_edit(editor, detector, "test", n=8, steps=20)
     assert res["keep_region_identical"]
-    # The committed model on these 4 held-out pairs per kind (seeded, so fixed): recolour 4/4,
-    # region PSNR remove 15.2 / add 14.2 dB, where leaving the image unedited scores 8.0 / 10.1
-    # dB. Its 40-per-kind test numbers (and the kinds still short of target) are in the model
-    # card.
-    assert res["recolor_success"] >= 0.75
-    assert res["remove_region_psnr"] >= 13.5
-    assert res["add_region_psnr"] >= 12.5
+    # The committed model on these 8 held-out pairs per kind (seeded, so fixed), judged by the
+    # detector and pixel colour: recolour 8/8; remove, add, replace, move 7/8; generate 5/8.
+    # Region PSNR: recolour 25.5, remove 24.0, add 16.4, replace 16.1 dB, where the earlier
+    # checkpoint scored 15.2 (remove) and 14.2 (add) and leaving the image unedited 8.0 / 10.1.
+    # Its 40-per-kind test numbers are in the model card.
+    for kind in ("recolor", "remove", "add", "replace", "move"):
+        assert res[f"{kind}_success"] >= 0.75, kind
+    assert res["generate_success"] >= 0.5
+    assert res["recolor_region_psnr"] >= 20
+    assert res["remove_region_psnr"] >= 20
+    assert res["add_region_psnr"] >= 15
+    assert res["replace_region_psnr"] >= 15
 
 
 def test_signal_in_the_conditioning_space_equals_the_text_path(editor):
@@ -104,3 +109,14 @@ def test_bad_input_is_a_typed_error(editor):
         editor(None, {"op": "remove", "region": mask})
     with pytest.raises(InvalidInputError, match="full profile"):
         editor(img, {"op": "recolor", "instruction": "make everything blue"})
+
+
+def test_shift_mask_moves_and_clips():
+    from switchboard.specialists.edit import shift_mask
+
+    m = np.zeros((5, 6), bool)
+    m[1:3, 1:4] = True
+    moved = shift_mask(m, 2, 1)
+    assert moved.sum() == m.sum() and moved[2:4, 3:6].all()
+    clipped = shift_mask(m, -3, -2)  # only the top-left cell stays inside
+    assert clipped.sum() == 1 and clipped[0, 0]

@@ -78,3 +78,21 @@ def test_edit_continuation_keeps_the_latent_space_and_moves_the_decoder(tmp_path
         if k.startswith(("encoder.", "quant_conv.")):
             assert torch.equal(a[k], b[k]), k
     assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+
+
+def test_edit_conditioning_cache_matches_minilm(tmp_path):
+    """The GPU preset trains from a cache of MiniLM's conditioning (no MiniLM there): the cache
+    holds exactly what MiniLM gives, for every description an item can carry, and "" too."""
+    import pytest
+    import torch
+    from switchboard.specialists.train_edit import (
+        all_descriptions,
+        conditioning,
+        write_cond_cache,
+    )
+
+    cache = write_cond_cache(tmp_path / "cond.pt")
+    texts = [*all_descriptions()[::7], ""]
+    assert torch.allclose(conditioning(texts, cache), conditioning(texts, None), atol=1e-5)
+    with pytest.raises(KeyError, match="no conditioning"):
+        conditioning(["a mauve blob"], cache)
