@@ -278,7 +278,7 @@ def eval_router(
         rows.append(evaluate_base(reg, split, n))
     for r in rows:
         r.setdefault("requests", n)
-    keys = [k for k in rows[0] if k not in ("split", "model")]
+    keys = [k for k in rows[0] if k not in ("split", "model", "by_task")]
     # Metrics as rows, models as columns: readable in an 80-column terminal.
     table = Table(title=f"router ({split}, {n} requests)")
     table.add_column("metric")
@@ -288,6 +288,12 @@ def eval_router(
         cells = [f"{r[k]:.3f}" if isinstance(r.get(k), float) else str(r.get(k)) for r in rows]
         table.add_row(k, *cells)
     Console().print(table)
+    per = Table(title="our router by request task (call steps)")
+    for col in ("task", "calls", "tool", "exact"):
+        per.add_column(col, justify="right" if col != "task" else "left")
+    for task, v in rows[0].get("by_task", {}).items():
+        per.add_row(task, str(v["calls"]), f"{v['tool']:.3f}", f"{v['exact']:.3f}")
+    Console().print(per)
     out = out or Path("runs/eval") / f"router-{split}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2))

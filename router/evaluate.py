@@ -51,6 +51,7 @@ def _norm_text(text: str) -> str:
 def score(items: list[Item], replies: list[Reply | None], registry: Registry) -> dict[str, Any]:
     decision, tool, exact, valid, answers, ground = [], [], [], [], [], []
     arg_hits = arg_total = 0
+    by_task: dict[str, dict[str, list[bool]]] = {}
     for item, reply in zip(items, replies, strict=True):
         valid.append(reply is not None)
         calls = reply.calls if reply is not None else []
@@ -76,6 +77,9 @@ def score(items: list[Item], replies: list[Reply | None], registry: Registry) ->
         w = _norm_args(registry, want)
         g = _norm_args(registry, got) if got is not None and got.tool == want.tool else {}
         exact.append(bool(g) and g == w)
+        per = by_task.setdefault(item.task, {"tool": [], "exact": []})
+        per["tool"].append(tool[-1])
+        per["exact"].append(exact[-1])
         for key in want.args:
             arg_total += 1
             arg_hits += int(key in g and g[key] == w[key])
@@ -95,6 +99,11 @@ def score(items: list[Item], replies: list[Reply | None], registry: Registry) ->
         "n_calls": len(tool),
         "n_questions": len(answers),
         "n_ground": len(ground),
+        # Per request task (every call step of it): where the misses are.
+        "by_task": {
+            t: {"calls": len(v["tool"]), "tool": rate(v["tool"]), "exact": rate(v["exact"])}
+            for t, v in sorted(by_task.items())
+        },
     }
 
 

@@ -34,7 +34,7 @@ COMMANDS = {
 
 def _rows(rows: list[dict]) -> str:
     """Several models' metrics side by side (one row each)."""
-    keys = [k for k in rows[0] if k != "model"]
+    keys = [k for k in rows[0] if k != "model" and not isinstance(rows[0][k], dict)]
     out = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for r in rows:
         cells = [str(round(r[k], 4) if isinstance(r[k], float) else r[k]) for k in keys]
@@ -105,6 +105,11 @@ def write_model_card(folder: Path) -> Path:
             _rows(data) if isinstance(data := json.loads(path.read_text()), list) else _table(data),
             "",
         ]
+        for row in data if isinstance(data, list) else []:
+            if row.get("by_task"):
+                per = [{"model": task} | v for task, v in row["by_task"].items()]
+                title = f"{row.get('model', '')} by request task (call steps):"
+                parts += [title, "", _rows(per), ""]
     out = folder / "README.md"
     out.write_text("\n".join(parts))
     return out

@@ -43,6 +43,10 @@ def test_score_counts_what_it_says():
     assert res["argument_accuracy"] == 2 / 5  # target; shape (colour wrong; third call missing)
     assert res["decision"] == 3 / 5
     assert res["answers"] == 1.0 and res["grounding_iou50"] == 1.0
+    assert res["by_task"] == {
+        "detect": {"calls": 2, "tool": 0.5, "exact": 0.0},
+        "segment": {"calls": 1, "tool": 1.0, "exact": 1.0},
+    }
 
 
 def test_baseline_prompt_and_lenient_parsing():
