@@ -26,16 +26,17 @@ COMMANDS = {
         "switchboard eval edit --split test --card",
     ),
     "router-tiny": (
-        "switchboard train router --stage <stage> --preset tiny  # for each stage below",
+        "switchboard train router --stage <stage> --preset tiny  # each stage below; invoke-2 "
+        "continues invoke from the committed router",
         "switchboard eval router --split test --card",
     ),
 }
 
 
-def _rows(rows: list[dict]) -> str:
-    """Several models' metrics side by side (one row each)."""
+def _rows(rows: list[dict], first: str = "model") -> str:
+    """Several models' metrics side by side (one row each, named by the ``model`` key)."""
     keys = [k for k in rows[0] if k != "model" and not isinstance(rows[0][k], dict)]
-    out = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    out = [f"| {first} | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for r in rows:
         cells = [str(round(r[k], 4) if isinstance(r[k], float) else r[k]) for k in keys]
         out.append(f"| {r.get('model', '')} | " + " | ".join(cells) + " |")
@@ -109,7 +110,7 @@ def write_model_card(folder: Path) -> Path:
             if row.get("by_task"):
                 per = [{"model": task} | v for task, v in row["by_task"].items()]
                 title = f"{row.get('model', '')} by request task (call steps):"
-                parts += [title, "", _rows(per), ""]
+                parts += [title, "", _rows(per, first="task"), ""]
     out = folder / "README.md"
     out.write_text("\n".join(parts))
     return out

@@ -197,6 +197,152 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "mark the {ref} and fill it with {color}",
     ),
 }
+# More phrasings for the train split only (the val/test templates above stay as they are, so
+# held-out numbers stay comparable). None repeats a val/test template or its distinctive verb
+# ("outline", "locate", "relocate", "sketch", ...): the test still measures unseen phrasing.
+TRAIN_ONLY_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "segment": (
+        "make a mask for the {ref}",
+        "segment out the {ref}",
+        "please mask the {ref}",
+        "separate the {ref} from the background",
+        "extract the {ref}",
+        "I'd like the {ref} masked",
+        "show me exactly which area is the {ref}",
+        "pick out the {ref}",
+    ),
+    "detect": (
+        "box every {group_one}",
+        "find each {group_one} and box it",
+        "how about boxes for the {group}",
+        "detect the {group}",
+        "can you find the {group}?",
+        "mark every {group_one}",
+        "give me boxes for all {group}",
+        "search the image for {group}",
+    ),
+    "track": (
+        "track the {ref}",
+        "follow the {ref} across the frames",
+        "keep an eye on the {ref} in this video",
+        "I need the {ref} tracked",
+        "follow where the {ref} moves",
+        "track the {ref} from start to finish",
+        "please follow the {ref} in the clip",
+        "can you follow the {ref} over time?",
+    ),
+    "recolor": (
+        "color the {ref} {color}",
+        "make the {ref} {color} please",
+        "change the {ref} to {color}",
+        "I'd like the {ref} in {color}",
+        "repaint the {ref} {color}",
+        "set the color of the {ref} to {color}",
+        "the {ref} should be {color}",
+        "could you make the {ref} {color}?",
+    ),
+    "remove": (
+        "remove the {ref} please",
+        "erase the {ref} from the picture",
+        "delete the {ref} from this image",
+        "can you remove the {ref}?",
+        "the {ref} has to go",
+        "get the {ref} out of the image",
+        "eliminate the {ref}",
+        "I want the {ref} gone",
+    ),
+    "add": (
+        "add a {desc} to the {place}",
+        "put a {desc} at the {place}",
+        "can you put a {desc} in the {place}?",
+        "draw a {desc} at the {place}",
+        "I need a {desc} in the {place}",
+        "add one {desc} in the {place}",
+        "include a {desc} in the {place}",
+        "paint a {desc} into the {place}",
+    ),
+    "move": (
+        "move the {ref} over to the {place}",
+        "shift the {ref} into the {place}",
+        "put the {ref} at the {place}",
+        "can you shift the {ref} to the {place}?",
+        "I want the {ref} moved to the {place}",
+        "transfer the {ref} to the {place}",
+        "carry the {ref} to the {place}",
+        "send the {ref} to the {place}",
+    ),
+    "replace": (
+        "replace the {ref} by a {shape}",
+        "swap the {ref} with a {shape}",
+        "convert the {ref} into a {shape}",
+        "put a {shape} in place of the {ref}",
+        "change the shape of the {ref} to a {shape}",
+        "I want a {shape} instead of the {ref}",
+        "can you swap the {ref} for a {shape}?",
+        "let the {ref} become a {shape}",
+    ),
+    "generate": (
+        "draw me {desc_list}",
+        "create an image of {desc_list}",
+        "make a picture of {desc_list}",
+        "generate {desc_list}",
+        "please draw {desc_list}",
+        "I'd like an image with {desc_list}",
+        "can you create {desc_list}?",
+        "show me a new picture with {desc_list}",
+    ),
+    "caption": (
+        "describe this picture",
+        "what can you see here?",
+        "what does the picture show?",
+        "tell me about this image",
+        "caption this image please",
+        "give me a short description",
+        "what's shown in this image?",
+        "explain what is in the picture",
+    ),
+    "question": (
+        "one question: {q}",
+        "tell me: {q}",
+        "I wonder, {q}",
+        "{q} please",
+        "answer this: {q}",
+        "in the image, {q}",
+        "could you tell me: {q}",
+        "quick one: {q}",
+    ),
+    "chat": (
+        "hi there",
+        "what are you?",
+        "what can you help me with?",
+        "good evening",
+        "thanks a lot",
+        "see you later",
+        "how does this work?",
+        "what are you able to do?",
+    ),
+    "remove_all": (
+        "remove all the {group}",
+        "delete every {group_one}",
+        "erase every {group_one}",
+        "get rid of all the {group}",
+        "please remove all {group}",
+        "can you delete all of the {group}?",
+        "clean out every {group_one}",
+        "I want all the {group} removed",
+    ),
+    "segment_recolor": (
+        "segment the {ref} and then paint it {color}",
+        "mask the {ref} and make it {color}",
+        "cut out the {ref}, then make it {color}",
+        "first segment the {ref}, then recolor it {color}",
+        "mask the {ref} and color it {color}",
+        "find the {ref}, then change its color to {color}",
+        "segment the {ref}, then make it {color}",
+        "get a mask of the {ref} and paint it {color}",
+    ),
+}
+EXTRA_INDEX = 100  # train-only templates are numbered from here in ``Request.template``
 CHAT_ANSWER = (
     "I can segment, detect, track, recolor, remove, add, move or replace shapes in "
     "your images and videos, or draw new pictures. Send an image and tell me what to do."
@@ -249,7 +395,10 @@ def templates_for(task: str, split: str) -> list[tuple[int, str]]:
     """``(index, template)`` pairs of ``task`` that belong to ``split``."""
     check_split(split)
     keep = {"train": (0, 1, 2), "val": (3,), "test": (4,)}[split]
-    return [(i, t) for i, t in enumerate(TEMPLATES[task]) if i % 5 in keep]
+    out = [(i, t) for i, t in enumerate(TEMPLATES[task]) if i % 5 in keep]
+    if split == "train":
+        out += [(EXTRA_INDEX + i, t) for i, t in enumerate(TRAIN_ONLY_TEMPLATES.get(task, ()))]
+    return out
 
 
 def _pick(rng: np.random.Generator, items: list | tuple) -> Any:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import pytest
 from switchboard.core.config import models_dir
 
-# Measured on the test split, 100 requests (217 items): decision 0.886, tool 0.604, exact call
-# 0.535, arguments 0.617. The fixed set here is 12 requests, so the floors leave room for that.
-DECISION, TOOL, EXACT, ARGS = 0.75, 0.45, 0.35, 0.45
+# Measured on the test split, 100 requests (217 items): decision 0.965, tool 0.812, exact call
+# 0.723, arguments 0.729 (the router before the wider train phrasings: 0.886 / 0.604 / 0.535 /
+# 0.617). On the fixed 24 requests here (47 items, 20 calls): 1.0 / 0.80 / 0.75 / 0.75; one call
+# is 0.05, so the floors leave three calls of room.
+N, DECISION, TOOL, EXACT, ARGS = 24, 0.9, 0.65, 0.6, 0.6
 
 pytestmark = pytest.mark.skipif(
     not (models_dir() / "router-tiny" / "router.json").is_file(),
@@ -25,11 +27,11 @@ def result(smollm):
     from switchboard.router.inference import Router
     from switchboard.specialists import default_registry
 
-    return evaluate_router(Router.load(registry=default_registry()), "test", n=12)
+    return evaluate_router(Router.load(registry=default_registry()), "test", n=N)
 
 
 def test_every_reply_is_a_valid_reply(result):
-    assert result["items"] >= 20
+    assert result["items"] >= 40
     assert result["valid_calls"] == 1.0
 
 

@@ -1,7 +1,12 @@
 from collections import Counter
 
 from switchboard.world import TEMPLATES, generate_scene, make_request, make_requests
-from switchboard.world.requests import IMAGE_TASKS, templates_for
+from switchboard.world.requests import (
+    EXTRA_INDEX,
+    IMAGE_TASKS,
+    TRAIN_ONLY_TEMPLATES,
+    templates_for,
+)
 
 
 def test_templates_are_split_without_overlap():
@@ -16,8 +21,18 @@ def test_test_split_uses_only_unseen_phrasing():
         if r.task == "ask_media":
             continue
         assert r.template % 5 == 4, r
-    train = {r.template % 5 for r in make_requests("train", 200) if r.task != "ask_media"}
-    assert train <= {0, 1, 2}
+    train = [r.template for r in make_requests("train", 200) if r.task != "ask_media"]
+    assert {t % 5 for t in train if t < EXTRA_INDEX} <= {0, 1, 2}
+    assert any(t >= EXTRA_INDEX for t in train)  # the train-only phrasings are drawn too
+
+
+def test_train_only_phrasings_never_repeat_held_out_templates():
+    held_out = {t for s in ("val", "test") for task in TEMPLATES for _, t in templates_for(task, s)}
+    extra = [t for ts in TRAIN_ONLY_TEMPLATES.values() for t in ts]
+    assert len(extra) == len(set(extra)) and not held_out & set(extra)
+    for task in TRAIN_ONLY_TEMPLATES:
+        assert task in TEMPLATES
+        assert not {t for _, t in templates_for(task, "test")} & set(TRAIN_ONLY_TEMPLATES[task])
 
 
 def test_requests_are_deterministic_and_cover_every_task():
