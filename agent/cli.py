@@ -222,18 +222,19 @@ def eval_edit(
     split: str = typer.Option("test"),
     n: int = typer.Option(40, min=1, help="Edits per kind."),
     steps: int = typer.Option(20, min=1, help="Sampler steps per edit."),
-    kinds: str = typer.Option(
-        "recolor,remove,add,replace,move,generate", help="Comma-separated edit kinds to score."
+    kinds: str | None = typer.Option(
+        None, help="Comma-separated edit kinds to score (default: every kind)."
     ),
     out: Path | None = typer.Option(None, help="JSON file to write."),
     card: bool = typer.Option(False, help="Also record the result in the model card."),
 ) -> None:
     """Edit success per kind (judged by the detector and pixel colour) and region PSNR."""
     from switchboard.specialists import default_registry
-    from switchboard.specialists.evaluate import EDIT_KINDS, evaluate_edit
+    from switchboard.specialists.edit import EDIT_OPS
+    from switchboard.specialists.evaluate import evaluate_edit
 
-    chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
-    if card and set(chosen) != set(EDIT_KINDS):
+    chosen = tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else EDIT_OPS
+    if card and set(chosen) != set(EDIT_OPS):
         raise typer.BadParameter("--card records a full evaluation: score every kind")
     reg = default_registry()
     det = reg.get("detect")

@@ -257,15 +257,6 @@ def _state(state_path: Path) -> dict:
     return torch.load(state_path, map_location="cpu", weights_only=False)
 
 
-def _earlier(init: Path | None) -> dict[str, int]:
-    """Steps the continued run had already taken (recorded so a card can give the total)."""
-    if init is None:
-        return {}
-    return {
-        f"init_{name}_steps": int(_state(init / f"{name}.pt")["step"]) for name in ("vae", "unet")
-    }
-
-
 # -- stages ----------------------------------------------------------------------------------
 def _loop(name, model, params, steps, base_lr, minutes, preset, run, step_fn):
     """A resumable training loop with a time-budgeted cosine schedule; returns history."""
@@ -340,6 +331,11 @@ def train(
     init = work / preset.init if preset.init else None
     if init is not None and not (init / "unet.pt").exists():
         raise FileNotFoundError(f"preset {preset_name!r} continues {init}, which has no unet.pt")
+    # The continued run's weights and step counts, read once (the optimizer state is not kept).
+    earlier: dict[str, dict] = {}
+    for name in ("vae", "unet") if init is not None else ():
+        st = _state(init / f"{name}.pt")
+        earlier[name] = {"model": st["model"], "step": st["step"]}
     data_path = (init or run) / "data.npz"
     if data_path.exists():
         data = dict(np.load(data_path))
@@ -353,7 +349,7 @@ def train(
     images = torch.from_numpy(np.concatenate([data["source"], data["target"]])).to(dev)
     vae_params = list(vae.parameters())
     if init is not None:
-        vae.load_state_dict(_state(init / "vae.pt")["model"])
+        vae.load_state_dict(earlier["vae"]["model"])
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
         vae_params = [*vae.post_quant_conv.parameters(), *vae.decoder.parameters()]
@@ -406,7 +402,7 @@ def train(
     cond, uncond = table[:-1], table[-1]
     unet = build_tiny_unet().to(dev).train()
     if init is not None:
-        unet.load_state_dict(_state(init / "unet.pt")["model"])
+        unet.load_state_dict(earlier["unet"]["model"])
     noise_sched = ddpm_scheduler()
     alphas = noise_sched.alphas_cumprod.to(dev)
     mask_lat = F.max_pool2d(torch.from_numpy(data["mask"])[:, None].float(), LATENT_FACTOR)
@@ -470,7 +466,7 @@ def train(
                 "unet_wall_time_s": round(unet_time, 1),
                 "unet_final_loss_mean_50": float(np.mean([v for _, v in unet_hist[-50:]])),
                 "latent_scaling_factor": scale,
-                **_earlier(init),
+                **{f"init_{name}_steps": int(st["step"]) for name, st in earlier.items()},
             },
             indent=2,
         )
