@@ -255,6 +255,7 @@ def eval_router(
     ),
     out: Path | None = typer.Option(None, help="JSON file to write."),
     card: bool = typer.Option(False, help="Write the numbers into router-tiny's model card."),
+    misses: int = typer.Option(0, min=0, help="Print this many of our router's misses."),
 ) -> None:
     """Tool selection, exact calls, arguments, decisions, answers and grounding: our router
     beside the prompt-only base model on the same held-out items."""
@@ -279,7 +280,7 @@ def eval_router(
         rows.append(evaluate_base(reg, split, n))
     for r in rows:
         r.setdefault("requests", n)
-    keys = [k for k in rows[0] if k not in ("split", "model", "by_task")]
+    keys = [k for k in rows[0] if k not in ("split", "model", "by_task", "misses")]
     # Metrics as rows, models as columns: readable in an 80-column terminal.
     table = Table(title=f"router ({split}, {n} requests)")
     table.add_column("metric")
@@ -295,6 +296,13 @@ def eval_router(
     for task, v in rows[0].get("by_task", {}).items():
         per.add_row(task, str(v["calls"]), f"{v['tool']:.3f}", f"{v['exact']:.3f}")
     Console().print(per)
+    if misses:
+        wrong = Table(title=f"our router's first {misses} misses (all are in the JSON)")
+        for col in ("task", "said", "want", "got"):
+            wrong.add_column(col, overflow="fold")
+        for m in rows[0].get("misses", [])[:misses]:
+            wrong.add_row(m["task"], m["said"], m["want"], str(m["got"]))
+        Console().print(wrong)
     out = out or Path("runs/eval") / f"router-{split}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2))

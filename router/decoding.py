@@ -198,7 +198,9 @@ class ConstrainedDecoder:
         """Decode after the prompt embeddings ``[1, T, d]`` (images and regions already in).
         ``in_call``: the prompt ends with ``<call>``, so decoding starts inside a call."""
         embed = llm.get_input_embeddings()
-        out = llm(inputs_embeds=inputs_embeds, use_cache=True)
+        # Only the last position's logits are read: the prompt's 49k-way projections (3.4 GFLOP
+        # for a 119-token prompt) would be thrown away.
+        out = llm(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1)
         prompt_len = inputs_embeds.shape[1]
         past, logits = out.cache, out.logits[0, -1]
         tokens: list[int] = []
@@ -215,6 +217,7 @@ class ConstrainedDecoder:
                 cache=past,
                 use_cache=True,
                 output_hidden_states=want_hidden,
+                logits_to_keep=1,
             )
             past, logits, steps = o.cache, o.logits[0, -1], steps + 1
             tokens.extend(ids)

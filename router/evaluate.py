@@ -23,10 +23,11 @@ from switchboard.world.metrics import box_iou
 from switchboard.world.requests import make_request
 from switchboard.world.splits import split_seeds
 
-from .codec import Reply, parse_reply
+from .codec import Reply, call_json, parse_reply
 from .data import Item, items_for
 from .train import stage_items
 
+MAX_MISSES = 80
 BOX_WORDS = re.compile(r"\[(\d+),(\d+),(\d+),(\d+)\]")
 
 
@@ -52,6 +53,20 @@ def score(items: list[Item], replies: list[Reply | None], registry: Registry) ->
     decision, tool, exact, valid, answers, ground = [], [], [], [], [], []
     arg_hits = arg_total = 0
     by_task: dict[str, dict[str, list[bool]]] = {}
+    misses: list[dict[str, Any]] = []
+
+    def miss(item: Item, reply: Reply | None) -> None:
+        if len(misses) < MAX_MISSES:
+            got = None
+            if reply is not None:
+                got = reply.prose + "".join(call_json(c.tool, c.args) for c in reply.calls)
+            said = [m["content"] for m in item.messages if m["role"] == "user"] or [""]
+            said = said[-1].replace("{media}", "")
+            misses.append(
+                {"task": item.task, "step": item.step, "said": said, "want": item.target,
+                 "got": got}
+            )  # fmt: skip
+
     for item, reply in zip(items, replies, strict=True):
         valid.append(reply is not None)
         calls = reply.calls if reply is not None else []
@@ -64,12 +79,18 @@ def score(items: list[Item], replies: list[Reply | None], registry: Registry) ->
                 b = np.array([[float(v) for v in gt.groups()]])
                 ok = bool(box_iou(a, b)[0, 0] >= 0.5)
             ground.append(ok)
+            if not ok:
+                miss(item, reply)
             continue
         decision.append(bool(calls) == bool(item.calls))
         if item.task == "question":
             said = reply.prose if reply is not None and not calls else ""
             answers.append(_norm_text(said) == _norm_text(item.answer or ""))
+            if not answers[-1]:
+                miss(item, reply)
         if not item.calls:
+            if not decision[-1] and item.task != "question":
+                miss(item, reply)
             continue
         want = item.calls[0]
         got = calls[0] if calls else None
@@ -77,6 +98,8 @@ def score(items: list[Item], replies: list[Reply | None], registry: Registry) ->
         w = _norm_args(registry, want)
         g = _norm_args(registry, got) if got is not None and got.tool == want.tool else {}
         exact.append(bool(g) and g == w)
+        if not exact[-1]:
+            miss(item, reply)
         per = by_task.setdefault(item.task, {"tool": [], "exact": []})
         per["tool"].append(tool[-1])
         per["exact"].append(exact[-1])
@@ -104,6 +127,7 @@ def score(items: list[Item], replies: list[Reply | None], registry: Registry) ->
             t: {"calls": len(v["tool"]), "tool": rate(v["tool"]), "exact": rate(v["exact"])}
             for t, v in sorted(by_task.items())
         },
+        "misses": misses,  # the first MAX_MISSES items got wrong: what was said, wanted, got
     }
 
 

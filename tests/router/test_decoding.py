@@ -87,12 +87,16 @@ class TeacherLM(torch.nn.Module):
     def get_input_embeddings(self):
         return self.emb
 
-    def forward(self, inputs_embeds, cache=None, use_cache=True, output_hidden_states=False):
+    def forward(
+        self, inputs_embeds, cache=None, use_cache=True, output_hidden_states=False,
+        logits_to_keep=0,
+    ):  # fmt: skip
         if not self.first:
             self.fed += [int(v) for v in inputs_embeds[0, :, 0].round()]
         self.first = False
         n = len(self.fed)
-        logits = torch.zeros(1, inputs_embeds.shape[1], self.vocab)
+        # Like transformers' causal LMs: logits_to_keep=k keeps the last k positions (0 = all).
+        logits = torch.zeros(1, logits_to_keep or inputs_embeds.shape[1], self.vocab)
         if self.fed == self.target[:n] and n < len(self.target):
             logits[0, -1, self.target[n]] = 10.0
         h = torch.zeros(1, inputs_embeds.shape[1], 8)

@@ -47,6 +47,11 @@ def test_score_counts_what_it_says():
         "detect": {"calls": 2, "tool": 0.5, "exact": 0.0},
         "segment": {"calls": 1, "tool": 1.0, "exact": 1.0},
     }
+    # Every item got wrong is listed with what was wanted and what came out.
+    assert [(m["task"], m["got"] is None) for m in res["misses"]] == [
+        ("detect", False), ("detect", True), ("chat", False)
+    ]  # fmt: skip
+    assert '"color":"blue"' in res["misses"][0]["got"] and "segment" in res["misses"][2]["got"]
 
 
 def test_baseline_prompt_and_lenient_parsing():

@@ -122,3 +122,36 @@ def test_save_and_load_round_trip(router, tmp_path, fp16):
     assert torch.allclose(want, got, atol=2e-3 if fp16 else 1e-5), (want - got).abs().max()
     with pytest.raises(FileNotFoundError):
         RouterModel.from_pretrained(tmp_path / "nothing")
+
+
+def test_video_media_says_what_it_is(router):
+    img = router.media_text(1)
+    vid = router.media_text(4, video=True)
+    assert img == router.image_placeholder() + "\n" and router.media_text(0) == ""
+    assert vid.startswith("Video, 4 frames:") and vid.count("<image>") == 4 * router.image_tokens(
+        True
+    )
+
+
+def test_legacy_folder_and_replaced_tower_round_trip(router, tmp_path):
+    import json
+
+    router.save_pretrained(tmp_path / "old")
+    raw = json.loads((tmp_path / "old" / "router.json").read_text())
+    for key in ("stem", "stem_blocks"):
+        raw["vit"].pop(key, None)  # as routers saved before the stems existed
+    (tmp_path / "old" / "router.json").write_text(json.dumps(raw))
+    _, base = tiny_base()
+    assert RouterModel.from_pretrained(tmp_path / "old", llm=base).vision.config.stem == "patch"
+    router.replace_vision({**raw["vit"], "stem": "conv", "stem_blocks": 1})
+    assert router.config.vit["stem"] == "conv"
+    router.eval()
+    img = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    with torch.no_grad():
+        want = router(inputs_embeds=router.embed(prompt(router, regions=0), [img])).logits
+    router.save_pretrained(tmp_path / "new")
+    _, base = tiny_base()
+    again = RouterModel.from_pretrained(tmp_path / "new", llm=base)
+    with torch.no_grad():
+        got = again(inputs_embeds=again.embed(prompt(again, regions=0), [img])).logits
+    torch.testing.assert_close(want, got)

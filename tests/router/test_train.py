@@ -74,3 +74,23 @@ def test_loss_on_labelled_positions_only_equals_the_full_loss(smollm, tmp_path):
         full = router(inputs_embeds=x, attention_mask=mask, labels=y).loss
         ours = lm_loss(router, x, mask, y)
     assert torch.allclose(full, ours, atol=1e-5), (full, ours)
+
+
+def test_invoke_rehearses_ground_items_at_the_preset_share():
+    from dataclasses import replace
+
+    from switchboard.router.train import PRESETS, draw_batch
+
+    reg = Registry(BUILTINS)
+    preset = replace(PRESETS["tiny"], batch=40)
+    assert preset.ground_replay > 0
+    items = [it for step in range(3) for it in draw_batch("invoke", step, preset, reg)]
+    ground = sum(it.task in ("ground", "region", "question") and not it.calls for it in items)
+    assert 0.15 < ground / len(items) < 0.6  # share ~0.35 (questions from requests count too)
+    off = replace(preset, ground_replay=0.0)
+    items = draw_batch("invoke", 0, off, reg)
+    assert not any(it.task in ("ground", "region") for it in items)
+    assert (
+        draw_batch("invoke", 5, preset, reg)[0].target
+        == draw_batch("invoke", 5, preset, reg)[0].target
+    )  # the same step draws the same items (resumable runs)

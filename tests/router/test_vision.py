@@ -85,3 +85,41 @@ def test_hf_vision_tower(tmp_path):
     tower = HFVisionTower(str(tmp_path))
     feats = tower(to_pixels(np.zeros((1, 40, 40, 3), np.uint8), tower.image_size))
     assert feats.shape == (1, 16, 24) and tower.grid == 4 and tower.width == 24
+
+
+def test_conv_stem_tower_shapes_and_bad_stem():
+    cfg = ViTConfig(image_size=64, patch_size=16, width=32, depth=1, heads=2, stem="conv",
+                    stem_blocks=1)  # fmt: skip
+    vit = ShapeViT(cfg)
+    assert vit(to_pixels(np.zeros((2, 64, 64, 3), np.uint8), 64)).shape == (2, 16, 32)
+    with pytest.raises(ValueError, match="stem"):
+        ShapeViT(ViTConfig(image_size=64, width=32, depth=1, heads=2, stem="cnn"))
+
+
+def test_detector_stem_is_our_detector_frozen():
+    """The detector stem computes exactly the committed detector's P4 features, keeps them
+    frozen (no gradient, batch norms in eval under ``train()``) and trains its own parts."""
+    from switchboard.core.config import models_dir
+    from switchboard.specialists.detect import load_yolo
+
+    folder = models_dir() / "detect-tiny"
+    cfg = ViTConfig(image_size=64, patch_size=16, width=32, depth=1, heads=2, stem="detector")
+    vit = ShapeViT(cfg)
+    vit.patch.load_detector(folder)
+    px = to_pixels(np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), np.uint8), 64)
+    net = load_yolo(folder, fuse=False).model.eval()
+    seen = {}
+    net.model[vit.patch.p4].register_forward_hook(lambda m, i, o: seen.setdefault("p4", o))
+    with torch.no_grad():
+        net(px)
+        _, p4 = vit.patch._detector(px)
+    torch.testing.assert_close(p4, seen["p4"], rtol=1e-4, atol=1e-4)
+    vit.train()
+    assert not vit.patch.layers.training and vit.patch.own.training
+    feats = vit(px)
+    assert feats.shape == (2, 16, 32)
+    feats.square().mean().backward()
+    assert all(p.grad is None for p in vit.patch.layers.parameters())
+    assert vit.patch.mix.weight.grad is not None and vit.patch.own[0].weight.grad is not None
+    with pytest.raises(FileNotFoundError):
+        vit.patch.load_detector(folder / "missing")
