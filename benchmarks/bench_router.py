@@ -77,13 +77,6 @@ def main() -> None:
                 items.append(it)
         if len(items) >= args.repeats:
             break
-    prompt_len = len(router.prompt_ids(items[0].messages, items[0].images, False)[0])
-    out |= {"image_px": int(items[0].images[0].shape[0]), "prompt_tokens": prompt_len}
-    out |= measure(router, items)
-    print(json.dumps(out, indent=2))
-
-
-def measure(router, items) -> dict[str, object]:
     router.route_item(items[0])  # warm-up
     times, tokens, steps = [], [], []
     for it in items:
@@ -92,14 +85,17 @@ def measure(router, items) -> dict[str, object]:
         times.append(time.perf_counter() - t0)
         tokens.append(len(dec.token_ids))
         steps.append(dec.steps)
-    res = {
+    prompt_len = len(router.prompt_ids(items[0].messages, items[0].images, False)[0])
+    out |= {
+        "image_px": int(items[0].images[0].shape[0]),
+        "prompt_tokens": prompt_len,
         "route_p50_ms": round(1000 * float(np.percentile(times, 50)), 1),
         "route_p95_ms": round(1000 * float(np.percentile(times, 95)), 1),
         "reply_tokens_mean": round(float(np.mean(tokens)), 1),
         "forward_passes_mean": round(float(np.mean(steps)), 1),
         "tokens_per_s": round(float(np.sum(tokens) / np.sum(times)), 1),
     }
-    return res
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

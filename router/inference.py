@@ -43,11 +43,10 @@ class Router:
         self, messages: list[dict[str, str]], images: list[np.ndarray], video: bool
     ) -> torch.Tensor:
         """Chat-template ids; ``{media}`` in a message becomes the image placeholders."""
-        media = self.model.media_text(len(images), video)
-        msgs = [{**m, "content": m["content"].replace("{media}", media)} for m in messages]
-        tok = self.model.tokenizer
-        text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-        return tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        text = self.model.chat_prompt(messages, len(images), video)
+        return self.model.tokenizer(text, add_special_tokens=False, return_tensors="pt")[
+            "input_ids"
+        ]
 
     @torch.no_grad()
     def route(

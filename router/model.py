@@ -41,7 +41,7 @@ from .vision import (
     to_pixels,
 )
 
-LEGACY_VIT = {"stem": "patch", "stem_blocks": 0}
+LEGACY_VIT = {"stem": "patch"}
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -153,7 +153,7 @@ class RouterModel(nn.Module):
             raise FileNotFoundError(f"no router in {folder} (router.json missing)")
         raw = json.loads((folder / "router.json").read_text())
         raw["lora_targets"] = tuple(raw.get("lora_targets", LORA_TARGETS))
-        if "vit" in raw:  # routers saved before the conv stem existed used plain patchify
+        if "vit" in raw:  # routers saved before the stems existed used plain patchify
             raw["vit"] = {**LEGACY_VIT, **raw["vit"]}
         config = RouterConfig(**raw)
         tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
@@ -192,6 +192,13 @@ class RouterModel(nn.Module):
             return ""
         body = "".join(self.image_placeholder(video) for _ in range(count))
         return (f"Video, {count} frames:" if video else "") + body + "\n"
+
+    def chat_prompt(self, messages: list[dict[str, str]], count: int, video: bool = False) -> str:
+        """The chat-template text of ``messages`` (``{media}`` filled by :meth:`media_text`)
+        ending with the assistant's turn: what training and inference both feed the LLM."""
+        media = self.media_text(count, video)
+        msgs = [{**m, "content": m["content"].replace("{media}", media)} for m in messages]
+        return self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
 
     # -- embedding ---------------------------------------------------------------------------
     def encode_images(self, images: list[np.ndarray] | np.ndarray) -> torch.Tensor:

@@ -157,9 +157,7 @@ def encode(router: RouterModel, item: Item) -> tuple[torch.Tensor, torch.Tensor]
     """(input ids, labels) for an item: the loss covers the target and the end token only."""
     tok = router.tokenizer
     video = any(t is not None for t in item.frame_index)
-    media = router.media_text(len(item.images), video)
-    messages = [{**m, "content": m["content"].replace("{media}", media)} for m in item.messages]
-    prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    prompt = router.chat_prompt(item.messages, len(item.images), video)
     p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
     t_ids = tok(item.target + tok.eos_token, add_special_tokens=False)["input_ids"]
     ids = torch.tensor(p_ids + t_ids)

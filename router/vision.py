@@ -38,10 +38,9 @@ class ViTConfig:
     depth: int = 6
     heads: int = 6
     mlp_ratio: float = 4.0
-    # "patch": one strided conv (plain ViT); "conv": a 3x3 stride-2 conv stack; "detector":
-    # our trained detector's backbone and neck, frozen, plus a small conv stem (DetectorStem)
+    # "patch": one strided conv (plain ViT); "detector": our trained detector's backbone and
+    # neck, frozen, plus a small conv stem (DetectorStem)
     stem: str = "patch"
-    stem_blocks: int = 0  # residual conv blocks at the stem's last two resolutions ("conv")
     detector_arch: str = "yolov8n.yaml"  # the "detector" stem's Ultralytics architecture
     detector_classes: int = 8
 
@@ -50,35 +49,17 @@ class ViTConfig:
         return self.image_size // self.patch_size
 
 
-class ConvBlock(nn.Module):
-    """A residual 3x3 convolution pair (GroupNorm, GELU) at a fixed resolution."""
-
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(ch, ch, 3, 1, 1), nn.GroupNorm(8, ch), nn.GELU(),
-            nn.Conv2d(ch, ch, 3, 1, 1), nn.GroupNorm(8, ch),
-        )  # fmt: skip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.gelu(x + self.body(x))
-
-
-def conv_stem(width: int, patch_size: int, blocks: int = 0) -> nn.Sequential:
-    """The convolutional stem of Xiao et al. 2021 ("Early convolutions help transformers see
+def conv_stem(width: int, patch_size: int) -> nn.Sequential:
+    """A convolutional stem (Xiao et al. 2021, "Early convolutions help transformers see
     better"): 3x3 stride-2 convolutions (GroupNorm, GELU) down to the patch grid, then a 1x1
-    convolution to the token width; ``blocks`` residual blocks after each of the last two
-    downsamplings. Measured on ShapeWorld: a plain patchify ViT learnt colour but stayed at
-    chance on shape in the time we have; convolutions give it local edges and corners."""
+    convolution to ``width`` channels."""
     k = int(math.log2(patch_size))
     if 2**k != patch_size or k < 1:
         raise ValueError("the conv stem needs a power-of-two patch_size")
     chans = [3] + [min(width, 24 * 2**i) for i in range(k)]
     layers: list[nn.Module] = []
-    for i, (cin, cout) in enumerate(zip(chans[:-1], chans[1:], strict=True)):
+    for cin, cout in zip(chans[:-1], chans[1:], strict=True):
         layers += [nn.Conv2d(cin, cout, 3, 2, 1), nn.GroupNorm(min(8, cout), cout), nn.GELU()]
-        if i >= k - 2:
-            layers += [ConvBlock(cout) for _ in range(blocks)]
     return nn.Sequential(*layers, nn.Conv2d(chans[-1], width, 1))
 
 
@@ -149,13 +130,13 @@ class DetectorStem(nn.Module):
         if missing:
             raise ValueError(f"the detector in {folder} does not fit: missing {missing[:5]}")
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``pixels`` ``[B, 3, S, S]`` in 0..1 → ``[B, width, S/16, S/16]``."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalized pixels ``[B, 3, S, S]`` (like every stem's input) → ``[B, width, S/16,
+        S/16]``; the detector gets them back in 0..1, as Ultralytics models take them."""
         with torch.no_grad():
-            p3, p4 = self._detector(pixels)  # Ultralytics models take 0..1 RGB
+            p3, p4 = self._detector(x * self.std + self.mean)
             p3 = F.avg_pool2d(p3, 2)
-        own = self.own((pixels - self.mean) / self.std)
-        return self.mix(torch.cat([p4, p3, own], dim=1))
+        return self.mix(torch.cat([p4, p3, self.own(x)], dim=1))
 
 
 class ShapeViT(nn.Module):
@@ -167,14 +148,12 @@ class ShapeViT(nn.Module):
         self.config = c = config or ViTConfig()
         if c.image_size % c.patch_size:
             raise ValueError("image_size must be a multiple of patch_size")
-        if c.stem == "conv":
-            self.patch: nn.Module = conv_stem(c.width, c.patch_size, c.stem_blocks)
-        elif c.stem == "detector":
-            self.patch = DetectorStem(c.width, c)
+        if c.stem == "detector":
+            self.patch: nn.Module = DetectorStem(c.width, c)
         elif c.stem == "patch":
             self.patch = nn.Conv2d(3, c.width, c.patch_size, c.patch_size)
         else:
-            raise ValueError(f"unknown stem {c.stem!r}: 'patch', 'conv' or 'detector'")
+            raise ValueError(f"unknown stem {c.stem!r}: 'patch' or 'detector'")
         self.pos = nn.Parameter(torch.randn(1, c.grid * c.grid, c.width) * 0.02)
         layer = nn.TransformerEncoderLayer(
             c.width,
@@ -204,10 +183,7 @@ class ShapeViT(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """``pixels`` ``[B, 3, S, S]`` in 0..1 → patch features ``[B, g*g, width]``."""
-        if self.config.stem == "detector":
-            x = self.patch(pixels).flatten(2).transpose(1, 2)
-        else:
-            x = self.patch((pixels - self.mean) / self.std).flatten(2).transpose(1, 2)
+        x = self.patch((pixels - self.mean) / self.std).flatten(2).transpose(1, 2)
         return self.norm(self.blocks(x + self.pos))
 
 

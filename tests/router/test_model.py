@@ -138,13 +138,12 @@ def test_legacy_folder_and_replaced_tower_round_trip(router, tmp_path):
 
     router.save_pretrained(tmp_path / "old")
     raw = json.loads((tmp_path / "old" / "router.json").read_text())
-    for key in ("stem", "stem_blocks"):
-        raw["vit"].pop(key, None)  # as routers saved before the stems existed
+    raw["vit"].pop("stem", None)  # as routers saved before the stems existed
     (tmp_path / "old" / "router.json").write_text(json.dumps(raw))
     _, base = tiny_base()
     assert RouterModel.from_pretrained(tmp_path / "old", llm=base).vision.config.stem == "patch"
-    router.replace_vision({**raw["vit"], "stem": "conv", "stem_blocks": 1})
-    assert router.config.vit["stem"] == "conv"
+    router.replace_vision({**raw["vit"], "stem": "patch", "depth": 2})
+    assert router.config.vit["depth"] == 2 and len(router.vision.blocks.layers) == 2
     router.eval()
     img = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     with torch.no_grad():
