@@ -132,15 +132,28 @@ def train_edit(
 
 @train_app.command("router")
 def train_router(
-    stage: str = typer.Option(..., help="vision | align | ground | invoke (each from the last)"),
+    stage: str = typer.Option(
+        ..., help="vision | align | ground | invoke | signals (each from the last)"
+    ),
     preset: str = typer.Option("tiny", help="tiny (≤ 45 min per stage on 2 cores) | gpu | smoke"),
     out: Path | None = typer.Option(
         None,
         help="Output folder (default: runs/router/<stage>/model; trained_models/router-tiny "
-        "after invoke).",
+        "after invoke; signals: the router folder, or <router>/signals-nosynergy).",
     ),
+    synergy: bool = typer.Option(
+        True, help="signals: train the task discriminator adversarially (--no-synergy: ablation)"
+    ),
+    router: Path | None = typer.Option(None, help="signals: router folder (default router-tiny)"),
 ) -> None:
-    """Train the router (LoRA on SmolLM2, vision tower, projector, region encoder) on ShapeWorld."""
+    """Train the router (LoRA on SmolLM2, vision tower, projector, region encoder) on ShapeWorld;
+    ``signals`` trains the signal heads on the specialists' losses (invoke with signals and
+    cross-task synergy)."""
+    if stage == "signals":
+        from switchboard.router.train_signals import train_signals
+
+        typer.echo(f"wrote {train_signals(preset, synergy, router, out)}")
+        return
     from switchboard.router.train import train
 
     typer.echo(f"wrote {train(stage, preset, out=out)}")
@@ -314,6 +327,48 @@ def eval_router(
         target = folder or models_dir() / "router-tiny"
         (target / f"eval-{split}.json").write_text(json.dumps(rows, indent=2))
         typer.echo(f"wrote {write_model_card(target)}")
+
+
+@eval_app.command("signals")
+def eval_signals(
+    split: str = typer.Option("test"),
+    n: int = typer.Option(90, min=3, help="Referring-segmentation requests (a third per kind)."),
+    n_track: int = typer.Option(20, min=1, help="Track requests."),
+    n_edit: int = typer.Option(8, min=1, help="Edit requests per op."),
+    folder: Path | None = typer.Option(None, help="Router folder (default router-tiny)."),
+    out: Path | None = typer.Option(None, help="JSON file to write."),
+    card: bool = typer.Option(False, help="Also write the numbers beside router-tiny."),
+) -> None:
+    """Text-only vs hybrid signals vs hybrid without synergy: referring segmentation by
+    expression kind, track's first-frame referent, edit success by conditioning, and the task
+    discriminator's accuracy — one table."""
+    import json
+
+    from switchboard.core.config import models_dir
+    from switchboard.router.evaluate_signals import evaluate_signals, signals_table
+    from switchboard.router.inference import Router
+    from switchboard.router.signals import SignalHeads
+    from switchboard.specialists import default_registry
+
+    folder = folder or models_dir() / "router-tiny"
+    router = Router.load(folder, default_registry())
+    if router.heads is None:
+        raise typer.BadParameter(f"{folder} has no signal heads (train --stage signals first)")
+    ablation_dir = folder / "signals-nosynergy"
+    ablation = SignalHeads.load(ablation_dir) if SignalHeads.exists(ablation_dir) else None
+    res = evaluate_signals(router, ablation, split, n, n_track, n_edit, log=typer.echo)
+    table = signals_table(res)
+    typer.echo(table)
+    out = out or Path("runs/eval") / f"signals-{split}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+    typer.echo(f"wrote {out}")
+    if card:
+        (folder / f"signals-{split}.json").write_text(json.dumps(res, indent=2))
+        (folder / f"signals-{split}.md").write_text(table + "\n")
+        from switchboard.specialists.cards import write_model_card
+
+        typer.echo(f"wrote {write_model_card(folder)}")
 
 
 def main() -> None:

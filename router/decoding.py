@@ -108,6 +108,12 @@ class Decoded:
     token_ids: list[int]
     signal_hidden: list[torch.Tensor] = field(default_factory=list)
     steps: int = 0  # model forward passes (jump-forward makes this smaller than token_ids)
+    features: torch.Tensor | None = None  # the images' patch features (set by Router.route)
+    # With signals: the last-layer states of the whole sequence (prompt and reply) ``[T, d]``,
+    # and per call with signals the position of its first ``<sig_k>`` in that sequence.
+    states: torch.Tensor | None = None
+    signal_positions: list[int] = field(default_factory=list)
+    prompt_ids: list[int] = field(default_factory=list)  # set by Router.route
 
 
 class ConstrainedDecoder:
@@ -200,8 +206,13 @@ class ConstrainedDecoder:
         embed = llm.get_input_embeddings()
         # Only the last position's logits are read: the prompt's 49k-way projections (3.4 GFLOP
         # for a 119-token prompt) would be thrown away.
-        out = llm(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1)
+        keep = with_signals  # the signal heads read the states of the request and the call
+        out = llm(
+            inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, output_hidden_states=keep
+        )
         prompt_len = inputs_embeds.shape[1]
+        states = [out.hidden_states[-1][0]] if keep else []
+        sig_positions: list[int] = []
         past, logits = out.cache, out.logits[0, -1]
         tokens: list[int] = []
         hidden: list[torch.Tensor] = []
@@ -216,11 +227,13 @@ class ConstrainedDecoder:
                 inputs_embeds=x,
                 cache=past,
                 use_cache=True,
-                output_hidden_states=want_hidden,
+                output_hidden_states=want_hidden or keep,
                 logits_to_keep=1,
             )
             past, logits, steps = o.cache, o.logits[0, -1], steps + 1
             tokens.extend(ids)
+            if keep:
+                states.append(o.hidden_states[-1][0])
             return o
 
         while len(tokens) < max_new_tokens:
@@ -263,6 +276,8 @@ class ConstrainedDecoder:
                 if fixed is not None:  # rewind to the call's start and write the repaired call
                     past.crop(prompt_len + call_start - past.get_seq_length())  # drop the tail
                     del tokens[call_start:]
+                    if keep:
+                        states[:] = [torch.cat(states)[: prompt_len + call_start]]
                     body, accepted = fixed, self.tokenizer.encode(fixed, add_special_tokens=False)
                 tool = json.loads(body)["tool"]
                 spec = self.registry.cls(tool).signal
@@ -270,10 +285,18 @@ class ConstrainedDecoder:
                 o = feed([*accepted, self.close_id, *sigs], want_hidden=bool(sigs))
                 if sigs:
                     hidden.append(o.hidden_states[-1][0, -len(sigs) :])
+                    sig_positions.append(prompt_len + len(tokens) - len(sigs))
                 matcher, calls = None, calls + 1
             else:
                 feed(accepted)
         if matcher is not None:
             raise MalformedCallError(f"a call did not finish within {max_new_tokens} tokens")
         text = self.tokenizer.decode(tokens, skip_special_tokens=False)
-        return Decoded(text=text, token_ids=tokens, signal_hidden=hidden, steps=steps)
+        return Decoded(
+            text=text,
+            token_ids=tokens,
+            signal_hidden=hidden,
+            steps=steps,
+            states=torch.cat(states) if states else None,
+            signal_positions=sig_positions,
+        )

@@ -231,8 +231,10 @@ class RouterModel(nn.Module):
         images: list[np.ndarray] | None = None,
         regions: list[Region] | None = None,
         frame_index: list[int | None] | None = None,
+        features: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Input embeddings ``[1, T, d]`` for one prompt with its images and regions."""
+        """Input embeddings ``[1, T, d]`` for one prompt with its images and regions
+        (``features``: the images' patch features when already encoded)."""
         if input_ids.dim() == 1:
             input_ids = input_ids[None]
         if input_ids.shape[0] != 1:
@@ -250,7 +252,7 @@ class RouterModel(nn.Module):
             if len(img_pos) or regions:
                 raise InvalidInputError("the prompt refers to an image but none was given")
             return emb
-        feats = self.encode_images(images)
+        feats = self.encode_images(images) if features is None else features
         tokens = self.image_embeddings(feats, frame_index)
         flat = torch.cat(tokens)
         if len(img_pos) != len(flat):

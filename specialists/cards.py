@@ -112,6 +112,40 @@ def write_model_card(folder: Path) -> Path:
                 per = [{"model": task} | v for task, v in row["by_task"].items()]
                 title = f"{row.get('model', '')} by request task (call steps):"
                 parts += [title, "", _rows(per, first="task"), ""]
+    parts += _signals_section(folder)
     out = folder / "README.md"
     out.write_text("\n".join(parts))
     return out
+
+
+def _signals_section(folder: Path) -> list[str]:
+    """The signal heads (a router folder with ``signals.json``): training and their table."""
+    if not (folder / "signals.json").exists():
+        return []
+    parts = [
+        "## Signal heads",
+        "",
+        "`signals.safetensors` (fp16, config in `signals.json`): the query-transformer trunk, "
+        "the synergy split (task-invariant and per-tool halves), one output head per tool with "
+        "a signal (segment, track, edit), the task discriminator and the grounding read-out; "
+        "`signals-nosynergy/` holds the ablation trained without the adversarial loss.",
+        "",
+        "`switchboard train router --stage signals --preset tiny` (and `--no-synergy`)",
+        "",
+    ]
+    for path in (folder / "signals-train.json", folder / "signals-nosynergy" / "train.json"):
+        if path.exists():
+            title = "with synergy" if path.parent == folder else "without synergy (ablation)"
+            parts += [f"### {title}", "", _table(json.loads(path.read_text())), ""]
+    if (folder / "signals-loss.png").exists():
+        parts += ["![signal heads training loss](signals-loss.png)", ""]
+    for path in sorted(folder.glob("signals-*.md")):
+        parts += [
+            f"### Held-out signals table ({path.stem[8:]} split)",
+            "",
+            "`switchboard eval signals --split test --card`",
+            "",
+            path.read_text().strip(),
+            "",
+        ]
+    return parts

@@ -144,6 +144,36 @@ def _gone(det: Any, image: np.ndarray, box: Any) -> bool:
     return all(box_iou(np.array(b), np.array(box)) < 0.5 for b in boxes)
 
 
+def judge_edit(det: Any, pair: Any, image: np.ndarray) -> tuple[bool, np.ndarray | None]:
+    """Whether ``image`` makes the edit of ``pair`` (an :class:`~switchboard.world.edits.EditPair`),
+    judged by the detector and pixel colour, and the region its PSNR is taken over (None for
+    move). The rules are :func:`evaluate_edit`'s."""
+    from .edit import PLACES, box_region, replace_box, square_box
+
+    op, before, after = pair.op, pair.before, pair.after
+    size = before.size
+    if op == "add":
+        obj = after.objects[after.index(pair.params["id"])]
+        box = square_box(obj.x, obj.y, 2 * obj.radius * 1.07, size, size)
+        return _find(det, image, obj.shape, obj.color, box), box_region(box, size, size)
+    mask = before.masks[before.index(pair.target)]
+    old = before.objects[before.index(pair.target)]
+    if op == "recolor":
+        return color_in_box(image, mask_to_box(mask), mask) == pair.params["color"], mask
+    if op == "remove":
+        gap = np.abs(image[mask].mean(0) - after.image[mask].mean(0)).max()
+        return _gone(det, image, before.boxes[before.index(pair.target)]) and gap <= 25, mask
+    if op == "replace":
+        rbox = replace_box(mask)
+        ok = _find(det, image, pair.params["shape"], old.color, rbox)
+        return ok, box_region(rbox, size, size)
+    moved = after.objects[after.index(pair.target)]
+    col, row = PLACES[pair.params["place"]]
+    cell = (col * size / 3, row * size / 3, (col + 1) * size / 3, (row + 1) * size / 3)
+    gone = _gone(det, image, before.boxes[before.index(pair.target)])
+    return gone and _find(det, image, moved.shape, moved.color, cell), None
+
+
 def evaluate_edit(
     editor: Any,
     det: Any,
@@ -165,7 +195,7 @@ def evaluate_edit(
     from switchboard.world.metrics import psnr
     from switchboard.world.scene import COLOR_NAMES
 
-    from .edit import PLACES, box_region, replace_box, square_box
+    from .edit import PLACES, square_box
 
     res: dict[str, Any] = {"split": split, "per_kind": n, "sampler_steps": steps}
     t0 = time.time()
@@ -199,28 +229,7 @@ def evaluate_edit(
             out = editor(img, args)
             im = out.image
             keep_ok &= bool((im[~out.edit_mask] == before.image[~out.edit_mask]).all())
-            if op == "recolor":
-                ok = color_in_box(im, mask_to_box(mask), mask) == args["color"]
-                region = mask
-            elif op == "remove":
-                region = mask
-                gap = np.abs(im[mask].mean(0) - after.image[mask].mean(0)).max()
-                ok = _gone(det, im, before.boxes[before.index(pair.target)]) and gap <= 25
-            elif op == "add":
-                region = box_region(box, size, size)
-                ok = _find(det, im, obj.shape, obj.color, box)
-            elif op == "replace":
-                rbox = replace_box(mask)
-                region = box_region(rbox, size, size)
-                ok = _find(det, im, args["shape"], old.color, rbox)
-            else:
-                moved = after.objects[after.index(pair.target)]
-                col, row = PLACES[args["place"]]
-                cell = (col * size / 3, row * size / 3, (col + 1) * size / 3, (row + 1) * size / 3)
-                ok = _gone(det, im, before.boxes[before.index(pair.target)]) and _find(
-                    det, im, moved.shape, moved.color, cell
-                )
-                region = None
+            ok, region = judge_edit(det, pair, im)
             wins.append(bool(ok))
             if region is not None:
                 psnrs.append(psnr(im, after.image, region))

@@ -187,7 +187,9 @@ class SegmentSpecialist(Specialist):
             box = mbox if box is None else box
             points = mpoint if points is None else np.concatenate([points, mpoint])
             labels = np.ones(len(points), int) if labels is None else np.concatenate([labels, [1]])
-        if box is None and points is None and args.target:
+        if box is None and points is None and args.target and signal is None:
+            # With the router's signal the referent is in the signal (the hybrid path): the
+            # text target is not resolved a second time through the detector.
             box = self._resolve_target(image, args.target)
         if box is None and points is None and signal is None:
             raise InvalidInputError("segment needs a prompt: points, box, mask, target or a signal")

@@ -1,0 +1,154 @@
+"""Signal heads, the specialist-side losses and the signals stage on the real SmolLM2 (tiny
+vision tower): shapes as the tools declare them, gradients from the specialists' losses into
+the LoRA adapter, gradient reversal, and a smoke run of the stage that saves loadable heads."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from switchboard.core import Registry
+from switchboard.router.signals import SignalConfig, SignalHeads, dice_bce, grad_reverse
+from switchboard.router.train_signals import (
+    SIGNAL_PRESETS,
+    SpecialistTargets,
+    draw_signal_items,
+    examples_for,
+    signal_items,
+    signal_losses,
+    train_signals,
+)
+from switchboard.specialists import BUILTINS
+from switchboard.world.requests import make_request
+
+
+def _heads(**kw):
+    reg = Registry(BUILTINS)
+    return SignalHeads(SignalConfig.from_registry(reg, width=32, depth=1, **kw)), reg
+
+
+def test_heads_output_the_shapes_the_tools_declare():
+    heads, reg = _heads()
+    assert set(heads.tool_names) == {"segment", "track", "edit"}
+    for tool in heads.tool_names:
+        spec = reg.cls(tool).signal
+        h = torch.randn(3, spec.num_tokens, 576)
+        for memory in (torch.randn(3, 256, 192), None):  # with an image, and without
+            out = heads(tool, h, memory)
+            assert out.signal.shape == (3, spec.num_tokens, spec.dim)
+            assert out.task_logits.shape == (3, 3) and out.box.shape == (3, 4)
+            assert spec.check(out.signal[0].detach()) is not None
+    with pytest.raises(ValueError, match="signal tokens"):
+        heads("segment", torch.randn(1, 5, 576))
+    with pytest.raises(KeyError):
+        heads("detect", torch.randn(1, 2, 576))
+
+
+def test_heads_save_and_load_the_same_function(tmp_path):
+    heads, _ = _heads()
+    heads.eval()
+    h, m = torch.randn(2, 2, 576), torch.randn(2, 256, 192)
+    heads.save(tmp_path)
+    again = SignalHeads.load(tmp_path)
+    assert SignalHeads.exists(tmp_path)
+    torch.testing.assert_close(again("segment", h, m).signal, heads("segment", h, m).signal)
+
+
+def test_gradient_reversal_flips_the_gradient_into_the_invariant_half():
+    x = torch.randn(4, 8, requires_grad=True)
+    grad_reverse(x, 0.5).sum().backward()
+    torch.testing.assert_close(x.grad, torch.full_like(x, -0.5))
+
+
+def test_dice_bce_is_low_for_the_right_mask_and_high_for_the_wrong_one():
+    t = torch.zeros(1, 16, 16)
+    t[0, 4:10, 4:10] = 1
+    good, bad = dice_bce(20 * (2 * t - 1), t), dice_bce(-20 * (2 * t - 1), t)
+    assert good.item() < 0.01 and bad.item() > 10
+
+
+def test_signal_items_carry_signal_tokens_and_ground_truth():
+    reg = Registry(BUILTINS)
+    seg = signal_items(make_request(3, "train", "segment"), reg)[0]
+    assert seg.item.target.endswith("</call><sig_0><sig_1>") and seg.mask.any()
+    recolor = signal_items(make_request(4, "train", "segment_recolor"), reg)
+    assert [s.tool for s in recolor] == ["segment", "edit"]
+    assert recolor[1].text.startswith("a ") and recolor[1].item.target.endswith("<sig_7>")
+    assert {s.tool for s in draw_signal_items("train", 12, 0, reg)} == {"segment", "track", "edit"}
+
+
+@pytest.fixture(scope="module")
+def smoke_router(smollm):
+    from switchboard.router.train import PRESETS, build_router
+
+    return build_router(PRESETS["smoke"], None)
+
+
+def test_specialist_losses_reach_the_lora_adapter(smoke_router):
+    """Mask BCE + Dice through SAM's decoder and the edit loss to MiniLM's tokens flow back
+    through the heads into the LLM's LoRA weights and the <sig_k> embedding rows."""
+    router = smoke_router.train()
+    reg = Registry(BUILTINS)
+    targets = SpecialistTargets()
+    items = draw_signal_items("train", 6, 1, reg)
+    cfg = SignalConfig.from_registry(
+        reg, llm_dim=576, vision_dim=router.vision.width, grid=router.vision.grid, width=32,
+        depth=1,
+    )  # fmt: skip
+    heads = SignalHeads(cfg)
+    router.zero_grad(set_to_none=True)
+    losses = signal_losses(heads, targets.sam, examples_for(router, items, targets),
+                           SIGNAL_PRESETS["smoke"], synergy=True)  # fmt: skip
+    assert losses["mask"].item() > 0 and losses["edit"].item() > 0
+    losses["total"].backward()
+    lora = {n: p.grad for n, p in router.llm.named_parameters() if "lora_" in n}
+    assert lora and all(g is not None for g in lora.values())
+    assert sum(float(g.abs().sum()) for g in lora.values()) > 0
+    rows = [p.grad for n, p in router.llm.named_parameters() if "trainable_tokens" in n]
+    assert rows and any(g is not None and float(g.abs().sum()) > 0 for g in rows)
+    # SAM stays frozen: the specialist's weights get no gradient.
+    assert all(p.grad is None for p in targets.sam.parameters())
+
+
+def test_the_signals_stage_trains_and_saves_loadable_heads(smoke_router, tmp_path):
+    folder = smoke_router.save_pretrained(tmp_path / "router")
+    for synergy in (True, False):
+        out = train_signals("smoke", synergy, folder, work=tmp_path / "work")
+        heads = SignalHeads.load(out)
+        assert heads.config.synergy is synergy
+        record = (out / ("signals-train.json" if synergy else "train.json")).read_text()
+        assert math.isfinite(__import__("json").loads(record)["final_loss_mean_50"])
+    assert (folder / "signals-nosynergy" / "signals.safetensors").is_file()
+
+
+def test_decoding_reads_the_states_training_reads(smoke_router):
+    """The states the decoder keeps while writing a call (prefill + one feed per step) are
+    the states a teacher-forced pass over the same sequence gives, and the text span the heads
+    read ends right before the first <sig_k>."""
+    import numpy as np
+    from switchboard.router.decoding import ConstrainedDecoder
+    from switchboard.router.signals import router_text_span
+
+    router = smoke_router.eval()
+    reg = Registry({"segment": BUILTINS["segment"]})  # the grammar allows segment only
+    dec = ConstrainedDecoder(
+        router.tokenizer, reg, router.llm.get_input_embeddings().weight.shape[0]
+    )
+    msgs = [{"role": "user", "content": "{media}segment the red circle"}]
+    text = router.chat_prompt(msgs, 1) + "<call>"
+    ids = router.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    image = np.zeros((64, 64, 3), np.uint8)
+    with torch.no_grad():
+        emb = router.embed(ids, [image])
+        out = dec.generate(router.llm, emb, max_new_tokens=60, with_signals=True, in_call=True)
+        seq = ids[0].tolist() + out.token_ids
+        full = router.llm(
+            inputs_embeds=router.embed(torch.tensor([seq]), [image]), output_hidden_states=True
+        ).hidden_states[-1][0]
+    assert out.states.shape == full.shape
+    torch.testing.assert_close(out.states, full, atol=2e-3, rtol=1e-3)
+    first = out.signal_positions[0]
+    assert seq[first] == router.tokenizer.convert_tokens_to_ids("<sig_0>")
+    span = router_text_span(router, seq, first)
+    assert span.stop == first and seq[span.start - 1] == router.image_id
