@@ -220,7 +220,7 @@ def evaluate_signals(
                 good = ok_call and s is not None and first.tool == "edit"
                 out = _safe(editor, image, args, signal=s) if good else None
                 edit_rows[name][op].append(bool(out) and _judge(det, pair, out.image))
-                if s is not None and it.text is not None:
+                if good and it.text is not None:
                     t = text_enc([it.text])[0].float()
                     cosines[name].append(float(torch.cosine_similarity(s, t, dim=-1).mean()))
         log(f"edit {op} done ({time.time() - t0:.0f} s)")

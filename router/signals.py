@@ -36,6 +36,7 @@ Saved beside the router as ``signals.json`` (config) and ``signals.safetensors``
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,8 @@ class SignalConfig:
     max_tokens: int = 16
     synergy: bool = True  # train the task discriminator adversarially (off = the ablation)
     synergy_weight: float = 0.1  # weight of the discriminator loss
-    grl_lambda: float = 1.0  # gradient-reversal strength
+    grl_lambda: float = 1.0  # gradient-reversal strength (its maximum when ramped)
+    grl_ramp: bool = True  # DANN's schedule: 0 at the start of training, up to grl_lambda
 
     @classmethod
     def from_registry(cls, registry: Any, **kw: Any) -> SignalConfig:
@@ -149,6 +151,7 @@ class SignalHeads(nn.Module):
             nn.Linear(half, half), nn.GELU(), nn.Linear(half, len(self.tool_names))
         )
         self.box_head = nn.Linear(w, 4)
+        self.progress = 1.0  # share of training done (the trainer sets it; drives the GRL ramp)
 
     def spec(self, tool: str) -> tuple[int, int]:
         if tool not in self.config.tools:
@@ -213,9 +216,19 @@ class SignalHeads(nn.Module):
         both = torch.cat([self.specific[tool](f), inv, where[:, None].expand(-1, k, -1)], dim=-1)
         signal = self.out[tool](both)
         pooled = inv.mean(1)
-        logits = self.discriminator(grad_reverse(pooled, self.config.grl_lambda))
+        logits = self.discriminator(grad_reverse(pooled, self.grl_strength()))
         box = torch.sigmoid(self.box_head(f.mean(1)))
         return SignalOutput(signal, pooled, logits, box, pointer)
+
+    def grl_strength(self) -> float:
+        """The reversal's ``lambda``: with the ramp, DANN's ``2 / (1 + exp(-10 p)) - 1`` of
+        the way ``p`` through training (the adversary starts weak while the trunk still
+        learns what to carry; at ``lambda = 1`` from the first step the discriminator's loss
+        swung up to 5.6 and the heads learnt less — see docs/signals.md)."""
+        lam = self.config.grl_lambda
+        if not self.config.grl_ramp:
+            return lam
+        return lam * (2.0 / (1.0 + math.exp(-10.0 * self.progress)) - 1.0)
 
     @staticmethod
     def patch_centers(n: int) -> torch.Tensor:

@@ -416,6 +416,7 @@ def train_signals(
         lr = cosine_lr(preset.lr, step, preset.steps, preset.warmup, frac)
         for g in opt.param_groups:
             g["lr"] = lr
+        heads.progress = max(frac, step / preset.steps)
         losses = signal_losses(heads, targets.sam, examples, preset, synergy)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
