@@ -80,14 +80,11 @@ def _edit_pair(request: Any) -> Any:
 def _judge(det: Any, pair: Any, image: np.ndarray) -> bool:
     """Issue 4's judge; an ``add`` is judged in the named place's third of the image (the
     request names a place, not the box the ground truth happened to draw)."""
-    from switchboard.specialists.edit import PLACES
-    from switchboard.specialists.evaluate import _find, judge_edit
+    from switchboard.specialists.evaluate import _find, judge_edit, place_cell
 
     if pair.op != "add":
         return judge_edit(det, pair, image)[0]
-    col, row = PLACES[pair.params["place"]]
-    size = image.shape[0]
-    cell = (col * size / 3, row * size / 3, (col + 1) * size / 3, (row + 1) * size / 3)
+    cell = place_cell(pair.params["place"], image.shape[0])
     return _find(det, image, pair.params["shape"], pair.params["color"], cell)
 
 
@@ -113,7 +110,7 @@ def evaluate_signals(
     """The table's numbers (see the module docstring); ``router`` is a
     :class:`~switchboard.router.inference.Router` with its (synergy) signal heads."""
     registry = router.registry
-    seg, trk, editor = registry.get("segment"), registry.get("track"), registry.get("edit")
+    seg, editor = registry.get("segment"), registry.get("edit")
     det = registry.get("detect")
     heads = {"hybrid": router.heads, "hybrid_nosynergy": ablation}
     res: dict[str, Any] = {"split": split}
@@ -163,15 +160,12 @@ def evaluate_signals(
         if (i + 1) % 30 == 0:
             log(f"segment {i + 1}/{n} ({time.time() - t0:.0f} s)")
     for path, by_kind in rows.items():
-        allv = [v for vs in by_kind.values() for v in vs]
-        res[f"segment_{path}_miou"] = float(np.mean(allv)) if allv else None
-        for kind, vs in by_kind.items():
-            res[f"segment_{path}_miou_{kind}"] = float(np.mean(vs)) if vs else None
+        _grouped_means(res, f"segment_{path}_miou", "", by_kind)
     res["segment_n"] = sum(len(v) for v in rows["text_only"].values())
     for kind, vs in rows["text_only"].items():
         res[f"segment_n_{kind}"] = len(vs)
     for name, hits in pointers.items():  # a diagnostic: is the heads' pointer on the referent?
-        res[f"segment_{name}_pointer_hit"] = float(np.mean(hits)) if hits else None
+        res[f"segment_{name}_pointer_hit"] = _mean(hits)
 
     # -- track: the referent on the first frame -----------------------------------------------
     track_rows: dict[str, list[float]] = {p: [] for p in ("text_only", *heads)}
@@ -189,9 +183,8 @@ def evaluate_signals(
                 m = _safe(seg, frame, {}, signal=sigs[name])
             track_rows[name].append(mask_iou(m.masks[0], it.mask) if m else 0.0)
     for path, vs in track_rows.items():
-        res[f"track_first_frame_{path}_miou"] = float(np.mean(vs)) if vs else None
+        res[f"track_first_frame_{path}_miou"] = _mean(vs)
     res["track_n"] = len(track_rows["text_only"])
-    _ = trk  # the tracker follows whatever the first frame picks; its own eval is issue 3's
 
     # -- edit: text vs signal conditioning --------------------------------------------------
     edit_rows: dict[str, dict[str, list[bool]]] = {p: {op: [] for op in EDIT_OPS_SIGNAL}
@@ -225,19 +218,29 @@ def evaluate_signals(
                     cosines[name].append(float(torch.cosine_similarity(s, t, dim=-1).mean()))
         log(f"edit {op} done ({time.time() - t0:.0f} s)")
     for path, by_op in edit_rows.items():
-        allv = [v for vs in by_op.values() for v in vs]
-        res[f"edit_{path}_success"] = float(np.mean(allv)) if allv else None
-        for op, vs in by_op.items():
-            res[f"edit_{path}_{op}_success"] = float(np.mean(vs)) if vs else None
+        _grouped_means(res, f"edit_{path}", "_success", by_op)
     for path, vs in cosines.items():
-        res[f"edit_{path}_cosine_to_text"] = float(np.mean(vs)) if vs else None
+        res[f"edit_{path}_cosine_to_text"] = _mean(vs)
     res["edit_n_per_op"] = n_edit
 
     for path, vs in disc.items():
-        res[f"discriminator_acc_{path}"] = float(np.mean(vs)) if vs else None
+        res[f"discriminator_acc_{path}"] = _mean(vs)
     res["discriminator_chance"] = _chance(res)
     res["seconds"] = round(time.time() - t0, 1)
     return res
+
+
+def _mean(values: list[Any]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _grouped_means(
+    res: dict[str, Any], prefix: str, suffix: str, groups: dict[str, list[Any]]
+) -> None:
+    """``{prefix}{suffix}`` over every group together, and ``{prefix}_{group}{suffix}`` each."""
+    res[f"{prefix}{suffix}"] = _mean([v for vs in groups.values() for v in vs])
+    for name, vs in groups.items():
+        res[f"{prefix}_{name}{suffix}"] = _mean(vs)
 
 
 def _pointer_hit(pointer: torch.Tensor, mask: np.ndarray) -> bool:

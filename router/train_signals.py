@@ -388,9 +388,9 @@ def train_signals(
     params = list(heads.parameters())
     if preset.tune_decoder:
         params += list(targets.sam.mask_decoder.parameters())
-    if preset.end_to_end:
-        params += [p for p in router.parameters() if p.requires_grad]
+    if preset.end_to_end:  # the vision tower is settled by invoke; what reads it trains
         router.vision.requires_grad_(False)
+        params += [p for p in router.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=preset.lr, weight_decay=0.01)
     work.mkdir(parents=True, exist_ok=True)
     cache: list[Example] = []

@@ -144,11 +144,19 @@ def _gone(det: Any, image: np.ndarray, box: Any) -> bool:
     return all(box_iou(np.array(b), np.array(box)) < 0.5 for b in boxes)
 
 
+def place_cell(place: str, size: int) -> tuple[float, float, float, float]:
+    """The third of a ``size``-pixel square image that a place word names, XYXY."""
+    from .edit import PLACES
+
+    col, row = PLACES[place]
+    return col * size / 3, row * size / 3, (col + 1) * size / 3, (row + 1) * size / 3
+
+
 def judge_edit(det: Any, pair: Any, image: np.ndarray) -> tuple[bool, np.ndarray | None]:
     """Whether ``image`` makes the edit of ``pair`` (an :class:`~switchboard.world.edits.EditPair`),
     judged by the detector and pixel colour, and the region its PSNR is taken over (None for
     move). The rules are :func:`evaluate_edit`'s."""
-    from .edit import PLACES, box_region, replace_box, square_box
+    from .edit import box_region, replace_box, square_box
 
     op, before, after = pair.op, pair.before, pair.after
     size = before.size
@@ -168,8 +176,7 @@ def judge_edit(det: Any, pair: Any, image: np.ndarray) -> tuple[bool, np.ndarray
         ok = _find(det, image, pair.params["shape"], old.color, rbox)
         return ok, box_region(rbox, size, size)
     moved = after.objects[after.index(pair.target)]
-    col, row = PLACES[pair.params["place"]]
-    cell = (col * size / 3, row * size / 3, (col + 1) * size / 3, (row + 1) * size / 3)
+    cell = place_cell(pair.params["place"], size)
     gone = _gone(det, image, before.boxes[before.index(pair.target)])
     return gone and _find(det, image, moved.shape, moved.color, cell), None
 
@@ -255,9 +262,7 @@ def evaluate_edit(
         s = out.image.shape[0]
         found = []
         for o in objs:
-            col, row = PLACES[o["place"]]
-            cell = (col * s / 3, row * s / 3, (col + 1) * s / 3, (row + 1) * s / 3)
-            found.append(_find(det, out.image, o["shape"], o["color"], cell))
+            found.append(_find(det, out.image, o["shape"], o["color"], place_cell(o["place"], s)))
         wins.append(all(found))
     if "generate" in kinds:
         res["generate_success"] = float(np.mean(wins))
