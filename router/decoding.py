@@ -114,6 +114,7 @@ class Decoded:
     states: torch.Tensor | None = None
     signal_positions: list[int] = field(default_factory=list)
     prompt_ids: list[int] = field(default_factory=list)  # set by Router.route
+    objects: torch.Tensor | None = None  # the first image's object memory (Router.route)
 
 
 class ConstrainedDecoder:

@@ -115,6 +115,7 @@ def evaluate_signals(
     heads = {"hybrid": router.heads, "hybrid_nosynergy": ablation}
     res: dict[str, Any] = {"split": split}
     disc: dict[str, list[bool]] = {"hybrid": [], "hybrid_nosynergy": []}
+    disc_tools: list[str] = []  # the tool of each item the (synergy) discriminator saw
     t0 = time.time()
 
     def route(item: Any) -> tuple[Any, Any, dict[str, Any]]:
@@ -127,12 +128,14 @@ def evaluate_signals(
             if h is None or first is None or not decoded.signal_hidden:
                 sigs[name] = None
                 continue
-            out = h(first.tool, *router.signal_inputs(decoded, 0))
+            out = h(first.tool, **router.signal_inputs(decoded, 0))
             sigs[name] = out.signal[0]
-            sigs[f"{name}_pointer"] = out.pointer
+            sigs[f"{name}_pointer"] = out.box if out.pointer is not None else None
             if first.tool in h.tool_names:
                 want = h.task_index(first.tool)
                 disc[name].append(int(out.task_logits.argmax(-1)[0]) == want)
+                if name == "hybrid":
+                    disc_tools.append(first.tool)
         return reply, first, sigs
 
     # -- referring segmentation ------------------------------------------------------------
@@ -225,7 +228,7 @@ def evaluate_signals(
 
     for path, vs in disc.items():
         res[f"discriminator_acc_{path}"] = _mean(vs)
-    res["discriminator_chance"] = _chance(res)
+    res["discriminator_chance"] = _chance(disc_tools)
     res["seconds"] = round(time.time() - t0, 1)
     return res
 
@@ -243,20 +246,18 @@ def _grouped_means(
         res[f"{prefix}_{name}{suffix}"] = _mean(vs)
 
 
-def _pointer_hit(pointer: torch.Tensor, mask: np.ndarray) -> bool:
-    """Whether the pointer's top patch holds at least a fifth of referent pixels."""
-    g = int(round(pointer.shape[-1] ** 0.5))
-    occ = torch.nn.functional.adaptive_avg_pool2d(
-        torch.as_tensor(mask, dtype=torch.float32)[None], g
-    )
-    return bool(occ.flatten()[int(pointer.argmax())] >= 0.2)
+def _pointer_hit(box: torch.Tensor, mask: np.ndarray) -> bool:
+    """Whether the centre of the box the pointer chose (normalized XYXY) is on the referent."""
+    h, w = mask.shape
+    side = max(h, w)
+    x = int((float(box[0]) + float(box[2])) / 2 * side)
+    y = int((float(box[1]) + float(box[3])) / 2 * side)
+    return bool(0 <= x < w and 0 <= y < h and mask[y, x])
 
 
-def _chance(res: dict[str, Any]) -> float:
+def _chance(tools: list[str]) -> float:
     """The largest task's share of the items the discriminator saw."""
-    n = {"segment": res["segment_n"], "track": res["track_n"],
-         "edit": res["edit_n_per_op"] * len(EDIT_OPS_SIGNAL)}  # fmt: skip
-    return max(n.values()) / max(1, sum(n.values()))
+    return max((tools.count(t) for t in set(tools)), default=0) / max(1, len(tools))
 
 
 def signals_table(res: dict[str, Any]) -> str:

@@ -37,6 +37,7 @@ class Router:
         self.model = model.eval()
         self.registry = registry
         self.heads = heads.eval() if heads is not None else None
+        self._proposer: Any = None
         vocab = model.llm.get_input_embeddings().weight.shape[0]
         self.decoder = ConstrainedDecoder(model.tokenizer, registry, vocab)
 
@@ -90,21 +91,42 @@ class Router:
         reply = parse_reply(text, self.registry)
         decoded.features = feats
         decoded.prompt_ids = ids[0].tolist()
+        if with_signals and images:
+            decoded.objects = self.proposer(images[0])
         if with_signals:
             self.attach_signals(reply, decoded)
         return reply, decoded
 
-    def signal_inputs(
-        self, decoded: Decoded, k: int
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """What the heads read for the ``k``-th call with signals: its ``<sig_k>`` states
-        ``[1, K, d]``, the first image's patch features ``[1, g², dv]`` (or None) and the
-        states over the request and the call ``[1, L, d]``."""
+    @property
+    def proposer(self) -> Any:
+        """The object memory's detector (the heads' ``config.detector``), loaded on first use."""
+        if self._proposer is None:
+            from .objects import ObjectProposer, detector_path
+
+            name = self.heads.config.detector if self.heads is not None else "detect-tiny"
+            self._proposer = ObjectProposer(detector_path(name))
+        return self._proposer
+
+    def signal_inputs(self, decoded: Decoded, k: int) -> dict[str, torch.Tensor | None]:
+        """What the heads read for the ``k``-th call with signals (keyword arguments of
+        :class:`SignalHeads`): its ``<sig_k>`` states ``hidden`` ``[1, K, d]``, the first image's
+        patch features ``memory`` ``[1, g², dv]`` (or None), the last-layer and layer-0 states
+        over the request and the call ``text``, ``words`` ``[1, L, d]``, and the first image's
+        object memory ``objects`` ``[1, M, object_dim]`` (or None)."""
         seq = decoded.prompt_ids + decoded.token_ids
         first = decoded.signal_positions[k]
         span = router_text_span(self.model, seq, first)
         mem = None if decoded.features is None else decoded.features[:1].float()
-        return decoded.signal_hidden[k][None].float(), mem, decoded.states[span][None].float()
+        with torch.no_grad():
+            words = self.model.llm.get_input_embeddings()(torch.tensor(seq[span]))
+        objects = decoded.objects
+        return {
+            "hidden": decoded.signal_hidden[k][None].float(),
+            "memory": mem,
+            "text": decoded.states[span][None].float(),
+            "words": words[None].float(),
+            "objects": None if objects is None or mem is None else objects[None].float(),
+        }
 
     def attach_signals(self, reply: Reply, decoded: Decoded, heads: Any = None) -> None:
         """Project each call's ``<sig_k>`` states (with the request/call states and the image's
@@ -116,7 +138,7 @@ class Router:
                 continue
             if k >= len(decoded.signal_hidden):
                 raise ValueError(f"the call to {call.tool!r} came without its signal tokens")
-            call.signal = heads(call.tool, *self.signal_inputs(decoded, k)).signal[0]
+            call.signal = heads(call.tool, **self.signal_inputs(decoded, k)).signal[0]
             k += 1
 
     def route_item(self, item: Any, **kw: Any) -> tuple[Reply, Decoded]:

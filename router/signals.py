@@ -48,6 +48,7 @@ from torch.nn import functional as F
 SIGNALS_CONFIG = "signals.json"
 SIGNALS_WEIGHTS = "signals.safetensors"
 FOURIER = 32  # frequencies of the pointer's location features
+CODE_FOURIER = 64  # frequencies of the location code's box features (scale 2: SAM's range)
 
 
 @dataclass
@@ -60,6 +61,13 @@ class SignalConfig:
     depth: int = 2
     heads: int = 4
     max_tokens: int = 16
+    fusion_depth: int = 2  # self-attention layers over the request/call words and the objects
+    max_text: int = 128  # learned positions of the words (later ones share the last)
+    num_classes: int = 8  # the object memory's detector classes
+    detector: str = "detect-tiny"  # the object memory's detector (a models_dir folder or path)
+    # Tools whose signal lives in SAM's prompt space: their signal adds a location code of the
+    # box the pointer chose (trained on random boxes against SAM's own box tokens).
+    located: tuple[str, ...] = ("segment", "track")
     synergy: bool = True  # train the task discriminator adversarially (off = the ablation)
     synergy_weight: float = 0.1  # weight of the discriminator loss
     grl_lambda: float = 1.0  # gradient-reversal strength (its maximum when ramped)
@@ -96,18 +104,59 @@ def grad_reverse(x: torch.Tensor, lam: float = 1.0) -> torch.Tensor:
 @dataclass
 class SignalOutput:
     """Per item: the tool's signal ``[B, K, D]``, the invariant half pooled ``[B, w/2]``, the
-    discriminator's logits ``[B, tools]`` and the grounding read-out ``[B, 4]`` (0..1 XYXY)."""
+    discriminator's logits ``[B, tools]``, the grounding read-out ``[B, 4]`` (0..1 XYXY: the
+    pointer's box with an image), the pointer's logits over the patches then the objects
+    ``[B, g² + M]`` (with an image)."""
 
     signal: torch.Tensor
     invariant: torch.Tensor
     task_logits: torch.Tensor
     box: torch.Tensor
-    pointer: torch.Tensor | None = None  # [B, grid²] logits over the patches (with an image)
+    pointer: torch.Tensor | None = None
+
+
+class RelationLayer(nn.Module):
+    """Pairwise relations between objects (a relation network, Santoro et al. 2017): each
+    object adds the sum over the other objects of an MLP of both features and their relative
+    geometry (centre offsets, log size ratios). Sums can count ("the second square from the
+    top": how many of the named squares lie above) and compare ("left of the star"), which
+    softmax attention over a handful of tokens does poorly."""
+
+    def __init__(self, w: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(w)
+        self.edge = nn.Sequential(nn.Linear(2 * w + 4, w), nn.GELU(), nn.Linear(w, w))
+        self.out = nn.Linear(w, w)
+
+    @staticmethod
+    def geometry(boxes: torch.Tensor) -> torch.Tensor:
+        """``[B, M, 4]`` XYXY → ``[B, M, M, 4]``: centre offsets (j − i) and log size ratios."""
+        c = (boxes[..., :2] + boxes[..., 2:]) / 2
+        size = (boxes[..., 2:] - boxes[..., :2]).clamp_min(1e-3).log()
+        return torch.cat([c[:, None] - c[:, :, None], size[:, None] - size[:, :, None]], -1)
+
+    def forward(self, x: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[B, M, w]``, ``boxes`` ``[B, M, 4]``, ``valid`` ``[B, M]`` → ``[B, M, w]``."""
+        h = self.norm(x)
+        m = h.shape[1]
+        pair = torch.cat([h[:, :, None].expand(-1, -1, m, -1), h[:, None].expand(-1, m, -1, -1),
+                          4 * self.geometry(boxes)], -1)  # fmt: skip
+        keep = valid[:, None, :] & ~torch.eye(m, dtype=torch.bool, device=x.device)
+        e = (self.edge(pair) * keep[..., None]).sum(2)
+        return x + self.out(e) * valid[..., None]
+
+
+def _layer(w: int, heads: int, decoder: bool) -> nn.Module:
+    cls = nn.TransformerDecoderLayer if decoder else nn.TransformerEncoderLayer
+    return cls(w, heads, 2 * w, dropout=0.0, activation="gelu", batch_first=True,
+               norm_first=True)  # fmt: skip
 
 
 class SignalHeads(nn.Module):
     def __init__(self, config: SignalConfig) -> None:
         super().__init__()
+        from .objects import object_dim
+
         self.config = c = config
         if not c.tools:
             raise ValueError("no tool declares a signal: nothing for signal heads to serve")
@@ -118,29 +167,29 @@ class SignalHeads(nn.Module):
         self.mem_proj = nn.Linear(c.vision_dim, w)
         self.mem_pos = nn.Parameter(torch.randn(c.grid * c.grid, w) * 0.02)
         self.null_memory = nn.Parameter(torch.randn(1, w) * 0.02)
-        self.text_proj = nn.Linear(c.llm_dim, w)
-        self.kind_emb = nn.Parameter(torch.randn(2, w) * 0.02)  # vision, text
-        self.layers = nn.ModuleList(
-            nn.TransformerDecoderLayer(
-                w,
-                c.heads,
-                2 * w,
-                dropout=0.0,
-                activation="gelu",
-                batch_first=True,
-                norm_first=True,
-            )  # fmt: skip
-            for _ in range(c.depth)
+        self.text_proj = nn.Linear(c.llm_dim, w)  # last-layer states of the request and call
+        self.word_proj = nn.Linear(c.llm_dim, w)  # layer-0 states (token embeddings), same span
+        # Token embeddings carry no order ("the circle left of the star" vs "the star left of
+        # the circle"): the words get a learned position in the span.
+        self.text_pos = nn.Parameter(torch.randn(c.max_text, w) * 0.02)
+        self.kind_emb = nn.Parameter(torch.randn(3, w) * 0.02)  # patch, text, object
+        self.register_buffer("fourier", torch.randn(2, FOURIER) * 6.0, persistent=True)
+        self.obj_in = nn.Sequential(
+            nn.Linear(object_dim(c.num_classes) + 4 * FOURIER, w), nn.GELU(), nn.Linear(w, w)
         )
+        self.fusion = nn.ModuleList(_layer(w, c.heads, False) for _ in range(c.fusion_depth))
+        # After each fusion layer but the last, the objects relate to one another.
+        self.relations = nn.ModuleList(RelationLayer(w) for _ in range(c.fusion_depth - 1))
+        self.layers = nn.ModuleList(_layer(w, c.heads, True) for _ in range(c.depth))
         self.norm = nn.LayerNorm(w)
         self.invariant = nn.Linear(w, half)
         self.specific = nn.ModuleDict({t: nn.Linear(w, half) for t in self.tool_names})
-        # The pointer: the trunk's pooled query against the patches → where the referent is;
-        # its location (Fourier features) and the attended patch feature reach every head.
+        # The pointer: the trunk's pooled query against the patches and the objects; the box
+        # it points at (Fourier features of both corners) and the attended feature reach
+        # every head.
         self.point_q = nn.Linear(w, w)
         self.point_k = nn.Linear(w, w)
-        self.register_buffer("fourier", torch.randn(2, FOURIER) * 6.0, persistent=True)
-        self.where = nn.Linear(w + 2 * FOURIER, w)
+        self.where = nn.Linear(w + 4 * FOURIER, w)
         self.out = nn.ModuleDict(
             {
                 t: nn.Sequential(nn.Linear(2 * half + w, w), nn.GELU(), nn.Linear(w, d))
@@ -151,6 +200,17 @@ class SignalHeads(nn.Module):
             nn.Linear(half, half), nn.GELU(), nn.Linear(half, len(self.tool_names))
         )
         self.box_head = nn.Linear(w, 4)
+        # The location code: the pointed box → K tokens of SAM's prompt space (MLP on Fourier
+        # features of both corners). Random boxes can teach it all it needs (see
+        # train_signals.signal_losses' "code" term): a box is a box whatever the request.
+        self.register_buffer("code_fourier", torch.randn(2, CODE_FOURIER) * 2.0, persistent=True)
+        self.box_code = nn.ModuleDict(
+            {
+                t: nn.Sequential(nn.Linear(4 * CODE_FOURIER, w), nn.GELU(), nn.Linear(w, w),
+                                 nn.GELU(), nn.Linear(w, c.tools[t][0] * c.tools[t][1]))
+                for t in c.located if t in c.tools
+            }
+        )  # fmt: skip
         self.progress = 1.0  # share of training done (the trainer sets it; drives the GRL ramp)
 
     def spec(self, tool: str) -> tuple[int, int]:
@@ -158,8 +218,19 @@ class SignalHeads(nn.Module):
             raise KeyError(f"no signal head for tool {tool!r}; heads: {self.tool_names}")
         return self.config.tools[tool]
 
+    @property
+    def obj_dim(self) -> int:
+        from .objects import object_dim
+
+        return object_dim(self.config.num_classes)
+
     def task_index(self, tool: str) -> int:
         return self.tool_names.index(tool)
+
+    def box_features(self, box: torch.Tensor) -> torch.Tensor:
+        """Fourier features of both corners of normalized XYXY boxes ``[..., 4]``."""
+        proj = 2 * torch.pi * box.unflatten(-1, (2, 2)) @ self.fourier.to(box)  # [..., 2, F]
+        return torch.cat([proj.sin(), proj.cos()], dim=-1).flatten(-2)
 
     def forward(
         self,
@@ -168,57 +239,134 @@ class SignalHeads(nn.Module):
         memory: torch.Tensor | None = None,
         text: torch.Tensor | None = None,
         text_mask: torch.Tensor | None = None,
+        words: torch.Tensor | None = None,
+        objects: torch.Tensor | None = None,
+        objects_mask: torch.Tensor | None = None,
     ) -> SignalOutput:
-        """``hidden`` ``[B, K, d_llm]`` (the ``<sig_k>`` states), ``memory`` ``[B, grid², dv]``
-        (the vision tower's patch features) or None, ``text`` ``[B, L, d_llm]`` (the router's
-        states over the request and call; ``text_mask`` ``[B, L]`` True where real) or None
-        → :class:`SignalOutput`."""
+        """``hidden`` ``[B, K, d_llm]`` (the ``<sig_k>`` states); ``memory`` ``[B, g², dv]``
+        (the vision tower's patch features) or None; ``text`` ``[B, L, d_llm]`` (the router's
+        last-layer states over the request and call; ``text_mask`` ``[B, L]`` True where real)
+        and ``words`` (its layer-0 states over the same span) or None; ``objects``
+        ``[B, M, object_dim]`` (the object memory, :mod:`~switchboard.router.objects`;
+        ``objects_mask`` ``[B, M]``) or None → :class:`SignalOutput`."""
         k, _ = self.spec(tool)
         if hidden.dim() == 2:
             hidden = hidden[None]
         if hidden.shape[1] != k:
             raise ValueError(f"{tool!r} takes {k} signal tokens, got {hidden.shape[1]}")
         dtype = self.in_proj.weight.dtype
+        dev = hidden.device
         q = self.in_proj(hidden.to(dtype)) + self.query_pos[:k]
         b = q.shape[0]
-        if memory is None:
-            mem = self.null_memory.expand(b, 1, -1)
-        else:
-            if memory.dim() == 2:
-                memory = memory[None]
-            mem = self.mem_proj(memory.to(dtype)) + self.mem_pos[: memory.shape[1]]
-        mem = mem + self.kind_emb[0]
-        pad = torch.zeros(b, mem.shape[1], dtype=torch.bool, device=mem.device)
+        if memory is not None and memory.dim() == 2:
+            memory = memory[None]
+        # The fused part of the memory: the request/call words and the objects attend to each
+        # other (which object the words mean, and where it is relative to the others).
+        fused, fmask = [], []
         if text is not None:
             if text.dim() == 2:
                 text = text[None]
-            mem = torch.cat([mem, self.text_proj(text.to(dtype)) + self.kind_emb[1]], dim=1)
-            valid = (
-                torch.ones(text.shape[:2], dtype=torch.bool, device=mem.device)
+            t = self.text_proj(text.to(dtype))
+            if words is not None:
+                t = t + self.word_proj((words[None] if words.dim() == 2 else words).to(dtype))
+            pos = torch.arange(t.shape[1], device=dev).clamp_max(self.config.max_text - 1)
+            fused.append(t + self.text_pos[pos] + self.kind_emb[1])
+            fmask.append(
+                torch.ones(text.shape[:2], dtype=torch.bool, device=dev)
                 if text_mask is None
-                else text_mask.to(mem.device).bool()
+                else text_mask.to(dev).bool()
             )
-            pad = torch.cat([pad, ~valid], dim=1)
+        n_obj = 0
+        if objects is not None and memory is not None:
+            if objects.dim() == 2:
+                objects = objects[None]
+            objects = objects.to(dtype)
+            omask = (
+                torch.ones(objects.shape[:2], dtype=torch.bool, device=dev)
+                if objects_mask is None
+                else objects_mask.to(dev).bool()
+            )
+            obj = self.obj_in(torch.cat([objects, self.box_features(objects[..., :4])], -1))
+            obj = obj + self.roi_weights(objects[..., :4], memory.shape[1]) @ self.mem_proj(
+                memory.to(dtype)
+            )
+            fused.append(obj + self.kind_emb[2])
+            fmask.append(omask)
+            n_obj = objects.shape[1]
+        mem_parts, pad_parts = [], []
+        if memory is None:
+            mem_parts.append(self.null_memory.expand(b, 1, -1) + self.kind_emb[0])
+        else:
+            vis = self.mem_proj(memory.to(dtype)) + self.mem_pos[: memory.shape[1]]
+            mem_parts.append(vis + self.kind_emb[0])
+        pad_parts.append(torch.zeros(b, mem_parts[0].shape[1], dtype=torch.bool, device=dev))
+        if fused:
+            x, valid = torch.cat(fused, 1), torch.cat(fmask, 1)
+            for i, layer in enumerate(self.fusion):
+                x = layer(x, src_key_padding_mask=~valid)
+                if n_obj and i < len(self.relations):
+                    rel = self.relations[i](x[:, -n_obj:], objects[..., :4], valid[:, -n_obj:])
+                    x = torch.cat([x[:, :-n_obj], rel], 1)
+            mem_parts.append(x)
+            pad_parts.append(~valid)
+        mem, pad = torch.cat(mem_parts, 1), torch.cat(pad_parts, 1)
         for layer in self.layers:
             q = layer(q, mem, memory_key_padding_mask=pad)
         f = self.norm(q)
-        pointer, where = None, torch.zeros(b, self.where.out_features, device=f.device, dtype=dtype)
+        pointer = None
+        box = torch.sigmoid(self.box_head(f.mean(1)))
+        where = torch.zeros(b, self.where.out_features, device=dev, dtype=dtype)
         if memory is not None:
-            vis = mem[:, : memory.shape[1]]
-            pointer = (self.point_q(f.mean(1))[:, None] * self.point_k(vis)).sum(-1)
-            pointer = pointer / vis.shape[-1] ** 0.5
+            g2 = memory.shape[1]
+            slots = mem[:, :g2]
+            boxes = self.cell_boxes(g2).to(slots)[None].expand(b, -1, -1)
+            slot_ok = torch.ones(b, g2, dtype=torch.bool, device=dev)
+            if n_obj:
+                slots = torch.cat([slots, mem[:, -n_obj:]], 1)
+                boxes = torch.cat([boxes, objects[..., :4]], 1)
+                slot_ok = torch.cat([slot_ok, ~pad[:, -n_obj:]], 1)
+            pointer = (self.point_q(f.mean(1))[:, None] * self.point_k(slots)).sum(-1)
+            pointer = (pointer / slots.shape[-1] ** 0.5).masked_fill(~slot_ok, -1e4)
             attn = pointer.softmax(-1)
-            loc = attn @ self.patch_centers(memory.shape[1]).to(attn)  # [B, 2], 0..1
-            proj = 2 * torch.pi * loc @ self.fourier
-            where = self.where(torch.cat([attn[:, None] @ vis, proj.sin()[:, None],
-                                          proj.cos()[:, None]], dim=-1)[:, 0])  # fmt: skip
+            box = (attn[:, None] @ boxes)[:, 0]  # [B, 4]: the box pointed at (soft)
+            where = self.where(torch.cat([(attn[:, None] @ slots)[:, 0],
+                                          self.box_features(box)], dim=-1))  # fmt: skip
         inv = self.invariant(f)
         both = torch.cat([self.specific[tool](f), inv, where[:, None].expand(-1, k, -1)], dim=-1)
         signal = self.out[tool](both)
+        if tool in self.box_code:
+            signal = signal + self.located_signal(tool, box)
         pooled = inv.mean(1)
         logits = self.discriminator(grad_reverse(pooled, self.grl_strength()))
-        box = torch.sigmoid(self.box_head(f.mean(1)))
         return SignalOutput(signal, pooled, logits, box, pointer)
+
+    def located_signal(self, tool: str, box: torch.Tensor) -> torch.Tensor:
+        """The location code of normalized XYXY boxes ``[B, 4]`` → ``[B, K, D]``."""
+        k, d = self.spec(tool)
+        proj = 2 * torch.pi * box.unflatten(-1, (2, 2)) @ self.code_fourier.to(box)
+        feats = torch.cat([proj.sin(), proj.cos()], dim=-1).flatten(-2)
+        return self.box_code[tool](feats).unflatten(-1, (k, d))
+
+    @staticmethod
+    def roi_weights(boxes: torch.Tensor, n: int) -> torch.Tensor:
+        """``[B, M, n]``: for each box, equal weights on the patches whose centres lie inside
+        it (the patch holding its centre when none does, for boxes under one patch)."""
+        c = SignalHeads.patch_centers(n).to(boxes)  # [n, 2]
+        x, y = c[:, 0], c[:, 1]
+        b = boxes[..., None, :]
+        inside = (x >= b[..., 0]) & (x <= b[..., 2]) & (y >= b[..., 1]) & (y <= b[..., 3])
+        centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+        nearest = F.one_hot(torch.cdist(centre, c[None].expand(boxes.shape[0], -1, -1))
+                            .argmin(-1), n).bool()  # fmt: skip
+        w = torch.where(inside.any(-1, keepdim=True), inside, nearest).to(boxes)
+        return w / w.sum(-1, keepdim=True).clamp_min(1.0)
+
+    @staticmethod
+    def cell_boxes(n: int) -> torch.Tensor:
+        """Normalized XYXY boxes of an ``sqrt(n)`` × ``sqrt(n)`` patch grid, row-major."""
+        g = int(round(n**0.5))
+        c = SignalHeads.patch_centers(n)
+        return torch.cat([c - 0.5 / g, c + 0.5 / g], dim=-1)
 
     def grl_strength(self) -> float:
         """The reversal's ``lambda``: with the ramp, DANN's ``2 / (1 + exp(-10 p)) - 1`` of
@@ -263,6 +411,7 @@ class SignalHeads(nn.Module):
         folder = Path(folder)
         raw = json.loads((folder / SIGNALS_CONFIG).read_text())
         raw["tools"] = {t: tuple(v) for t, v in raw["tools"].items()}
+        raw["located"] = tuple(raw.get("located", ()))
         heads = cls(SignalConfig(**raw))
         state = {k: v.float() for k, v in load_file(str(folder / SIGNALS_WEIGHTS)).items()}
         heads.load_state_dict(state)
@@ -331,13 +480,57 @@ def sam_signal_logits(sam: Any, embeddings: torch.Tensor, signal: torch.Tensor) 
     return torch.cat(logits)
 
 
-def pointer_loss(pointer: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per item ``[B]``: cross-entropy of the pointer's patch distribution ``[B, g²]`` to the
-    referent's share of each patch (from the low-res mask ``[B, h, w]``, area-pooled to g×g)."""
-    g = int(round(pointer.shape[-1] ** 0.5))
+MATCH_IOU = 0.5  # a detection is the referent when its box overlaps the true box this much
+
+
+def pointer_target(
+    mask: torch.Tensor,
+    grid_n: int,
+    objects: torch.Tensor | None = None,
+    objects_mask: torch.Tensor | None = None,
+    box: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The pointer's target distribution ``[B, g² + M]``: all on the detection that matches the
+    referent (box IoU ≥ :data:`MATCH_IOU`, the best one), else the referent's share of each
+    patch (from the low-res mask ``[B, h, w]``, area-pooled to g×g) — when the detector
+    missed it."""
+    from .objects import box_iou
+
+    g = int(round(grid_n**0.5))
     occ = F.adaptive_avg_pool2d(mask[:, None].float(), g).flatten(1)
     target = occ / occ.sum(-1, keepdim=True).clamp_min(1e-6)
+    if objects is None or box is None:
+        return target
+    iou = box_iou(objects[..., :4].float(), box.float())
+    if objects_mask is not None:
+        iou = iou.masked_fill(~objects_mask.bool(), 0.0)
+    best, idx = iou.max(-1)
+    hit = best >= MATCH_IOU
+    obj = F.one_hot(idx, objects.shape[1]).float() * hit[:, None]
+    return torch.cat([target * ~hit[:, None], obj], dim=-1)
+
+
+def pointer_loss(pointer: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per item ``[B]``: cross-entropy of the pointer's distribution to :func:`pointer_target`."""
     return -(target * pointer.log_softmax(-1)).sum(-1)
+
+
+def random_boxes(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` normalized XYXY boxes, sides 0.03..0.53, anywhere in the image."""
+    xy = torch.rand(n, 2, generator=generator)
+    wh = 0.03 + 0.5 * torch.rand(n, 2, generator=generator)
+    return torch.cat([xy * (1 - wh), xy * (1 - wh) + wh], dim=-1)
+
+
+def prompt_loss(sam: Any, signal: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """Per item ``[B]``: MSE between the signal as SAM reads it (``signal_in``) and SAM's own
+    prompt tokens for the referent's box (normalized XYXY in SAM's padded square frame) — the
+    signal starts as the best box prompt SAM knows and the mask loss refines it from there."""
+    with torch.no_grad():
+        side = float(sam.image_encoder.img_size)
+        target, _ = sam.prompt_encoder(points=None, boxes=box.float() * side, masks=None)
+    sig = sam.signal_in(signal.to(target.dtype))
+    return (sig - target).pow(2).mean((-2, -1))
 
 
 def edit_signal_loss(signal: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -44,9 +44,17 @@ def _rows(rows: list[dict], first: str = "model") -> str:
 
 
 def _table(d: dict) -> str:
+    """A key | value table; nested dicts become ``outer.inner`` rows."""
     rows = ["| key | value |", "|---|---|"]
-    for k, v in d.items():
-        rows.append(f"| {k} | {round(v, 4) if isinstance(v, float) else v} |")
+
+    def add(prefix: str, d: dict) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                add(f"{prefix}{k}.", v)
+            else:
+                rows.append(f"| {prefix}{k} | {round(v, 4) if isinstance(v, float) else v} |")
+
+    add("", d)
     return "\n".join(rows)
 
 
@@ -125,10 +133,15 @@ def _signals_section(folder: Path) -> list[str]:
     parts = [
         "## Signal heads",
         "",
-        "`signals.safetensors` (fp16, config in `signals.json`): the query-transformer trunk, "
-        "the synergy split (task-invariant and per-tool halves), one output head per tool with "
-        "a signal (segment, track, edit), the task discriminator and the grounding read-out; "
-        "`signals-nosynergy/` holds the ablation trained without the adversarial loss.",
+        "`signals.safetensors` (fp16, config in `signals.json`): the fusion of the router's "
+        "request/call states with its object memory (detections; relation layer), the "
+        "query-transformer trunk, the pointer over patches and objects, the location code into "
+        "SAM's prompt space, the synergy split (task-invariant and per-tool halves), one output "
+        "head per tool with a signal (segment, track, edit) and the task discriminator; "
+        "`signals-nosynergy/` holds the ablation trained without the adversarial loss. "
+        "`held_out.*`: every 20th cached training item, never trained on (mask mIoU through "
+        "SAM's low-res output, and how often the pointed box's centre is on the referent). "
+        "See docs/signals.md.",
         "",
         "`switchboard train router --stage signals --preset tiny` (and `--no-synergy`)",
         "",

@@ -9,7 +9,15 @@ import math
 import pytest
 import torch
 from switchboard.core import Registry
-from switchboard.router.signals import SignalConfig, SignalHeads, dice_bce, grad_reverse
+from switchboard.router.objects import ObjectProposer, box_iou, object_dim, pad_objects
+from switchboard.router.signals import (
+    SignalConfig,
+    SignalHeads,
+    dice_bce,
+    grad_reverse,
+    pointer_target,
+    prompt_loss,
+)
 from switchboard.router.train_signals import (
     SIGNAL_PRESETS,
     SpecialistTargets,
@@ -34,11 +42,23 @@ def test_heads_output_the_shapes_the_tools_declare():
     for tool in heads.tool_names:
         spec = reg.cls(tool).signal
         h = torch.randn(3, spec.num_tokens, 576)
+        objects = torch.rand(3, 5, object_dim(8))
+        objects[..., 2:4] = objects[..., :2] + 0.1
+        omask = torch.tensor([[True] * 5, [True, True] + [False] * 3, [False] * 5])
+        text, words = torch.randn(3, 7, 576), torch.randn(3, 7, 576)
         for memory in (torch.randn(3, 256, 192), None):  # with an image, and without
-            out = heads(tool, h, memory)
-            assert out.signal.shape == (3, spec.num_tokens, spec.dim)
-            assert out.task_logits.shape == (3, 3) and out.box.shape == (3, 4)
-            assert spec.check(out.signal[0].detach()) is not None
+            for extra in ({}, {"text": text, "words": words, "objects": objects,
+                               "objects_mask": omask}):  # fmt: skip
+                out = heads(tool, h, memory, **extra)
+                assert out.signal.shape == (3, spec.num_tokens, spec.dim)
+                assert out.task_logits.shape == (3, 3) and out.box.shape == (3, 4)
+                assert spec.check(out.signal[0].detach()) is not None
+                if memory is not None:  # patches, then objects; masked objects get nothing
+                    assert out.pointer.shape[1] == 256 + (5 if extra else 0)
+                    if extra:
+                        p = out.pointer.detach().softmax(-1)
+                        assert float(p[1, 256 + 2 :].sum()) < 1e-3
+                        assert float(p[2, 256:].sum()) < 1e-3
     with pytest.raises(ValueError, match="signal tokens"):
         heads("segment", torch.randn(1, 5, 576))
     with pytest.raises(KeyError):
@@ -53,6 +73,26 @@ def test_heads_save_and_load_the_same_function(tmp_path):
     again = SignalHeads.load(tmp_path)
     assert SignalHeads.exists(tmp_path)
     torch.testing.assert_close(again("segment", h, m).signal, heads("segment", h, m).signal)
+
+
+def test_relation_layer_is_order_free_and_ignores_masked_objects():
+    from switchboard.router.signals import RelationLayer
+
+    torch.manual_seed(0)
+    rel = RelationLayer(16)
+    x, boxes = torch.randn(1, 4, 16), torch.rand(1, 4, 4)
+    boxes[..., 2:] = boxes[..., :2] + 0.1
+    valid = torch.tensor([[True, True, True, False]])
+    out = rel(x, boxes, valid)
+    perm = torch.tensor([2, 0, 1, 3])
+    torch.testing.assert_close(rel(x[:, perm], boxes[:, perm], valid)[0], out[0, perm])
+    x2 = x.clone()
+    x2[0, 3] += 5.0  # a padded slot changes nothing for the real objects
+    torch.testing.assert_close(rel(x2, boxes, valid)[0, :3], out[0, :3])
+    # The geometry is what relations read: moving one object changes the others' features.
+    b2 = boxes.clone()
+    b2[0, 0, [0, 2]] += 0.5
+    assert not torch.allclose(rel(x, b2, valid)[0, 1], out[0, 1])
 
 
 def test_gradient_reversal_flips_the_gradient_into_the_invariant_half():
@@ -78,6 +118,54 @@ def test_signal_items_carry_signal_tokens_and_ground_truth():
     assert {s.tool for s in draw_signal_items("train", 12, 0, reg)} == {"segment", "track", "edit"}
 
 
+def test_object_memory_sees_the_scene_and_the_pointer_target_is_the_referent():
+    """The detector's rows name the shapes and colours of a ShapeWorld scene; the pointer's
+    target is the detection that matches the referent (a one-hot over the objects)."""
+    from switchboard.specialists.colors import color_in_box
+    from switchboard.world.scene import COLORS
+
+    reg = Registry(BUILTINS)
+    item = signal_items(make_request(3, "train", "segment"), reg)[0]
+    image, mask = item.item.images[0], item.mask
+    rows = ObjectProposer()(image)
+    assert rows.shape[1] == object_dim(8) and 1 <= len(rows) <= 16
+    assert ((rows[:, :4] >= 0) & (rows[:, :4] <= 1)).all() and (rows[:, 4] >= 0.25).all()
+    assert torch.allclose(rows[:, 5:13].sum(-1), torch.ones(len(rows)))
+    side = max(image.shape[:2])
+    for r in rows:  # the rgb columns are the colour the text path names for that box
+        name = color_in_box(image, tuple(float(v) * side for v in r[:4]))
+        if name is not None:
+            want = torch.tensor(COLORS[name], dtype=torch.float32) / 255
+            assert (r[13:] - want).abs().max() < 0.25
+    ys, xs = mask.nonzero()
+    h, w = mask.shape
+    box = torch.tensor([[xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h]])
+    objects, omask = pad_objects([rows], object_dim(8))
+    low = torch.as_tensor(mask, dtype=torch.float32)[None]
+    target = pointer_target(low, 256, objects, omask, box.float())
+    assert target.shape == (1, 256 + len(rows)) and float(target.sum()) == pytest.approx(1.0)
+    chosen = int(target[0, 256:].argmax())
+    assert float(target[0, 256 + chosen]) == 1.0  # the detector found the referent
+    assert float(box_iou(objects[0, chosen : chosen + 1, :4], box[0])) >= 0.5
+    # Without objects the target is the referent's share of each patch.
+    assert pointer_target(low, 256).shape == (1, 256)
+
+
+def test_prompt_loss_is_lowest_for_the_referents_own_box_tokens():
+    from switchboard.specialists.segment import build_segment_model
+
+    sam = build_segment_model().eval()
+    box = torch.tensor([[0.2, 0.3, 0.5, 0.6]])
+    side = float(sam.image_encoder.img_size)
+    tokens, _ = sam.prompt_encoder(points=None, boxes=box * side, masks=None)
+    # The signal whose projection is SAM's box tokens (least squares through signal_in).
+    lin = sam.signal_in
+    sol = torch.linalg.lstsq(lin.weight, (tokens[0] - lin.bias).T).solution.T[None]
+    right = prompt_loss(sam, sol.detach(), box)
+    wrong = prompt_loss(sam, sol.detach(), torch.tensor([[0.6, 0.1, 0.9, 0.4]]))
+    assert right.item() < 1e-3 < wrong.item()
+
+
 @pytest.fixture(scope="module")
 def smoke_router(smollm):
     from switchboard.router.train import PRESETS, build_router
@@ -91,6 +179,7 @@ def test_specialist_losses_reach_the_lora_adapter(smoke_router):
     router = smoke_router.train()
     reg = Registry(BUILTINS)
     targets = SpecialistTargets()
+    proposer = ObjectProposer()
     items = draw_signal_items("train", 6, 1, reg)
     cfg = SignalConfig.from_registry(
         reg, llm_dim=576, vision_dim=router.vision.width, grid=router.vision.grid, width=32,
@@ -98,7 +187,7 @@ def test_specialist_losses_reach_the_lora_adapter(smoke_router):
     )  # fmt: skip
     heads = SignalHeads(cfg)
     router.zero_grad(set_to_none=True)
-    losses = signal_losses(heads, targets.sam, examples_for(router, items, targets),
+    losses = signal_losses(heads, targets.sam, examples_for(router, items, targets, proposer),
                            SIGNAL_PRESETS["smoke"], synergy=True)  # fmt: skip
     assert losses["mask"].item() > 0 and losses["edit"].item() > 0
     losses["total"].backward()

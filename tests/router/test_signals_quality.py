@@ -15,10 +15,11 @@ from switchboard.router.signals import SignalHeads
 from switchboard.world.metrics import mask_iou
 
 N = 12  # four of each expression kind
-# Measured: 0.125 on these 12 items, 0.144 on the 90 of `switchboard eval signals` (untrained
-# heads: 0.02). The target (0.85, ahead of text-only's 0.572) is NOT met yet; the floor
-# guards what the committed heads do, it is not the goal.
-HYBRID_MIOU = 0.08
+# Measured: 0.358 on these 12 items, 0.337 on the 90 of `switchboard eval signals` (the first
+# heads, patch pointer only: 0.125 / 0.144; untrained heads: 0.02). The target (0.85,
+# ahead of text-only's 0.572) is NOT met yet; the floor guards what the committed heads do, it
+# is not the goal.
+HYBRID_MIOU = 0.2
 
 pytestmark = pytest.mark.skipif(
     not SignalHeads.exists(models_dir() / "router-tiny"),
