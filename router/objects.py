@@ -36,23 +36,14 @@ def object_dim(num_classes: int) -> int:
 
 
 def box_rgb(image: np.ndarray, xyxy: tuple[float, float, float, float]) -> np.ndarray:
-    """Median colour (0..1) of the saturated pixels in the box's central half; zeros if fewer
-    than 4 are saturated (the same pixels :func:`~switchboard.specialists.colors.color_in_box`
-    names)."""
-    from switchboard.specialists.colors import MIN_SATURATION
+    """Median colour (0..1) of the saturated pixels in the box's central half — the pixels
+    :func:`~switchboard.specialists.colors.color_in_box` names; zeros if too few are
+    saturated."""
+    from switchboard.specialists.colors import box_pixels, saturated_median
 
-    h, w = image.shape[:2]
-    x1, y1, x2, y2 = (int(round(v)) for v in xyxy)
-    x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
-    if x2 <= x1 or y2 <= y1:
-        return np.zeros(3, np.float32)
-    cw, ch = (x2 - x1) // 4, (y2 - y1) // 4
-    px = image[y1 + ch : y2 - ch or y2, x1 + cw : x2 - cw or x2].reshape(-1, 3)
-    px = px.astype(np.float32) / 255.0
-    mx, mn = px.max(-1), px.min(-1)
-    sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
-    px = px[sat >= MIN_SATURATION]
-    return np.median(px, axis=0).astype(np.float32) if len(px) >= 4 else np.zeros(3, np.float32)
+    px = box_pixels(image, xyxy)
+    median = None if px is None else saturated_median(px)
+    return np.zeros(3, np.float32) if median is None else (median / 255.0).astype(np.float32)
 
 
 def object_rows(

@@ -334,6 +334,24 @@ def examples_for(
     return out
 
 
+def head_inputs(heads: SignalHeads, group: list[Example]) -> dict[str, torch.Tensor | None]:
+    """Keyword arguments of ``heads`` for a batch of one tool's examples (padded, float)."""
+    mems = [e.memory for e in group]
+    memory = None if any(m is None for m in mems) else torch.stack(mems).float()
+    if memory is None and any(m is not None for m in mems):
+        raise ValueError("a batch of one tool mixes items with and without images")
+    text, text_mask = pad_texts([e.text_states.float() for e in group])
+    words = None
+    if all(e.words is not None for e in group):
+        words, _ = pad_texts([e.words.float() for e in group])
+    objects = objects_mask = None
+    if memory is not None and all(e.objects is not None for e in group):
+        objects, objects_mask = pad_objects([e.objects for e in group], heads.obj_dim)
+    return {"hidden": torch.stack([e.hidden for e in group]).float(), "memory": memory,
+            "text": text, "text_mask": text_mask, "words": words, "objects": objects,
+            "objects_mask": objects_mask}  # fmt: skip
+
+
 def signal_losses(
     heads: SignalHeads,
     sam: Any,
@@ -349,19 +367,8 @@ def signal_losses(
         by_tool.setdefault(ex.tool, []).append(ex)
     mask_l, edit_l, box_l, point_l, prompt_l, disc_l, correct = [], [], [], [], [], [], 0
     for tool, group in by_tool.items():
-        hidden = torch.stack([e.hidden for e in group]).float()
-        mems = [e.memory for e in group]
-        memory = None if any(m is None for m in mems) else torch.stack(mems).float()
-        if memory is None and any(m is not None for m in mems):
-            raise ValueError("a batch of one tool mixes items with and without images")
-        text, text_mask = pad_texts([e.text_states.float() for e in group])
-        words = None
-        if all(e.words is not None for e in group):
-            words, _ = pad_texts([e.words.float() for e in group])
-        objects = objects_mask = None
-        if memory is not None and all(e.objects is not None for e in group):
-            objects, objects_mask = pad_objects([e.objects for e in group], heads.obj_dim)
-        out = heads(tool, hidden, memory, text, text_mask, words, objects, objects_mask)
+        inputs = head_inputs(heads, group)
+        out = heads(tool, **inputs)
         if not synergy:  # the ablation: the discriminator only probes (no gradient back)
             out.task_logits = heads.discriminator(out.invariant.detach())
         label = torch.full((len(group),), heads.task_index(tool), dtype=torch.long)
@@ -373,8 +380,9 @@ def signal_losses(
             target = torch.stack([e.mask for e in group])
             boxes = torch.stack([e.box for e in group])
             mask_l.append(dice_bce(logits, target))
+            grid_n = inputs["memory"].shape[1]
             point_l.append(pointer_loss(out.pointer, pointer_target(
-                target, memory.shape[1], objects, objects_mask, boxes)))  # fmt: skip
+                target, grid_n, inputs["objects"], inputs["objects_mask"], boxes)))  # fmt: skip
             prompt_l.append(prompt_loss(sam, out.signal, boxes))
             box_l.append(F.l1_loss(out.box, boxes, reduction="none").sum(-1))
         elif tool == "edit":
@@ -436,13 +444,7 @@ def validate_signals(heads: SignalHeads, sam: Any, examples: list[Example]) -> d
     for ex in examples:
         if ex.tool not in ("segment", "track") or ex.memory is None:
             continue
-        text, text_mask = pad_texts([ex.text_states.float()])
-        words = None if ex.words is None else ex.words.float()[None]
-        objects = objects_mask = None
-        if ex.objects is not None:
-            objects, objects_mask = pad_objects([ex.objects], heads.obj_dim)
-        out = heads(ex.tool, ex.hidden.float()[None], ex.memory.float()[None], text, text_mask,
-                    words, objects, objects_mask)  # fmt: skip
+        out = heads(ex.tool, **head_inputs(heads, [ex]))
         low = sam_signal_logits(sam, ex.embedding.float()[None], out.signal)[0] > 0
         ref = ex.mask > 0.5
         iou = float((low & ref).sum()) / max(1.0, float((low | ref).sum()))

@@ -20,14 +20,19 @@ def _saturation(rgb: np.ndarray) -> np.ndarray:
     return np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
 
 
+def saturated_median(pixels: np.ndarray) -> np.ndarray | None:
+    """Median RGB (0..255) of the saturated pixels ``[N, 3]``; None if fewer than 4 are."""
+    px = pixels.reshape(-1, 3).astype(np.float32)
+    px = px[_saturation(px / 255.0) >= MIN_SATURATION]
+    return np.median(px, axis=0) if len(px) >= 4 else None
+
+
 def color_of_pixels(pixels: np.ndarray) -> str | None:
     """The palette name nearest to the median of the saturated pixels ``[N, 3]``; None if
     too few pixels are saturated to tell."""
-    px = pixels.reshape(-1, 3).astype(np.float32)
-    px = px[_saturation(px / 255.0) >= MIN_SATURATION]
-    if len(px) < 4:
+    median = saturated_median(pixels)
+    if median is None:
         return None
-    median = np.median(px, axis=0)
     return _NAMES[int(np.argmin(((_PALETTE - median) ** 2).sum(axis=1)))]
 
 
@@ -36,12 +41,21 @@ def color_in_box(
 ) -> str | None:
     """Colour of the object in a box: inside ``mask`` when given, else the box's central half
     (where the object, not the background, dominates)."""
+    px = box_pixels(image, xyxy, mask)
+    return None if px is None else color_of_pixels(px)
+
+
+def box_pixels(
+    image: np.ndarray, xyxy: tuple[float, float, float, float], mask: np.ndarray | None = None
+) -> np.ndarray | None:
+    """The pixels that tell a boxed object's colour: under ``mask`` when given, else the box's
+    central half; None for an empty box."""
     h, w = image.shape[:2]
     x1, y1, x2, y2 = (int(round(v)) for v in xyxy)
     x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
     if x2 <= x1 or y2 <= y1:
         return None
     if mask is not None:
-        return color_of_pixels(image[mask])
+        return image[mask]
     cw, ch = (x2 - x1) // 4, (y2 - y1) // 4
-    return color_of_pixels(image[y1 + ch : y2 - ch or y2, x1 + cw : x2 - cw or x2])
+    return image[y1 + ch : y2 - ch or y2, x1 + cw : x2 - cw or x2]
