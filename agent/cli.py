@@ -371,6 +371,92 @@ def eval_signals(
         typer.echo(f"wrote {write_model_card(folder)}")
 
 
+def _parse_box(box: str | None) -> list[float] | None:
+    if box is None:
+        return None
+    parts = box.replace(",", " ").split()
+    if len(parts) != 4:
+        raise typer.BadParameter(f"a box is four numbers x1 y1 x2 y2, got {box!r}")
+    return [float(v) for v in parts]
+
+
+def _print_turn(turn: object) -> None:
+    for c in turn.calls:  # type: ignore[attr-defined]
+        typer.echo(f"  [{c.tool} {c.status} {c.seconds:.2f} s] {c.observation}")
+    typer.echo(turn.text)  # type: ignore[attr-defined]
+
+
+@app.command("run")
+def run_once(
+    request: str = typer.Argument(..., help="what to do, e.g. 'remove the red circle'"),
+    image: Path | None = typer.Option(None, help="an image file"),
+    video: Path | None = typer.Option(None, help="a video file (mp4, gif, …)"),
+    box: str | None = typer.Option(None, help="a region: 'x1 y1 x2 y2' in pixels"),
+    out: Path = typer.Option(Path("out"), help="folder for the reply, calls and artifacts"),
+    session: str | None = typer.Option(None, help="continue this session"),
+    home: Path | None = typer.Option(None, help="conversations folder (SWITCHBOARD_HOME)"),
+) -> None:
+    """One request, one turn: print the reply and write it with its artifacts to --out."""
+    from switchboard.agent import Agent
+    from switchboard.core.errors import SwitchboardError
+
+    try:
+        agent = Agent.load(home=home)
+        turn = agent.chat(request, image=image, video=video, region=_parse_box(box),
+                          session=session)  # fmt: skip
+    except SwitchboardError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    _print_turn(turn)
+    written = turn.save(out)
+    typer.echo(f"session {turn.session}; wrote {len(written)} files to {out}")
+
+
+@app.command("chat")
+def chat(
+    home: Path | None = typer.Option(None, help="conversations folder (SWITCHBOARD_HOME)"),
+    session: str | None = typer.Option(None, help="continue this session"),
+) -> None:
+    """A terminal chat: /image PATH, /video PATH, /box X1 Y1 X2 Y2, /new, /quit."""
+    from switchboard.agent import Agent
+    from switchboard.core.errors import SwitchboardError
+
+    agent = Agent.load(home=home)
+    media: dict[str, object] = {}
+    typer.echo("switchboard chat: /image PATH, /video PATH, /box X1 Y1 X2 Y2, /new, /quit")
+    while True:
+        try:
+            line = input("> ").strip()
+        except EOFError:
+            break
+        if not line:
+            continue
+        cmd, _, rest = line.partition(" ")
+        if cmd == "/quit":
+            break
+        if cmd == "/new":
+            session, media = None, {}
+            continue
+        if cmd in ("/image", "/video"):
+            media = {cmd[1:]: Path(rest.strip())}
+            typer.echo(f"{cmd[1:]}: {rest.strip()}")
+            continue
+        if cmd == "/box":
+            try:
+                media["region"] = _parse_box(rest)
+            except typer.BadParameter as exc:
+                typer.echo(f"error: {exc}")
+            continue
+        try:
+            turn = agent.chat(line, session=session, **media)  # type: ignore[arg-type]
+        except SwitchboardError as exc:
+            typer.echo(f"error: {exc}")
+            continue
+        session = turn.session
+        media.pop("region", None)
+        _print_turn(turn)
+
+
 def main() -> None:
     app()
 

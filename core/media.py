@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import sys
 import warnings
 from pathlib import Path
 from typing import Annotated, Any
@@ -72,6 +73,17 @@ def _to_rgb(img: PILImage.Image, convert: bool) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
+def _pil_open() -> Any:
+    """PIL's own ``Image.open``. Ultralytics replaces it process-wide (``ultralytics.utils.
+    patches``) with a wrapper that, on bytes PIL cannot identify, tries to pip-install and
+    import ``pi-heif`` — offline a ``ModuleNotFoundError`` instead of our typed error, online a
+    package installed at run time. Its original is kept there as ``_image_open``."""
+    fn = PILImage.open
+    if getattr(fn, "__module__", "PIL.Image") != "PIL.Image":
+        fn = getattr(sys.modules.get("ultralytics.utils.patches"), "_image_open", fn)
+    return fn
+
+
 def decode_image(
     data: bytes, *, convert: bool = False, max_pixels: int | None = None
 ) -> np.ndarray:
@@ -81,7 +93,7 @@ def decode_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-            img = PILImage.open(io.BytesIO(data))
+            img = _pil_open()(io.BytesIO(data))
             # The header gives the size before any pixel is decoded: refuse huge images cheaply.
             _check_pixels(img.height, img.width, max_pixels)
             img.load()

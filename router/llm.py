@@ -54,6 +54,18 @@ def load_llm(source: str | Path | None = None, dtype: Any = torch.float32) -> tu
     return tok, model.eval()
 
 
+def load_tokenizer(source: str | Path | None = None) -> Any:
+    """The base LM's tokenizer alone (the same as :func:`load_llm`'s)."""
+    from transformers import AutoTokenizer
+
+    if source is not None:
+        return AutoTokenizer.from_pretrained(str(source))
+    cache = cache_dir()
+    if not (cache / "model.safetensors").is_file():
+        build_cache(cache)
+    return AutoTokenizer.from_pretrained(str(cache))
+
+
 def build_cache(cache: Path) -> Path:
     """Dequantize the GGUF once into ``cache`` (written atomically: a half-written copy is
     never read)."""

@@ -14,7 +14,8 @@ on the attention and MLP projections; the rest of the LLM stays frozen.
 
 Folder layout (``save_pretrained``): ``router.json`` (this config), ``vision.safetensors``
 (vision tower if ours, projector, region encoder, frame embedding), ``adapter/`` (peft: LoRA and
-the trained token rows) and ``tokenizer/``.
+the trained token rows); the tokenizer is the base LM's plus the special tokens
+(:func:`base_tokenizer`).
 """
 
 from __future__ import annotations
@@ -118,15 +119,19 @@ class RouterModel(nn.Module):
 
     def save_pretrained(self, folder: str | Path, fp16: bool = False) -> Path:
         """Write the router: ``router.json``, the LoRA adapter (with the new tokens' rows only —
-        the base LM's 49k-row embedding is the GGUF's and is not copied), the tokenizer, and our
-        own modules in ``vision.safetensors``. ``fp16`` halves the files (what we commit)."""
+        the base LM's 49k-row embedding is the GGUF's and is not copied) and our own modules in
+        ``vision.safetensors``. ``fp16`` halves the files (what we commit). The tokenizer goes
+        to ``tokenizer/`` only when it is not the base LM's plus :data:`SPECIAL_TOKENS` (which
+        :func:`base_tokenizer` rebuilds at load with the same vocabulary, ids and chat
+        template: 3.5 MB less in trained_models/)."""
         from safetensors.torch import load_file, save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "router.json").write_text(json.dumps(asdict(self.config), indent=2))
+        if not _is_base_tokenizer(self.tokenizer, self.config):
+            self.tokenizer.save_pretrained(str(folder / "tokenizer"))
         self.llm.save_pretrained(str(folder / "adapter"), save_embedding_layers=False)
-        self.tokenizer.save_pretrained(str(folder / "tokenizer"))
         state = {
             k: v.detach().contiguous()
             for k, v in self.state_dict().items()
@@ -156,7 +161,10 @@ class RouterModel(nn.Module):
         if "vit" in raw:  # routers saved before the stems existed used plain patchify
             raw["vit"] = {**LEGACY_VIT, **raw["vit"]}
         config = RouterConfig(**raw)
-        tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
+        if (folder / "tokenizer").is_dir():  # routers saved with their own tokenizer copy
+            tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
+        else:
+            tokenizer = base_tokenizer(config)
         if llm is None:
             _, llm = _load_base(config)
         llm.resize_token_embeddings(len(tokenizer))
@@ -301,6 +309,27 @@ def _load_base(config: RouterConfig) -> tuple[Any, Any]:
     from .llm import load_llm
 
     return load_llm(config.llm or None)
+
+
+def base_tokenizer(config: RouterConfig) -> Any:
+    """The base LM's tokenizer with the router's special tokens (the ids training gave them:
+    they are appended in :data:`SPECIAL_TOKENS` order after the base vocabulary)."""
+    from .llm import load_tokenizer
+
+    tokenizer = load_tokenizer(config.llm or None)
+    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+    return tokenizer
+
+
+def _is_base_tokenizer(tokenizer: Any, config: RouterConfig) -> bool:
+    """Whether ``tokenizer`` is what :func:`base_tokenizer` rebuilds for ``config``."""
+    try:
+        base = base_tokenizer(config)
+    except Exception:  # no base to rebuild from here: keep a copy
+        return False
+    return (tokenizer.get_vocab() == base.get_vocab()
+            and tokenizer.chat_template == base.chat_template
+            and tokenizer.special_tokens_map == base.special_tokens_map)  # fmt: skip
 
 
 def _has_module(model: nn.Module, suffix: str) -> bool:

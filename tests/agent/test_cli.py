@@ -33,3 +33,26 @@ def test_world_export_and_bad_split(tmp_path):
     assert len((tmp_path / "requests-test.jsonl").read_text().splitlines()) == 5
     bad = runner.invoke(app, ["world", "export", "coco", "--out", str(tmp_path), "--split", "nope"])
     assert bad.exit_code != 0
+
+
+def test_run_one_shot_writes_the_reply_and_the_mask(tmp_path):
+    """``switchboard run`` with the trained router: a segment request on a ShapeWorld image
+    writes reply.txt, calls.json and the mask; a box off the image is a clear error."""
+    from switchboard.core.media import encode_png
+    from switchboard.world.scene import generate_scene
+
+    scene = generate_scene(11)
+    names = [f"{o.color} {o.shape}" for o in scene.objects]
+    name = next(n for n in names if names.count(n) == 1)
+    image = tmp_path / "in.png"
+    image.write_bytes(encode_png(scene.image))
+    out = tmp_path / "out"
+    home = ["--home", str(tmp_path / "home")]
+    result = runner.invoke(app, ["run", f"segment the {name}", "--image", str(image),
+                                 "--out", str(out), *home])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "[segment ok" in result.output
+    assert {"reply.txt", "calls.json", "mask_0.png"} <= {p.name for p in out.iterdir()}
+    bad = runner.invoke(app, ["run", "segment this", "--image", str(image), "--box",
+                              "0 0 999 10", "--out", str(out), *home])  # fmt: skip
+    assert bad.exit_code == 2 and "outside" in bad.output

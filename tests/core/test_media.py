@@ -29,6 +29,19 @@ def test_corrupt_or_empty_bytes_raise_typed_error(data):
         decode_image(data)
 
 
+def test_corrupt_bytes_stay_a_typed_error_after_ultralytics_patches_pil():
+    """Importing Ultralytics (the detect/track specialists do) replaces ``PIL.Image.open`` with a
+    wrapper that tries to install pi-heif on unreadable bytes; decoding must not go through it."""
+    import ultralytics.utils.patches  # noqa: F401
+    from PIL import Image
+
+    assert Image.open.__module__ != "PIL.Image"  # the patch is in place
+    for data in (b"not an image at all", _png("RGB")[:40]):
+        with pytest.raises(InvalidInputError):
+            decode_image(data)
+    assert decode_image(_png("RGB")).shape[-1] == 3
+
+
 @pytest.mark.parametrize(
     "mode,value", [("L", 100), ("RGBA", (1, 2, 3, 4)), ("I;16", 40000), ("P", 3)]
 )

@@ -95,6 +95,51 @@ def test_relation_layer_is_order_free_and_ignores_masked_objects():
     assert not torch.allclose(rel(x, b2, valid)[0, 1], out[0, 1])
 
 
+def test_refer_pointer_counts_the_named_objects_before_each_one():
+    """The ordinal module's soft count: with the subject matching squares only, the count of
+    squares before each square from the left is its rank; the scores are order-free over the
+    objects and padded objects get no score."""
+    from switchboard.router.signals import ReferPointer
+
+    torch.manual_seed(0)
+    ref = ReferPointer(16)
+    # Three squares at x = 0.1, 0.5, 0.8 and a circle at x = 0.3 (before two of them).
+    xs = torch.tensor([0.5, 0.3, 0.1, 0.8, 0.0])
+    boxes = torch.stack([xs, torch.full_like(xs, 0.4), xs + 0.05, torch.full_like(xs, 0.45)], -1)
+    before = ReferPointer.before(boxes[None])[0]
+    assert before[0, 2, 0] > 0 > before[2, 0, 0]  # object 2 comes before object 0 from the left
+    assert before[2, 0, 1] > 0  # and object 0 before object 2 from the right
+    valid = torch.tensor([[True, True, True, True, False]])
+    objects, text = torch.randn(1, 5, 16), torch.randn(1, 6, 16)
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    # Subject = "square": the key maps every object to its own feature; the text's subject
+    # phrase reads one word that points at the square feature.
+    square = torch.zeros(16)
+    square[0] = 1.0
+    objects[0, [0, 2, 3], :] = 8 * square
+    objects[0, [1], :] = -8 * square
+    with torch.no_grad():
+        ref.key.weight.copy_(torch.eye(16))
+        ref.key.bias.zero_()
+        ref.attend.weight.zero_()
+        ref.attend.bias.zero_()
+        ref.phrase.weight.zero_()
+        ref.phrase.bias.zero_()
+        ref.phrase.bias[:16] = 8 * square  # the subject phrase (the first of four blocks)
+        ref.module_weights.weight.zero_()
+        ref.module_weights.bias.copy_(torch.tensor([-20.0, -20.0, 20.0]))  # ordinal
+        ref.order.weight.zero_()
+        ref.order.bias.fill_(-20.0)
+        ref.order.bias[1] = 20.0  # side "left", rank 1: "the second square from the left"
+    logits, weights = ref(text, mask, objects, boxes[None], valid)
+    assert int(weights.argmax()) == 2
+    assert int(logits[0, :4].argmax()) == 0  # the square at x = 0.5
+    assert logits[0, 4] < -1e3
+    perm = torch.tensor([3, 1, 0, 2, 4])
+    again, _ = ref(text, mask, objects[:, perm], boxes[None, perm], valid)
+    torch.testing.assert_close(again[0], logits[0, perm])
+
+
 def test_gradient_reversal_flips_the_gradient_into_the_invariant_half():
     x = torch.randn(4, 8, requires_grad=True)
     grad_reverse(x, 0.5).sum().backward()
@@ -198,17 +243,32 @@ def test_specialist_losses_reach_the_lora_adapter(smoke_router):
     assert rows and any(g is not None and float(g.abs().sum()) > 0 for g in rows)
     # SAM stays frozen: the specialist's weights get no gradient.
     assert all(p.grad is None for p in targets.sam.parameters())
+    # The pointer-first phase: pointer and kind losses alone, no SAM in the step; they train
+    # the modular pointer.
+    heads.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        examples = examples_for(router, items, targets, proposer)
+    first = signal_losses(heads, None, examples, SIGNAL_PRESETS["smoke"], False, pointer_only=True)
+    assert first["pointer"].item() > 0 and first["mask"].item() == 0 == first["edit"].item()
+    first["total"].backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0
+               for p in heads.refer.parameters())  # fmt: skip
 
 
 def test_the_signals_stage_trains_and_saves_loadable_heads(smoke_router, tmp_path):
     folder = smoke_router.save_pretrained(tmp_path / "router")
+    logs: list[str] = []
     for synergy in (True, False):
-        out = train_signals("smoke", synergy, folder, work=tmp_path / "work")
+        out = train_signals("smoke", synergy, folder, work=tmp_path / "work", log=logs.append)
         heads = SignalHeads.load(out)
         assert heads.config.synergy is synergy
         record = (out / ("signals-train.json" if synergy else "train.json")).read_text()
         assert math.isfinite(__import__("json").loads(record)["final_loss_mean_50"])
     assert (folder / "signals-nosynergy" / "signals.safetensors").is_file()
+    # The location code and the pointer-first phase are trained once: the ablation starts
+    # from the synergy run's starting point.
+    assert sum(m.startswith("location code") for m in logs) == 1
+    assert sum(m.startswith("heads start from") for m in logs) == 1
 
 
 def test_decoding_reads_the_states_training_reads(smoke_router):

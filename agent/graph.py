@@ -1,0 +1,306 @@
+"""The agent's loop as a LangGraph ``StateGraph``:
+
+    perceive → route → dispatch (one ``Send`` per call: independent calls run in parallel)
+             → observe → route … → respond
+
+- **perceive** builds the router's conversation (system prompt, earlier turns' words, the
+  user's text with ``{media}`` and one ``<region>`` per region) and the media it sees (the
+  image, or frames sampled from the video);
+- **route** asks the policy (the trained router, or any object with its ``step``) for the next
+  reply: words end the turn, calls go to dispatch;
+- **call** (one per call, in parallel) runs the specialist on the *current* media — the
+  latest edited image, so "recolour the circle, then remove the star" chains — with a
+  timeout; a failure or a timeout becomes a result with an error, never an exception;
+- **observe** turns the results into the short observations the router was trained on
+  (``[segment → 1 mask, area 812 px, box (40,52,88,97)]``, :func:`observe_result`), appends
+  them to the conversation and goes back to route — until the router answers in words or the
+  step limit is reached;
+- **respond** writes the final text (the router's words, plus what failed).
+
+Nodes get what they need through ``config["configurable"]`` (``runtime``: an
+:class:`AgentRuntime` holding the policy, the registry and the limits), so the state holds
+only serializable values and a checkpointer can persist it between nodes. Images in the state
+are artifact hashes; pixels stay in the runtime's media cache.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Protocol, TypedDict
+
+import numpy as np
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+from switchboard.core import HybridCall, Registry
+from switchboard.core.errors import SwitchboardError
+from switchboard.core.media import Image, Video
+from switchboard.core.results import Boxes, ImageOut, Masks, Tracks
+
+SYSTEM = (
+    "You are Switchboard, an assistant that sees and edits images and videos. Answer in words, "
+    "or call a tool with <call>{json}</call>."
+)  # the router's training prompt (router/data.py)
+VIDEO_FRAMES = 4  # frames the router sees of a video (router/data.py)
+
+
+def _box_text(box: Any) -> str:
+    return "(" + ",".join(str(int(round(float(v)))) for v in box) + ")"
+
+
+def observe_result(tool: str, result: Any) -> str:
+    """A specialist's result as the observation text the router was trained on (the format of
+    :func:`switchboard.router.data.observe`, written there from ground truth)."""
+    if isinstance(result, Tracks):
+        return f"[{tool} → {max(len(result.tracks), 1)} track]"
+    if isinstance(result, ImageOut):
+        return f"[{tool} → new image]"
+    if isinstance(result, Boxes):
+        boxes = ", ".join(_box_text(b) for b in result.xyxy)
+        return f"[{tool} → {len(result.xyxy)} boxes: {boxes}]"
+    if isinstance(result, Masks) and result.masks:
+        m, box = result.masks[0], result.boxes()[0]
+        where = _box_text(box) if box is not None else "(0,0,0,0)"
+        return f"[{tool} → 1 mask, area {int(m.sum())} px, box {where}]"
+    return f"[{tool} → done]"
+
+
+@dataclass
+class Step:
+    """What the policy answers: words (``text``) and/or calls."""
+
+    text: str = ""
+    calls: list[HybridCall] = field(default_factory=list)
+
+
+class Policy(Protocol):
+    def step(
+        self,
+        messages: list[dict[str, str]],
+        images: list[np.ndarray],
+        frame_index: list[int | None],
+        regions: list[dict[str, Any]],
+    ) -> Step: ...
+
+
+@dataclass
+class AgentRuntime:
+    """What the nodes use and the state does not carry: the policy, the registry, the media of
+    the turn (by artifact hash) and the limits."""
+
+    policy: Policy
+    registry: Registry
+    max_steps: int = 6
+    timeout_s: float = 60.0
+    media: dict[str, Any] = field(default_factory=dict)  # hash → np.ndarray image | Video
+    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(4))
+    on_event: Any = None  # called with each event dict (route, call started/finished, text)
+    # Unload the least recently used specialists while the process's resident memory is over
+    # this many MiB (None: keep whatever was loaded). Checked between steps, never while a
+    # call runs.
+    memory_budget_mb: float | None = None
+    last_used: dict[str, float] = field(default_factory=dict)
+
+    def emit(self, event: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def enforce_budget(self, keep: str | None = None) -> list[str]:
+        """Unload least recently used specialists (never ``keep``) until the resident memory
+        is under the budget. Returns the names unloaded."""
+        if self.memory_budget_mb is None:
+            return []
+        import gc
+
+        import psutil
+
+        proc, dropped = psutil.Process(), []
+        loaded = sorted((n for n in self.registry.loaded() if n != keep),
+                        key=lambda n: self.last_used.get(n, 0.0))  # fmt: skip
+        while loaded and proc.memory_info().rss / 2**20 > self.memory_budget_mb:
+            name = loaded.pop(0)
+            self.registry.get(name).unload()
+            gc.collect()
+            dropped.append(name)
+        if dropped:
+            self.emit({"type": "unloaded", "tools": dropped})
+        return dropped
+
+
+class CallResult(TypedDict):
+    step: int
+    index: int
+    tool: str
+    args: dict[str, Any]
+    status: str  # ok | error | timeout
+    seconds: float
+    observation: str
+    error: str | None
+    result: Any  # the specialist's result object (kept in memory; not checkpointed)
+    with_signal: bool
+
+
+class TurnState(TypedDict, total=False):
+    text: str
+    media: str | None  # artifact hash of the image or video
+    media_kind: str | None  # "image" | "video" | None
+    regions: list[dict[str, Any]]  # {"box": [x1,y1,x2,y2]} | {"point": [x, y]}
+    history: list[dict[str, str]]  # earlier turns: user and assistant words
+    messages: list[dict[str, str]]
+    current: str | None  # hash of the image the next call works on (after edits: the edit)
+    step: int
+    pending: list[dict[str, Any]]  # this step's calls: {"tool", "args", "signal"}
+    results: Annotated[list[CallResult], operator.add]
+    reply: str
+    final: str
+
+
+def _runtime(config: RunnableConfig) -> AgentRuntime:
+    return config["configurable"]["runtime"]
+
+
+def perceive(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
+    region_text = "<region>" * len(state.get("regions") or [])
+    media = "{media}" if state.get("media") else ""
+    messages = [{"role": "system", "content": SYSTEM}, *state.get("history", []),
+                {"role": "user", "content": media + region_text + state["text"]}]  # fmt: skip
+    return {"messages": messages, "current": state.get("media"), "step": 0, "pending": []}
+
+
+def _router_media(rt: AgentRuntime, state: TurnState) -> tuple[list[np.ndarray], list[int | None]]:
+    if not state.get("media"):
+        return [], []
+    media = rt.media[state["media"]]
+    if isinstance(media, Video):
+        from switchboard.router.vision import sample_frames
+
+        idx = sample_frames(media.num_frames, VIDEO_FRAMES)
+        return [media.frames[t] for t in idx], list(range(len(idx)))
+    return [media], [None]
+
+
+def route(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
+    rt = _runtime(config)
+    images, frames = _router_media(rt, state)
+    t0 = time.perf_counter()
+    try:
+        step = rt.policy.step(state["messages"], images, frames, state.get("regions") or [])
+    except SwitchboardError as exc:  # e.g. a region off the image: say so, end the turn
+        step = Step(text=f"I could not work on that: {exc}")
+    rt.emit({"type": "route", "step": state["step"], "text": step.text,
+             "calls": [{"tool": c.tool, "args": c.args} for c in step.calls],
+             "seconds": round(time.perf_counter() - t0, 4)})  # fmt: skip
+    pending = [{"tool": c.tool, "args": c.args, "signal": c.signal} for c in step.calls]
+    return {"pending": pending, "reply": step.text}
+
+
+def dispatch(state: TurnState) -> list[Send] | str:
+    """One ``Send`` per call of this step (LangGraph runs them in parallel), or respond."""
+    if not state.get("pending"):
+        return "respond"
+    return [Send("call", {**state, "call_index": i}) for i in range(len(state["pending"]))]
+
+
+def _media_for(rt: AgentRuntime, state: dict[str, Any], tool: str) -> Any:
+    kinds = rt.registry.cls(tool).media
+    key = state.get("current")
+    if key is None or "none" in kinds and "image" not in kinds and "video" not in kinds:
+        return None
+    media = rt.media[key]
+    if isinstance(media, Video):
+        return media
+    return Image(pixels=media)
+
+
+def call(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+    rt = _runtime(config)
+    i = state["call_index"]
+    spec = state["pending"][i]
+    tool, args, signal = spec["tool"], spec["args"], spec.get("signal")
+    rt.emit({"type": "call_started", "step": state["step"], "index": i, "tool": tool,
+             "args": args})  # fmt: skip
+    t0 = time.perf_counter()
+    status, error, result = "ok", None, None
+    try:
+        specialist = rt.registry.get(tool)
+        media = _media_for(rt, state, tool)
+        future = rt.executor.submit(specialist, media, args, signal)
+        result = future.result(timeout=rt.timeout_s)
+    except FutureTimeout:
+        status, error = "timeout", f"{tool} took longer than {rt.timeout_s:g} s"
+    except SwitchboardError as exc:
+        status, error = "error", str(exc)
+    except Exception as exc:  # an unexpected failure is reported, the turn goes on
+        status, error = "error", f"{type(exc).__name__}: {exc}"
+    seconds = time.perf_counter() - t0
+    rt.last_used[tool] = time.monotonic()
+    obs = observe_result(tool, result) if status == "ok" else f"[{tool} → {status}: {error}]"
+    rt.emit({"type": "call_finished", "step": state["step"], "index": i, "tool": tool,
+             "status": status, "seconds": round(seconds, 4), "observation": obs,
+             "error": error})  # fmt: skip
+    res: CallResult = {"step": state["step"], "index": i, "tool": tool, "args": args,
+                       "status": status, "seconds": seconds, "observation": obs,
+                       "error": error, "result": result,
+                       "with_signal": signal is not None}  # fmt: skip
+    return {"results": [res]}
+
+
+def observe(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
+    rt = _runtime(config)
+    from switchboard.router.codec import format_reply
+
+    step = state["step"]
+    mine = sorted((r for r in state.get("results", []) if r["step"] == step),
+                  key=lambda r: r["index"])  # fmt: skip
+    calls = [HybridCall(tool=p["tool"], args=p["args"]) for p in state["pending"]]
+    written = format_reply(state.get("reply", ""), calls, rt.registry, with_signals=False)
+    messages = [*state["messages"], {"role": "assistant", "content": written},
+                {"role": "user", "content": " ".join(r["observation"] for r in mine)}]  # fmt: skip
+    rt.enforce_budget(keep=mine[-1]["tool"] if mine else None)
+    current = state.get("current")
+    for r in mine:  # an edit's image is what the next call works on
+        if r["status"] == "ok" and isinstance(r["result"], ImageOut):
+            key = f"derived:{step}:{r['index']}"
+            rt.media[key] = r["result"].image
+            current = key
+    return {"messages": messages, "current": current, "step": step + 1, "pending": []}
+
+
+def after_observe(state: TurnState, config: RunnableConfig) -> str:
+    return "route" if state["step"] < _runtime(config).max_steps else "respond"
+
+
+def respond(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
+    """The router's words (or, past the step limit, that it stopped), then what failed."""
+    rt = _runtime(config)
+    stopped = state.get("step", 0) >= rt.max_steps  # route is not asked past the limit
+    text = "" if stopped else state.get("reply", "").strip()
+    parts = [text] if text else []
+    if stopped:
+        parts.append(f"I stopped after {rt.max_steps} steps without finishing.")
+    failed = [r for r in state.get("results", []) if r["status"] != "ok"]
+    parts += [f"{r['tool']} failed: {r['error']}" for r in failed]
+    final = "\n".join(parts) if parts else "Done."
+    rt.emit({"type": "text", "text": final})
+    return {"final": final}
+
+
+def build_graph(checkpointer: Any = None) -> Any:
+    """The compiled graph (``checkpointer``: a LangGraph saver, e.g. SQLite, or None)."""
+    g = StateGraph(TurnState)
+    g.add_node("perceive", perceive)
+    g.add_node("route", route)
+    g.add_node("call", call)
+    g.add_node("observe", observe)
+    g.add_node("respond", respond)
+    g.add_edge(START, "perceive")
+    g.add_edge("perceive", "route")
+    g.add_conditional_edges("route", dispatch, ["call", "respond"])
+    g.add_edge("call", "observe")
+    g.add_conditional_edges("observe", after_observe, ["route", "respond"])
+    g.add_edge("respond", END)
+    return g.compile(checkpointer=checkpointer)

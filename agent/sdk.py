@@ -1,0 +1,279 @@
+"""The Python SDK: an embedded agent that keeps its conversations.
+
+    from switchboard.agent import Agent
+
+    agent = Agent.load()                                  # router-tiny, built-in specialists
+    turn = agent.chat("segment the red circle", image="scene.png")
+    turn.text, turn.masks, turn.calls
+    turn.save("out/")                                     # reply.txt, calls.json, mask_0.png …
+    again = agent.chat("now remove it", session=turn.session)
+
+Each ``chat`` is one turn of the graph (:mod:`switchboard.agent.graph`). The request and its
+media are stored before the graph runs (a ``pending`` turn), the calls as they finish, the
+reply and its artifacts when it ends (:mod:`switchboard.agent.store`); a turn cut off by a
+crash is marked failed when the next :class:`Agent` opens the same home.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from switchboard.core import Registry
+from switchboard.core.errors import InvalidInputError
+from switchboard.core.media import Video, encode_png, load_image, load_video
+from switchboard.core.results import Boxes, ImageOut, Masks, Tracks
+
+from .graph import AgentRuntime, build_graph
+from .store import Store
+
+
+@dataclass
+class CallRecord:
+    tool: str
+    args: dict[str, Any]
+    status: str
+    seconds: float
+    observation: str
+    error: str | None = None
+    with_signal: bool = False
+
+
+@dataclass
+class Turn:
+    """What one request produced: the reply, the calls made and the artifacts (masks as HW
+    bool arrays, boxes as ``(xyxy, label, score)``, tracks, edited/generated images)."""
+
+    session: str
+    turn_id: int
+    text: str
+    calls: list[CallRecord] = field(default_factory=list)
+    masks: list[np.ndarray] = field(default_factory=list)
+    boxes: list[tuple[tuple[float, float, float, float], str, float]] = field(default_factory=list)
+    tracks: list[Any] = field(default_factory=list)
+    images: list[np.ndarray] = field(default_factory=list)
+
+    def save(self, folder: str | Path) -> list[Path]:
+        """Write ``reply.txt``, ``calls.json``, ``mask_<k>.png``, ``image_<k>.png``,
+        ``boxes.json`` and ``tracks.json`` (those that apply) into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = [folder / "reply.txt", folder / "calls.json"]
+        out[0].write_text(self.text + "\n")
+        out[1].write_text(json.dumps([c.__dict__ for c in self.calls], indent=2, default=str))
+        for k, m in enumerate(self.masks):
+            out.append(folder / f"mask_{k}.png")
+            out[-1].write_bytes(encode_png(m.astype(np.uint8) * 255))
+        for k, im in enumerate(self.images):
+            out.append(folder / f"image_{k}.png")
+            out[-1].write_bytes(encode_png(im))
+        if self.boxes:
+            out.append(folder / "boxes.json")
+            out[-1].write_text(json.dumps([{"xyxy": list(b), "label": lb, "score": s}
+                                           for b, lb, s in self.boxes], indent=2))  # fmt: skip
+        if self.tracks:
+            out.append(folder / "tracks.json")
+            out[-1].write_text(json.dumps([{"track_id": t.track_id, "label": t.label,
+                                            "frames": t.frames, "xyxy": t.xyxy}
+                                           for t in self.tracks], indent=2))  # fmt: skip
+        return out
+
+
+def _region(region: Any, height: int, width: int) -> dict[str, Any]:
+    """``(x1, y1, x2, y2)`` / ``{"box": …}`` / ``{"point": (x, y)}`` / an HW bool mask →
+    the graph's region dict, checked against the image."""
+    if isinstance(region, np.ndarray) and region.ndim == 2:
+        if region.shape != (height, width):
+            raise InvalidInputError(
+                f"region mask {region.shape} is not the image's {height, width}"
+            )
+        return {"mask": region.astype(bool)}
+    if isinstance(region, list | tuple) and len(region) == 4:
+        region = {"box": region}
+    if not isinstance(region, dict) or len(region) != 1 or next(iter(region)) not in (
+        "box", "point", "mask"):  # fmt: skip
+        raise InvalidInputError("a region is a box (x1, y1, x2, y2), {'point': (x, y)} or a mask")
+    ((kind, value),) = region.items()
+    if kind in ("box", "point"):
+        v = [float(x) for x in value]
+        if len(v) != (4 if kind == "box" else 2):
+            raise InvalidInputError(f"a {kind} has {4 if kind == 'box' else 2} numbers, got {v}")
+        xs, ys = v[0::2], v[1::2]
+        if min(v) < 0 or max(xs) > width or max(ys) > height:
+            raise InvalidInputError(f"{kind} {v} lies outside the {width}x{height} image")
+        if kind == "box" and not (v[2] > v[0] and v[3] > v[1]):
+            raise InvalidInputError(f"box {v} is not x1 < x2, y1 < y2")
+        return {kind: v}
+    return {"mask": np.asarray(value, bool)}
+
+
+class Agent:
+    """The embedded agent: a policy (the router), the registry's specialists, a store."""
+
+    def __init__(
+        self,
+        policy: Any,
+        registry: Registry,
+        store: Store,
+        max_steps: int = 6,
+        timeout_s: float = 120.0,
+    ) -> None:
+        self.policy, self.registry, self.store = policy, registry, store
+        self.max_steps, self.timeout_s = max_steps, timeout_s
+        self.graph = build_graph()
+        self.recovered = store.recover()  # turns a killed process left pending
+
+    @classmethod
+    def load(
+        cls,
+        profile: str = "tiny",
+        home: str | Path | None = None,
+        database: str | None = None,
+        policy: Any = None,
+        registry: Registry | None = None,
+        **kw: Any,
+    ) -> Agent:
+        """The embedded default: router-tiny with its signal heads, the built-in specialists and
+        installed plugins, conversations in ``<home>/switchboard.db`` (``SWITCHBOARD_HOME``,
+        default ``~/.switchboard``) or ``database`` (any SQLAlchemy URL)."""
+        from switchboard.core.config import get_settings
+        from switchboard.specialists import default_registry
+
+        from .policy import RouterPolicy
+
+        if profile not in ("tiny", "full"):
+            raise InvalidInputError(f"unknown profile {profile!r}: 'tiny' or 'full'")
+        home = Path(home) if home else get_settings().home
+        home.mkdir(parents=True, exist_ok=True)
+        store = Store(database or f"sqlite:///{home / 'switchboard.db'}", home / "artifacts")
+        return cls(policy or RouterPolicy(), registry or default_registry(), store, **kw)
+
+    # -- turns -------------------------------------------------------------------------------
+    def chat(
+        self,
+        text: str,
+        image: Any = None,
+        video: Any = None,
+        region: Any = None,
+        session: str | None = None,
+        owner: str | None = None,
+        on_event: Any = None,
+    ) -> Turn:
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInputError("a request needs some text")
+        if image is not None and video is not None:
+            raise InvalidInputError("send an image or a video, not both")
+        media: Any = None
+        inputs: list[tuple[str, bytes]] = []
+        if image is not None:
+            media = load_image(image)
+            inputs.append(("image", encode_png(media)))
+        elif video is not None:
+            media = load_video(video)
+            inputs.append(("video", _video_bytes(video, media)))
+        regions = []
+        if region is not None:
+            if media is None:
+                raise InvalidInputError("a region needs an image or a video to point into")
+            h, w = (media.height, media.width) if isinstance(media, Video) else media.shape[:2]
+            regions = [_region(region, h, w)]
+        if session is None:
+            session = self.store.create_session(owner=owner)
+        history = self._history(session, owner)
+        stored_region = None if not regions else {k: v for k, v in regions[0].items()
+                                                  if k != "mask"} or {"mask": True}  # fmt: skip
+        turn_id = self.store.begin_turn(session, text, inputs, stored_region, owner=owner)
+        rt = AgentRuntime(self.policy, self.registry, self.max_steps, self.timeout_s,
+                          on_event=on_event)  # fmt: skip
+        state: dict[str, Any] = {"text": text, "regions": regions, "history": history}
+        if media is not None:
+            rt.media["input"] = media
+            state.update(media="input", media_kind="video" if video is not None else "image")
+        try:
+            out = self.graph.invoke(state, config={"configurable": {"runtime": rt}})
+        except Exception as exc:  # the graph catches specialists; this is a bug: record it
+            self.store.finish_turn(turn_id, f"The turn failed: {exc}", status="failed",
+                                   error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            raise
+        turn = Turn(session, turn_id, out["final"])
+        outputs: list[tuple[str, bytes]] = []
+        for r in out.get("results", []):
+            record = CallRecord(r["tool"], r["args"], r["status"], r["seconds"],
+                                r["observation"], r["error"], r["with_signal"])  # fmt: skip
+            self.store.add_call(turn_id, **record.__dict__)
+            turn.calls.append(record)
+            res = r["result"]
+            if isinstance(res, Masks):
+                for m in res.masks:
+                    turn.masks.append(np.asarray(m, bool))
+                    outputs.append(("mask", encode_png(turn.masks[-1].astype(np.uint8) * 255)))
+            elif isinstance(res, Boxes):
+                found = zip(res.xyxy, res.labels, res.scores, strict=True)
+                turn.boxes += [(tuple(b), lb, s) for b, lb, s in found]
+            elif isinstance(res, Tracks):
+                turn.tracks += res.tracks
+            elif isinstance(res, ImageOut):
+                turn.images.append(res.image)
+                outputs.append(("edited", encode_png(res.image)))
+        self.store.finish_turn(turn_id, turn.text, outputs)
+        return turn
+
+    def stream(self, text: str, **kw: Any) -> Iterator[dict[str, Any]]:
+        """The turn's events as they happen (``route``, ``call_started``, ``call_finished``,
+        ``text``), then ``{"type": "turn", "turn": Turn}``."""
+        events: queue.Queue[dict[str, Any]] = queue.Queue()
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["turn"] = self.chat(text, on_event=events.put, **kw)
+            except BaseException as exc:  # re-raised in the caller's thread
+                box["error"] = exc
+            finally:
+                events.put({"type": "_end"})
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        while True:
+            event = events.get()
+            if event["type"] == "_end":
+                break
+            yield event
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        yield {"type": "turn", "turn": box["turn"]}
+
+    def _history(self, session: str, owner: str | None) -> list[dict[str, str]]:
+        """Earlier turns' words as the router's conversation (done turns only)."""
+        out = []
+        for t in self.store.history(session, owner=owner):
+            if t["status"] != "done":
+                continue
+            for m in t["messages"]:
+                role = "user" if m["role"] == "user" else "assistant"
+                out.append({"role": role, "content": m["text"]})
+        return out
+
+    def sessions(self, owner: str | None = None) -> list[dict[str, Any]]:
+        return self.store.sessions(owner)
+
+    def history(self, session: str, owner: str | None = None) -> list[dict[str, Any]]:
+        return self.store.history(session, owner)
+
+
+def _video_bytes(source: Any, video: Video) -> bytes:
+    if isinstance(source, str | Path) and Path(source).is_file():
+        return Path(source).read_bytes()
+    import tempfile
+
+    from switchboard.core.media import save_video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return save_video(video, Path(tmp) / "video.mp4").read_bytes()

@@ -1,0 +1,373 @@
+"""Where conversations live: SQLAlchemy models for sessions, turns, messages, calls and
+artifacts, and a content-addressed file store for the artifacts' bytes.
+
+    store = Store("sqlite:///switchboard.db", "artifacts/")   # or a postgresql+psycopg:// URL
+    session = store.create_session(owner=token_hash)
+    turn = store.begin_turn(session, "segment the red circle", inputs=[("image", png_bytes)])
+    store.add_call(turn, tool="segment", args={...}, status="ok", seconds=0.21)
+    store.finish_turn(turn, "Found it.", outputs=[("mask", mask_png)])
+
+A turn is written ``pending`` when it is accepted and ``done`` or ``failed`` when it ends, in
+one transaction each: a process killed between the two leaves a pending turn, which
+:meth:`Store.recover` marks failed (or the agent resumes from its checkpoint) — an accepted
+request is never silently lost, and nothing half-written is visible. Artifacts are files named
+by the SHA-256 of their bytes (written once, shared by every message that uses them); the
+database keeps the hash, the kind and the media type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    sessionmaker,
+)
+
+TURN_STATUSES = ("pending", "done", "failed")
+CALL_STATUSES = ("ok", "error", "timeout")
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class NotFoundError(KeyError):
+    """An unknown session, turn or artifact — or one that belongs to another owner (the same
+    error on purpose: a caller cannot tell someone else's id from a made-up one)."""
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SessionRow(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    title: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    turns: Mapped[list[TurnRow]] = relationship(
+        back_populates="session", order_by="TurnRow.index", cascade="all, delete-orphan"
+    )
+
+
+class TurnRow(Base):
+    """One request and everything the agent did for it."""
+
+    __tablename__ = "turns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"), index=True)
+    index: Mapped[int] = mapped_column(Integer)  # 0, 1, … within the session
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    session: Mapped[SessionRow] = relationship(back_populates="turns")
+    messages: Mapped[list[MessageRow]] = relationship(
+        back_populates="turn", order_by="MessageRow.id", cascade="all, delete-orphan"
+    )
+    calls: Mapped[list[CallRow]] = relationship(
+        back_populates="turn", order_by="CallRow.id", cascade="all, delete-orphan"
+    )
+
+
+class MessageRow(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # user | assistant | observation
+    text: Mapped[str] = mapped_column(Text, default="")
+    region: Mapped[Any] = mapped_column(JSON, nullable=True)  # the user's region, as sent
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    turn: Mapped[TurnRow] = relationship(back_populates="messages")
+    artifacts: Mapped[list[MessageArtifact]] = relationship(
+        order_by="MessageArtifact.id", cascade="all, delete-orphan"
+    )
+
+
+class CallRow(Base):
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id"), index=True)
+    tool: Mapped[str] = mapped_column(String(64))
+    args: Mapped[Any] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    observation: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    with_signal: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    turn: Mapped[TurnRow] = relationship(back_populates="calls")
+
+
+class ArtifactRow(Base):
+    """Bytes known by their SHA-256; the file is ``<root>/<h[:2]>/<h>``."""
+
+    __tablename__ = "artifacts"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    media_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+
+
+class MessageArtifact(Base):
+    """An artifact attached to a message under a kind (image, video, mask, edited, …)."""
+
+    __tablename__ = "message_artifacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("artifacts.sha256"))
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    artifact: Mapped[ArtifactRow] = relationship(lazy="joined")
+
+
+class ArtifactFiles:
+    """Content-addressed files: :meth:`put` returns the SHA-256; the same bytes are stored once.
+    Writes go to a temporary name and are renamed into place, so a reader never sees half a
+    file and a crash leaves at most a stray temporary."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        if not _HASH.match(sha256):  # also what stops "../" in a URL from reaching the disk
+            raise NotFoundError(f"no artifact {sha256!r}")
+        return self.root / sha256[:2] / sha256
+
+    def put(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        path = self.path(sha)
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{sha}.{secrets.token_hex(4)}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        return sha
+
+    def get(self, sha256: str) -> bytes:
+        path = self.path(sha256)
+        if not path.is_file():
+            raise NotFoundError(f"no artifact {sha256!r}")
+        return path.read_bytes()
+
+
+MEDIA_TYPES = {
+    "image": "image/png",
+    "mask": "image/png",
+    "edited": "image/png",
+    "generated": "image/png",
+    "video": "video/mp4",
+    "json": "application/json",
+}
+
+
+class Store:
+    """Sessions, turns, messages, calls and artifacts in a SQL database (``url``: any
+    SQLAlchemy URL — ``sqlite:///file.db`` by default, ``postgresql+psycopg://…`` unchanged)
+    and artifact bytes in ``artifacts`` (a folder)."""
+
+    def __init__(self, url: str, artifacts: str | Path) -> None:
+        self.url = url
+        self.engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            # Foreign keys on, and a writer waits for another instead of failing at once.
+            @event.listens_for(self.engine, "connect")
+            def _pragmas(conn: Any, _record: Any) -> None:
+                cur = conn.cursor()
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.execute("PRAGMA busy_timeout=5000")
+                cur.close()
+
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.files = ArtifactFiles(artifacts)
+
+    @contextmanager
+    def db(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back when it raises."""
+        with self._sessions() as s, s.begin():
+            yield s
+
+    # -- sessions ----------------------------------------------------------------------------
+    def create_session(self, owner: str | None = None, title: str = "") -> str:
+        sid = secrets.token_hex(16)
+        with self.db() as s:
+            s.add(SessionRow(id=sid, owner=owner, title=title[:200]))
+        return sid
+
+    def _session(self, s: Session, session_id: str, owner: str | None) -> SessionRow:
+        row = s.get(SessionRow, session_id)
+        if row is None or row.owner != owner:
+            raise NotFoundError(f"no session {session_id!r}")
+        return row
+
+    def sessions(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """The owner's sessions, newest activity first."""
+        with self.db() as s:
+            rows = s.scalars(select(SessionRow).where(SessionRow.owner == owner)
+                             .order_by(SessionRow.updated_at.desc())).all()  # fmt: skip
+            return [{"id": r.id, "title": r.title, "created_at": r.created_at.isoformat(),
+                     "updated_at": r.updated_at.isoformat(), "turns": len(r.turns)}
+                    for r in rows]  # fmt: skip
+
+    def history(self, session_id: str, owner: str | None = None) -> list[dict[str, Any]]:
+        """Every turn of a session with its messages, calls and artifacts (hashes)."""
+        with self.db() as s:
+            row = self._session(s, session_id, owner)
+            return [self._turn_dict(t) for t in row.turns]
+
+    @staticmethod
+    def _turn_dict(t: TurnRow) -> dict[str, Any]:
+        return {
+            "id": t.id, "index": t.index, "status": t.status, "error": t.error,
+            "messages": [{"role": m.role, "text": m.text, "region": m.region,
+                          "artifacts": [{"sha256": a.sha256, "kind": a.kind, "name": a.name,
+                                         "media_type": a.artifact.media_type}
+                                        for a in m.artifacts]}
+                         for m in t.messages],
+            "calls": [{"tool": c.tool, "args": c.args, "status": c.status,
+                       "seconds": c.seconds, "observation": c.observation, "error": c.error,
+                       "with_signal": c.with_signal} for c in t.calls],
+        }  # fmt: skip
+
+    # -- turns -------------------------------------------------------------------------------
+    def begin_turn(
+        self,
+        session_id: str,
+        text: str,
+        inputs: list[tuple[str, bytes]] = (),  # type: ignore[assignment]
+        region: Any = None,
+        owner: str | None = None,
+    ) -> int:
+        """Accept a request: the user's message and its media are stored with a ``pending``
+        turn in one transaction. Returns the turn id."""
+        shas = [(kind, self.files.put(data), len(data)) for kind, data in inputs]
+        with self.db() as s:
+            sess = self._session(s, session_id, owner)
+            turn = TurnRow(session_id=session_id, index=len(sess.turns), status="pending")
+            s.add(turn)
+            msg = MessageRow(role="user", text=text, region=region)
+            turn.messages.append(msg)
+            self._attach(s, msg, shas)
+            if not sess.title:
+                sess.title = text[:80]
+            sess.updated_at = _now()
+            s.flush()
+            return turn.id
+
+    def _attach(self, s: Session, msg: MessageRow, shas: list[tuple[str, str, int]]) -> None:
+        for kind, sha, size in shas:
+            if s.get(ArtifactRow, sha) is None:
+                media_type = MEDIA_TYPES.get(kind, "application/octet-stream")
+                s.add(ArtifactRow(sha256=sha, media_type=media_type, size=size))
+                s.flush()
+            msg.artifacts.append(MessageArtifact(sha256=sha, kind=kind, name=kind))
+
+    def add_call(
+        self,
+        turn_id: int,
+        tool: str,
+        args: dict[str, Any],
+        status: str,
+        seconds: float,
+        observation: str = "",
+        error: str | None = None,
+        with_signal: bool = False,
+    ) -> None:
+        if status not in CALL_STATUSES:
+            raise ValueError(f"call status {status!r} not in {CALL_STATUSES}")
+        with self.db() as s:
+            if s.get(TurnRow, turn_id) is None:
+                raise NotFoundError(f"no turn {turn_id}")
+            s.add(CallRow(turn_id=turn_id, tool=tool, args=args, status=status,
+                          seconds=float(seconds), observation=observation, error=error,
+                          with_signal=with_signal))  # fmt: skip
+
+    def finish_turn(
+        self,
+        turn_id: int,
+        text: str,
+        outputs: list[tuple[str, bytes]] = (),  # type: ignore[assignment]
+        status: str = "done",
+        error: str | None = None,
+    ) -> None:
+        """The agent's reply and its artifacts, and the turn's final status, together."""
+        if status not in ("done", "failed"):
+            raise ValueError(f"a turn finishes done or failed, not {status!r}")
+        shas = [(kind, self.files.put(data), len(data)) for kind, data in outputs]
+        with self.db() as s:
+            turn = s.get(TurnRow, turn_id)
+            if turn is None:
+                raise NotFoundError(f"no turn {turn_id}")
+            msg = MessageRow(role="assistant", text=text)
+            turn.messages.append(msg)
+            self._attach(s, msg, shas)
+            turn.status, turn.error, turn.finished_at = status, error, _now()
+            turn.session.updated_at = _now()
+
+    def pending_turns(self) -> list[int]:
+        with self.db() as s:
+            return list(s.scalars(select(TurnRow.id).where(TurnRow.status == "pending")))
+
+    def recover(self, reason: str = "the process stopped before the turn finished") -> int:
+        """Mark every pending turn failed (run at start-up, after what can be resumed was).
+        Returns how many."""
+        with self.db() as s:
+            rows = s.scalars(select(TurnRow).where(TurnRow.status == "pending")).all()
+            for t in rows:
+                t.status, t.error, t.finished_at = "failed", reason, _now()
+            return len(rows)
+
+    # -- artifacts ---------------------------------------------------------------------------
+    def artifact(self, sha256: str, owner: str | None = None) -> tuple[bytes, str]:
+        """An artifact's bytes and media type — only when one of ``owner``'s sessions holds
+        it (else :class:`NotFoundError`, as for a hash that does not exist)."""
+        self.files.path(sha256)  # rejects anything but a hash
+        with self.db() as s:
+            row = s.scalar(
+                select(ArtifactRow)
+                .join(MessageArtifact, MessageArtifact.sha256 == ArtifactRow.sha256)
+                .join(MessageRow, MessageRow.id == MessageArtifact.message_id)
+                .join(TurnRow, TurnRow.id == MessageRow.turn_id)
+                .join(SessionRow, SessionRow.id == TurnRow.session_id)
+                .where(ArtifactRow.sha256 == sha256, SessionRow.owner == owner)
+                .limit(1)
+            )
+            if row is None:
+                raise NotFoundError(f"no artifact {sha256!r}")
+            media_type = row.media_type
+        return self.files.get(sha256), media_type

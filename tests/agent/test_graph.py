@@ -1,0 +1,191 @@
+"""The agent's graph with a scripted policy (the router's replies written out) and real
+specialists: one call, parallel calls, a chain through an edit, the step limit, a crashing
+specialist and a slow one."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+from pydantic import BaseModel
+from switchboard.agent.graph import AgentRuntime, Step, build_graph, observe_result
+from switchboard.core import HybridCall, Registry, Specialist
+from switchboard.core.results import Masks, Text
+from switchboard.specialists import BUILTINS
+from switchboard.world.scene import generate_scene
+
+
+class NoArgs(BaseModel):
+    seconds: float = 0.0
+
+
+class Sleepy(Specialist):
+    """Sleeps ``seconds`` and reports when it ran (for parallelism and timeouts)."""
+
+    name = "sleepy"
+    description = "waits"
+    tasks = ("wait",)
+    Args = NoArgs
+    media = ("none",)
+    spans: ClassVar[list[tuple[float, float]]] = []
+
+    def run(self, media: Any, args: NoArgs, signal: Any = None) -> Text:
+        t0 = time.perf_counter()
+        time.sleep(args.seconds)
+        Sleepy.spans.append((t0, time.perf_counter()))
+        return Text(text="slept")
+
+
+class Broken(Specialist):
+    name = "broken"
+    description = "always fails"
+    tasks = ("fail",)
+    Args = NoArgs
+    media = ("none",)
+
+    def run(self, media: Any, args: NoArgs, signal: Any = None) -> Text:
+        raise RuntimeError("the weights file is corrupt")
+
+
+class Probe(Specialist):
+    """Records the pixels it was given (to see which image a chained call works on)."""
+
+    name = "probe"
+    description = "looks"
+    tasks = ("look",)
+    Args = NoArgs
+    seen: ClassVar[list[np.ndarray]] = []
+
+    def run(self, media: Any, args: NoArgs, signal: Any = None) -> Text:
+        Probe.seen.append(media.pixels.copy())
+        return Text(text="seen")
+
+
+class Scripted:
+    """A policy that answers with the given steps in order and keeps what it was shown."""
+
+    def __init__(self, steps: list[Step]) -> None:
+        self.steps, self.shown = list(steps), []
+
+    def step(self, messages, images, frame_index, regions) -> Step:
+        self.shown.append([dict(m) for m in messages])
+        return self.steps.pop(0) if self.steps else Step(text="Done.")
+
+
+def _run(policy: Scripted, image: np.ndarray | None = None, **kw: Any) -> tuple[dict, list]:
+    reg = Registry(BUILTINS)
+    for cls in (Sleepy, Broken, Probe):
+        reg.register(cls)
+    events: list[dict] = []
+    rt = AgentRuntime(policy, reg, on_event=events.append, **kw)
+    state: dict[str, Any] = {"text": "do it", "regions": [], "history": []}
+    if image is not None:
+        rt.media["img"] = image
+        state.update(media="img", media_kind="image")
+    out = build_graph().invoke(state, config={"configurable": {"runtime": rt}})
+    return out, events
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return generate_scene(3)
+
+
+def test_one_call_runs_the_specialist_and_the_router_reads_its_observation(scene):
+    i = int(np.argmax([m.sum() for m in scene.masks]))  # the most visible object
+    box = [float(v) for v in scene.boxes[i]]
+    policy = Scripted([Step(calls=[HybridCall(tool="segment", args={"box": box})])])
+    out, events = _run(policy, scene.image)
+    (res,) = out["results"]
+    assert res["status"] == "ok" and isinstance(res["result"], Masks)
+    mask = res["result"].masks[0]
+    assert (mask & scene.masks[i]).sum() / (mask | scene.masks[i]).sum() > 0.7
+    # The router's next prompt ends with the observation, in its training format.
+    last = policy.shown[1][-1]["content"]
+    assert last.startswith("[segment → 1 mask, area ") and last == res["observation"]
+    assert policy.shown[1][-2]["content"].startswith('<call>{"tool":"segment"')
+    assert out["final"] == "Done."
+    assert [e["type"] for e in events] == ["route", "call_started", "call_finished", "route",
+                                           "text"]  # fmt: skip
+
+
+def test_calls_of_one_step_run_in_parallel():
+    Sleepy.spans.clear()
+    calls = [HybridCall(tool="sleepy", args={"seconds": 0.6}) for _ in range(3)]
+    t0 = time.perf_counter()
+    out, _ = _run(Scripted([Step(calls=calls)]))
+    wall = time.perf_counter() - t0
+    assert [r["status"] for r in out["results"]] == ["ok"] * 3
+    starts, ends = [s for s, _ in Sleepy.spans], [e for _, e in Sleepy.spans]
+    assert max(starts) < min(ends)  # all three were running at once
+    assert wall < 1.6
+
+
+def test_a_chained_call_works_on_the_edited_image(scene):
+    Probe.seen.clear()
+    box = [float(v) for v in scene.boxes[0]]
+    policy = Scripted([
+        Step(calls=[HybridCall(tool="edit", args={"op": "remove", "box": box})]),
+        Step(calls=[HybridCall(tool="probe", args={})]),
+    ])  # fmt: skip
+    out, _ = _run(policy, scene.image)
+    assert [r["tool"] for r in out["results"]] == ["edit", "probe"]
+    assert out["results"][0]["observation"] == "[edit → new image]"
+    edited = out["results"][0]["result"].image
+    assert np.array_equal(Probe.seen[0], edited) and not np.array_equal(edited, scene.image)
+
+
+def test_the_step_limit_ends_a_turn_that_never_answers():
+    policy = Scripted([Step(calls=[HybridCall(tool="sleepy", args={})]) for _ in range(10)])
+    out, _ = _run(policy, max_steps=3)
+    assert len(out["results"]) == 3 and len(policy.shown) == 3
+    assert "stopped after 3 steps" in out["final"]
+
+
+def test_a_crashing_specialist_becomes_a_message_and_an_observation():
+    policy = Scripted([Step(calls=[HybridCall(tool="broken", args={})]),
+                       Step(text="Sorry, that did not work.")])  # fmt: skip
+    out, events = _run(policy)
+    (res,) = out["results"]
+    assert res["status"] == "error" and "corrupt" in res["error"]
+    assert policy.shown[1][-1]["content"].startswith("[broken → error:")
+    assert out["final"].startswith("Sorry, that did not work.")
+    assert "broken failed:" in out["final"] and "corrupt" in out["final"]
+    assert events[2]["status"] == "error"
+
+
+def test_a_slow_specialist_times_out_without_stopping_the_turn():
+    policy = Scripted([Step(calls=[HybridCall(tool="sleepy", args={"seconds": 1.5})])])
+    t0 = time.perf_counter()
+    out, _ = _run(policy, timeout_s=0.2)
+    assert time.perf_counter() - t0 < 1.2
+    (res,) = out["results"]
+    assert res["status"] == "timeout" and "0.2 s" in res["error"]
+    assert "sleepy failed" in out["final"]
+
+
+def test_observations_follow_the_router_training_format():
+    from switchboard.core.results import Boxes
+
+    boxes = Boxes(xyxy=[(1, 2, 3, 4), (5.4, 6, 7, 8)], labels=["a", "b"], scores=[0.9, 0.8])
+    assert observe_result("detect", boxes) == "[detect → 2 boxes: (1,2,3,4), (5,6,7,8)]"
+    assert observe_result("segment", Masks(masks=[], scores=[])) == "[segment → done]"
+
+
+def test_specialists_load_on_first_use_and_unload_over_the_memory_budget(scene):
+    reg = Registry(BUILTINS)
+    reg.register(Probe)
+    box = [float(v) for v in scene.boxes[0]]
+    policy = Scripted([Step(calls=[HybridCall(tool="segment", args={"box": box})]),
+                       Step(calls=[HybridCall(tool="probe", args={})])])  # fmt: skip
+    events: list[dict] = []
+    rt = AgentRuntime(policy, reg, on_event=events.append, memory_budget_mb=1.0)
+    rt.media["img"] = scene.image
+    assert reg.loaded() == []  # nothing is loaded before a call needs it
+    build_graph().invoke({"text": "x", "media": "img", "regions": [], "history": []},
+                         config={"configurable": {"runtime": rt}})  # fmt: skip
+    # Over a 1 MiB budget every specialist but the one just used is unloaded after a step.
+    assert reg.loaded() == ["probe"]
+    assert [e["tools"] for e in events if e["type"] == "unloaded"] == [["segment"]]

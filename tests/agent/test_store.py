@@ -1,0 +1,145 @@
+"""The conversation store: sessions, turns, calls and content-addressed artifacts survive a
+restart, pending turns are recovered, owners see only their own — on SQLite and on a real
+PostgreSQL server when one can be started here."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from switchboard.agent.store import NotFoundError, Store
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
+
+
+def _roundtrip(url: str, root: Path) -> None:
+    store = Store(url, root / "artifacts")
+    sid = store.create_session(owner="alice")
+    turn = store.begin_turn(sid, "segment the red circle", inputs=[("image", PNG)],
+                            region={"box": [1, 2, 30, 40]}, owner="alice")  # fmt: skip
+    store.add_call(turn, "segment", {"target": "red circle"}, "ok", 0.25,
+                   observation="[segment → 1 mask]", with_signal=True)  # fmt: skip
+    store.add_call(turn, "edit", {"instruction": "x"}, "error", 0.01, error="boom")
+    store.finish_turn(turn, "Here is the mask.", outputs=[("mask", b"mask-bytes")])
+
+    again = Store(url, root / "artifacts")  # a restart: a new engine on the same database
+    (session,) = again.sessions(owner="alice")
+    assert session["id"] == sid and session["title"] == "segment the red circle"
+    (t,) = again.history(sid, owner="alice")
+    assert t["status"] == "done" and [m["role"] for m in t["messages"]] == ["user", "assistant"]
+    assert t["messages"][0]["region"] == {"box": [1, 2, 30, 40]}
+    assert [(c["tool"], c["status"]) for c in t["calls"]] == [("segment", "ok"), ("edit", "error")]
+    assert t["calls"][0]["with_signal"] and t["calls"][1]["error"] == "boom"
+    image = t["messages"][0]["artifacts"][0]
+    assert image["sha256"] == hashlib.sha256(PNG).hexdigest()
+    assert again.artifact(image["sha256"], owner="alice") == (PNG, "image/png")
+    # Other owners (and no owner) cannot see the session or its artifacts.
+    assert again.sessions(owner="bob") == []
+    with pytest.raises(NotFoundError):
+        again.history(sid, owner="bob")
+    with pytest.raises(NotFoundError):
+        again.artifact(image["sha256"], owner="bob")
+
+
+def test_sqlite_store_survives_a_restart(tmp_path):
+    _roundtrip(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path)
+
+
+def test_the_same_bytes_are_stored_once_and_hashes_cannot_escape_the_folder(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "a")
+    sid = store.create_session()
+    for _ in range(2):
+        turn = store.begin_turn(sid, "hi", inputs=[("image", PNG)])
+        store.finish_turn(turn, "ok")
+    files = [p for p in (tmp_path / "a").rglob("*") if p.is_file()]
+    assert len(files) == 1 and files[0].read_bytes() == PNG
+    for bad in ("../db.sqlite", "..%2Fdb.sqlite", "a" * 63, "A" * 64, "/etc/passwd"):
+        with pytest.raises(NotFoundError):
+            store.artifact(bad)
+    with pytest.raises(NotFoundError):
+        store.artifact("0" * 64)  # well-formed, unknown
+
+
+def test_a_turn_cut_off_before_it_finished_is_recovered_as_failed(tmp_path):
+    """A killed process leaves its accepted request pending (user message and media stored);
+    on restart it is marked failed with a reason, and the session carries on."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = Store(url, tmp_path / "a")
+    sid = store.create_session()
+    turn = store.begin_turn(sid, "track the star", inputs=[("video", b"frames")])
+    store.add_call(turn, "track", {"target": "star"}, "ok", 1.0)
+    del store  # the process dies here
+    again = Store(url, tmp_path / "a")
+    assert again.pending_turns() == [turn]
+    assert again.recover() == 1 and again.pending_turns() == []
+    (t,) = again.history(sid)
+    assert t["status"] == "failed" and "stopped" in t["error"]
+    assert t["messages"][0]["text"] == "track the star" and t["calls"][0]["tool"] == "track"
+    nxt = again.begin_turn(sid, "again")
+    assert [h["index"] for h in again.history(sid)] == [0, 1] and nxt != turn
+
+
+def test_bad_statuses_and_unknown_ids_are_typed_errors(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "a")
+    with pytest.raises(NotFoundError):
+        store.begin_turn("nope", "hi")
+    sid = store.create_session()
+    turn = store.begin_turn(sid, "hi")
+    with pytest.raises(ValueError, match="status"):
+        store.add_call(turn, "segment", {}, "maybe", 0.0)
+    with pytest.raises(ValueError, match="done or failed"):
+        store.finish_turn(turn, "x", status="pending")
+    with pytest.raises(NotFoundError):
+        store.add_call(10_000, "segment", {}, "ok", 0.0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory):
+    """A throwaway PostgreSQL server on loopback (initdb + pg_ctl from the machine's
+    PostgreSQL install; as the ``postgres`` user when the tests run as root)."""
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("no PostgreSQL server install here (initdb/pg_ctl not on PATH)")
+    prefix: list[str] = []
+    root = tmp_path_factory.mktemp("pg")
+    if os.geteuid() == 0:
+        if not shutil.which("runuser"):
+            pytest.skip("running as root without runuser: initdb refuses root")
+        prefix = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+        root.chmod(0o700)
+        for parent in root.parents:  # postgres must be able to reach its data folder
+            if str(parent).startswith(str(tmp_path_factory.getbasetemp().parent)):
+                parent.chmod(parent.stat().st_mode | 0o711)
+    data, port = root / "data", _free_port()
+    try:
+        subprocess.run([*prefix, initdb, "-D", str(data), "-U", "postgres", "-A", "trust"],
+                       check=True, capture_output=True, timeout=120)  # fmt: skip
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w",
+                        "-o", f"-p {port} -k {root} -h 127.0.0.1", "start"],
+                       check=True, capture_output=True, timeout=60)  # fmt: skip
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+        detail = getattr(e, "stderr", b"") or b""
+        pytest.skip(f"could not start PostgreSQL: {e} {detail.decode(errors='replace')[-300:]}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
+                       capture_output=True, timeout=60)  # fmt: skip
+        time.sleep(0.1)
+
+
+def test_postgresql_store_works_unchanged(postgres_url, tmp_path):
+    _roundtrip(postgres_url, tmp_path)
