@@ -208,7 +208,7 @@ def dispatch(state: TurnState) -> list[Send] | str:
 def _media_for(rt: AgentRuntime, state: dict[str, Any], tool: str) -> Any:
     kinds = rt.registry.cls(tool).media
     key = state.get("current")
-    if key is None or "none" in kinds and "image" not in kinds and "video" not in kinds:
+    if key is None or not ({"image", "video"} & set(kinds)):  # a tool that takes no media
         return None
     media = rt.media[key]
     if isinstance(media, Video):
