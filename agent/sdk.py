@@ -171,7 +171,7 @@ class Agent:
             raise InvalidInputError("send an image or a video, not both")
         media: Any = None
         inputs: list[tuple[str, bytes]] = []
-        if image is not None:
+        if image is not None:  # refused past SWITCHBOARD_MAX_IMAGE_PIXELS before decoding
             media = load_image(image)
             inputs.append(("image", encode_png(media)))
         elif video is not None:

@@ -97,6 +97,22 @@ def test_bad_input_is_refused_before_anything_is_stored(tmp_path, scene):
     assert agent.sessions() == []
 
 
+def test_an_image_over_the_pixel_limit_is_refused(tmp_path, scene, monkeypatch):
+    from switchboard.core.config import get_settings
+    from switchboard.core.media import encode_png
+
+    monkeypatch.setenv("SWITCHBOARD_MAX_IMAGE_PIXELS", "10000")  # 100 x 100
+    get_settings.cache_clear()
+    try:
+        agent = _agent(tmp_path)
+        with pytest.raises(InvalidInputError, match="pixels|limit|large"):
+            agent.chat("segment the circle", image=encode_png(scene.image))
+        assert agent.sessions() == []
+    finally:
+        monkeypatch.delenv("SWITCHBOARD_MAX_IMAGE_PIXELS")
+        get_settings.cache_clear()
+
+
 KILLED = textwrap.dedent("""
     import sys, time
     from pydantic import BaseModel
