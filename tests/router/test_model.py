@@ -154,3 +154,34 @@ def test_legacy_folder_and_replaced_tower_round_trip(router, tmp_path):
     with torch.no_grad():
         got = again(inputs_embeds=again.embed(prompt(again, regions=0), [img])).logits
     torch.testing.assert_close(want, got)
+
+
+def test_a_detector_stem_is_saved_without_its_detectors_weights(router, tmp_path):
+    """The detector stem's frozen layers are detect-tiny's own weights: a saved router keeps
+    only what it trained and loads the rest from the detector's folder, with the same outputs;
+    layers that differ from the detector are saved as they are."""
+    import json
+
+    from safetensors.torch import load_file
+
+    vit = json.loads(json.dumps(router.config.vit))
+    router.replace_vision({**vit, "stem": "detector", "patch_size": 16, "depth": 1})
+    router.vision.patch.load_detector()
+    router.eval()
+    img = np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    with torch.no_grad():
+        want = router(inputs_embeds=router.embed(prompt(router, regions=0), [img])).logits
+    router.save_pretrained(tmp_path / "r")
+    saved = load_file(str(tmp_path / "r" / "vision.safetensors"))
+    assert not any(k.startswith("vision.patch.layers.") for k in saved)
+    assert any(k.startswith("vision.patch.own.") for k in saved)  # what it trained stays
+    _, base = tiny_base()
+    again = RouterModel.from_pretrained(tmp_path / "r", llm=base).eval()
+    with torch.no_grad():
+        got = again(inputs_embeds=again.embed(prompt(again, regions=0), [img])).logits
+    torch.testing.assert_close(want, got)
+    with torch.no_grad():
+        next(router.vision.patch.layers.parameters()).add_(1.0)
+    router.save_pretrained(tmp_path / "changed")
+    saved = load_file(str(tmp_path / "changed" / "vision.safetensors"))
+    assert any(k.startswith("vision.patch.layers.") for k in saved)
