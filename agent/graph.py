@@ -12,7 +12,8 @@
   latest edited image, so "recolour the circle, then remove the star" chains — with a
   timeout; a failure or a timeout becomes a result with an error, never an exception;
 - **observe** turns the results into the short observations the router was trained on
-  (``[segment → 1 mask, area 812 px, box (40,52,88,97)]``, :func:`observe_result`), appends
+  (``[segment → 1 mask, area 812 px, box (40,52,88,97)]``, router/data.py's
+  ``observe_result``), appends
   them to the conversation and goes back to route — until the router answers in words or the
   step limit is reached;
 - **respond** writes the final text (the router's words, plus what failed).
@@ -39,34 +40,8 @@ from langgraph.types import Send
 from switchboard.core import HybridCall, Registry
 from switchboard.core.errors import SwitchboardError
 from switchboard.core.media import Image, Video
-from switchboard.core.results import Boxes, ImageOut, Masks, Tracks
-
-SYSTEM = (
-    "You are Switchboard, an assistant that sees and edits images and videos. Answer in words, "
-    "or call a tool with <call>{json}</call>."
-)  # the router's training prompt (router/data.py)
-VIDEO_FRAMES = 4  # frames the router sees of a video (router/data.py)
-
-
-def _box_text(box: Any) -> str:
-    return "(" + ",".join(str(int(round(float(v)))) for v in box) + ")"
-
-
-def observe_result(tool: str, result: Any) -> str:
-    """A specialist's result as the observation text the router was trained on (the format of
-    :func:`switchboard.router.data.observe`, written there from ground truth)."""
-    if isinstance(result, Tracks):
-        return f"[{tool} → {max(len(result.tracks), 1)} track]"
-    if isinstance(result, ImageOut):
-        return f"[{tool} → new image]"
-    if isinstance(result, Boxes):
-        boxes = ", ".join(_box_text(b) for b in result.xyxy)
-        return f"[{tool} → {len(result.xyxy)} boxes: {boxes}]"
-    if isinstance(result, Masks) and result.masks:
-        m, box = result.masks[0], result.boxes()[0]
-        where = _box_text(box) if box is not None else "(0,0,0,0)"
-        return f"[{tool} → 1 mask, area {int(m.sum())} px, box {where}]"
-    return f"[{tool} → done]"
+from switchboard.core.results import ImageOut
+from switchboard.router.data import SYSTEM, observe_result, sampled_frames
 
 
 @dataclass
@@ -176,10 +151,7 @@ def _router_media(rt: AgentRuntime, state: TurnState) -> tuple[list[np.ndarray],
         return [], []
     media = rt.media[state["media"]]
     if isinstance(media, Video):
-        from switchboard.router.vision import sample_frames
-
-        idx = sample_frames(media.num_frames, VIDEO_FRAMES)
-        return [media.frames[t] for t in idx], list(range(len(idx)))
+        return sampled_frames(media.frames)
     return [media], [None]
 
 

@@ -92,6 +92,32 @@ def observe(call: HybridCall, scene: Scene | None, ids: list[int]) -> str:
     return f"[{call.tool} → done]"
 
 
+def observe_result(tool: str, result: Any) -> str:
+    """A specialist's actual result as the same observation text :func:`observe` writes from
+    ground truth (what the agent sends back to the router)."""
+    from switchboard.core.results import Boxes, ImageOut, Masks, Tracks
+
+    if isinstance(result, Tracks):
+        return f"[{tool} → {max(len(result.tracks), 1)} track]"
+    if isinstance(result, ImageOut):
+        return f"[{tool} → new image]"
+    if isinstance(result, Boxes):
+        boxes = ", ".join(_box_text(b) for b in result.xyxy)
+        return f"[{tool} → {len(result.xyxy)} boxes: {boxes}]"
+    if isinstance(result, Masks) and result.masks:
+        box = result.boxes()[0]
+        where = _box_text(box) if box is not None else "(0,0,0,0)"
+        return f"[{tool} → 1 mask, area {int(result.masks[0].sum())} px, box {where}]"
+    return f"[{tool} → done]"
+
+
+def sampled_frames(frames: np.ndarray) -> tuple[list[np.ndarray], list[int | None]]:
+    """The :data:`VIDEO_FRAMES` frames the router sees of a video ``[T, H, W, 3]`` and their
+    frame indices."""
+    idx = sample_frames(len(frames), VIDEO_FRAMES)
+    return [frames[t] for t in idx], list(range(len(idx)))
+
+
 def plan(request: Request, scene: Scene | None) -> list[tuple[Intent, list[int]]]:
     """The request's steps as intents with the object ids each step concerns."""
     steps: list[tuple[Intent, list[int]]] = []
@@ -116,8 +142,7 @@ def media_for(request: Request) -> tuple[list[np.ndarray], list[int | None], Sce
         return [scene.image], [None], scene
     if request.media == "video":
         clip = generate_video(request.seed)
-        idx = sample_frames(clip.num_frames, VIDEO_FRAMES)
-        return [clip.frames[t] for t in idx], list(range(len(idx))), generate_scene_from_clip(clip)
+        return (*sampled_frames(clip.frames), generate_scene_from_clip(clip))
     return [], [], None
 
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 from pydantic import BaseModel
-from switchboard.agent.graph import AgentRuntime, Step, build_graph, observe_result
+from switchboard.agent.graph import AgentRuntime, Step, build_graph
 from switchboard.core import HybridCall, Registry, Specialist
 from switchboard.core.results import Masks, Text
 from switchboard.specialists import BUILTINS
@@ -168,6 +168,7 @@ def test_a_slow_specialist_times_out_without_stopping_the_turn():
 
 def test_observations_follow_the_router_training_format():
     from switchboard.core.results import Boxes
+    from switchboard.router.data import observe_result
 
     boxes = Boxes(xyxy=[(1, 2, 3, 4), (5.4, 6, 7, 8)], labels=["a", "b"], scores=[0.9, 0.8])
     assert observe_result("detect", boxes) == "[detect → 2 boxes: (1,2,3,4), (5,6,7,8)]"
