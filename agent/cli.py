@@ -132,8 +132,8 @@ def train_edit(
 
 @train_app.command("router")
 def train_router(
-    stage: str = typer.Option(
-        ..., help="vision | align | ground | invoke | signals (each from the last)"
+    stage: str | None = typer.Option(
+        None, help="vision | align | ground | invoke | signals (each from the last)"
     ),
     preset: str = typer.Option("tiny", help="tiny (≤ 45 min per stage on 2 cores) | gpu | smoke"),
     out: Path | None = typer.Option(
@@ -144,11 +144,42 @@ def train_router(
     synergy: bool = typer.Option(
         True, help="signals: train the task discriminator adversarially (--no-synergy: ablation)"
     ),
-    router: Path | None = typer.Option(None, help="signals: router folder (default router-tiny)"),
+    router: Path | None = typer.Option(
+        None, help="signals / --add-tools: router folder to start from (default router-tiny)"
+    ),
+    add_tools: bool = typer.Option(
+        False,
+        "--add-tools",
+        help="Teach the router installed plugin tools from their example requests (a short "
+        "LoRA update, minutes on CPU); writes runs/router/add-tools/model unless --out.",
+    ),
+    tools: str | None = typer.Option(
+        None, help="--add-tools: comma-separated tool names (default: every tool it lacks)"
+    ),
+    steps: int = typer.Option(60, min=1, help="--add-tools: update steps (batch 8)"),
+    plugin_share: float = typer.Option(
+        0.25,
+        min=0.05,
+        max=1.0,
+        help="--add-tools: share of each batch from the new tools' examples (the rest "
+        "rehearses the router's own invoke items)",
+    ),
 ) -> None:
     """Train the router (LoRA on SmolLM2, vision tower, projector, region encoder) on ShapeWorld;
     ``signals`` trains the signal heads on the specialists' losses (invoke with signals and
-    cross-task synergy)."""
+    cross-task synergy); ``--add-tools`` teaches it plugins (docs/plugins.md)."""
+    if add_tools:
+        from switchboard.router.plugins import add_tools as teach
+
+        names = [t.strip() for t in tools.split(",") if t.strip()] if tools else None
+        minutes = 0.0 if preset == "smoke" else 20.0
+        steps = 2 if preset == "smoke" else steps
+        folder = teach(names, router, out, steps=steps, minutes=minutes,
+                       plugin_share=plugin_share, log=typer.echo)  # fmt: skip
+        typer.echo(f"wrote {folder}")
+        return
+    if stage is None:
+        raise typer.BadParameter("--stage is needed (or --add-tools)")
     if stage == "signals":
         from switchboard.router.train_signals import train_signals
 
@@ -371,6 +402,82 @@ def eval_signals(
         typer.echo(f"wrote {write_model_card(folder)}")
 
 
+@eval_app.command("agent")
+def eval_agent(
+    split: str = typer.Option("test"),
+    n: int = typer.Option(210, min=1, help="Tasks, spread evenly over the task types."),
+    out: Path | None = typer.Option(None, help="JSON file to write."),
+    misses: int = typer.Option(0, min=0, help="Print this many misses (all are in the JSON)."),
+    signals: bool = typer.Option(False, help="Hybrid calls: send the router's signal embeddings."),
+    folder: Path | None = typer.Option(None, help="Router folder (default router-tiny)."),
+) -> None:
+    """End-to-end task success through the SDK (router, graph, specialists, store), judged on
+    the final reply, masks, boxes, tracks and images against ShapeWorld's ground truth."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+    from switchboard.agent.evaluate import agent_table, evaluate_agent
+
+    res = evaluate_agent(split=split, n=n, log=typer.echo, with_signals=signals, folder=folder)
+    how = "hybrid calls" if signals else "text calls only"
+    table = Table(title=f"agent ({split}, {res['tasks']} tasks, {how}, {res['seconds']:.0f} s)")
+    for col in ("task type", "tasks", "success"):
+        table.add_column(col, justify="left" if col == "task type" else "right")
+    for k, v in res["by_type"].items():
+        table.add_row(k, str(v["n"]), f"{v['success']:.3f}")
+    table.add_row("all", str(res["tasks"]), f"{res['success']:.3f}")
+    Console().print(table)
+    per = Table(title="by world task")
+    for col in ("task", "tasks", "success"):
+        per.add_column(col, justify="left" if col == "task" else "right")
+    for k, v in res["by_task"].items():
+        per.add_row(k, str(v["n"]), f"{v['success']:.3f}")
+    Console().print(per)
+    typer.echo(f"turn p50 {res['turn_s_p50']:.2f} s, p95 {res['turn_s_p95']:.2f} s; "
+               f"errors {res['errors']}")  # fmt: skip
+    for m in res["misses"][:misses]:
+        typer.echo(f"- [{m['task']}] {m['said']!r} -> {m['reply']!r} {m['calls']}: {m['why']}")
+    out = out or Path("runs/eval") / f"agent-{split}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res["table"] = agent_table(res)
+    out.write_text(json.dumps(res, indent=2))
+    typer.echo(f"wrote {out}")
+
+
+@eval_app.command("plugin")
+def eval_plugin(
+    folder: Path = typer.Option(
+        Path("runs/router/add-tools/model"), help="Router folder taught by --add-tools."
+    ),
+    tools: str | None = typer.Option(None, help="Comma-separated tools (default: all taught)."),
+    split: str = typer.Option("test"),
+    n: int = typer.Option(60, min=1, help="Requests per tool, in held-out phrasings."),
+    out: Path | None = typer.Option(None, help="JSON file to write."),
+) -> None:
+    """How often the router calls each taught plugin tool correctly on its held-out phrasings
+    (examples it never trained on) over held-out scenes."""
+    import json
+
+    from switchboard.router.inference import Router
+    from switchboard.router.plugins import evaluate_plugins, taught_tools
+    from switchboard.specialists import default_registry
+
+    names = [t.strip() for t in tools.split(",") if t.strip()] if tools else taught_tools(folder)
+    if not names:
+        raise typer.BadParameter(f"{folder} was taught no plugin tools (see --add-tools)")
+    res = evaluate_plugins(Router.load(folder, default_registry()), names, split, n)
+    for name, v in res["tools"].items():
+        typer.echo(
+            f"{name}: tool {v['tool']:.3f}, exact call {v['exact']:.3f} over {v['requests']} "
+            f"requests; held out: {v['held_out_phrasings']}"
+        )
+    out = out or Path("runs/eval") / f"plugin-{split}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+    typer.echo(f"wrote {out}")
+
+
 def _parse_box(box: str | None) -> list[float] | None:
     if box is None:
         return None
@@ -395,13 +502,14 @@ def run_once(
     out: Path = typer.Option(Path("out"), help="folder for the reply, calls and artifacts"),
     session: str | None = typer.Option(None, help="continue this session"),
     home: Path | None = typer.Option(None, help="conversations folder (SWITCHBOARD_HOME)"),
+    signals: bool = typer.Option(False, help="Hybrid calls: send the router's signal embeddings."),
 ) -> None:
     """One request, one turn: print the reply and write it with its artifacts to --out."""
     from switchboard.agent import Agent
     from switchboard.core.errors import SwitchboardError
 
     try:
-        agent = Agent.load(home=home)
+        agent = Agent.load(home=home, signals=signals)
         turn = agent.chat(request, image=image, video=video, region=_parse_box(box),
                           session=session)  # fmt: skip
     except SwitchboardError as exc:
@@ -416,12 +524,13 @@ def run_once(
 def chat(
     home: Path | None = typer.Option(None, help="conversations folder (SWITCHBOARD_HOME)"),
     session: str | None = typer.Option(None, help="continue this session"),
+    signals: bool = typer.Option(False, help="Hybrid calls: send the router's signal embeddings."),
 ) -> None:
     """A terminal chat: /image PATH, /video PATH, /box X1 Y1 X2 Y2, /new, /quit."""
     from switchboard.agent import Agent
     from switchboard.core.errors import SwitchboardError
 
-    agent = Agent.load(home=home)
+    agent = Agent.load(home=home, signals=signals)
     media: dict[str, object] = {}
     typer.echo("switchboard chat: /image PATH, /video PATH, /box X1 Y1 X2 Y2, /new, /quit")
     while True:

@@ -20,8 +20,10 @@
 
 Nodes get what they need through ``config["configurable"]`` (``runtime``: an
 :class:`AgentRuntime` holding the policy, the registry and the limits), so the state holds
-only serializable values and a checkpointer can persist it between nodes. Images in the state
-are artifact hashes; pixels stay in the runtime's media cache.
+only serializable values (plain data, arrays, our pydantic results) and LangGraph's SQLite
+checkpointer persists it after every step: a turn cut off by a killed process resumes from its
+last finished step (``Agent``, :func:`restore_media`). Images in the state are keys of the
+runtime's media cache.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ class CallResult(TypedDict):
     seconds: float
     observation: str
     error: str | None
-    result: Any  # the specialist's result object (kept in memory; not checkpointed)
+    result: Any  # the specialist's result (a pydantic Result: checkpointed with the state)
     with_signal: bool
 
 
@@ -166,8 +168,17 @@ def route(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
     rt.emit({"type": "route", "step": state["step"], "text": step.text,
              "calls": [{"tool": c.tool, "args": c.args} for c in step.calls],
              "seconds": round(time.perf_counter() - t0, 4)})  # fmt: skip
-    pending = [{"tool": c.tool, "args": c.args, "signal": c.signal} for c in step.calls]
+    # Signals as float32 arrays: the state is checkpointed (msgpack holds arrays, not tensors).
+    pending = [{"tool": c.tool, "args": c.args, "signal": _array(c.signal)} for c in step.calls]
     return {"pending": pending, "reply": step.text}
+
+
+def _array(signal: Any) -> np.ndarray | None:
+    if signal is None:
+        return None
+    if hasattr(signal, "detach"):
+        signal = signal.detach().float().cpu().numpy()
+    return np.asarray(signal, np.float32)
 
 
 def dispatch(state: TurnState) -> list[Send] | str:
@@ -259,6 +270,36 @@ def respond(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
     final = "\n".join(parts) if parts else "Done."
     rt.emit({"type": "text", "text": final})
     return {"final": final}
+
+
+def restore_media(rt: AgentRuntime, values: dict[str, Any]) -> None:
+    """Put the edited images of a checkpointed state back in the runtime's media cache (the
+    input itself comes from the store): what a resumed turn needs to go on."""
+    for r in values.get("results", []):
+        if r["status"] == "ok" and isinstance(r["result"], ImageOut):
+            rt.media[f"derived:{r['step']}:{r['index']}"] = r["result"].image
+
+
+def checkpoint_serde() -> Any:
+    """LangGraph's serializer, allowed to rebuild our result types from a checkpoint."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+    from switchboard.core import results
+
+    names = ("Masks", "Boxes", "Track", "Tracks", "ImageOut", "Text")
+    return JsonPlusSerializer(allowed_msgpack_modules=[(results.__name__, n) for n in names])
+
+
+def sqlite_checkpointer(path: str | Any) -> Any:
+    """LangGraph's SQLite saver on ``path`` (WAL; shared by the graph's worker threads)."""
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(str(path), check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    saver = SqliteSaver(conn, serde=checkpoint_serde())
+    saver.setup()
+    return saver
 
 
 def build_graph(checkpointer: Any = None) -> Any:

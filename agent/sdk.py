@@ -3,6 +3,7 @@
     from switchboard.agent import Agent
 
     agent = Agent.load()                                  # router-tiny, built-in specialists
+    agent = Agent.load(signals=True)                      # hybrid calls (signal embeddings)
     turn = agent.chat("segment the red circle", image="scene.png")
     turn.text, turn.masks, turn.calls
     turn.save("out/")                                     # reply.txt, calls.json, mask_0.png …
@@ -30,7 +31,7 @@ from switchboard.core.errors import InvalidInputError
 from switchboard.core.media import Video, encode_png, load_image, load_video
 from switchboard.core.results import Boxes, ImageOut, Masks, Tracks
 
-from .graph import AgentRuntime, build_graph
+from .graph import AgentRuntime, build_graph, restore_media, sqlite_checkpointer
 from .store import Store
 
 
@@ -123,11 +124,16 @@ class Agent:
         store: Store,
         max_steps: int = 6,
         timeout_s: float = 120.0,
+        checkpointer: Any = None,
     ) -> None:
         self.policy, self.registry, self.store = policy, registry, store
         self.max_steps, self.timeout_s = max_steps, timeout_s
-        self.graph = build_graph()
-        self.recovered = store.recover()  # turns a killed process left pending
+        self.checkpointer = checkpointer
+        self.graph = build_graph(checkpointer)
+        # Turns a killed process left pending: resumed from their checkpoint where there is
+        # one (``resumed``), else marked failed; ``recovered`` counts both.
+        self.resumed: list[int] = []
+        self.recovered = self._recover()
 
     @classmethod
     def load(
@@ -137,11 +143,14 @@ class Agent:
         database: str | None = None,
         policy: Any = None,
         registry: Registry | None = None,
+        signals: bool = False,
         **kw: Any,
     ) -> Agent:
-        """The embedded default: router-tiny with its signal heads, the built-in specialists and
-        installed plugins, conversations in ``<home>/switchboard.db`` (``SWITCHBOARD_HOME``,
-        default ``~/.switchboard``) or ``database`` (any SQLAlchemy URL)."""
+        """The embedded default: router-tiny (``SWITCHBOARD_ROUTER`` overrides the folder) making
+        text calls (``signals=True``: hybrid calls with its signal embeddings), the built-in
+        specialists and installed plugins, conversations in ``<home>/switchboard.db``
+        (``SWITCHBOARD_HOME``, default ``~/.switchboard``) or ``database`` (any SQLAlchemy URL),
+        graph checkpoints in ``<home>/checkpoints.db``."""
         from switchboard.core.config import get_settings
         from switchboard.specialists import default_registry
 
@@ -152,7 +161,9 @@ class Agent:
         home = Path(home) if home else get_settings().home
         home.mkdir(parents=True, exist_ok=True)
         store = Store(database or f"sqlite:///{home / 'switchboard.db'}", home / "artifacts")
-        return cls(policy or RouterPolicy(), registry or default_registry(), store, **kw)
+        kw.setdefault("checkpointer", sqlite_checkpointer(home / "checkpoints.db"))
+        policy = policy or RouterPolicy(with_signals=signals)
+        return cls(policy, registry or default_registry(), store, **kw)
 
     # -- turns -------------------------------------------------------------------------------
     def chat(
@@ -195,12 +206,31 @@ class Agent:
         if media is not None:
             rt.media["input"] = media
             state.update(media="input", media_kind="video" if video is not None else "image")
-        try:
-            out = self.graph.invoke(state, config={"configurable": {"runtime": rt}})
+        return self._run(session, turn_id, rt, state)
+
+    def _config(self, turn_id: int, rt: AgentRuntime) -> dict[str, Any]:
+        return {"configurable": {"runtime": rt, "thread_id": f"turn-{turn_id}"}}
+
+    def _run(self, session: str, turn_id: int, rt: AgentRuntime, state: Any) -> Turn:
+        """Run (``state``) or resume (``None``) the turn's graph; store and return the Turn."""
+        config = self._config(turn_id, rt)
+        try:  # every step's checkpoint is written before the next step starts
+            out = self.graph.invoke(state, config=config, durability="sync")
         except Exception as exc:  # the graph catches specialists; this is a bug: record it
             self.store.finish_turn(turn_id, f"The turn failed: {exc}", status="failed",
                                    error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            self._forget(turn_id)
             raise
+        turn = self._finish(session, turn_id, out)
+        self._forget(turn_id)
+        return turn
+
+    def _forget(self, turn_id: int) -> None:
+        """A finished turn's checkpoints are not needed any more (the store has the turn)."""
+        if self.checkpointer is not None:
+            self.checkpointer.delete_thread(f"turn-{turn_id}")
+
+    def _finish(self, session: str, turn_id: int, out: dict[str, Any]) -> Turn:
         turn = Turn(session, turn_id, out["final"])
         outputs: list[tuple[str, bytes]] = []
         for r in out.get("results", []):
@@ -223,6 +253,40 @@ class Agent:
                 outputs.append(("edited", encode_png(res.image)))
         self.store.finish_turn(turn_id, turn.text, outputs)
         return turn
+
+    def _recover(self) -> int:
+        """Resume every pending turn that has a checkpoint (from its last finished step, with
+        the request's media from the store); mark the others failed. Returns how many turns
+        were pending."""
+        pending = self.store.pending_turns()
+        for turn_id in pending:
+            if self.checkpointer is None:
+                break
+            rt = AgentRuntime(self.policy, self.registry, self.max_steps, self.timeout_s)
+            config = self._config(turn_id, rt)
+            try:
+                snapshot = self.graph.get_state(config)
+                if not snapshot.values:  # killed before the first checkpoint
+                    continue
+                req = self.store.turn_request(turn_id)
+                for kind, data in req["inputs"]:
+                    rt.media["input"] = _decode_input(kind, data)
+                restore_media(rt, snapshot.values)
+                if snapshot.next:
+                    self._run(req["session"], turn_id, rt, None)
+                else:  # the graph had ended; only the store's part was cut off
+                    self._finish(req["session"], turn_id, snapshot.values)
+                    self._forget(turn_id)
+                self.resumed.append(turn_id)
+            except Exception as exc:  # could not resume: the turn is failed, nothing is lost
+                if turn_id in self.store.pending_turns():
+                    self.store.finish_turn(
+                        turn_id, "The turn could not be resumed.", status="failed",
+                        error=f"resume failed: {type(exc).__name__}: {exc}",
+                    )  # fmt: skip
+                self._forget(turn_id)
+        self.store.recover()
+        return len(pending)
 
     def stream(self, text: str, **kw: Any) -> Iterator[dict[str, Any]]:
         """The turn's events as they happen (``route``, ``call_started``, ``call_finished``,
@@ -266,6 +330,20 @@ class Agent:
 
     def history(self, session: str, owner: str | None = None) -> list[dict[str, Any]]:
         return self.store.history(session, owner)
+
+
+def _decode_input(kind: str, data: bytes) -> Any:
+    """A stored input artifact back as media (an image array or a :class:`Video`)."""
+    from switchboard.core.media import decode_image
+
+    if kind != "video":
+        return decode_image(data)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "video.mp4"
+        path.write_bytes(data)
+        return load_video(path)
 
 
 def _video_bytes(source: Any, video: Video) -> bytes:

@@ -339,6 +339,20 @@ class Store:
             turn.status, turn.error, turn.finished_at = status, error, _now()
             turn.session.updated_at = _now()
 
+    def turn_request(self, turn_id: int) -> dict[str, Any]:
+        """A turn's request as accepted: session, owner, text, region and the input media
+        (``[(kind, bytes)]``) — what resuming it needs."""
+        with self.db() as s:
+            turn = s.get(TurnRow, turn_id)
+            if turn is None:
+                raise NotFoundError(f"no turn {turn_id}")
+            user = next(m for m in turn.messages if m.role == "user")
+            inputs = [(a.kind, a.sha256) for a in user.artifacts]
+            out = {"session": turn.session_id, "owner": turn.session.owner, "text": user.text,
+                   "region": user.region}  # fmt: skip
+        out["inputs"] = [(kind, self.files.get(sha)) for kind, sha in inputs]
+        return out
+
     def pending_turns(self) -> list[int]:
         with self.db() as s:
             return list(s.scalars(select(TurnRow.id).where(TurnRow.status == "pending")))

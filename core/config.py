@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0)
     home: Path = Field(default_factory=lambda: Path.home() / ".switchboard")
     models_dir: Path | None = None
+    # A router folder to use instead of <models_dir>/router-tiny (e.g. one taught plugins
+    # with `switchboard train router --add-tools`).
+    router: Path | None = None
     device: str = "cpu"
     # Full-profile weights (user-provided paths; the tiny profile uses trained_models/).
     detect_weights: Path | None = None

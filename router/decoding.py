@@ -115,6 +115,8 @@ class Decoded:
     signal_positions: list[int] = field(default_factory=list)
     prompt_ids: list[int] = field(default_factory=list)  # set by Router.route
     objects: torch.Tensor | None = None  # the first image's object memory (Router.route)
+    cache: Any = None  # the KV cache after the reply (prompt + fed tokens)
+    reused: int = 0  # prompt positions taken from a reused prefix cache (not recomputed)
 
 
 class ConstrainedDecoder:
@@ -201,15 +203,28 @@ class ConstrainedDecoder:
         with_signals: bool = False,
         max_calls: int = 4,
         in_call: bool = False,
+        past: Any = None,
     ) -> Decoded:
         """Decode after the prompt embeddings ``[1, T, d]`` (images and regions already in).
-        ``in_call``: the prompt ends with ``<call>``, so decoding starts inside a call."""
+        ``in_call``: the prompt ends with ``<call>``, so decoding starts inside a call.
+        ``past``: a KV cache that already holds the prompt's first positions (a shared prefix
+        with an earlier turn); only the rest is prefilled. Not with signals (the heads read the
+        whole prompt's states)."""
         embed = llm.get_input_embeddings()
         # Only the last position's logits are read: the prompt's 49k-way projections (3.4 GFLOP
         # for a 119-token prompt) would be thrown away.
         keep = with_signals  # the signal heads read the states of the request and the call
+        if past is not None and keep:
+            raise ValueError("a reused prefix cache has no hidden states for the signal heads")
+        start = 0 if past is None else past.get_seq_length()
+        if start >= inputs_embeds.shape[1]:
+            raise ValueError("the reused prefix must leave at least one prompt position")
         out = llm(
-            inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, output_hidden_states=keep
+            inputs_embeds=inputs_embeds[:, start:],
+            cache=past,
+            use_cache=True,
+            logits_to_keep=1,
+            output_hidden_states=keep,
         )
         prompt_len = inputs_embeds.shape[1]
         states = [out.hidden_states[-1][0]] if keep else []
@@ -300,4 +315,6 @@ class ConstrainedDecoder:
             steps=steps,
             states=torch.cat(states) if states else None,
             signal_positions=sig_positions,
+            cache=past,
+            reused=start,
         )

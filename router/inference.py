@@ -6,6 +6,7 @@ reply, decoded = router.route(messages, images=[image], regions=[region])
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ class Router:
         self.registry = registry
         self.heads = heads.eval() if heads is not None else None
         self._proposer: Any = None
+        self._lock = threading.Lock()  # one decode at a time (shared bitmask and caches)
+        self._last: tuple[torch.Tensor, Any] | None = None  # (fed embeddings, KV cache)
+        self._feats: tuple[str, torch.Tensor] | None = None  # (images' hash, patch features)
         vocab = model.llm.get_input_embeddings().weight.shape[0]
         self.decoder = ConstrainedDecoder(model.tokenizer, registry, vocab)
 
@@ -48,11 +52,16 @@ class Router:
         registry: Registry | None = None,
         signals: str | Path | None = None,
     ) -> Router:
-        """The router in ``folder`` (default: the committed router-tiny) with the signal heads
+        """The router in ``folder`` (default: ``SWITCHBOARD_ROUTER``, else the committed
+        router-tiny) with the signal heads
         in ``signals`` (default: the router folder's own, when it has them)."""
         from switchboard.specialists import default_registry
 
-        folder = Path(folder) if folder else models_dir() / "router-tiny"
+        if folder is None:
+            from switchboard.core.config import get_settings
+
+            folder = get_settings().router or models_dir() / "router-tiny"
+        folder = Path(folder)
         if signals is None and SignalHeads.exists(folder):
             signals = folder
         heads = SignalHeads.load(signals) if signals is not None else None
@@ -82,11 +91,15 @@ class Router:
         if with_signals and self.heads is None:
             raise ValueError("this router has no signal heads (route with with_signals=False)")
         ids = self.prompt_ids(messages, images, video)
-        feats = self.model.encode_images(images) if images else None
-        emb = self.model.embed(ids, images, regions, frame_index if video else None, feats)
-        decoded = self.decoder.generate(
-            self.model.llm, emb, max_new_tokens=max_new_tokens, with_signals=with_signals
-        )
+        with self._lock:
+            feats = self._features(images) if images else None
+            emb = self.model.embed(ids, images, regions, frame_index if video else None, feats)
+            past = None if with_signals else self._reusable(emb[0])
+            decoded = self.decoder.generate(
+                self.model.llm, emb, max_new_tokens=max_new_tokens, with_signals=with_signals,
+                past=past,
+            )  # fmt: skip
+            self._remember(emb[0], decoded)
         text = decoded.text.replace(self.model.tokenizer.eos_token or "\0", "")
         reply = parse_reply(text, self.registry)
         decoded.features = feats
@@ -96,6 +109,52 @@ class Router:
         if with_signals:
             self.attach_signals(reply, decoded)
         return reply, decoded
+
+    # -- reuse between routes of one turn ------------------------------------------------------
+    # The agent routes a turn several times: the request, then the request + the call + its
+    # observation, ... Each prompt starts with the one before it (the system prompt, the image
+    # tokens, the request), so the KV cache of the last route serves the next one's shared
+    # prefix and only the new positions are prefilled; the image's patch features are reused
+    # the same way. (Greedy replies can differ from a full prefill only by float rounding.)
+    MIN_REUSE = 16
+
+    def _features(self, images: list[np.ndarray]) -> torch.Tensor:
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=16)
+        for im in images:
+            h.update(str(im.shape).encode())
+            h.update(np.ascontiguousarray(im).tobytes())
+        key = h.hexdigest()
+        if self._feats is None or self._feats[0] != key:
+            self._feats = (key, self.model.encode_images(images))
+        return self._feats[1]
+
+    def _reusable(self, emb: torch.Tensor) -> Any:
+        """The last route's cache cropped to the prefix it shares with ``emb`` ``[T, d]``, or
+        None when the shared prefix is short."""
+        if self._last is None:
+            return None
+        fed, cache = self._last
+        self._last = None  # a cache is cropped and extended in place: use it once
+        m = min(len(fed), len(emb) - 1)
+        same = (fed[:m] == emb[:m]).all(-1)
+        n = m if bool(same.all()) else int((~same).nonzero()[0, 0])
+        if n < self.MIN_REUSE:
+            return None
+        drop = n - cache.get_seq_length()  # this Cache.crop takes how many to remove (< 0)
+        if drop < 0:
+            cache.crop(drop)
+        return cache
+
+    def _remember(self, emb: torch.Tensor, decoded: Decoded) -> None:
+        if decoded.cache is None or decoded.states is not None:  # signals: no reuse
+            self._last = None
+            return
+        with torch.no_grad():
+            ids = torch.tensor(decoded.token_ids, dtype=torch.long)
+            tail = self.model.llm.get_input_embeddings()(ids)
+        self._last = (torch.cat([emb, tail.to(emb.dtype)]), decoded.cache)
 
     @property
     def proposer(self) -> Any:

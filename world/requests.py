@@ -405,7 +405,7 @@ def _pick(rng: np.random.Generator, items: list | tuple) -> Any:
     return items[int(rng.integers(len(items)))]
 
 
-def _referring(scene: Scene, rng: np.random.Generator) -> Referring | None:
+def pick_referring(scene: Scene, rng: np.random.Generator) -> Referring | None:
     """A random unambiguous expression, favouring relational and ordinal ones when possible."""
     by_kind: dict[str, list[Referring]] = {"attribute": [], "relational": [], "ordinal": []}
     for i in range(len(scene.objects)):
@@ -518,7 +518,7 @@ def make_request(seed: int, split: str = "train", task: str | None = None) -> Re
         desc = f"{d['size']} {d['color']} {d['shape']}"
         return done(template.format(desc=desc, place=d["place"]), [Intent("add", params=d)])
 
-    ref = _referring(scene, rng)
+    ref = pick_referring(scene, rng)
     if ref is None:
         return make_request(seed + 1, split, task)
     base = {"ref_kind": ref.kind}

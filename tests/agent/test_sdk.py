@@ -113,66 +113,132 @@ def test_an_image_over_the_pixel_limit_is_refused(tmp_path, scene, monkeypatch):
         get_settings.cache_clear()
 
 
-KILLED = textwrap.dedent("""
-    import sys, time
+# A turn of two steps: ``invert`` (an edit: a new image), then ``forever``, which hangs in the
+# process that gets killed. The same tools and policy serve the restarted agent (where
+# ``forever`` returns at once and records the pixels it was given).
+TOOLS = textwrap.dedent("""
+    import time
+    import numpy as np
     from pydantic import BaseModel
     from switchboard.agent.graph import Step
-    from switchboard.agent.sdk import Agent
     from switchboard.core import HybridCall, Registry, Specialist
-    from switchboard.core.results import Text
-    from switchboard.world.scene import generate_scene
+    from switchboard.core.results import ImageOut, Text
 
     class Args(BaseModel):
         pass
 
+    class Invert(Specialist):
+        name, description, tasks, Args, media = "invert", "inverts", ("invert",), Args, ("image",)
+        def run(self, media, args, signal=None):
+            px = media.pixels
+            return ImageOut(image=255 - px, edit_mask=np.ones(px.shape[:2], bool))
+
     class Forever(Specialist):
         name, description, tasks, Args, media = "forever", "hangs", ("hang",), Args, ("image",)
+        hang = True
+        seen = []
         def run(self, media, args, signal=None):
-            print("RUNNING", flush=True)
-            time.sleep(600)
-            return Text(text="never")
+            Forever.seen.append(media.pixels.copy())
+            if Forever.hang:
+                print("RUNNING", flush=True)
+                time.sleep(600)
+            return Text(text="finished")
 
     class Policy:
         def step(self, messages, *a):
-            return Step(calls=[HybridCall(tool="forever", args={})])
+            last = messages[-1]["content"]
+            if last.startswith("[invert"):
+                return Step(calls=[HybridCall(tool="forever", args={})])
+            if last.startswith("[forever"):
+                return Step(text="Finished.")
+            return Step(calls=[HybridCall(tool="invert", args={})])
 
-    reg = Registry()
-    reg.register(Forever)
-    Agent.load(home=sys.argv[1], policy=Policy(), registry=reg).chat(
-        "hang please", image=generate_scene(1).image)
+    def registry():
+        reg = Registry()
+        reg.register(Invert)
+        reg.register(Forever)
+        return reg
+""")
+KILLED = TOOLS + textwrap.dedent("""
+    import sys
+    from switchboard.agent.sdk import Agent
+    from switchboard.world.scene import generate_scene
+
+    Agent.load(home=sys.argv[1], policy=Policy(), registry=registry()).chat(
+        "invert, then hang", image=generate_scene(1).image)
 """)
 
 
-def test_a_process_killed_mid_turn_leaves_a_consistent_database(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(tmp_path)],
+def _kill_mid_turn(home) -> None:
+    """Run a turn in another process and SIGKILL it while its second call hangs."""
+    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(home)],
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        assert proc.stdout.readline().strip() == "RUNNING"  # the turn is in its call
+        assert proc.stdout.readline().strip() == "RUNNING"  # the turn is in its second call
     finally:
         proc.kill()
         proc.wait(timeout=30)
-    db = sqlite3.connect(tmp_path / "switchboard.db")
+    db = sqlite3.connect(home / "switchboard.db")
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert db.execute("select status from turns").fetchall() == [("pending",)]
     db.close()
-    agent = _agent(tmp_path)
-    assert agent.recovered == 1
+
+
+def _tools():
+    space: dict = {}
+    exec(TOOLS, space)  # the same classes as the killed process, defined here
+    space["Forever"].hang = False
+    return space
+
+
+def test_a_turn_cut_off_by_a_killed_process_resumes_from_its_checkpoint(tmp_path):
+    _kill_mid_turn(tmp_path)
+    tools = _tools()
+    agent = Agent.load(home=tmp_path, policy=tools["Policy"](), registry=tools["registry"]())
+    assert agent.recovered == 1 and len(agent.resumed) == 1
+    (session,) = agent.sessions()
+    (t,) = agent.history(session["id"])
+    assert t["status"] == "done" and t["error"] is None
+    assert [m["text"] for m in t["messages"]] == ["invert, then hang", "Finished."]
+    # The first step was not run again (its result came from the checkpoint); the second ran
+    # on the edited image the checkpoint restored, not on the input.
+    assert [c["tool"] for c in t["calls"]] == ["invert", "forever"]
+    (pixels,) = tools["Forever"].seen
+    assert np.array_equal(pixels, 255 - generate_scene(1).image)
+    assert [a["kind"] for a in t["messages"][1]["artifacts"]] == ["edited"]
+    # The finished turn's checkpoints are gone; a new turn works as usual.
+    db = sqlite3.connect(tmp_path / "checkpoints.db")
+    assert db.execute("select count(*) from checkpoints").fetchone() == (0,)
+    db.close()
+    assert agent.chat("again", image=generate_scene(2).image).text == "Finished."
+
+
+def test_a_cut_off_turn_without_a_checkpoint_is_marked_failed_and_kept(tmp_path):
+    _kill_mid_turn(tmp_path)
+    (tmp_path / "checkpoints.db").unlink()  # e.g. a home moved without its checkpoints
+    for extra in ("checkpoints.db-wal", "checkpoints.db-shm"):
+        (tmp_path / extra).unlink(missing_ok=True)
+    tools = _tools()
+    agent = Agent.load(home=tmp_path, policy=tools["Policy"](), registry=tools["registry"]())
+    assert agent.recovered == 1 and agent.resumed == []
     (session,) = agent.sessions()
     (t,) = agent.history(session["id"])
     assert t["status"] == "failed" and "stopped" in t["error"]
     (user,) = t["messages"]  # the request and its image are kept
-    assert user["text"] == "hang please"
+    assert user["text"] == "invert, then hang"
     image = decode_image(agent.store.artifact(user["artifacts"][0]["sha256"])[0])
     assert np.array_equal(image, generate_scene(1).image)
 
 
 def test_the_trained_router_drives_the_specialists(tmp_path):
-    """Agent.load()'s default policy: router-tiny (with its signal heads) routes a ShapeWorld
-    request; the segment call runs with the router's signal and returns the referent."""
+    """Agent.load()'s policy, hybrid calls asked for: router-tiny (with its signal heads) routes
+    a ShapeWorld request; the segment call runs with the router's signal and returns the
+    referent."""
     scene = generate_scene(11)
     names = [f"{o.color} {o.shape}" for o in scene.objects]
     i = next(k for k, n in enumerate(names) if names.count(n) == 1)
-    agent = Agent.load(home=tmp_path, registry=Registry(BUILTINS))
+    agent = Agent.load(home=tmp_path, registry=Registry(BUILTINS), signals=True)
+    assert not Agent.load(home=tmp_path / "b", registry=Registry(BUILTINS)).policy.with_signals
     t0 = time.perf_counter()
     turn = agent.chat(f"segment the {names[i]}", image=scene.image)
     assert time.perf_counter() - t0 < 120

@@ -40,3 +40,29 @@ def test_committed_router_calls_the_right_tools_on_unseen_phrasings(result):
     assert result["tool_selection"] >= TOOL
     assert result["exact_call"] >= EXACT
     assert result["argument_accuracy"] >= ARGS
+
+
+def test_later_routes_of_a_turn_reuse_the_earlier_prefix(smollm):
+    """The second route of a turn (request + call + observation) prefills only what is new
+    after the first route's cached prefix, and replies as a fresh router does."""
+    from switchboard.router.data import items_for
+    from switchboard.router.inference import Router
+    from switchboard.specialists import default_registry
+    from switchboard.world.requests import make_request
+
+    router = Router.load(registry=default_registry())
+    first, second = items_for(make_request(1_010_003, "test", "segment"), router.registry)[:2]
+    r1, d1 = router.route_item(first)
+    assert d1.reused == 0
+    r2, d2 = router.route_item(second)
+    prompt = len(router.prompt_ids(second.messages, second.images, False)[0])
+    # The system prompt, the image tokens and the request come from the cache.
+    assert d2.reused > prompt // 2
+    router._last = None  # a fresh prefill of the same prompt
+    r3, d3 = router.route_item(second)
+    assert d3.reused == 0
+    assert (r2.prose, [c.model_dump() for c in r2.calls]) == (
+        r3.prose, [c.model_dump() for c in r3.calls])  # fmt: skip
+    # Hybrid calls never reuse (the signal heads read every prompt position's state).
+    _, d4 = router.route_item(second, with_signals=router.heads is not None)
+    assert d4.reused == 0

@@ -155,3 +155,25 @@ def test_runtime_register_and_default_registry_sees_plugin(installed_plugin):
         assert reg.get("echo")(None, {"text": "hi"}).text == "hi"
     finally:
         sp._registry = None
+
+
+def test_blur_plugin_blurs_the_named_object_and_nothing_else(registry, scene):
+    """The example plugin does real work: the object the segment tool finds for the words loses
+    its edges, every pixel outside the blurred box is untouched."""
+    obj = next(o for o in scene.objects if best_name(scene, o.id))
+    name = best_name(scene, obj.id)
+    found = registry.get("segment")(Image(pixels=scene.image), {"target": name}).masks[0]
+    out = registry.get("blur")(Image(pixels=scene.image), {"target": name})
+    img, before = out.image.astype(float), scene.image.astype(float)
+    assert (out.image[~out.edit_mask] == scene.image[~out.edit_mask]).all()
+    assert out.edit_mask[found].all()  # all of what was found is blurred
+
+    def edges(a):  # mean gradient magnitude over the blurred box (the outline and texture)
+        gy, gx = np.gradient(a.mean(-1))
+        return np.hypot(gx, gy)[out.edit_mask].mean()
+
+    assert edges(img) < 0.6 * edges(before)
+    light = registry.get("blur")(Image(pixels=scene.image), {"target": name, "strength": "light"})
+    assert edges(img) < edges(light.image.astype(float)) < edges(before)
+    whole = registry.get("blur")(Image(pixels=scene.image), {})
+    assert whole.edit_mask.all() and not (whole.image == scene.image).all()
