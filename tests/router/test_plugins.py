@@ -73,9 +73,11 @@ def test_add_tools_updates_a_router_that_loads_and_is_scored(smollm, registry, t
     with pytest.raises(InvalidInputError, match="no new tools"):
         add_tools(None, src, tmp_path / "x", steps=1, registry=Registry(BUILTINS), log=str)
     out = add_tools(["blur"], src, tmp_path / "out", steps=2, batch=2, minutes=0,
-                    registry=registry, log=str)  # fmt: skip
+                    hard_share=0.5, registry=registry, log=str)  # fmt: skip
     record = json.loads((out / PLUGINS_FILE).read_text())
     assert record["tools"] == ["blur"] and record["steps_done"] == 2
+    # Removing reads most like blurring: it is rehearsed more, so the two stay apart.
+    assert "remove" in record["hard_tasks"]
     assert record["examples"]["blur"]["held_out"] == [
         e.request for e in examples_of(registry.cls("blur"), "test")
     ]
