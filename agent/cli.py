@@ -574,6 +574,24 @@ def chat(
         _print_turn(turn)
 
 
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, help="port"),
+    home: Path | None = typer.Option(None, help="conversations folder (SWITCHBOARD_HOME)"),
+    signals: bool = typer.Option(False, help="Hybrid calls: send the router's signal embeddings."),
+) -> None:
+    """The HTTP API (FastAPI; OpenAPI at /docs) over the embedded agent. Set
+    SWITCHBOARD_API_TOKEN to require bearer tokens (comma-separated: one owner each)."""
+    import uvicorn
+    from switchboard.agent import Agent
+    from switchboard.ui.server import create_app
+
+    app_ = create_app(Agent.load(home=home, signals=signals))
+    typer.echo(f"Switchboard API on http://{host}:{port} (OpenAPI: http://{host}:{port}/docs)")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
 def main() -> None:
     app()
 

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, gt=0)
     max_video_frames: int = Field(2_000, gt=0)
     max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    # Bearer token(s) for the HTTP API, comma-separated; each sees only its own sessions.
+    api_token: str | None = None
     home: Path = Field(default_factory=lambda: Path.home() / ".switchboard")
     models_dir: Path | None = None
     # A router folder to use instead of <models_dir>/router-tiny (e.g. one taught plugins

@@ -1,0 +1,159 @@
+"""The HTTP API over a real Agent (store, graph, SAM) with a scripted policy: routes, auth and
+ownership, upload limits and the typed refusals (401, 404, 413, 415, 422), the SSE stream."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from switchboard.agent.graph import Step
+from switchboard.agent.sdk import Agent
+from switchboard.core import HybridCall, Registry
+from switchboard.core.media import decode_image, encode_png
+from switchboard.specialists import BUILTINS
+from switchboard.ui.server import create_app
+from switchboard.world.scene import generate_scene
+
+A, B = "token-a", "token-b"
+
+
+class SegmentTheBox:
+    def step(self, messages, images, frame_index, regions):
+        if messages[-1]["content"].startswith("[segment"):
+            return Step(text="Here it is.")
+        if not regions:
+            return Step(text="Draw a box, please.")
+        return Step(calls=[HybridCall(tool="segment", args={"box": regions[0]["box"]})])
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return generate_scene(5)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    home = tmp_path_factory.mktemp("api")
+    agent = Agent.load(home=home, policy=SegmentTheBox(), registry=Registry(BUILTINS))
+    app = create_app(agent, tokens=[A, B], max_upload_bytes=2_000_000)
+    with TestClient(app) as c:
+        yield c
+
+
+def _h(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _box(scene):
+    return [int(v) for v in scene.boxes[0]]
+
+
+def test_health_specialists_and_openapi(client):
+    assert client.get("/api/health").json()["status"] == "ok"
+    specs = client.get("/api/specialists", headers=_h(A)).json()
+    assert {s["name"] for s in specs} == set(BUILTINS)
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/api/sessions/{session_id}/messages" in paths and "/api/artifacts/{sha256}" in paths
+
+
+def test_tokens_are_required_and_checked(client):
+    assert client.get("/api/sessions").status_code == 401
+    assert client.get("/api/sessions", headers=_h("nope")).status_code == 401
+    assert client.get("/api/sessions", headers={"Authorization": "Basic x"}).status_code == 401
+    assert client.get("/api/sessions", headers=_h(A)).status_code == 200
+
+
+def test_a_turn_round_trips_and_stays_with_its_owner(client, scene):
+    sid = client.post("/api/sessions", headers=_h(A)).json()["id"]
+    r = client.post(f"/api/sessions/{sid}/messages", headers=_h(A),
+                    data={"text": "segment this", "region": json.dumps(_box(scene))},
+                    files={"file": ("s.png", encode_png(scene.image), "image/png")})  # fmt: skip
+    assert r.status_code == 200, r.text
+    turn = r.json()
+    assert turn["text"] == "Here it is." and turn["calls"][0]["tool"] == "segment"
+    (mask,) = [a for a in turn["messages"][1]["artifacts"] if a["kind"] == "mask"]
+    got = client.get(f"/api/artifacts/{mask['sha256']}", headers=_h(A))
+    assert got.status_code == 200 and got.headers["content-type"] == "image/png"
+    m = decode_image(got.content, convert=True)[..., 0] > 0
+    assert m.any() and m.shape == scene.image.shape[:2]
+    # The session survives in the list and its history; another token sees neither.
+    assert sid in [s["id"] for s in client.get("/api/sessions", headers=_h(A)).json()]
+    assert len(client.get(f"/api/sessions/{sid}", headers=_h(A)).json()["turns"]) == 1
+    assert client.get(f"/api/sessions/{sid}", headers=_h(B)).status_code == 404
+    assert sid not in [s["id"] for s in client.get("/api/sessions", headers=_h(B)).json()]
+    assert client.get(f"/api/artifacts/{mask['sha256']}", headers=_h(B)).status_code == 404
+    r = client.post(f"/api/sessions/{sid}/messages", headers=_h(B), data={"text": "hi"})
+    assert r.status_code == 404
+
+
+def test_bad_requests_get_typed_refusals(client, scene):
+    sid = client.post("/api/sessions", headers=_h(A)).json()["id"]
+    url = f"/api/sessions/{sid}/messages"
+    assert client.post("/api/sessions/nope/messages", headers=_h(A),
+                       data={"text": "hi"}).status_code == 404  # fmt: skip
+    r = client.post(url, headers=_h(A), data={"text": "x"},
+                    files={"file": ("a.txt", b"hello", "text/plain")})  # fmt: skip
+    assert r.status_code == 415
+    big = np.random.default_rng(0).integers(0, 255, (1200, 1200, 3), dtype=np.uint8)
+    r = client.post(url, headers=_h(A), data={"text": "x"},
+                    files={"file": ("big.png", encode_png(big), "image/png")})  # fmt: skip
+    assert r.status_code == 413
+    assert client.post(url, headers=_h(A), data={}).status_code == 422  # no text
+    r = client.post(url, headers=_h(A), data={"text": "x", "region": "{nope"},
+                    files={"file": ("s.png", encode_png(scene.image), "image/png")})  # fmt: skip
+    assert r.status_code == 422
+    r = client.post(url, headers=_h(A), data={"text": "x", "region": "[0, 0, 9999, 10]"},
+                    files={"file": ("s.png", encode_png(scene.image), "image/png")})  # fmt: skip
+    assert r.status_code == 422 and "outside" in r.json()["detail"]
+    r = client.post(url, headers=_h(A), data={"text": "x"},
+                    files={"file": ("s.png", b"\x89PNG broken", "image/png")})  # fmt: skip
+    assert r.status_code == 422
+    for bad in ("../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "a" * 64, "0" * 63):
+        assert client.get(f"/api/artifacts/{bad}", headers=_h(A)).status_code == 404
+    # Nothing refused was stored as a turn.
+    assert client.get(f"/api/sessions/{sid}", headers=_h(A)).json()["turns"] == []
+
+
+def test_the_stream_sends_the_agent_events_then_the_turn(client, scene):
+    sid = client.post("/api/sessions", headers=_h(A)).json()["id"]
+    png = ("s.png", encode_png(scene.image), "image/png")
+    with client.stream("POST", f"/api/sessions/{sid}/messages/stream", headers=_h(A),
+                       data={"text": "segment", "region": json.dumps(_box(scene))},
+                       files={"file": png}) as r:  # fmt: skip
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        kinds = [ln.split(": ", 1)[1] for ln in r.iter_lines() if ln.startswith("event: ")]
+    assert kinds == ["route", "call_started", "call_finished", "route", "text", "turn"]
+
+
+def test_the_sdk_client_has_the_agents_interface_over_http(client, scene, tmp_path):
+    """``Client(url)`` against this server (httpx over the app's ASGI transport): the same
+    Turn as the embedded Agent, events, sessions, history, typed errors."""
+    from switchboard.agent import Client
+    from switchboard.agent.client import ServerError
+    from switchboard.core.errors import InvalidInputError
+
+    sdk = Client("http://testserver", token=A)
+    sdk.http = client  # the TestClient is an httpx.Client on the app
+    client.headers["Authorization"] = f"Bearer {A}"
+    try:
+        turn = sdk.chat("segment this", image=scene.image, region=tuple(_box(scene)))
+        assert turn.text == "Here it is." and turn.calls[0].tool == "segment"
+        (mask,) = turn.masks
+        assert mask.shape == scene.image.shape[:2] and mask.any()
+        assert {p.name for p in turn.save(tmp_path)} >= {"reply.txt", "calls.json", "mask_0.png"}
+        events = list(sdk.stream("segment", image=scene.image, region=_box(scene),
+                                 session=turn.session))  # fmt: skip
+        assert [e["type"] for e in events][-1] == "turn"
+        assert events[-1]["turn"].masks[0].shape == mask.shape
+        assert len(sdk.history(turn.session)) == 2
+        assert turn.session in [s["id"] for s in sdk.sessions()]
+        with pytest.raises(InvalidInputError, match="outside"):
+            sdk.chat("x", image=scene.image, region=(0, 0, 9999, 10))
+        with pytest.raises(ServerError) as err:
+            sdk.history("no-such-session")
+        assert err.value.status == 404
+    finally:
+        client.headers.pop("Authorization", None)

@@ -1,0 +1,231 @@
+"""The HTTP API over the agent (FastAPI): sessions, messages (JSON reply or an SSE stream of the
+agent's events), artifacts, specialists, health. OpenAPI at ``/openapi.json``.
+
+    switchboard serve            # the embedded default agent on http://127.0.0.1:8000
+
+Auth: with ``SWITCHBOARD_API_TOKEN`` set (one token, or several separated by commas), every
+``/api`` route needs ``Authorization: Bearer <token>`` (401 otherwise), and each token sees only
+its own sessions and artifacts — someone else's id answers 404, as a made-up one does. Uploads:
+images (PNG, JPEG, WebP, GIF, BMP) and videos (MP4, GIF, WebM, AVI, MOV) up to
+``SWITCHBOARD_MAX_UPLOAD_BYTES`` (413 past it, 415 for any other type, 422 for a malformed body).
+
+Turns run one at a time per server process (the specialists' models are shared); requests wait
+for their turn in a worker thread, so the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from switchboard.agent.store import NotFoundError
+from switchboard.core.errors import InvalidInputError, SwitchboardError
+
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"}
+VIDEO_TYPES = {"video/mp4", "video/webm", "video/x-msvideo", "video/quicktime", "image/gif"}
+VIDEO_SUFFIX = {"video/mp4": ".mp4", "video/webm": ".webm", "video/x-msvideo": ".avi",
+                "video/quicktime": ".mov", "image/gif": ".gif"}  # fmt: skip
+
+
+def _owner(token: str) -> str:
+    """A token's owner id: a hash, so tokens never reach the database."""
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: int | None = None,
+               ) -> FastAPI:  # fmt: skip
+    """The API over ``agent`` (an :class:`~switchboard.agent.sdk.Agent`)."""
+    from switchboard.core.config import get_settings
+
+    settings = get_settings()
+    if tokens is None:
+        raw = settings.api_token or ""
+        tokens = [t.strip() for t in raw.split(",") if t.strip()]
+    owners = {t: _owner(t) for t in tokens}
+    limit = max_upload_bytes or settings.max_upload_bytes
+    lock = threading.Lock()
+    app = FastAPI(title="Switchboard", version="0.1", summary="An agent that sees and edits pixels")
+
+    def owner(authorization: str | None = Header(None)) -> str | None:
+        if not owners:
+            return None
+        if not authorization or not authorization.startswith("Bearer "):
+            raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
+        found = owners.get(authorization.removeprefix("Bearer ").strip())
+        if found is None:
+            raise HTTPException(401, "invalid token", {"WWW-Authenticate": "Bearer"})
+        return found
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": "not found"}, status_code=404)
+
+    @app.exception_handler(InvalidInputError)
+    async def _invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.get("/api/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "tools": agent.registry.names(),
+                "loaded": agent.registry.loaded()}  # fmt: skip
+
+    @app.get("/api/specialists")
+    def specialists(who: str | None = Depends(owner)) -> list[dict[str, Any]]:
+        return [s.model_dump(mode="json") for s in agent.registry.specs()]
+
+    @app.post("/api/sessions", status_code=201)
+    def new_session(who: str | None = Depends(owner)) -> dict[str, str]:
+        return {"id": agent.store.create_session(owner=who)}
+
+    @app.get("/api/sessions")
+    def list_sessions(who: str | None = Depends(owner)) -> list[dict[str, Any]]:
+        return json.loads(json.dumps(agent.sessions(owner=who), default=str))
+
+    @app.get("/api/sessions/{session_id}")
+    def get_session(session_id: str, who: str | None = Depends(owner)) -> dict[str, Any]:
+        turns = agent.history(session_id, owner=who)
+        return {"id": session_id, "turns": json.loads(json.dumps(turns, default=str))}
+
+    async def _inputs(file: UploadFile | None) -> dict[str, Any]:
+        if file is None:
+            return {}
+        kind = (file.content_type or "").split(";")[0].strip().lower()
+        if kind not in IMAGE_TYPES | VIDEO_TYPES:
+            allowed = sorted(IMAGE_TYPES | VIDEO_TYPES)
+            raise HTTPException(415, f"unsupported media type {kind!r}; send one of {allowed}")
+        data = await file.read(limit + 1)
+        if len(data) > limit:
+            raise HTTPException(413, f"the upload is over {limit} bytes")
+        if kind in VIDEO_TYPES and (kind != "image/gif" or _is_animated(data)):
+            return {"video": _video_file(data, VIDEO_SUFFIX[kind])}
+        return {"image": data}
+
+    def _region(region: str | None) -> Any:
+        if not region:
+            return None
+        try:
+            return json.loads(region)
+        except json.JSONDecodeError as exc:
+            raise HTTPException(422, f"region is not JSON: {exc}") from exc
+
+    @app.post("/api/sessions/{session_id}/messages")
+    async def post_message(
+        session_id: str,
+        text: str = Form(..., min_length=1, max_length=4000),
+        file: UploadFile | None = File(None),
+        region: str | None = Form(None),
+        who: str | None = Depends(owner),
+    ) -> dict[str, Any]:
+        agent.history(session_id, owner=who)  # 404 before any work for an unknown session
+        kw = await _inputs(file) | {"region": _region(region)}
+
+        def run() -> Any:
+            try:
+                with lock:
+                    return agent.chat(text, session=session_id, owner=who, **kw)
+            finally:
+                _cleanup(kw)
+
+        turn = await asyncio.to_thread(run)
+        return _turn_json(agent, turn, who)
+
+    @app.post("/api/sessions/{session_id}/messages/stream")
+    async def stream_message(
+        session_id: str,
+        text: str = Form(..., min_length=1, max_length=4000),
+        file: UploadFile | None = File(None),
+        region: str | None = Form(None),
+        who: str | None = Depends(owner),
+    ) -> StreamingResponse:
+        """Server-sent events: ``route``, ``call_started``, ``call_finished``, ``text``, then
+        ``turn`` (the same JSON as the plain POST) or ``error``."""
+        agent.history(session_id, owner=who)
+        kw = await _inputs(file) | {"region": _region(region)}
+        events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def put(event: dict[str, Any] | None) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        def run() -> None:
+            try:
+                with lock:
+                    turn = agent.chat(text, session=session_id, owner=who, on_event=put, **kw)
+                put({"type": "turn", "turn": _turn_json(agent, turn, who)})
+            except SwitchboardError as exc:
+                put({"type": "error", "detail": str(exc)})
+            finally:
+                _cleanup(kw)
+                put(None)
+
+        threading.Thread(target=run, daemon=True).start()
+
+        async def body() -> Any:
+            while (event := await events.get()) is not None:
+                yield f"event: {event['type']}\ndata: {json.dumps(event, default=str)}\n\n"
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    @app.get("/api/artifacts/{sha256}")
+    def artifact(sha256: str, who: str | None = Depends(owner)) -> Response:
+        try:
+            data, media_type = agent.store.artifact(sha256, owner=who)
+        except (InvalidInputError, ValueError):
+            raise HTTPException(404, "not found") from None
+        cache = {"Cache-Control": "private, max-age=31536000, immutable"}
+        return Response(data, media_type=media_type, headers=cache)
+
+    return app
+
+
+def _is_animated(data: bytes) -> bool:
+    from io import BytesIO
+
+    from PIL import Image
+
+    try:
+        return getattr(Image.open(BytesIO(data)), "n_frames", 1) > 1
+    except Exception:
+        return False
+
+
+def _cleanup(kw: dict[str, Any]) -> None:
+    if isinstance(kw.get("video"), Path):
+        kw["video"].unlink(missing_ok=True)
+
+
+def _video_file(data: bytes, suffix: str) -> Path:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as f:
+        f.write(data)
+    return Path(f.name)
+
+
+def _turn_json(agent: Any, turn: Any, who: str | None) -> dict[str, Any]:
+    """A Turn as JSON: the reply, the calls, boxes and tracks, and the stored artifacts (their
+    hashes: fetch the bytes from ``/api/artifacts/<sha256>``)."""
+    (stored,) = [t for t in agent.history(turn.session, owner=who) if t["id"] == turn.turn_id]
+    return {
+        "session": turn.session,
+        "turn": turn.turn_id,
+        "text": turn.text,
+        "calls": [c.__dict__ for c in turn.calls],
+        "boxes": [{"xyxy": list(b), "label": lb, "score": s} for b, lb, s in turn.boxes],
+        "tracks": [
+            {
+                "track_id": t.track_id,
+                "label": t.label,
+                "frames": t.frames,
+                "xyxy": [list(b) for b in t.xyxy],
+            }
+            for t in turn.tracks
+        ],  # fmt: skip
+        "messages": json.loads(json.dumps(stored["messages"], default=str)),
+    }
