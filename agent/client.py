@@ -18,12 +18,10 @@ from typing import Any
 
 import numpy as np
 from switchboard.core.errors import InvalidInputError, SwitchboardError
-from switchboard.core.media import decode_image, encode_png, load_image
+from switchboard.core.media import VIDEO_MEDIA_TYPES, decode_image, encode_png, load_image
+from switchboard.core.results import Track
 
 from .sdk import CallRecord, Turn
-
-VIDEO_TYPES = {".mp4": "video/mp4", ".gif": "image/gif", ".webm": "video/webm",
-               ".avi": "video/x-msvideo", ".mov": "video/quicktime"}  # fmt: skip
 
 
 class ServerError(SwitchboardError):
@@ -32,12 +30,6 @@ class ServerError(SwitchboardError):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(f"HTTP {status}: {detail}")
         self.status = status
-
-
-class _Track:
-    def __init__(self, d: dict[str, Any]) -> None:
-        self.track_id, self.label = d["track_id"], d["label"]
-        self.frames, self.xyxy = d["frames"], [tuple(b) for b in d["xyxy"]]
 
 
 class Client:
@@ -112,7 +104,7 @@ class Client:
             files["file"] = ("image.png", encode_png(load_image(image)), "image/png")
         elif video is not None:
             path = Path(video)
-            kind = VIDEO_TYPES.get(path.suffix.lower())
+            kind = {v: k for k, v in VIDEO_MEDIA_TYPES.items()}.get(path.suffix.lower())
             if kind is None:
                 raise InvalidInputError(f"unsupported video type {path.suffix!r}")
             files["file"] = (path.name, path.read_bytes(), kind)
@@ -122,7 +114,7 @@ class Client:
         turn = Turn(d["session"], d["turn"], d["text"])
         turn.calls = [CallRecord(**c) for c in d["calls"]]
         turn.boxes = [(tuple(b["xyxy"]), b["label"], b["score"]) for b in d["boxes"]]
-        turn.tracks = [_Track(t) for t in d["tracks"]]
+        turn.tracks = [Track(**t) for t in d["tracks"]]
         reply = d["messages"][-1] if d["messages"] else {"artifacts": []}
         for a in reply["artifacts"]:
             data = decode_image(self.artifact(a["sha256"]), convert=True)

@@ -28,6 +28,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,11 +92,6 @@ def _detector() -> Any:
 
 def _final_image(turn: Any) -> np.ndarray | None:
     return turn.images[-1] if turn.images else None
-
-
-def _background_gap(image: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
-    gap = image[mask].astype(float).mean(0) - truth[mask].astype(float).mean(0)
-    return float(np.abs(gap).max())
 
 
 def judge(request: Request, turn: Any) -> Verdict:
@@ -199,7 +195,7 @@ def _judge_edit(request: Request, scene: Any, turn: Any, intent: Any) -> Verdict
 
 
 def _judge_remove_all(request: Request, scene: Any, turn: Any) -> Verdict:
-    from switchboard.specialists.evaluate import _gone
+    from switchboard.specialists.evaluate import removed
     from switchboard.world.edits import apply_edit
 
     image = _final_image(turn)
@@ -212,8 +208,7 @@ def _judge_remove_all(request: Request, scene: Any, turn: Any) -> Verdict:
     left = []
     for it in request.intents:
         i = scene.index(it.targets[0])
-        mask = scene.masks[i]
-        if not _gone(det, image, scene.boxes[i]) or _background_gap(image, truth.image, mask) > 25:
+        if not removed(det, image, scene.boxes[i], truth.image, scene.masks[i]):
             left.append(it.targets[0])
     n = len(request.intents)
     return Verdict(not left, f"{n - len(left)}/{n} removed")
@@ -258,7 +253,7 @@ def evaluate_agent(
     from .policy import RouterPolicy
     from .sdk import Agent
 
-    with tempfile.TemporaryDirectory() as home:
+    with tempfile.TemporaryDirectory() if agent is None else nullcontext() as home:
         if agent is None:
             from switchboard.router.inference import Router
             from switchboard.specialists import default_registry

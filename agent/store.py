@@ -339,6 +339,14 @@ class Store:
             turn.status, turn.error, turn.finished_at = status, error, _now()
             turn.session.updated_at = _now()
 
+    def turn(self, turn_id: int, owner: str | None = None) -> dict[str, Any]:
+        """One turn as :meth:`history` lists it (only within ``owner``'s sessions)."""
+        with self.db() as s:
+            turn = s.get(TurnRow, turn_id)
+            if turn is None or turn.session.owner != owner:
+                raise NotFoundError(f"no turn {turn_id}")
+            return self._turn_dict(turn)
+
     def turn_request(self, turn_id: int) -> dict[str, Any]:
         """A turn's request as accepted: session, owner, text, region and the input media
         (``[(kind, bytes)]``) — what resuming it needs."""

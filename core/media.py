@@ -215,6 +215,9 @@ class Video(BaseModel):
 
 
 VIDEO_SUFFIXES = {".mp4", ".gif", ".avi", ".mov", ".webm", ".mkv"}
+# Upload media types of videos and the file suffix each is read with (the HTTP API and Client).
+VIDEO_MEDIA_TYPES = {"video/mp4": ".mp4", "video/webm": ".webm", "video/x-msvideo": ".avi",
+                     "video/quicktime": ".mov", "image/gif": ".gif"}  # fmt: skip
 
 
 def load_video(source: str | Path | np.ndarray, *, fps: float | None = None) -> Video:

@@ -197,7 +197,7 @@ def add_tools(
     from switchboard.specialists.schedule import cosine_lr
 
     from .model import RouterModel
-    from .train import _plot, batch_loss, stage_items
+    from .train import _plot, optimizer_step, stage_items
 
     registry = registry or default_registry()
     folder = Path(folder) if folder else models_dir() / "router-tiny"
@@ -240,14 +240,8 @@ def add_tools(
             if found:
                 items.append(found[int(rng.integers(len(found)))])
         frac = (time.time() - t0) / (minutes * 60) if minutes else 0.0
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(lr, step, steps, 5, frac)
-        loss = batch_loss(router, items)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        history.append((step, loss.item()))
+        loss = optimizer_step(router, opt, params, items, cosine_lr(lr, step, steps, 5, frac))
+        history.append((step, loss))
         done = step + 1
         if done % 10 == 0:
             log(f"step {done}/{steps} loss {np.mean([v for _, v in history[-10:]]):.3f} "
@@ -298,6 +292,8 @@ def evaluate_plugins(
     router's first step calls the tool (tool) with exactly the expected arguments (exact)."""
     from switchboard.world.splits import split_seeds
 
+    from .evaluate import _norm_args
+
     registry = router.registry
     res: dict[str, Any] = {"split": split, "tools": {}}
     for name in tools:
@@ -314,7 +310,7 @@ def evaluate_plugins(
             reply, _ = router.route(msgs, [scene.image], [], [None])
             call = reply.calls[0] if reply.calls else None
             tool_ok.append(call is not None and call.tool == name)
-            same = tool_ok[-1] and _norm(cls, call.args) == _norm(cls, want.args)
+            same = tool_ok[-1] and _norm_args(registry, call) == _norm_args(registry, want)
             exact_ok.append(bool(same))
             if not same and len(misses) < 20:
                 misses.append({"said": text, "want": want.args,
@@ -328,10 +324,3 @@ def evaluate_plugins(
             "misses": misses,
         }
     return res
-
-
-def _norm(cls: Any, args: dict[str, Any]) -> Any:
-    try:
-        return json.loads(cls.parse_args(args).model_dump_json())
-    except InvalidInputError:
-        return None

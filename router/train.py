@@ -224,6 +224,26 @@ def contrastive_loss(router: RouterModel, items: list[Item]) -> torch.Tensor:
 
 
 # -- the loop --------------------------------------------------------------------------------
+def optimizer_step(
+    router: RouterModel,
+    opt: torch.optim.Optimizer,
+    params: list[torch.Tensor],
+    items: list[Item],
+    lr: float,
+    contrastive_weight: float = 0.0,
+) -> float:
+    """One update on ``items`` at learning rate ``lr`` (gradients clipped to norm 1); returns
+    the loss."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    loss = batch_loss(router, items, contrastive_weight)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    return loss.item()
+
+
 def draw_batch(stage: str, step: int, preset: RouterPreset, registry: Registry) -> list[Item]:
     """The training items of ``step``: one random step of each drawn train-split request (or
     scene); in ``invoke``, a ``ground_replay`` share comes from ``ground``."""
@@ -316,15 +336,9 @@ def train(
         items = draw_batch(stage, step, preset, registry)
         frac = (time.time() - t0) / (minutes * 60) if minutes else 0.0
         lr = cosine_lr(preset.lr, step, preset.steps, preset.warmup, frac)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        loss = batch_loss(router, items, cw)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        history.append((step, loss.item()))
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.1e}")
+        loss = optimizer_step(router, opt, params, items, lr, cw)
+        history.append((step, loss))
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}")
         elapsed, done = time.time() - t0, step + 1
         if done % preset.checkpoint_every == 0:
             checkpoint(done)

@@ -144,6 +144,15 @@ def _gone(det: Any, image: np.ndarray, box: Any) -> bool:
     return all(box_iou(np.array(b), np.array(box)) < 0.5 for b in boxes)
 
 
+def removed(det: Any, image: np.ndarray, box: Any, background: np.ndarray, mask: np.ndarray
+            ) -> bool:  # fmt: skip
+    """An object at ``box`` is removed from ``image``: the detector no longer finds it and the
+    pixels of its ``mask`` match the true ``background`` image (max channel gap of the means
+    <= 25)."""
+    gap = np.abs(image[mask].mean(0) - background[mask].mean(0)).max()
+    return _gone(det, image, box) and gap <= 25
+
+
 def place_cell(place: str, size: int) -> tuple[float, float, float, float]:
     """The third of a ``size``-pixel square image that a place word names, XYXY."""
     from .edit import PLACES
@@ -169,8 +178,8 @@ def judge_edit(det: Any, pair: Any, image: np.ndarray) -> tuple[bool, np.ndarray
     if op == "recolor":
         return color_in_box(image, mask_to_box(mask), mask) == pair.params["color"], mask
     if op == "remove":
-        gap = np.abs(image[mask].mean(0) - after.image[mask].mean(0)).max()
-        return _gone(det, image, before.boxes[before.index(pair.target)]) and gap <= 25, mask
+        box = before.boxes[before.index(pair.target)]
+        return removed(det, image, box, after.image, mask), mask
     if op == "replace":
         rbox = replace_box(mask)
         ok = _find(det, image, pair.params["shape"], old.color, rbox)

@@ -26,11 +26,10 @@ from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from switchboard.agent.store import NotFoundError
 from switchboard.core.errors import InvalidInputError, SwitchboardError
+from switchboard.core.media import VIDEO_MEDIA_TYPES
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"}
-VIDEO_TYPES = {"video/mp4", "video/webm", "video/x-msvideo", "video/quicktime", "image/gif"}
-VIDEO_SUFFIX = {"video/mp4": ".mp4", "video/webm": ".webm", "video/x-msvideo": ".avi",
-                "video/quicktime": ".mov", "image/gif": ".gif"}  # fmt: skip
+VIDEO_TYPES = set(VIDEO_MEDIA_TYPES)
 
 
 def _owner(token: str) -> str:
@@ -103,7 +102,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         if len(data) > limit:
             raise HTTPException(413, f"the upload is over {limit} bytes")
         if kind in VIDEO_TYPES and (kind != "image/gif" or _is_animated(data)):
-            return {"video": _video_file(data, VIDEO_SUFFIX[kind])}
+            return {"video": _video_file(data, VIDEO_MEDIA_TYPES[kind])}
         return {"image": data}
 
     def _region(region: str | None) -> Any:
@@ -114,6 +113,13 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         except json.JSONDecodeError as exc:
             raise HTTPException(422, f"region is not JSON: {exc}") from exc
 
+    async def _accept(session_id: str, file: UploadFile | None, region: str | None,
+                      who: str | None) -> dict[str, Any]:  # fmt: skip
+        """The chat keywords of a posted message; 404 for an unknown (or someone else's)
+        session before any upload is read."""
+        agent.history(session_id, owner=who)
+        return await _inputs(file) | {"region": _region(region)}
+
     @app.post("/api/sessions/{session_id}/messages")
     async def post_message(
         session_id: str,
@@ -122,8 +128,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         region: str | None = Form(None),
         who: str | None = Depends(owner),
     ) -> dict[str, Any]:
-        agent.history(session_id, owner=who)  # 404 before any work for an unknown session
-        kw = await _inputs(file) | {"region": _region(region)}
+        kw = await _accept(session_id, file, region, who)
 
         def run() -> Any:
             try:
@@ -145,8 +150,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
     ) -> StreamingResponse:
         """Server-sent events: ``route``, ``call_started``, ``call_finished``, ``text``, then
         ``turn`` (the same JSON as the plain POST) or ``error``."""
-        agent.history(session_id, owner=who)
-        kw = await _inputs(file) | {"region": _region(region)}
+        kw = await _accept(session_id, file, region, who)
         events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
@@ -211,7 +215,7 @@ def _video_file(data: bytes, suffix: str) -> Path:
 def _turn_json(agent: Any, turn: Any, who: str | None) -> dict[str, Any]:
     """A Turn as JSON: the reply, the calls, boxes and tracks, and the stored artifacts (their
     hashes: fetch the bytes from ``/api/artifacts/<sha256>``)."""
-    (stored,) = [t for t in agent.history(turn.session, owner=who) if t["id"] == turn.turn_id]
+    stored = agent.store.turn(turn.turn_id, owner=who)
     return {
         "session": turn.session,
         "turn": turn.turn_id,
