@@ -45,6 +45,8 @@ from switchboard.core.media import Image, Video
 from switchboard.core.results import ImageOut
 from switchboard.router.data import SYSTEM, observe_result, sampled_frames
 
+from .regions import bind_region
+
 
 @dataclass
 class Step:
@@ -204,6 +206,10 @@ def call(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     i = state["call_index"]
     spec = state["pending"][i]
     tool, args, signal = spec["tool"], spec["args"], spec.get("signal")
+    regions = state.get("regions") or []
+    if regions and tool in rt.registry.names():  # "segment this": the drawn region's pixels
+        schema = rt.registry.cls(tool).spec().args_schema
+        args = bind_region(schema, args, regions[0])
     rt.emit({"type": "call_started", "step": state["step"], "index": i, "tool": tool,
              "args": args})  # fmt: skip
     t0 = time.perf_counter()

@@ -95,6 +95,12 @@ def _region(region: Any, height: int, width: int) -> dict[str, Any]:
                 f"region mask {region.shape} is not the image's {height, width}"
             )
         return {"mask": region.astype(bool)}
+    if isinstance(region, dict) and len(region) == 1 and "mask" in region:  # e.g. JSON rows
+        try:
+            mask = np.asarray(region["mask"], dtype=bool)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"a region mask is rows of 0/1: {exc}") from None
+        return _region(mask, height, width)
     if isinstance(region, list | tuple) and len(region) == 4:
         region = {"box": region}
     if not isinstance(region, dict) or len(region) != 1 or next(iter(region)) not in (
@@ -221,7 +227,7 @@ class Agent:
                                    error=f"{type(exc).__name__}: {exc}")  # fmt: skip
             self._forget(turn_id)
             raise
-        turn = self._finish(session, turn_id, out)
+        turn = self._finish(session, turn_id, out, rt)
         self._forget(turn_id)
         return turn
 
@@ -230,8 +236,12 @@ class Agent:
         if self.checkpointer is not None:
             self.checkpointer.delete_thread(f"turn-{turn_id}")
 
-    def _finish(self, session: str, turn_id: int, out: dict[str, Any]) -> Turn:
+    def _finish(self, session: str, turn_id: int, out: dict[str, Any], rt: AgentRuntime) -> Turn:
+        """Store the turn's calls, its reply and its artifacts: masks and images as PNG, and the
+        boxes and tracks as one ``results`` JSON (with the video's fps, so a page can play the
+        tracks over the stored video)."""
         turn = Turn(session, turn_id, out["final"])
+        image_kind = "edited" if out.get("media_kind") == "image" else "generated"
         outputs: list[tuple[str, bytes]] = []
         for r in out.get("results", []):
             record = CallRecord(r["tool"], r["args"], r["status"], r["seconds"],
@@ -250,7 +260,9 @@ class Agent:
                 turn.tracks += res.tracks
             elif isinstance(res, ImageOut):
                 turn.images.append(res.image)
-                outputs.append(("edited", encode_png(res.image)))
+                outputs.append((image_kind, encode_png(res.image)))
+        if turn.boxes or turn.tracks:
+            outputs.append(("results", _results_json(turn, rt.media.get("input"))))
         self.store.finish_turn(turn_id, turn.text, outputs)
         return turn
 
@@ -275,7 +287,7 @@ class Agent:
                 if snapshot.next:
                     self._run(req["session"], turn_id, rt, None)
                 else:  # the graph had ended; only the store's part was cut off
-                    self._finish(req["session"], turn_id, snapshot.values)
+                    self._finish(req["session"], turn_id, snapshot.values, rt)
                     self._forget(turn_id)
                 self.resumed.append(turn_id)
             except Exception as exc:  # could not resume: the turn is failed, nothing is lost
@@ -330,6 +342,18 @@ class Agent:
 
     def history(self, session: str, owner: str | None = None) -> list[dict[str, Any]]:
         return self.store.history(session, owner)
+
+
+def _results_json(turn: Turn, media: Any) -> bytes:
+    """A turn's boxes and tracks as stored JSON (``fps``: the input video's, for playback)."""
+    fps = media.fps if isinstance(media, Video) else None
+    return json.dumps({
+        "boxes": [{"xyxy": [float(v) for v in b], "label": lb, "score": float(s)}
+                  for b, lb, s in turn.boxes],
+        "tracks": [{"track_id": t.track_id, "label": t.label, "frames": list(t.frames),
+                    "xyxy": [[float(v) for v in b] for b in t.xyxy]} for t in turn.tracks],
+        "fps": fps,
+    }, separators=(",", ":")).encode()  # fmt: skip
 
 
 def _decode_input(kind: str, data: bytes) -> Any:

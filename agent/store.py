@@ -192,7 +192,23 @@ MEDIA_TYPES = {
     "generated": "image/png",
     "video": "video/mp4",
     "json": "application/json",
+    "results": "application/json",  # a turn's boxes and tracks
 }
+
+
+def media_type(kind: str, data: bytes) -> str:
+    """An artifact's media type: by kind, and for a video by its container's magic bytes (an
+    uploaded WebM, AVI, QuickTime or GIF is stored as sent)."""
+    if kind == "video":
+        if data[:4] == b"\x1aE\xdf\xa3":
+            return "video/webm"
+        if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+            return "video/x-msvideo"
+        if data[:4] == b"GIF8":
+            return "image/gif"
+        if data[4:8] == b"ftyp" and data[8:12] == b"qt  ":
+            return "video/quicktime"
+    return MEDIA_TYPES.get(kind, "application/octet-stream")
 
 
 class Store:
@@ -275,7 +291,9 @@ class Store:
     ) -> int:
         """Accept a request: the user's message and its media are stored with a ``pending``
         turn in one transaction. Returns the turn id."""
-        shas = [(kind, self.files.put(data), len(data)) for kind, data in inputs]
+        shas = [
+            (kind, self.files.put(data), media_type(kind, data), len(data)) for kind, data in inputs
+        ]
         with self.db() as s:
             sess = self._session(s, session_id, owner)
             turn = TurnRow(session_id=session_id, index=len(sess.turns), status="pending")
@@ -289,11 +307,10 @@ class Store:
             s.flush()
             return turn.id
 
-    def _attach(self, s: Session, msg: MessageRow, shas: list[tuple[str, str, int]]) -> None:
-        for kind, sha, size in shas:
+    def _attach(self, s: Session, msg: MessageRow, shas: list[tuple[str, str, str, int]]) -> None:
+        for kind, sha, mtype, size in shas:
             if s.get(ArtifactRow, sha) is None:
-                media_type = MEDIA_TYPES.get(kind, "application/octet-stream")
-                s.add(ArtifactRow(sha256=sha, media_type=media_type, size=size))
+                s.add(ArtifactRow(sha256=sha, media_type=mtype, size=size))
                 s.flush()
             msg.artifacts.append(MessageArtifact(sha256=sha, kind=kind, name=kind))
 
@@ -328,7 +345,10 @@ class Store:
         """The agent's reply and its artifacts, and the turn's final status, together."""
         if status not in ("done", "failed"):
             raise ValueError(f"a turn finishes done or failed, not {status!r}")
-        shas = [(kind, self.files.put(data), len(data)) for kind, data in outputs]
+        shas = [
+            (kind, self.files.put(data), media_type(kind, data), len(data))
+            for kind, data in outputs
+        ]
         with self.db() as s:
             turn = s.get(TurnRow, turn_id)
             if turn is None:

@@ -1,5 +1,6 @@
 """The HTTP API over the agent (FastAPI): sessions, messages (JSON reply or an SSE stream of the
-agent's events), artifacts, specialists, health. OpenAPI at ``/openapi.json``.
+agent's events), artifacts, specialists, health — and the page that chats over it (``/``, static
+files in ``ui/static``). OpenAPI at ``/openapi.json``.
 
     switchboard serve            # the embedded default agent on http://127.0.0.1:8000
 
@@ -23,13 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from switchboard.agent.store import NotFoundError
 from switchboard.core.errors import InvalidInputError, SwitchboardError
 from switchboard.core.media import VIDEO_MEDIA_TYPES
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"}
 VIDEO_TYPES = set(VIDEO_MEDIA_TYPES)
+STATIC = Path(__file__).parent / "static"
 
 
 def _owner(token: str) -> str:
@@ -69,9 +72,16 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
     async def _invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
     @app.get("/api/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "tools": agent.registry.names(),
+        """Open to all (no token): whether tokens are required, and the specialists."""
+        return {"status": "ok", "auth": bool(owners), "tools": agent.registry.names(),
                 "loaded": agent.registry.loaded()}  # fmt: skip
 
     @app.get("/api/specialists")
