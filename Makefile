@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean-venv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint install browser clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,12 +24,18 @@ $(STAMP): pyproject.toml $(BIN)/python
 
 install: $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/switchboard --help
-	$(BIN)/switchboard world preview --seed 0 --out sheet.png
-	@echo "ShapeWorld preview written to sheet.png"
+# The browser tests drive Debian's chromium (Playwright's own download does not work offline).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (apt) for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
-test: $(STAMP)
+# The web UI and API over the embedded default agent (trained router + specialists).
+run: $(STAMP)
+	$(BIN)/switchboard serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

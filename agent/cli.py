@@ -581,14 +581,15 @@ def serve(
     home: Path | None = typer.Option(None, help="conversations folder (SWITCHBOARD_HOME)"),
     signals: bool = typer.Option(False, help="Hybrid calls: send the router's signal embeddings."),
 ) -> None:
-    """The HTTP API (FastAPI; OpenAPI at /docs) over the embedded agent. Set
+    """The web page and the HTTP API (FastAPI; OpenAPI at /docs) over the embedded agent. Set
     SWITCHBOARD_API_TOKEN to require bearer tokens (comma-separated: one owner each)."""
     import uvicorn
     from switchboard.agent import Agent
     from switchboard.ui.server import create_app
 
+    typer.echo("loading the agent (router, specialists on first use)…")
     app_ = create_app(Agent.load(home=home, signals=signals))
-    typer.echo(f"Switchboard API on http://{host}:{port} (OpenAPI: http://{host}:{port}/docs)")
+    typer.echo(f"Switchboard: open http://{host}:{port}/ (API docs: http://{host}:{port}/docs)")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 

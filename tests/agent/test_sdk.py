@@ -74,6 +74,38 @@ def test_turns_and_artifacts_survive_a_restart(tmp_path, scene):
     assert [m["content"] for m in seen[0][1:3]] == ["segment this", "Here it is."]
 
 
+class DetectStars:
+    def step(self, messages, images, frame_index, regions):
+        if messages[-1]["content"].startswith("[detect"):
+            return Step(text="Found them.")
+        return Step(calls=[HybridCall(tool="detect", args={})])
+
+
+def test_boxes_and_tracks_are_stored_with_the_turn(tmp_path, scene):
+    """A page reading the history draws the same boxes the turn returned."""
+    agent = _agent(tmp_path, DetectStars())
+    turn = agent.chat("find everything", image=scene.image)
+    assert turn.boxes
+    (reply,) = [m for m in agent.history(turn.session)[0]["messages"] if m["role"] == "assistant"]
+    (stored,) = [a for a in reply["artifacts"] if a["kind"] == "results"]
+    data, media_type = agent.store.artifact(stored["sha256"])
+    found = json.loads(data)
+    assert media_type == "application/json" and found["tracks"] == [] and found["fps"] is None
+    assert [(b["xyxy"], b["label"]) for b in found["boxes"]] == [
+        ([float(v) for v in b], lb) for b, lb, _ in turn.boxes]  # fmt: skip
+
+
+def test_uploaded_videos_keep_their_media_type():
+    from switchboard.agent.store import media_type
+
+    assert media_type("video", b"\x1aE\xdf\xa3" + bytes(20)) == "video/webm"
+    assert media_type("video", b"RIFF\0\0\0\0AVI LIST") == "video/x-msvideo"
+    assert media_type("video", b"GIF89a" + bytes(10)) == "image/gif"
+    assert media_type("video", b"\0\0\0\x14ftypqt  ") == "video/quicktime"
+    assert media_type("video", b"\0\0\0\x20ftypisom") == "video/mp4"
+    assert media_type("mask", b"\x89PNG") == "image/png"
+
+
 def test_events_stream_in_order(tmp_path, scene):
     box = [float(v) for v in scene.boxes[0]]
     events = list(_agent(tmp_path).stream("segment this", image=scene.image, region=box))

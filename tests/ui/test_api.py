@@ -58,6 +58,17 @@ def test_health_specialists_and_openapi(client):
     assert "/api/sessions/{session_id}/messages" in paths and "/api/artifacts/{sha256}" in paths
 
 
+def test_the_page_and_its_files_are_served_without_a_token(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<script src="/static/app.js">' in page.text
+    for name, kind in (("app.js", "javascript"), ("app.css", "text/css")):
+        r = client.get(f"/static/{name}")
+        assert r.status_code == 200 and kind in r.headers["content-type"]
+    assert client.get("/static/../server.py").status_code == 404
+    assert client.get("/api/health").json()["auth"] is True  # the page asks for a token
+
+
 def test_tokens_are_required_and_checked(client):
     assert client.get("/api/sessions").status_code == 401
     assert client.get("/api/sessions", headers=_h("nope")).status_code == 401
