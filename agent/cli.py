@@ -418,6 +418,8 @@ def eval_agent(
     misses: int = typer.Option(0, min=0, help="Print this many misses (all are in the JSON)."),
     signals: bool = typer.Option(False, help="Hybrid calls: send the router's signal embeddings."),
     folder: Path | None = typer.Option(None, help="Router folder (default router-tiny)."),
+    after_turn: bool = typer.Option(False, help="Run each task as a session's second turn."),
+    history_turns: int = typer.Option(0, min=0, help="Earlier turns the router reads."),
 ) -> None:
     """End-to-end task success through the SDK (router, graph, specialists, store), judged on
     the final reply, masks, boxes, tracks and images against ShapeWorld's ground truth."""
@@ -427,8 +429,11 @@ def eval_agent(
     from rich.table import Table
     from switchboard.agent.evaluate import agent_table, evaluate_agent
 
-    res = evaluate_agent(split=split, n=n, log=typer.echo, with_signals=signals, folder=folder)
+    res = evaluate_agent(split=split, n=n, log=typer.echo, with_signals=signals, folder=folder,
+                         after_turn=after_turn, history_turns=history_turns)  # fmt: skip
     how = "hybrid calls" if signals else "text calls only"
+    if after_turn:
+        how += f", 2nd turn, router reads {history_turns} earlier turn(s)"
     table = Table(title=f"agent ({split}, {res['tasks']} tasks, {how}, {res['seconds']:.0f} s)")
     for col in ("task type", "tasks", "success"):
         table.add_column(col, justify="left" if col == "task type" else "right")
@@ -446,7 +451,8 @@ def eval_agent(
                f"errors {res['errors']}")  # fmt: skip
     for m in res["misses"][:misses]:
         typer.echo(f"- [{m['task']}] {m['said']!r} -> {m['reply']!r} {m['calls']}: {m['why']}")
-    out = out or Path("runs/eval") / f"agent-{split}.json"
+    suffix = f"-after-turn-h{history_turns}" if after_turn else ""
+    out = out or Path("runs/eval") / f"agent-{split}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     res["table"] = agent_table(res)
     out.write_text(json.dumps(res, indent=2))

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from switchboard.world.metrics import box_iou, mask_iou
 from switchboard.world.requests import Request, make_request
+from switchboard.world.scene import generate_scene
 from switchboard.world.splits import SPLITS
 
 # Task types of the suite and the world tasks each draws from (round-robin).
@@ -238,6 +239,9 @@ def _media(request: Request) -> dict[str, Any]:
     return {}
 
 
+EARLIER_TURN = "segment the biggest shape"
+
+
 def evaluate_agent(
     agent: Any = None,
     split: str = "test",
@@ -246,10 +250,14 @@ def evaluate_agent(
     max_misses: int = 60,
     with_signals: bool = False,
     folder: Path | None = None,
+    after_turn: bool = False,
+    history_turns: int = 0,
 ) -> dict[str, Any]:
     """Task success of ``agent`` (default: ``Agent.load()`` with a temporary home, the router
-    in ``folder`` or router-tiny, its signals used or not) over :func:`suite`; per task type
-    and per world task, with turn latency and the misses."""
+    in ``folder`` or router-tiny, its signals used or not, reading ``history_turns`` earlier
+    turns) over :func:`suite`; per task type and per world task, with turn latency and the
+    misses. ``after_turn``: each task is the second turn of its session, after
+    :data:`EARLIER_TURN` on another scene (what a conversation in the page looks like)."""
     from .policy import RouterPolicy
     from .sdk import Agent
 
@@ -260,7 +268,7 @@ def evaluate_agent(
 
             router = Router.load(folder, default_registry())
             policy = RouterPolicy(router, with_signals=with_signals)
-            agent = Agent.load(home=Path(home), policy=policy)
+            agent = Agent.load(home=Path(home), policy=policy, history_turns=history_turns)
         tasks = suite(split, n)
         by_type: dict[str, list[bool]] = {k: [] for k in TASK_TYPES}
         by_task: dict[str, list[bool]] = {}
@@ -269,7 +277,12 @@ def evaluate_agent(
         for k, (kind, req) in enumerate(tasks):
             t0 = time.perf_counter()
             try:
-                turn = agent.chat(req.text, **_media(req))
+                session = None
+                if after_turn:
+                    earlier = generate_scene(req.seed + 1).image
+                    session = agent.chat(EARLIER_TURN, image=earlier).session
+                    t0 = time.perf_counter()
+                turn = agent.chat(req.text, session=session, **_media(req))
                 verdict = judge(req, turn)
             except Exception as exc:  # a crash is a failed task and is reported, not hidden
                 errors += 1
@@ -291,6 +304,8 @@ def evaluate_agent(
     return {
         "split": split,
         "signals": with_signals,
+        "after_turn": after_turn,
+        "history_turns": getattr(agent, "history_turns", None),
         "tasks": len(every),
         "success": float(np.mean(every)),
         "by_type": {

@@ -209,7 +209,7 @@ def call(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     regions = state.get("regions") or []
     if regions and tool in rt.registry.names():  # "segment this": the drawn region's pixels
         schema = rt.registry.cls(tool).spec().args_schema
-        args = bind_region(schema, args, regions[0])
+        args = bind_region(schema, args, regions[0], state.get("text"))
     rt.emit({"type": "call_started", "step": state["step"], "index": i, "tool": tool,
              "args": args})  # fmt: skip
     t0 = time.perf_counter()

@@ -4,10 +4,13 @@ The router sees a drawn click, box or sketch as one ``<region>`` token and answe
 with ``segment(target="this")``: the words name the region but carry no pixels. Before the call
 runs, :func:`bind_region` gives it the region's geometry in the argument the specialist's own
 schema declares for it — ``box``, ``points`` (+ ``point_labels``), ``mask`` or ``region`` — when
-the call points at the region: its ``target`` is deictic ("this", "that one", "this circle",
-"it", "the selected area") or absent, and it has no location of its own. A target that names
-an object ("the red circle") is left alone: the words win over the drawing. The bound arguments
-are what the call record and the trace show.
+the call points at the region, and it has no location of its own: its ``target`` is deictic
+("this", "that one", "this circle", "it", "the selected area"), absent, or words the user never
+said — the router's reading of the region itself (asked "segment this" over a sketch, it may
+answer ``target="square"``, the outline's shape), for which the region's own pixels are the
+better reference. A target the user named ("segment the red circle" with a box drawn) is left
+alone: the user's words win over the drawing. The bound arguments are what the call record and
+the trace show.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from switchboard.core.rle import encode_rle
 LOCATION_ARGS = ("box", "points", "mask", "region")
 _DEMONSTRATIVES = {"this", "that", "these", "those"}  # "this circle" points as "this" does
 _PRONOUNS = {"it", "here", "there", "them"}
+_ARTICLES = {"the", "a", "an"}
 _DEICTIC_NOUNS = {"", "one", "object", "shape", "thing", "region", "area", "part", "box",
                   "selection", "spot", "bit", "item"}  # fmt: skip
 _SELECTED = re.compile(r"^(the )?(selected|marked|highlighted|drawn|chosen|outlined|boxed|circled|"
@@ -48,18 +52,26 @@ def _box_of(mask: np.ndarray) -> list[float] | None:
     return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
 
 
+def said(target: str, text: str) -> bool:
+    """Whether every word of ``target`` (but articles) is in the user's ``text``."""
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    return all(w in words for w in re.findall(r"[a-z]+", target.lower()) if w not in _ARTICLES)
+
+
 def bind_region(schema: dict[str, Any], args: dict[str, Any], region: dict[str, Any] | None,
-                ) -> dict[str, Any]:  # fmt: skip
+                text: str | None = None) -> dict[str, Any]:  # fmt: skip
     """``args`` with the drawn ``region`` (``{"box"|"point"|"mask": …}``) in the location field
-    the tool's JSON ``schema`` has, when the call points at it; otherwise ``args`` unchanged."""
+    the tool's JSON ``schema`` has, when the call points at it; otherwise ``args`` unchanged.
+    ``text``: the user's request — a target it never said was read off the region."""
     if not region:
         return args
     props = schema.get("properties", {})
     if any(args.get(k) not in (None, [], "") for k in LOCATION_ARGS):
         return args
     target = args.get("target")
-    if target is not None and not (isinstance(target, str) and is_deictic(target)):
-        return args
+    named = target is not None and not (isinstance(target, str) and is_deictic(target))
+    if named and (text is None or said(target, text)):
+        return args  # the user named it: the words win over the drawing
     ((kind, value),) = region.items()
     bound: dict[str, Any] = {}
     if kind == "box" and "box" in props:

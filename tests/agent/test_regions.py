@@ -53,6 +53,10 @@ def test_each_specialist_gets_the_region_in_its_own_argument():
     assert bind_region(SCHEMAS["detect"], {"query": "stars"}, box) == {"query": "stars"}
     assert bind_region(SCHEMAS["track"], {"target": "this"}, point) == {"target": "this"}
     assert bind_region(SCHEMAS["segment"], {"target": "this"}, None) == {"target": "this"}
+    # with the user's words: a target they never said was read off the region; one they said wins
+    read_off = {"target": "square"}
+    assert bind_region(SCHEMAS["segment"], read_off, box, "segment this") == box
+    assert bind_region(SCHEMAS["segment"], named, box, "segment the red circle") is named
 
 
 class SegmentThis:

@@ -95,6 +95,29 @@ def test_boxes_and_tracks_are_stored_with_the_turn(tmp_path, scene):
         ([float(v) for v in b], lb) for b, lb, _ in turn.boxes]  # fmt: skip
 
 
+class Recorder(SegmentTheBox):
+    def __init__(self) -> None:
+        self.seen: list[list[str]] = []
+
+    def step(self, messages, images, frame_index, regions):
+        self.seen.append([m["content"] for m in messages])
+        return super().step(messages, images, frame_index, regions)
+
+
+def test_the_router_reads_earlier_turns_only_when_asked(tmp_path, scene):
+    box = [float(v) for v in scene.boxes[0]]
+    for turns, expect_earlier in ((0, False), (1, True)):
+        policy = Recorder()
+        agent = Agent.load(home=tmp_path / str(turns), policy=policy, registry=Registry(BUILTINS),
+                           history_turns=turns)  # fmt: skip
+        first = agent.chat("first request", image=scene.image, region=box)
+        agent.chat("second request", image=scene.image, region=box, session=first.session)
+        routed = policy.seen[2]  # the second turn's first route
+        assert routed[-1].endswith("second request")
+        assert ("first request" in " ".join(routed)) == expect_earlier
+        assert len(agent.history(first.session)) == 2  # the store keeps both either way
+
+
 def test_uploaded_videos_keep_their_media_type():
     from switchboard.agent.store import media_type
 

@@ -179,6 +179,58 @@ def test_segment_a_drawn_box_shows_the_mask_overlay(server, page, files):
     assert page.locator("#sessions li.session.active").count() == 1
 
 
+def _sketch_round(page, box: list[float], grow: float = 5) -> None:
+    """A free-hand outline round ``box`` (image pixels), drawn with the mouse."""
+    page.check("input[name=tool][value=sketch]")
+    rect = page.locator("#stage-canvas").bounding_box()
+    w = page.evaluate("document.querySelector('#stage-canvas').width")
+    scale = rect["width"] / w
+    x1, y1, x2, y2 = box[0] - grow, box[1] - grow, box[2] + grow, box[3] + grow
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    outline = [(x1, cy), (x1, y1), (cx, y1 - 2), (x2, y1), (x2, cy), (x2, y2), (cx, y2 + 2),
+               (x1, y2), (x1, cy + 1)]  # fmt: skip
+    page.mouse.move(rect["x"] + outline[0][0] * scale, rect["y"] + outline[0][1] * scale)
+    page.mouse.down()
+    for x, y in outline[1:]:
+        page.mouse.move(rect["x"] + x * scale, rect["y"] + y * scale, steps=3)
+    page.mouse.up()
+
+
+def test_sketch_detect_and_generate(server, page, files):
+    page.goto(server.url)
+    page.click("#new-session")
+    _attach(page, files["image"])
+    scene = files["scene"]
+    k = int(np.argmax([m.sum() for m in scene.masks]))
+    box = [float(v) for v in scene.boxes[k]]
+    _sketch_round(page, box)
+    assert page.locator("#region-label").inner_text() == "sketch"
+    _ask(page, "segment this")
+    overlay = page.locator(".bubble.assistant").last.locator("canvas.overlay")
+    overlay.wait_for()
+    assert overlay.get_attribute("data-masks") == "1"
+    grown = [box[0] - 6, box[1] - 6, box[2] + 6, box[3] + 6]
+    inside, total = _overlay_pixels(page, ".bubble.assistant:last-of-type canvas.overlay", grown)
+    assert total > 50 and inside / total > 0.95, (inside, total)
+    args = page.locator(".bubble.assistant").last.locator(".trace code").inner_text()
+    assert '"mask"' in args and "target" not in args  # the sketch went to SAM as a mask prompt
+
+    circles = sum(o.shape == "circle" for o in scene.objects)
+    _ask(page, "can you find the circles?")  # the image stays attached
+    turn = page.locator(".bubble.assistant").last
+    overlay = turn.locator("canvas.overlay")
+    overlay.wait_for()
+    assert int(overlay.get_attribute("data-boxes")) == circles
+    assert turn.locator(".trace td.tool").first.inner_text() == "detect"
+    assert turn.locator("a.download", has_text="results.json").count() == 1
+
+    page.click("#remove-file")
+    _ask(page, "draw a red star and a green circle")
+    image = page.locator(".bubble.assistant").last.locator("figure.generated img")
+    image.wait_for()
+    assert image.evaluate("i => i.complete && i.naturalWidth") == 256
+
+
 def test_recolour_shows_before_and_after(server, page, files):
     page.goto(server.url)
     page.click("#new-session")
@@ -250,9 +302,11 @@ def test_track_a_video_draws_the_track(server, page, files):
 
 def test_reload_and_restart_find_the_session(server, page, files, home):
     page.goto(server.url)
+    page.wait_for_selector("#sessions li.session")
     titles = page.locator("#sessions li .title").all_inner_texts()
     assert "segment this" in titles, titles
-    page.locator("#sessions li", has_text="segment this").click()
+    first = page.locator("#sessions li", has_text="segment this").filter(has_text="1 turn")
+    first.click()  # the box test's session (the sketch test's has 3 turns)
     page.wait_for_selector(".bubble.assistant canvas.overlay[data-masks='1']")
     url = page.url
     assert "#session=" in url
@@ -264,6 +318,7 @@ def test_reload_and_restart_find_the_session(server, page, files, home):
     try:
         page.goto(again.url + "#session=" + url.split("#session=")[1])
         page.wait_for_selector(".bubble.assistant canvas.overlay[data-masks='1']")
+        page.wait_for_selector("#sessions li.session")
         titles_after = page.locator("#sessions li .title").all_inner_texts()
         assert sorted(titles_after) == sorted(titles)
         link = page.locator("a.download", has_text="mask-1.png")

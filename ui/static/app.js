@@ -357,11 +357,22 @@ function traceTable(calls) {
       "status", "signal"].map((h) => el("th", { text: h })))), el("tbody", {}, ...rows)));
 }
 
+/** A call's arguments as JSON, with a mask (COCO RLE) shown as its size and area. */
+function showArgs(args) {
+  return JSON.stringify(args, (key, value) => {
+    if (value && Array.isArray(value.size) && Array.isArray(value.counts)) {
+      const area = value.counts.reduce((sum, n, i) => sum + (i % 2 ? n : 0), 0);
+      return `<mask ${value.size[1]}×${value.size[0]}, ${area} px>`;
+    }
+    return value;
+  });
+}
+
 function traceRow(i, c) {
   return el("tr", { class: `call ${c.status || "running"}`, title: c.error || c.observation || "" },
     el("td", { text: String(i + 1) }),
     el("td", { class: "tool", text: c.tool }),
-    el("td", {}, el("code", { text: JSON.stringify(c.args) })),
+    el("td", {}, el("code", { text: showArgs(c.args) })),
     el("td", { text: c.seconds === undefined ? "…" : `${Number(c.seconds).toFixed(2)} s` }),
     el("td", { text: c.status || "running" }),
     el("td", { text: c.with_signal ? "yes" : "no" }));
@@ -475,8 +486,9 @@ function drawRegion(preview) {
   }
 }
 
-/** The free-hand outline as a mask: rows of 0/1 at the image's size (the API's region mask). */
-function sketchMask(path, w, h) {
+/** The free-hand outline as a mask at the image's size, in COCO RLE (column-major runs that
+ * start with background) — the API's region mask, a few hundred numbers instead of H×W. */
+function sketchRLE(path, w, h) {
   const c = document.createElement("canvas");
   c.width = w;
   c.height = h;
@@ -487,13 +499,22 @@ function sketchMask(path, w, h) {
   ctx.closePath();
   ctx.fill();
   const px = ctx.getImageData(0, 0, w, h).data;
-  const rows = [];
-  for (let y = 0; y < h; y++) {
-    const row = new Array(w);
-    for (let x = 0; x < w; x++) row[x] = px[(y * w + x) * 4 + 3] > 127 ? 1 : 0;
-    rows.push(row);
+  const counts = [];
+  let run = 0;
+  let current = 0;
+  for (let x = 0; x < w; x++) {
+    for (let y = 0; y < h; y++) {
+      const v = px[(y * w + x) * 4 + 3] > 127 ? 1 : 0;
+      if (v !== current) {
+        counts.push(run);
+        run = 0;
+        current = v;
+      }
+      run += 1;
+    }
   }
-  return rows;
+  counts.push(run);
+  return { size: [h, w], counts };
 }
 
 function setupDrawing() {
@@ -552,7 +573,7 @@ function regionJSON() {
   if (!r) return null;
   if (r.path) {
     const canvas = $("#stage-canvas");
-    return JSON.stringify({ mask: sketchMask(r.path, canvas.width, canvas.height) });
+    return JSON.stringify({ mask: sketchRLE(r.path, canvas.width, canvas.height) });
   }
   return JSON.stringify(r);
 }
