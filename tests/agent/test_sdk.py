@@ -62,15 +62,17 @@ def test_turns_and_artifacts_survive_a_restart(tmp_path, scene):
     assert np.array_equal(image, scene.image)
     saved = decode_image(again.store.artifact(reply["artifacts"][0]["sha256"])[0], convert=True)
     assert np.array_equal(saved[..., 0] > 0, mask)
-    # The next turn in the session carries the earlier words to the router.
+    # The next turn in the session carries the earlier words to a router asked to read them.
     seen = []
 
-    class Recorder:
+    class Reader:
         def step(self, messages, *a):
             seen.append(messages)
             return Step(text="ok")
 
-    _agent(tmp_path, Recorder()).chat("and now?", session=turn.session)
+    reader = Agent.load(home=tmp_path, policy=Reader(), registry=Registry(BUILTINS),
+                        history_turns=1)  # fmt: skip
+    reader.chat("and now?", session=turn.session)
     assert [m["content"] for m in seen[0][1:3]] == ["segment this", "Here it is."]
 
 
