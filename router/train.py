@@ -190,16 +190,27 @@ def batch_loss(
 
 
 def lm_loss(
-    router: RouterModel, x: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor
+    router: RouterModel,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    labels: torch.Tensor,
+    fused: bool | None = None,
 ) -> torch.Tensor:
     """Next-token cross-entropy over the labelled positions, with the vocabulary projection
-    computed only at the positions some row of the batch has a label for (``logits_to_keep``
-    with indices): the prompt (system text, image tokens) is most of each sequence and its
-    49k-way logits would be thrown away. Same value as the model's own ``labels=`` loss."""
+    computed only at the positions some row of the batch has a label for: the prompt (system
+    text, image tokens) is most of each sequence and its 49k-way logits would be thrown away.
+    The projection and the loss are :func:`switchboard.kernels.linear_cross_entropy` — the
+    fused Triton kernel (no ``[tokens × vocab]`` logits) where its guard passes (a GPU, or the
+    CPU interpreter), else the plain-torch reference; ``fused`` forces one or the other. Same
+    value as the model's own ``labels=`` loss."""
+    from switchboard.kernels import linear_cross_entropy
+
     keep = torch.nonzero((labels[:, 1:] != -100).any(0)).squeeze(1)
-    logits = router(inputs_embeds=x, attention_mask=mask, logits_to_keep=keep).logits
-    target = labels[:, keep + 1]
-    return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100)
+    base = router.llm.get_base_model()
+    hidden = base.model(inputs_embeds=x, attention_mask=mask).last_hidden_state[:, keep]
+    head = router.llm.get_output_embeddings()  # (peft's trainable new-token rows merged in)
+    target = labels[:, keep + 1].flatten()
+    return linear_cross_entropy(hidden.flatten(0, 1), head.weight, target, use_kernel=fused)
 
 
 def contrastive_loss(router: RouterModel, items: list[Item]) -> torch.Tensor:

@@ -76,6 +76,39 @@ def test_loss_on_labelled_positions_only_equals_the_full_loss(smollm, tmp_path):
     assert torch.allclose(full, ours, atol=1e-5), (full, ours)
 
 
+def test_the_fused_kernel_trains_the_router_as_the_reference_does(smollm):
+    """The training loss through the Triton kernel (CPU interpreter) and through plain torch:
+    the same loss and the same gradients on every trainable parameter (LoRA, new token rows)."""
+    import torch
+    from switchboard.router.train import PRESETS, build_router, lm_loss
+
+    reg = Registry(BUILTINS)
+    router = build_router(PRESETS["smoke"], None).train()
+    items = stage_items("invoke", 7, reg)[:1] + stage_items("ground", 8, reg)[:1]
+    encoded = [encode(router, it) for it in items]
+    n = max(len(i) for i, _ in encoded)
+    ids = torch.zeros(2, n, dtype=torch.long)
+    y = torch.full((2, n), -100)
+    mask = torch.zeros(2, n, dtype=torch.long)
+    for b, (i, lab) in enumerate(encoded):
+        ids[b, : len(i)], y[b, : len(lab)], mask[b, : len(i)] = i, lab, 1
+    params = {k: p for k, p in router.named_parameters() if p.requires_grad}
+    results = []
+    for fused in (False, True):
+        router.zero_grad()
+        x = router.llm.get_input_embeddings()(ids)
+        loss = lm_loss(router, x, mask, y, fused=fused)
+        loss.backward()
+        grads = {k: p.grad.clone() for k, p in params.items() if p.grad is not None}
+        results.append((loss.detach(), grads))
+    (ref_loss, ref), (ker_loss, ker) = results
+    torch.testing.assert_close(ker_loss, ref_loss, rtol=1e-5, atol=1e-5)
+    assert ref.keys() == ker.keys() and len(ref) > 10
+    for k in ref:
+        scale = ref[k].abs().max().item() or 1.0
+        torch.testing.assert_close(ker[k], ref[k], rtol=1e-4, atol=1e-4 * scale, msg=k)
+
+
 def test_invoke_rehearses_ground_items_at_the_preset_share():
     from dataclasses import replace
 
