@@ -28,6 +28,7 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 from segment_anything.modeling.image_encoder import Attention, get_rel_pos
+from switchboard.kernels import postprocess_masks
 from torch import nn
 from torch.nn import functional as F
 
@@ -241,9 +242,12 @@ def load_sam_weights(sam: SignalSam, checkpoint: str | Path) -> None:
 
 
 class SignalSamPredictor(SamPredictor):
-    """``SamPredictor`` whose ``predict`` also takes signal tokens ``[K, 256]``."""
+    """``SamPredictor`` whose ``predict`` also takes signal tokens ``[K, 256]``. Masks are
+    post-processed by :func:`switchboard.kernels.postprocess_masks` (``use_kernel``: None = the
+    Triton kernel on a GPU, SAM's own upsampling otherwise)."""
 
     model: SignalSam
+    use_kernel: bool | None = None
 
     @torch.no_grad()
     def embed_images(self, images: Sequence[np.ndarray]) -> list[tuple[torch.Tensor, Any, Any]]:
@@ -309,8 +313,13 @@ class SignalSamPredictor(SamPredictor):
             dense_prompt_embeddings=dense,
             multimask_output=multimask,
         )
-        logits = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
-        return (logits > self.model.mask_threshold).cpu().numpy(), iou, low_res
+        b, c = low_res.shape[:2]
+        post = postprocess_masks(
+            low_res.flatten(0, 1), self.model.image_encoder.img_size, self.input_size,
+            self.original_size, self.model.mask_threshold, use_kernel=self.use_kernel,
+        )  # fmt: skip
+        masks = post.masks.reshape(b, c, *post.masks.shape[1:])
+        return masks.cpu().numpy(), iou, low_res
 
     @torch.no_grad()
     def predict_boxes(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
