@@ -459,6 +459,43 @@ def eval_agent(
     typer.echo(f"wrote {out}")
 
 
+@eval_app.command("all")
+def eval_all(
+    split: str = typer.Option("test"),
+    quick: bool = typer.Option(False, help="A few items per eval: checks the pipeline only."),
+    only: str | None = typer.Option(None, help="Comma-separated evals (default: all seven)."),
+    results: Path = typer.Option(Path("docs/RESULTS.md"), help="The report to write."),
+    figures: Path = typer.Option(Path("docs/results"), help="Folder for the plots."),
+    report_from: Path | None = typer.Option(
+        None, help="Write the report from an earlier run's JSON instead of evaluating."
+    ),
+) -> None:
+    """Every task's eval (segment, detect, track, edit, router, signals, agent) on the split,
+    written to docs/RESULTS.md with the command, date, commit and plots."""
+    import json
+    import sys
+
+    from switchboard.agent.report import EVALS, run_evals, save_json, write_report
+
+    if report_from is not None:
+        res = json.loads(report_from.read_text())
+        command = res.get("command", f"switchboard eval all --split {res['split']}")
+        typer.echo(f"wrote {write_report(res, results, figures, command)}")
+        return
+    chosen = tuple(k.strip() for k in only.split(",") if k.strip()) if only else EVALS
+    unknown = set(chosen) - set(EVALS)
+    if unknown:
+        raise typer.BadParameter(f"unknown evals {sorted(unknown)}; choose from {EVALS}")
+    res = run_evals(split, quick, chosen, log=typer.echo)
+    command = "switchboard " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else (
+        f"switchboard eval all --split {split}" + (" --quick" if quick else ""))  # fmt: skip
+    res["command"] = command
+    tag = "-quick" if quick else ""
+    typer.echo(f"wrote {save_json(res, Path('runs/eval') / f'all-{split}{tag}.json')}")
+    md = write_report(res, results, figures, command)
+    typer.echo(f"wrote {md} ({res['seconds']['all'] / 60:.1f} min)")
+
+
 @eval_app.command("plugin")
 def eval_plugin(
     folder: Path = typer.Option(

@@ -1,0 +1,429 @@
+"""One evaluation of the whole system: every task's eval on the ShapeWorld test split, written to
+``docs/RESULTS.md`` with the command, the date and the commit, and plots where a picture says
+more (``docs/results/*.png``).
+
+    switchboard eval all                  # the full run (the numbers every doc cites)
+    switchboard eval all --quick          # a few items per eval: checks the pipeline, not models
+
+Each section calls the same function as its own ``switchboard eval <task>`` command, with the
+item counts in :data:`FULL` (each section names the equivalent command), so the numbers are the
+ones those commands print.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+EVALS = ("segment", "detect", "track", "edit", "router", "signals", "agent")
+# Item counts: the full run (each task's own command's default) and the --quick smoke run.
+FULL = {"segment": 200, "detect": 200, "track": 30, "edit": 40, "router": 100, "signals": 90,
+        "signals_track": 20, "signals_edit": 8, "agent": 210}  # fmt: skip
+QUICK = {"segment": 4, "detect": 4, "track": 2, "edit": 1, "router": 4, "signals": 3,
+         "signals_track": 1, "signals_edit": 1, "agent": 7}  # fmt: skip
+# The targets the issues set (metric → minimum), shown beside each number.
+TARGETS = {
+    ("segment", "box_mIoU"): 0.90, ("segment", "point_mIoU"): 0.80,
+    ("detect", "mAP50"): 0.90, ("detect", "mAP50_95"): 0.70,
+    ("track", "MOTA"): 0.85, ("track", "IDF1"): 0.85,
+    ("agent", "success"): 0.85,
+}  # fmt: skip
+EDIT_KINDS = ("recolor", "remove", "add", "move", "replace")
+ROUTER_KEYS = ("valid_calls", "decision", "tool_selection", "exact_call", "argument_accuracy",
+               "answers")  # fmt: skip
+
+
+def commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                             capture_output=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, text=True, capture_output=True).stdout.strip()  # fmt: skip
+        return sha + ("+changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_evals(split: str = "test", quick: bool = False, only: tuple[str, ...] = EVALS,
+              log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
+    """Every eval in ``only``; each result with the seconds it took."""
+    from switchboard.specialists import default_registry
+
+    n = QUICK if quick else FULL
+    reg = default_registry()
+    out: dict[str, Any] = {"split": split, "quick": quick, "commit": commit(),
+                           "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                           "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                           "seconds": {}}  # fmt: skip
+    t_all = time.time()
+    for name in only:
+        log(f"== eval {name}")
+        t0 = time.time()
+        out[name] = _EVALS[name](reg, split, n, log)
+        out["seconds"][name] = round(time.time() - t0, 1)
+        log(f"== {name}: {out['seconds'][name]:.0f} s")
+    out["seconds"]["all"] = round(time.time() - t_all, 1)
+    return out
+
+
+def _segment(reg, split, n, log):
+    from switchboard.specialists.evaluate import evaluate_segment
+
+    return evaluate_segment(reg.get("segment"), split, n["segment"])
+
+
+def _detect(reg, split, n, log):
+    from switchboard.specialists.evaluate import evaluate_detect
+
+    det = reg.get("detect")
+    det.load()
+    return evaluate_detect(det, split, n["detect"])
+
+
+def _track(reg, split, n, log):
+    from switchboard.specialists.evaluate import evaluate_track
+
+    return evaluate_track(reg.get("track"), split, n["track"], False)
+
+
+def _edit(reg, split, n, log):
+    from switchboard.specialists.evaluate import evaluate_edit
+
+    det = reg.get("detect")
+    det.load()
+    return evaluate_edit(reg.get("edit"), det, split, n["edit"], 20, EDIT_KINDS)
+
+
+def _router(reg, split, n, log):
+    from switchboard.router.evaluate import evaluate_base, evaluate_router
+    from switchboard.router.inference import Router
+
+    rows = [evaluate_router(Router.load(None, reg), split, n["router"])]
+    rows.append(evaluate_base(reg, split, n["router"]))
+    return rows
+
+
+def _signals(reg, split, n, log):
+    from switchboard.core.config import models_dir
+    from switchboard.router.evaluate_signals import evaluate_signals
+    from switchboard.router.inference import Router
+    from switchboard.router.signals import SignalHeads
+
+    folder = models_dir() / "router-tiny"
+    router = Router.load(folder, reg)
+    ablation_dir = folder / "signals-nosynergy"
+    ablation = SignalHeads.load(ablation_dir) if SignalHeads.exists(ablation_dir) else None
+    return evaluate_signals(router, ablation, split, n["signals"], n["signals_track"],
+                            n["signals_edit"], log=log)  # fmt: skip
+
+
+def _agent(reg, split, n, log):
+    from .evaluate import evaluate_agent
+
+    return evaluate_agent(split=split, n=n["agent"], log=log)
+
+
+_EVALS: dict[str, Callable[..., Any]] = {
+    "segment": _segment, "detect": _detect, "track": _track, "edit": _edit,
+    "router": _router, "signals": _signals, "agent": _agent,
+}  # fmt: skip
+
+
+# -- the report -------------------------------------------------------------------------------
+def _f(v: Any) -> str:
+    return "—" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _target(task: str, key: str, value: float) -> str:
+    t = TARGETS.get((task, key))
+    if t is None:
+        return ""
+    return f"≥ {t:.2f} {'met' if value >= t else '**not met**'}"
+
+
+def headline(res: dict[str, Any]) -> list[tuple[str, str, float, float | None]]:
+    """(task, metric, value, target) — one row per task's main numbers."""
+    rows = []
+    for task, keys in (("segment", ("box_mIoU", "point_mIoU")), ("detect", ("mAP50", "mAP50_95")),
+                       ("track", ("MOTA", "IDF1"))):  # fmt: skip
+        if task in res:
+            rows += [(task, k, float(res[task][k]), TARGETS.get((task, k))) for k in keys]
+    if "edit" in res:
+        rows += [("edit", f"{k} success", float(res["edit"][f"{k}_success"]), None)
+                 for k in EDIT_KINDS if f"{k}_success" in res["edit"]]  # fmt: skip
+    if "router" in res:
+        rows += [("router", k, float(res["router"][0][k]), None)
+                 for k in ("tool_selection", "exact_call")]  # fmt: skip
+    if "signals" in res:
+        s = res["signals"]
+        paths = [p for p in ("text_only", "hybrid") if s.get(f"segment_{p}_miou") is not None]
+        rows += [("signals", f"referring mIoU ({p})", float(s[f"segment_{p}_miou"]), None)
+                 for p in paths]  # fmt: skip
+    if "agent" in res:
+        rows.append(("agent", "task success", float(res["agent"]["success"]),
+                     TARGETS[("agent", "success")]))  # fmt: skip
+    return rows
+
+
+def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> Path:
+    """``RESULTS.md`` and its plots from :func:`run_evals`' result."""
+    from switchboard.router.evaluate_signals import signals_table
+
+    from .evaluate import agent_table
+
+    figures.mkdir(parents=True, exist_ok=True)
+    rel = os.path.relpath(figures, md.parent)
+    n, sp = (QUICK if res["quick"] else FULL), res["split"]  # the equivalent commands' counts
+    lines = [
+        "# Results",
+        "",
+        f"Produced by `{command}` on {res['date']}, commit `{res['commit']}`, "
+        f"{res['machine']}, split `{res['split']}`"
+        + (" (**--quick: a handful of items per eval, not model quality**)" if res["quick"]
+           else "") + f". The whole run took {res['seconds']['all'] / 60:.1f} min.",
+        "",
+        "Every number here is what the named command printed in this run; nothing is copied "
+        "in by hand. Re-run it to regenerate this file and the plots beside it.",
+        "",
+        "## Every task at a glance",
+        "",
+        "| task | metric | value | target | eval time |",
+        "|---|---|---|---|---|",
+    ]  # fmt: skip
+    for task, key, value, target in headline(res):
+        t = "" if target is None else f"≥ {target:.2f} " + ("met" if value >= target else
+                                                          "**not met**")  # fmt: skip
+        lines.append(f"| {task} | {key} | {value:.3f} | {t} | {res['seconds'][task]:.0f} s |")
+    lines += ["", f"![per task]({rel}/per_task.png)", ""]
+    _plot_headline(res, figures / "per_task.png")
+
+    if "segment" in res:
+        s = res["segment"]
+        lines += [f"## Segment (`switchboard eval segment --split {sp} --n {n['segment']}`)", "",
+                  f"{s['scenes']} scenes, {s['objects']} objects.", "",
+                  "| metric | value | target |", "|---|---|---|"]  # fmt: skip
+        for k in ("box_mIoU", "point_mIoU", "box_mIoU_small", "box_mIoU_medium", "box_mIoU_large"):
+            if k in s:
+                lines.append(f"| {k} | {s[k]:.3f} | {_target('segment', k, s[k])} |")
+        lines.append("")
+    if "detect" in res:
+        d = res["detect"]
+        lines += [
+            f"## Detect (`switchboard eval detect --split {sp} --n {n['detect']}`)",
+            "",
+            f"{d['images']} images.",
+            "",
+            "| metric | value | target |",
+            "|---|---|---|",
+        ]
+        for k in ("mAP50", "mAP50_95", "AP75", "color_accuracy"):
+            lines.append(f"| {k} | {d[k]:.3f} | {_target('detect', k, d[k])} |")
+        lines.append("")
+    if "track" in res:
+        t = res["track"]
+        lines += [f"## Track (`switchboard eval track --split {sp} --n {n['track']}`)", "",
+                  f"{t['clips']} clips, {t['frames']} frames.", "", "| metric | value | target |",
+                  "|---|---|---|"]  # fmt: skip
+        for k in ("MOTA", "IDF1", "FN", "FP", "IDSW"):
+            v = t[k]
+            lines.append(
+                f"| {k} | {_f(v)} | {_target('track', k, v) if isinstance(v, float) else ''} |"
+            )
+        lines.append("")
+    if "edit" in res:
+        e = res["edit"]
+        lines += [f"## Edit (`switchboard eval edit --split {sp} --n {n['edit']}`)", "",
+                  f"{e.get('per_kind')} edits per kind, {e.get('sampler_steps')} sampler steps.",
+                  "", "| kind | success | region PSNR (dB) |", "|---|---|---|"]  # fmt: skip
+        for k in EDIT_KINDS:
+            if f"{k}_success" in e:
+                lines.append(f"| {k} | {e[f'{k}_success']:.3f} | {_f(e.get(f'{k}_region_psnr'))} |")
+        lines.append("")
+    if "router" in res:
+        ours, base = res["router"][0], res["router"][1]
+        lines += ["## Router vs the prompt-only base model "
+                  f"(`switchboard eval router --split {sp} --n {n['router']}`)", "",
+                  f"{ours.get('items')} items of {n['router']} "
+                  "held-out requests; the base is SmolLM2-135M-Instruct prompted with the same "
+                  "tool specs, untuned.", "", f"| metric | {ours['model']} | {base['model']} |",
+                  "|---|---|---|"]  # fmt: skip
+        for k in ROUTER_KEYS:
+            lines.append(f"| {k} | {_f(ours.get(k))} | {_f(base.get(k))} |")
+        lines += ["", f"![router vs base]({rel}/router_vs_base.png)", ""]
+        _plot_router(ours, base, figures / "router_vs_base.png")
+    if "signals" in res:
+        lines += [
+            f"## Signals and synergy (`switchboard eval signals --split {sp} --n {n['signals']} "
+                  f"--n-track {n['signals_track']} --n-edit {n['signals_edit']}`)",
+            "",
+            signals_table(res["signals"]),
+            "",
+            f"![signals]({rel}/signals.png)",
+            "",
+        ]
+        _plot_signals(res["signals"], figures / "signals.png")
+    if "agent" in res:
+        a = res["agent"]
+        lines += [f"## Agent task suite (`switchboard eval agent --split {sp} --n {n['agent']}`)",
+                  "",
+                  agent_table(a), "",
+                  f"Turn latency p50 {a['turn_s_p50']:.2f} s, p95 {a['turn_s_p95']:.2f} s; "
+                  f"{a['errors']} errors. Target ≥ 0.85: "
+                  + ("met." if a["success"] >= 0.85 else "**not met**."), ""]  # fmt: skip
+    lines += ["## Example outputs", "", f"![contact sheet]({rel}/contact_sheet.png)", "",
+              "Test-split inputs and what the specialists made of them: a mask from a box "
+              "prompt, the detector's boxes, a track over a clip, and an edit's before/after.",
+              ""]  # fmt: skip
+    contact_sheet(figures / "contact_sheet.png")
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text("\n".join(lines).rstrip() + "\n")
+    return md
+
+
+def _bar(ax, labels, groups: dict[str, list[float]], title: str) -> None:
+    width = 0.8 / len(groups)
+    x = np.arange(len(labels))
+    for i, (name, values) in enumerate(groups.items()):
+        ax.bar(x + i * width - 0.4 + width / 2, values, width, label=name)
+    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title)
+    if len(groups) > 1:
+        ax.legend(fontsize=8)
+
+
+def _plot_headline(res, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = headline(res)
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    labels = [f"{t}: {k}" for t, k, _, _ in rows]
+    ax.bar(range(len(rows)), [v for _, _, v, _ in rows], color="#4363d8")
+    for i, (_, _, _, target) in enumerate(rows):
+        if target is not None:
+            ax.plot([i - 0.4, i + 0.4], [target, target], color="#e6194b", lw=2)
+    ax.set_xticks(range(len(rows)), labels, rotation=35, ha="right", fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_title("test split: each task's main metrics (red: the target)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_router(ours, base, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    keys = [k for k in ROUTER_KEYS if ours.get(k) is not None]
+    _bar(ax, keys, {ours["model"]: [ours[k] for k in keys],
+                    base["model"]: [base.get(k) or 0.0 for k in keys]},
+         "router vs prompt-only base (test split)")  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_signals(s, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    labels = ["referring mIoU", "track frame-0 mIoU", "edit success"]
+    groups = {
+        "text-only": [s.get("segment_text_only_miou"), s.get("track_first_frame_text_only_miou"),
+                      s.get("edit_text_success")],
+        "hybrid (synergy)": [s.get("segment_hybrid_miou"), s.get("track_first_frame_hybrid_miou"),
+                             s.get("edit_hybrid_success")],
+        "hybrid, no synergy": [s.get("segment_hybrid_nosynergy_miou"),
+                               s.get("track_first_frame_hybrid_nosynergy_miou"),
+                               s.get("edit_hybrid_nosynergy_success")],
+    }  # fmt: skip
+    groups = {k: [v or 0.0 for v in vs] for k, vs in groups.items()}
+    _bar(ax, labels, groups, "signal embeddings and the synergy module (test split)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def contact_sheet(path: Path, seed_offset: int = 0) -> Path:
+    """Test-split examples run through the specialists: input, mask (box prompt), detections,
+    a track over a clip, an edit's before and after."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.patches as patches
+    import matplotlib.pyplot as plt
+    from switchboard.core.media import Image, Video
+    from switchboard.specialists import default_registry
+    from switchboard.world.requests import make_request
+    from switchboard.world.scene import generate_scene
+    from switchboard.world.splits import split_seeds
+    from switchboard.world.video import generate_video
+
+    reg = default_registry()
+    seeds = split_seeds("test", 3 + seed_offset)[seed_offset:]
+    fig, axes = plt.subplots(3, 5, figsize=(13, 8))
+    for row, seed in enumerate(seeds):
+        scene = generate_scene(seed)
+        k = int(np.argmax([m.sum() for m in scene.masks]))
+        ax = axes[row]
+        ax[0].imshow(scene.image)
+        ax[0].set_title("input", fontsize=8)
+        masks = reg.get("segment")(Image(pixels=scene.image), {"box": list(scene.boxes[k])})
+        ax[1].imshow(scene.image)
+        ax[1].imshow(np.ma.masked_where(~masks.masks[0], masks.masks[0]), alpha=0.55, cmap="autumn")
+        x1, y1, x2, y2 = scene.boxes[k]
+        ax[1].add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="yellow"))
+        ax[1].set_title("segment (box prompt)", fontsize=8)
+        boxes = reg.get("detect")(Image(pixels=scene.image), {})
+        ax[2].imshow(scene.image)
+        for (bx1, by1, bx2, by2), label in zip(boxes.xyxy, boxes.labels, strict=True):
+            ax[2].add_patch(patches.Rectangle((bx1, by1), bx2 - bx1, by2 - by1, fill=False,
+                                              ec="lime"))  # fmt: skip
+            ax[2].text(bx1, by1, label, fontsize=6, color="black", backgroundcolor="lime")
+        ax[2].set_title(f"detect ({len(boxes.xyxy)} boxes)", fontsize=8)
+        clip = generate_video(seed)
+        tracks = reg.get("track")(Video(frames=clip.frames, fps=clip.fps), {"masks": False})
+        ax[3].imshow(clip.frames[-1])
+        for t in tracks.tracks:
+            centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in t.xyxy])
+            ax[3].plot(centres[:, 0], centres[:, 1], "-", lw=2)
+            ax[3].text(*centres[-1], f"#{t.track_id}", fontsize=7, color="white")
+        ax[3].set_title(f"track ({len(tracks.tracks)} tracks, last frame)", fontsize=8)
+        req = make_request(seed, "test", "recolor")
+        intent = req.intents[0]
+        edited = reg.get("edit")(Image(pixels=generate_scene(req.seed).image),
+                                 {"op": "recolor", "target": intent.target_text,
+                                  "color": intent.params.get("color")})  # fmt: skip
+        ax[4].imshow(np.concatenate([generate_scene(req.seed).image, edited.image], axis=1))
+        ax[4].set_title(f"edit: {req.text}"[:48], fontsize=7)
+        for a in ax:
+            a.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_json(res: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=2, default=str))
+    return path

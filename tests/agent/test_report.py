@@ -1,0 +1,27 @@
+"""`switchboard eval all --quick`: every eval runs through the same functions as its own
+command, and RESULTS.md shows exactly the numbers the run returned, with its plots."""
+
+from __future__ import annotations
+
+import re
+
+from switchboard.agent.report import EVALS, headline, run_evals, write_report
+
+
+def test_eval_all_quick_writes_the_numbers_it_measured(tmp_path):
+    res = run_evals("test", quick=True, log=lambda _: None)
+    assert set(EVALS) <= set(res) and set(EVALS) <= set(res["seconds"])
+    md = write_report(res, tmp_path / "RESULTS.md", tmp_path / "results",
+                      "switchboard eval all --quick")  # fmt: skip
+    text = md.read_text()
+    assert "switchboard eval all --quick" in text and res["commit"] in text
+    for name in ("per_task", "router_vs_base", "signals", "contact_sheet"):
+        png = tmp_path / "results" / f"{name}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG" and f"results/{name}.png" in text
+    rows = headline(res)
+    assert {task for task, *_ in rows} == {"segment", "detect", "track", "edit", "router",
+                                           "signals", "agent"}  # fmt: skip
+    for task, key, value, _ in rows:  # each headline number is in the table as measured
+        assert re.search(rf"\| {re.escape(task)} \| {re.escape(key)} \| {value:.3f} \|", text)
+    assert f"| segment | box_mIoU | {res['segment']['box_mIoU']:.3f} |" in text
+    assert f"**{res['agent']['success']:.3f}**" in text
