@@ -264,7 +264,7 @@ def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> 
     if "signals" in res:
         lines += [
             f"## Signals and synergy (`switchboard eval signals --split {sp} --n {n['signals']} "
-                  f"--n-track {n['signals_track']} --n-edit {n['signals_edit']}`)",
+            f"--n-track {n['signals_track']} --n-edit {n['signals_edit']}`)",
             "",
             signals_table(res["signals"]),
             "",
