@@ -463,7 +463,9 @@ def eval_agent(
 def eval_all(
     split: str = typer.Option("test"),
     quick: bool = typer.Option(False, help="A few items per eval: checks the pipeline only."),
-    only: str | None = typer.Option(None, help="Comma-separated evals (default: all seven)."),
+    only: str | None = typer.Option(
+        None, help="Comma-separated evals (default: all); the others' last results are kept."
+    ),
     results: Path = typer.Option(Path("docs/RESULTS.md"), help="The report to write."),
     figures: Path = typer.Option(Path("docs/results"), help="Folder for the plots."),
     report_from: Path | None = typer.Option(
@@ -486,12 +488,21 @@ def eval_all(
     unknown = set(chosen) - set(EVALS)
     if unknown:
         raise typer.BadParameter(f"unknown evals {sorted(unknown)}; choose from {EVALS}")
-    res = run_evals(split, quick, chosen, log=typer.echo)
+    res = run_evals(split, quick, chosen, log=typer.echo, figures=figures)
+    tag = "-quick" if quick else ""
+    saved = Path("runs/eval") / f"all-{split}{tag}.json"
+    if only and saved.is_file():  # one eval re-run: the others' results are kept
+        earlier = json.loads(saved.read_text())
+        res = (
+            earlier
+            | {k: v for k, v in res.items() if k in chosen}
+            | {"seconds": earlier.get("seconds", {}) | {k: res["seconds"][k] for k in chosen}}
+        )
+        res["seconds"]["all"] = round(sum(v for k, v in res["seconds"].items() if k != "all"), 1)
     command = "switchboard " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else (
         f"switchboard eval all --split {split}" + (" --quick" if quick else ""))  # fmt: skip
-    res["command"] = command
-    tag = "-quick" if quick else ""
-    typer.echo(f"wrote {save_json(res, Path('runs/eval') / f'all-{split}{tag}.json')}")
+    res.setdefault("command", command)
+    typer.echo(f"wrote {save_json(res, saved)}")
     md = write_report(res, results, figures, command)
     typer.echo(f"wrote {md} ({res['seconds']['all'] / 60:.1f} min)")
 

@@ -220,8 +220,11 @@ VIDEO_MEDIA_TYPES = {"video/mp4": ".mp4", "video/webm": ".webm", "video/x-msvide
                      "video/quicktime": ".mov", "image/gif": ".gif"}  # fmt: skip
 
 
-def load_video(source: str | Path | np.ndarray, *, fps: float | None = None) -> Video:
-    """Load a video from a file (mp4, gif, ...), a folder of frame images or a THWC array."""
+def load_video(source: str | Path | np.ndarray | Video, *, fps: float | None = None) -> Video:
+    """Load a video from a file (mp4, gif, ...), a folder of frame images, a THWC array or a
+    :class:`Video` (returned as it is)."""
+    if isinstance(source, Video):
+        return source
     if isinstance(source, np.ndarray):
         return Video(frames=source, fps=fps or 10.0)
     path = Path(source)

@@ -28,6 +28,10 @@ from switchboard.core.config import get_settings, models_dir
 from .colors import color_in_box
 from .queries import Query, parse_query
 
+# Words that name no class: a shape filter of one of these keeps every class.
+GENERIC_SHAPES = frozenset({"object", "objects", "shape", "shapes", "thing", "things", "item",
+                            "items", "everything", "anything", "all", "any"})  # fmt: skip
+
 
 class DetectArgs(BaseModel):
     """What to find. ``query`` is free text ("red objects", "circles", "the blue star");
@@ -148,11 +152,16 @@ class DetectSpecialist(Specialist):
         q = parse_query(args.query or "", self.class_names)
         if args.shape is not None:
             shape = args.shape.lower().strip()
-            if shape not in self.class_names:
+            if shape not in self.class_names and shape.endswith("s"):  # "circles", "crosses"
+                shape = next((c for c in (shape[:-1], shape[:-2]) if c in self.class_names),
+                             shape)  # fmt: skip
+            if shape in GENERIC_SHAPES:  # "detect every object": no class filter
+                shape = None
+            elif shape not in self.class_names:
                 raise InvalidInputError(
                     f"unknown shape/class {args.shape!r}; this detector knows {self.class_names}"
                 )
-            q.shape = shape
+            q.shape = shape or q.shape
         if args.color is not None:
             q.color = args.color.lower().strip()
         return q

@@ -131,3 +131,11 @@ def test_bad_videos_raise(tmp_path):
         Video(frames=np.zeros((0, 4, 4, 3), np.uint8), fps=5)
     with pytest.raises(InvalidInputError):
         Video(frames=np.zeros((2, 4, 4), np.uint8), fps=5)
+
+
+def test_a_video_object_loads_as_itself():
+    import numpy as np
+    from switchboard.core.media import Video, load_video
+
+    video = Video(frames=np.zeros((3, 8, 8, 3), np.uint8), fps=5)
+    assert load_video(video) is video

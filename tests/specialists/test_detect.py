@@ -40,6 +40,13 @@ def test_explicit_filters_and_errors(detector):
     with pytest.raises(InvalidInputError):
         detector(img, {"score_threshold": 2})
     assert detector(img, {"color": "no-such-colour"}).xyxy == []
+    # the router's "detect every object" → shape "object": no class filter; plurals are classes
+    every = detector(img, {})
+    assert len(detector(img, {"shape": "object"}).xyxy) == len(every.xyxy) > 0
+    assert len(detector(img, {"shape": "Shapes"}).xyxy) == len(every.xyxy)
+    label = every.labels[0].split()[-1]
+    plural = detector(img, {"shape": label + ("es" if label.endswith("s") else "s")})
+    assert plural.xyxy and all(lb.endswith(label) for lb in plural.labels)
 
 
 def test_full_mode_loads_any_ultralytics_weights(tmp_path, monkeypatch):
