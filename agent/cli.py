@@ -488,7 +488,7 @@ def eval_all(
     unknown = set(chosen) - set(EVALS)
     if unknown:
         raise typer.BadParameter(f"unknown evals {sorted(unknown)}; choose from {EVALS}")
-    res = run_evals(split, quick, chosen, log=typer.echo, figures=figures)
+    res = new = run_evals(split, quick, chosen, log=typer.echo, figures=figures)
     tag = "-quick" if quick else ""
     saved = Path("runs/eval") / f"all-{split}{tag}.json"
     if only and saved.is_file():  # one eval re-run: the others' results are kept
@@ -499,11 +499,14 @@ def eval_all(
             | {"seconds": earlier.get("seconds", {}) | {k: res["seconds"][k] for k in chosen}}
         )
         res["seconds"]["all"] = round(sum(v for k, v in res["seconds"].items() if k != "all"), 1)
+        res["updates"] = [*earlier.get("updates", []), {
+            "evals": list(chosen), "date": new["date"], "commit": new["commit"],
+            "command": "switchboard " + " ".join(sys.argv[1:])}]  # fmt: skip
     command = "switchboard " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else (
         f"switchboard eval all --split {split}" + (" --quick" if quick else ""))  # fmt: skip
     res.setdefault("command", command)
     typer.echo(f"wrote {save_json(res, saved)}")
-    md = write_report(res, results, figures, command)
+    md = write_report(res, results, figures, res["command"])
     typer.echo(f"wrote {md} ({res['seconds']['all'] / 60:.1f} min)")
 
 

@@ -309,6 +309,9 @@ def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> 
         + (" (**--quick: a handful of items per eval, not model quality**)" if res["quick"]
            else "") + f". The whole run took {res['seconds']['all'] / 60:.1f} min.",
         "",
+        *(f"Re-run later: {', '.join(u['evals'])} by `{u['command']}` on {u['date']}, commit "
+          f"`{u['commit']}`." for u in res.get("updates", [])),
+        "",
         "Every number here is what the named command printed in this run; nothing is copied "
         "in by hand. Re-run it to regenerate this file and the plots beside it.",
         "",
