@@ -220,7 +220,7 @@ def _photos(reg, split, n, log, figures: Path | None = None):
             rows.append(row)
     if figures is not None and shown:
         _photo_sheet(shown[:8], figures / "photos.png")
-    return {"photos": [p.name for p in photo_paths()[: n["photos"]]], "turns": len(rows),
+    return {"photos": [p.name for p in photos], "turns": len(rows),
             "errors": sum(r["error"] is not None for r in rows),
             "failed_calls": sum(c.endswith("error") or c.endswith("timeout")
                                 for r in rows for c in r.get("calls", [])),
@@ -261,11 +261,14 @@ def _f(v: Any) -> str:
     return "—" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def _target(task: str, key: str, value: float) -> str:
-    t = TARGETS.get((task, key))
-    if t is None:
+def _meets(value: float, target: float | None) -> str:
+    if target is None:
         return ""
-    return f"≥ {t:.2f} {'met' if value >= t else '**not met**'}"
+    return f"≥ {target:.2f} " + ("met" if value >= target else "**not met**")
+
+
+def _target(task: str, key: str, value: float) -> str:
+    return _meets(value, TARGETS.get((task, key)))
 
 
 def headline(res: dict[str, Any]) -> list[tuple[str, str, float, float | None]]:
@@ -321,8 +324,7 @@ def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> 
         "|---|---|---|---|---|",
     ]  # fmt: skip
     for task, key, value, target in headline(res):
-        t = "" if target is None else f"≥ {target:.2f} " + ("met" if value >= target else
-                                                          "**not met**")  # fmt: skip
+        t = _meets(value, target)
         lines.append(f"| {task} | {key} | {value:.3f} | {t} | {res['seconds'][task]:.0f} s |")
     lines += ["", f"![per task]({rel}/per_task.png)", ""]
     _plot_headline(res, figures / "per_task.png")
@@ -546,10 +548,11 @@ def contact_sheet(path: Path, seed_offset: int = 0) -> Path:
         ax[3].set_title(f"track ({len(tracks.tracks)} tracks, last frame)", fontsize=8)
         req = make_request(seed, "test", "recolor")
         intent = req.intents[0]
-        edited = reg.get("edit")(Image(pixels=generate_scene(req.seed).image),
+        before = generate_scene(req.seed).image
+        edited = reg.get("edit")(Image(pixels=before),
                                  {"op": "recolor", "target": intent.target_text,
                                   "color": intent.params.get("color")})  # fmt: skip
-        ax[4].imshow(np.concatenate([generate_scene(req.seed).image, edited.image], axis=1))
+        ax[4].imshow(np.concatenate([before, edited.image], axis=1))
         ax[4].set_title(f"edit: {req.text}"[:48], fontsize=7)
         for a in ax:
             a.axis("off")

@@ -343,7 +343,7 @@ class Agent:
     def _history(self, session: str, owner: str | None) -> list[dict[str, str]]:
         """The last ``history_turns`` done turns' words as the router's conversation."""
         if self.history_turns <= 0:
-            self.store.history(session, owner=owner)  # still 404s someone else's session
+            self.store.check_session(session, owner)  # someone else's session: NotFoundError
             return []
         done = [t for t in self.store.history(session, owner=owner) if t["status"] == "done"]
         out = []

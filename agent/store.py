@@ -251,6 +251,11 @@ class Store:
             raise NotFoundError(f"no session {session_id!r}")
         return row
 
+    def check_session(self, session_id: str, owner: str | None = None) -> None:
+        """:class:`NotFoundError` unless ``owner`` has ``session_id`` (no turns are read)."""
+        with self.db() as s:
+            self._session(s, session_id, owner)
+
     def sessions(self, owner: str | None = None) -> list[dict[str, Any]]:
         """The owner's sessions, newest activity first."""
         with self.db() as s:

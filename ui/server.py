@@ -127,7 +127,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
                       who: str | None) -> dict[str, Any]:  # fmt: skip
         """The chat keywords of a posted message; 404 for an unknown (or someone else's)
         session before any upload is read."""
-        agent.history(session_id, owner=who)
+        agent.store.check_session(session_id, owner=who)
         return await _inputs(file) | {"region": _region(region)}
 
     @app.post("/api/sessions/{session_id}/messages")

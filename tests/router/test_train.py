@@ -53,6 +53,20 @@ def test_every_stage_trains_a_few_steps(smollm, tmp_path):
     parse_reply("<call>" + out.text, reg)
 
 
+def _padded(router, items):
+    """Token ids, attention mask and labels of ``items`` as one right-padded batch."""
+    import torch
+
+    encoded = [encode(router, it) for it in items]
+    n = max(len(i) for i, _ in encoded)
+    ids = torch.zeros(len(items), n, dtype=torch.long)
+    y = torch.full((len(items), n), -100)
+    mask = torch.zeros(len(items), n, dtype=torch.long)
+    for b, (i, lab) in enumerate(encoded):
+        ids[b, : len(i)], y[b, : len(lab)], mask[b, : len(i)] = i, lab, 1
+    return ids, mask, y
+
+
 def test_loss_on_labelled_positions_only_equals_the_full_loss(smollm, tmp_path):
     """The training loss projects to the vocabulary only where a label is; it must equal the
     model's own full-logits loss on a padded batch of unequal items."""
@@ -62,13 +76,7 @@ def test_loss_on_labelled_positions_only_equals_the_full_loss(smollm, tmp_path):
     reg = Registry(BUILTINS)
     router = build_router(PRESETS["smoke"], None).eval()
     items = stage_items("invoke", 5, reg)[:1] + stage_items("ground", 6, reg)[:1]
-    encoded = [encode(router, it) for it in items]
-    n = max(len(i) for i, _ in encoded)
-    ids = torch.zeros(2, n, dtype=torch.long)
-    y = torch.full((2, n), -100)
-    mask = torch.zeros(2, n, dtype=torch.long)
-    for b, (i, lab) in enumerate(encoded):
-        ids[b, : len(i)], y[b, : len(lab)], mask[b, : len(i)] = i, lab, 1
+    ids, mask, y = _padded(router, items)
     x = router.llm.get_input_embeddings()(ids)
     with torch.no_grad():
         full = router(inputs_embeds=x, attention_mask=mask, labels=y).loss
@@ -85,13 +93,7 @@ def test_the_fused_kernel_trains_the_router_as_the_reference_does(smollm):
     reg = Registry(BUILTINS)
     router = build_router(PRESETS["smoke"], None).train()
     items = stage_items("invoke", 7, reg)[:1] + stage_items("ground", 8, reg)[:1]
-    encoded = [encode(router, it) for it in items]
-    n = max(len(i) for i, _ in encoded)
-    ids = torch.zeros(2, n, dtype=torch.long)
-    y = torch.full((2, n), -100)
-    mask = torch.zeros(2, n, dtype=torch.long)
-    for b, (i, lab) in enumerate(encoded):
-        ids[b, : len(i)], y[b, : len(lab)], mask[b, : len(i)] = i, lab, 1
+    ids, mask, y = _padded(router, items)
     params = {k: p for k, p in router.named_parameters() if p.requires_grad}
     results = []
     for fused in (False, True):
