@@ -510,6 +510,54 @@ def eval_all(
     typer.echo(f"wrote {md} ({res['seconds']['all'] / 60:.1f} min)")
 
 
+@app.command("bench")
+def bench(
+    quick: bool = typer.Option(False, help="A few repeats per section: checks the pipeline only."),
+    only: str | None = typer.Option(
+        None, help="Comma-separated sections (default: all); the others' last results are kept."
+    ),
+    results: Path = typer.Option(Path("docs/RESULTS.md"), help="The report to write into."),
+    report_from: Path | None = typer.Option(
+        None, help="Write the report from an earlier run's JSON instead of measuring."
+    ),
+) -> None:
+    """Speed and memory on this machine, each section in a fresh process: model loads (cold and
+    cached), per-stage turn latency, hybrid single-pass vs text two-pass routing, lazy vs eager
+    loading, server throughput under concurrent clients, specialists, router, kernels. Written
+    into docs/RESULTS.md (its own section) and runs/bench/bench.json."""
+    import json
+    import sys
+
+    from switchboard.agent.bench import SECTIONS, run_bench, write_bench
+
+    saved = Path("runs/bench") / f"bench{'-quick' if quick else ''}.json"
+    if report_from is not None:
+        res = json.loads(report_from.read_text())
+        typer.echo(f"wrote {write_bench(res, results, res['command'])}")
+        return
+    chosen = tuple(k.strip() for k in only.split(",") if k.strip()) if only else SECTIONS
+    unknown = set(chosen) - set(SECTIONS)
+    if unknown:
+        raise typer.BadParameter(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    res = new = run_bench(quick, chosen, log=typer.echo)
+    command = "switchboard " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else (
+        "switchboard bench" + (" --quick" if quick else ""))  # fmt: skip
+    if only and saved.is_file():  # some sections re-run: the others' results are kept
+        earlier = json.loads(saved.read_text())
+        res = earlier | {k: v for k, v in res.items() if k in chosen}
+        res["seconds"] = earlier["seconds"] | {k: new["seconds"][k] for k in chosen}
+        res["seconds"]["all"] = round(sum(v for k, v in res["seconds"].items() if k != "all"), 1)
+        res["updates"] = [*earlier.get("updates", []), {
+            "sections": list(chosen), "date": new["date"], "commit": new["commit"],
+            "command": command}]  # fmt: skip
+    res.setdefault("command", command)
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(res, indent=2))
+    typer.echo(f"wrote {saved}")
+    md = write_bench(res, results, res["command"])
+    typer.echo(f"wrote {md} ({res['seconds']['all'] / 60:.1f} min)")
+
+
 @eval_app.command("plugin")
 def eval_plugin(
     folder: Path = typer.Option(

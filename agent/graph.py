@@ -83,6 +83,13 @@ class AgentRuntime:
     # call runs.
     memory_budget_mb: float | None = None
     last_used: dict[str, float] = field(default_factory=dict)
+    # One pass: the calls of the first route are the turn's only calls and the reply is
+    # written from their observations, with no second route (the Vitron pattern: words,
+    # calls and signals in one decode). False: route again after every step (LLM → tools →
+    # LLM, what the router was trained on; multi-step requests need it).
+    single_pass: bool = False
+    # (stage, seconds) of every node run: perceive, route, call:<tool>, observe, respond
+    timings: list[tuple[str, float]] = field(default_factory=list)
 
     def emit(self, event: dict[str, Any]) -> None:
         if self.on_event is not None:
@@ -260,7 +267,8 @@ def observe(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
 
 
 def after_observe(state: TurnState, config: RunnableConfig) -> str:
-    return "route" if state["step"] < _runtime(config).max_steps else "respond"
+    rt = _runtime(config)
+    return "route" if state["step"] < rt.max_steps and not rt.single_pass else "respond"
 
 
 def respond(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
@@ -271,6 +279,9 @@ def respond(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
     parts = [text] if text else []
     if stopped:
         parts.append(f"I stopped after {rt.max_steps} steps without finishing.")
+    done = [r for r in state.get("results", []) if r["status"] == "ok"]
+    if rt.single_pass and done:  # no second route to say what came out: the observations do
+        parts += [r["observation"].strip("[]") for r in done]
     failed = [r for r in state.get("results", []) if r["status"] != "ok"]
     parts += [f"{r['tool']} failed: {r['error']}" for r in failed]
     final = "\n".join(parts) if parts else "Done."
@@ -308,14 +319,30 @@ def sqlite_checkpointer(path: str | Any) -> Any:
     return saver
 
 
+def _timed(name: str, node: Any) -> Any:
+    """``node`` recording its wall time in the runtime's ``timings`` (``call:<tool>`` for a
+    call): what ``Turn.timings`` and ``switchboard bench``'s per-stage latency report."""
+
+    def run(state: Any, config: RunnableConfig) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        try:
+            return node(state, config)
+        finally:
+            stage = name
+            if name == "call":
+                stage = f"call:{state['pending'][state['call_index']]['tool']}"
+            _runtime(config).timings.append((stage, time.perf_counter() - t0))
+
+    run.__name__ = node.__name__
+    return run
+
+
 def build_graph(checkpointer: Any = None) -> Any:
     """The compiled graph (``checkpointer``: a LangGraph saver, e.g. SQLite, or None)."""
     g = StateGraph(TurnState)
-    g.add_node("perceive", perceive)
-    g.add_node("route", route)
-    g.add_node("call", call)
-    g.add_node("observe", observe)
-    g.add_node("respond", respond)
+    for name, node in (("perceive", perceive), ("route", route), ("call", call),
+                       ("observe", observe), ("respond", respond)):  # fmt: skip
+        g.add_node(name, _timed(name, node))
     g.add_edge(START, "perceive")
     g.add_edge("perceive", "route")
     g.add_conditional_edges("route", dispatch, ["call", "respond"])

@@ -423,8 +423,11 @@ def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> 
               "prompt, the detector's boxes, a track over a clip, and an edit's before/after.",
               ""]  # fmt: skip
     contact_sheet(figures / "contact_sheet.png")
+    from .bench import bench_block
+
+    kept = bench_block(md)  # switchboard bench's section stays as that command wrote it
     md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text("\n".join(lines).rstrip() + "\n")
+    md.write_text("\n".join(lines).rstrip() + "\n" + (f"\n{kept}\n" if kept else ""))
     return md
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,10 @@ class Turn:
     boxes: list[tuple[tuple[float, float, float, float], str, float]] = field(default_factory=list)
     tracks: list[Any] = field(default_factory=list)
     images: list[np.ndarray] = field(default_factory=list)
+    # (stage, seconds) in order: "perceive" (decoding and storing the request, building the
+    # router's conversation), "route" (one per router pass), "call:<tool>", "observe",
+    # "respond" (the reply and storing it with its artifacts)
+    timings: list[tuple[str, float]] = field(default_factory=list)
 
     def save(self, folder: str | Path) -> list[Path]:
         """Write ``reply.txt``, ``calls.json``, ``mask_<k>.png``, ``image_<k>.png``,
@@ -139,13 +144,19 @@ class Agent:
         timeout_s: float = 120.0,
         checkpointer: Any = None,
         history_turns: int = 0,
+        single_pass: bool = False,
     ) -> None:
         """``history_turns``: how many earlier turns of the session the router reads (their
         words). 0 by default: the trained router learnt one request per conversation, and one
         earlier turn in front of a request drops its task success from 0.619 to 0.214
         (``switchboard eval agent --n 42 --after-turn --history-turns 1``; docs/agent.md). The
-        store keeps every turn either way."""
+        store keeps every turn either way.
+
+        ``single_pass``: the first route's calls are the turn's calls and the reply is written
+        from their observations, without routing again (see ``AgentRuntime.single_pass``;
+        ``switchboard bench`` compares the two)."""
         self.policy, self.registry, self.store = policy, registry, store
+        self.single_pass = single_pass
         self.max_steps, self.timeout_s = max_steps, timeout_s
         self.history_turns = history_turns
         self.checkpointer = checkpointer
@@ -196,6 +207,7 @@ class Agent:
         owner: str | None = None,
         on_event: Any = None,
     ) -> Turn:
+        t_start = time.perf_counter()
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError("a request needs some text")
         if image is not None and video is not None:
@@ -221,7 +233,8 @@ class Agent:
                                                   if k != "mask"} or {"mask": True}  # fmt: skip
         turn_id = self.store.begin_turn(session, text, inputs, stored_region, owner=owner)
         rt = AgentRuntime(self.policy, self.registry, self.max_steps, self.timeout_s,
-                          on_event=on_event)  # fmt: skip
+                          on_event=on_event, single_pass=self.single_pass)  # fmt: skip
+        rt.timings.append(("perceive", time.perf_counter() - t_start))
         state: dict[str, Any] = {"text": text, "regions": regions, "history": history}
         if media is not None:
             rt.media["input"] = media
@@ -241,8 +254,19 @@ class Agent:
                                    error=f"{type(exc).__name__}: {exc}")  # fmt: skip
             self._forget(turn_id)
             raise
+        t0 = time.perf_counter()
         turn = self._finish(session, turn_id, out, rt)
         self._forget(turn_id)
+        rt.timings.append(("respond", time.perf_counter() - t0))
+        # the request's preparation and the graph's perceive node are one stage, as are the
+        # respond node and storing the turn
+        merged: dict[str, float] = {}
+        for stage, s in rt.timings:
+            if stage in ("perceive", "respond"):
+                merged[stage] = merged.get(stage, 0.0) + s
+        turn.timings = [("perceive", merged.get("perceive", 0.0))]
+        turn.timings += [(st, s) for st, s in rt.timings if st not in ("perceive", "respond")]
+        turn.timings.append(("respond", merged.get("respond", 0.0)))
         return turn
 
     def _forget(self, turn_id: int) -> None:
@@ -288,7 +312,8 @@ class Agent:
         for turn_id in pending:
             if self.checkpointer is None:
                 break
-            rt = AgentRuntime(self.policy, self.registry, self.max_steps, self.timeout_s)
+            rt = AgentRuntime(self.policy, self.registry, self.max_steps, self.timeout_s,
+                              single_pass=self.single_pass)  # fmt: skip
             config = self._config(turn_id, rt)
             try:
                 snapshot = self.graph.get_state(config)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from pydantic import BaseModel, Field
 from switchboard.core import (
     Boxes,
@@ -132,7 +133,21 @@ class DetectSpecialist(Specialist):
         """:meth:`detect_all` for several images in one network batch (video frames)."""
         if len(images) == 0:
             return []
-        results = self.model.predict(
+        threads = torch.get_num_threads()
+        try:
+            results = self._predict(images, conf, max_det)
+        finally:  # Ultralytics' select_device sets torch to (cores - 1) threads: 1 of 2 here,
+            if torch.get_num_threads() != threads:  # halving every model that runs after it
+                torch.set_num_threads(threads)
+        out = []
+        for r in results:
+            b = r.boxes
+            xyxy, conf_, cls = b.xyxy.cpu().numpy(), b.conf.cpu().numpy(), b.cls.cpu().numpy()
+            out.append((xyxy, conf_, cls.astype(int)))
+        return out
+
+    def _predict(self, images: Sequence[np.ndarray], conf: float, max_det: int) -> Any:
+        return self.model.predict(
             [np.ascontiguousarray(im[..., ::-1]) for im in images],
             imgsz=self.imgsz,
             conf=conf,
@@ -141,12 +156,6 @@ class DetectSpecialist(Specialist):
             device=self.device or "cpu",
             verbose=False,
         )
-        out = []
-        for r in results:
-            b = r.boxes
-            xyxy, conf_, cls = b.xyxy.cpu().numpy(), b.conf.cpu().numpy(), b.cls.cpu().numpy()
-            out.append((xyxy, conf_, cls.astype(int)))
-        return out
 
     def query(self, args: DetectArgs) -> Query:
         q = parse_query(args.query or "", self.class_names)

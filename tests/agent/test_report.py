@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import re
 
+from switchboard.agent.bench import BEGIN, END
 from switchboard.agent.report import EVALS, headline, run_evals, write_report
 
 
 def test_eval_all_quick_writes_the_numbers_it_measured(tmp_path):
     res = run_evals("test", quick=True, log=lambda _: None)
     assert set(EVALS) <= set(res) and set(EVALS) <= set(res["seconds"])
+    bench = f"{BEGIN}\n## Speed and memory (`switchboard bench`)\n…\n{END}"
+    (tmp_path / "RESULTS.md").write_text(f"# Results\n\nan earlier run\n\n{bench}\n")
     md = write_report(res, tmp_path / "RESULTS.md", tmp_path / "results",
                       "switchboard eval all --quick")  # fmt: skip
     text = md.read_text()
+    assert "an earlier run" not in text and text.rstrip().endswith(bench)  # bench's part kept
     assert "switchboard eval all --quick" in text and res["commit"] in text
     for name in ("per_task", "router_vs_base", "signals", "contact_sheet"):
         png = tmp_path / "results" / f"{name}.png"

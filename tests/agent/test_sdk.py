@@ -302,3 +302,23 @@ def test_the_trained_router_drives_the_specialists(tmp_path):
     assert turn.calls and turn.calls[0].tool == "segment" and turn.calls[0].status == "ok"
     assert turn.calls[0].with_signal
     assert turn.masks and turn.masks[0].shape == scene.image.shape[:2]
+
+
+def test_a_turn_reports_each_stages_time_and_single_pass_skips_the_second_route(tmp_path, scene):
+    box = [float(v) for v in scene.boxes[0]]
+    agent = _agent(tmp_path)
+    t0 = time.perf_counter()
+    turn = agent.chat("segment this", image=scene.image, region=box)
+    wall = time.perf_counter() - t0
+    stages = [s for s, _ in turn.timings]
+    assert stages == ["perceive", "route", "call:segment", "observe", "route", "respond"]
+    assert all(s >= 0 for _, s in turn.timings) and sum(s for _, s in turn.timings) <= wall
+    assert turn.text == "Here it is."
+
+    one = _agent(tmp_path / "one", SegmentTheBox())
+    one.single_pass = True
+    turn = one.chat("segment this", image=scene.image, region=box)
+    assert [s for s, _ in turn.timings] == ["perceive", "route", "call:segment", "observe",
+                                            "respond"]  # fmt: skip
+    assert turn.text.startswith("segment → 1 mask") and len(turn.masks) == 1
+    assert Agent.load(home=tmp_path / "two", single_pass=True).single_pass

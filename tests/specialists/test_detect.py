@@ -77,3 +77,19 @@ def test_batched_frames_match_one_frame_at_a_time(detector):
         assert len(b) == len(b1) and (c == c1).all()
         assert abs(b - b1).max(initial=0) < 0.5 and abs(s - s1).max(initial=0) < 1e-3
     assert detector.detect_batch([]) == []
+
+
+def test_detecting_leaves_torchs_thread_count_alone():
+    """Ultralytics' predictor setup calls ``torch.set_num_threads(cores - 1)``: on 2 cores every
+    model run after the first detection (router, SAM, diffusion) would get one thread."""
+    import torch
+    from switchboard.specialists.detect import DetectSpecialist
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fresh = DetectSpecialist().load()  # a new predictor: its setup runs select_device
+        fresh(Image(pixels=generate_scene(split_seeds("test", 1)[0]).image), {})
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,791 @@
+"""One benchmark of the whole system on this machine, written into ``docs/RESULTS.md``.
+
+    switchboard bench                     # every section (the numbers the docs cite)
+    switchboard bench --quick             # a few repeats per section: checks the pipeline
+    switchboard bench --only router,passes
+
+Every section runs in a fresh Python process (``python -m switchboard.agent.bench <section>``),
+so each one's load times and peak resident memory are its own, and the sections run one after
+another (never two at once: their timings would share the cores):
+
+- **loads**: each model's load time, *cold* (a fresh process; for the router's LLM also an empty
+  ``SWITCHBOARD_HOME``, so the GGUF file is dequantized) and *cached* (the LLM: a fresh process
+  with the dequantized cache; the specialists: loaded again in the same process after
+  ``unload()``, what the agent's memory budget does), with the memory each one adds;
+- **world**: ShapeWorld scenes with masks per second on one and on two workers;
+- **perception**: segment (after ``set_image``, and ``set_image``), detect per frame, track per
+  frame with masks, and memory with all three loaded;
+- **edit**: one recolour, one removal (20 sampler steps) and a two-object generation;
+- **router**: one route (prefill and constrained decode of a call) with a 256 px image;
+- **stages**: whole turns of the default agent (text calls) over held-out requests of every
+  task type, split into perceive, route (each pass), each specialist, observe and respond;
+- **passes**: the same single-call requests answered by hybrid single-pass routing (one decode
+  writes the call and its signal embeddings; the reply comes from the observation) and by the
+  text-only two-pass loop (LLM → tool → LLM, the HuggingGPT/ReAct pattern), plus text calls in
+  one pass to separate the two effects: latency, router passes and task success;
+- **lazy**: the agent with specialists loaded on first use against all of them loaded up front:
+  time to ready, memory, the first turn;
+- **server**: the HTTP server under N concurrent loopback clients (a bounded number of turns);
+- **kernels**: :mod:`switchboard.kernels.bench` on this machine's device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SECTIONS = ("loads", "world", "perception", "edit", "router", "stages", "passes", "lazy",
+            "server", "kernels")  # fmt: skip
+# Repeats per section: the full run and the --quick pipeline check.
+FULL = {"world": 1000, "perception": 30, "clips": 3, "edit": 10, "router": 20, "stages": 4,
+        "passes": 3, "lazy": 1, "clients": 8, "requests": 24, "kernels": 10}  # fmt: skip
+QUICK = {"world": 50, "perception": 3, "clips": 1, "edit": 1, "router": 3, "stages": 1,
+         "passes": 1, "lazy": 1, "clients": 2, "requests": 3, "kernels": 2}  # fmt: skip
+# The aims the issues set for a latency or a memory figure (lower is better).
+AIMS = {"segment_call_ms": 150, "detect_frame_ms": 60, "track_frame_ms": 150,
+        "perception_rss_mb": 1536, "edit_ms": 1500, "route_ms": 400, "one_call_turn_s": 1.5,
+        "world_1000_s": 30}  # fmt: skip
+SPECIALISTS = ("segment", "detect", "track", "edit")
+# The tasks whose request is one specialist call (what the passes comparison runs on).
+SINGLE_CALL = ("segment", "detect", "track", "recolor", "remove", "add", "move", "replace",
+               "generate")  # fmt: skip
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def timed_ms(fn: Callable[[], object], repeats: int) -> dict[str, float]:
+    """p50 and p95 wall time of ``fn`` in milliseconds, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"p50_ms": round(pct(times, 50), 2), "p95_ms": round(pct(times, 95), 2)}
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return round(psutil.Process().memory_info().rss / 2**20, 1)
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+# -- loads --------------------------------------------------------------------------------------
+_LOAD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import torch, switchboard.core, switchboard.specialists, switchboard.router.inference
+from switchboard.agent.bench import rss_mb
+out = {"import_s": time.perf_counter() - t0, "rss_before_mb": rss_mb()}
+what = sys.argv[1]
+t0 = time.perf_counter()
+if what == "llm":
+    from switchboard.router.llm import load_llm
+    load_llm()
+elif what == "router":
+    from switchboard.router.inference import Router
+    model = Router.load()
+else:
+    from switchboard.specialists import default_registry
+    model = default_registry().get(what).load()
+out["load_s"] = time.perf_counter() - t0
+out["rss_after_mb"] = rss_mb()
+if what not in ("llm", "router"):
+    model.unload()
+    import gc; gc.collect()
+    t0 = time.perf_counter()
+    model.load()
+    out["reload_s"] = time.perf_counter() - t0
+print("BENCH " + json.dumps(out))
+"""
+
+
+def _child(code: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=1200)  # fmt: skip
+    for line in proc.stdout.splitlines():
+        if line.startswith("BENCH "):
+            return json.loads(line[6:])
+    raise RuntimeError(f"benchmark child {args} failed:\n{proc.stderr[-2000:]}")
+
+
+def bench_loads(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as home:  # an empty cache: the GGUF is dequantized
+        env = {"SWITCHBOARD_HOME": home}
+        cold = _child(_LOAD, "llm", env=env)
+        cached = _child(_LOAD, "llm", env=env)
+        out["llm"] = {"cold_s": cold["load_s"], "cached_s": cached["load_s"],
+                      "import_s": cached["import_s"],
+                      "added_mb": cached["rss_after_mb"] - cached["rss_before_mb"]}  # fmt: skip
+        log(f"llm: cold {cold['load_s']:.1f} s, cached {cached['load_s']:.2f} s")
+        r = _child(_LOAD, "router", env=env)
+        out["router"] = {"cached_s": r["load_s"],
+                         "added_mb": r["rss_after_mb"] - r["rss_before_mb"]}  # fmt: skip
+        log(f"router (LLM cached + tower + heads): {r['load_s']:.2f} s")
+        for name in SPECIALISTS:
+            r = _child(_LOAD, name, env=env)
+            out[name] = {"cold_s": r["load_s"], "cached_s": r["reload_s"],
+                         "added_mb": r["rss_after_mb"] - r["rss_before_mb"]}  # fmt: skip
+            log(f"{name}: cold {r['load_s']:.2f} s, reload {r['reload_s']:.2f} s")
+        out["import_s"] = r["import_s"]
+    return out
+
+
+# -- world, perception, edit, router ------------------------------------------------------------
+def _scenes(seeds: range) -> int:
+    from switchboard.world import generate_scene
+
+    return sum(len(generate_scene(s).objects) for s in seeds)
+
+
+def bench_world(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    total, out = n["world"], {"scenes": n["world"]}
+    _scenes(range(1))  # imports before the clock
+    for workers in (1, 2):
+        bounds = [total * k // workers for k in range(workers + 1)]
+        t0 = time.perf_counter()
+        if workers == 1:
+            _scenes(range(total))
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                list(pool.map(_scenes, [range(bounds[k], bounds[k + 1]) for k in range(workers)]))
+        out[f"workers_{workers}_s"] = round(time.perf_counter() - t0, 2)
+        log(f"{total} scenes on {workers} worker(s): {out[f'workers_{workers}_s']} s")
+    return out
+
+
+def bench_perception(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    from switchboard.core import Image, Video
+    from switchboard.specialists import default_registry
+    from switchboard.world import generate_scene, generate_video
+
+    rss0 = rss_mb()
+    reg = default_registry()
+    seg, det, trk = reg.get("segment").load(), reg.get("detect").load(), reg.get("track").load()
+    scene = generate_scene(1_010_000)
+    img = Image(pixels=scene.image)
+    box = tuple(float(v) for v in scene.boxes[0])
+    seg(img, {"box": box})  # set_image happens here, once
+    out: dict[str, Any] = {
+        "segment_call": timed_ms(lambda: seg(img, {"box": box}), n["perception"]),
+        "segment_set_image": timed_ms(
+            lambda: (setattr(seg, "_image_key", None), seg.set_image(scene.image)),
+            max(n["perception"] // 3, 1)),
+        "detect_frame": timed_ms(lambda: det(img, {}), n["perception"]),
+    }  # fmt: skip
+    per_frame = []
+    for k in range(n["clips"]):
+        clip = generate_video(1_010_000 + k)
+        video = Video(frames=clip.frames, fps=clip.fps)
+        t0 = time.perf_counter()
+        trk(video, {"masks": True})
+        per_frame.append((time.perf_counter() - t0) * 1000 / clip.num_frames)
+    out["track_frame_masks_ms"] = round(float(np.mean(per_frame)), 1)
+    out["rss_all_loaded_mb"] = rss_mb()
+    out["rss_models_mb"] = round(out["rss_all_loaded_mb"] - rss0, 1)
+    log(f"segment {out['segment_call']['p50_ms']} ms, detect {out['detect_frame']['p50_ms']} ms,"
+        f" track {out['track_frame_masks_ms']} ms/frame")  # fmt: skip
+    return out
+
+
+def bench_edit(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    from switchboard.core import Image
+    from switchboard.specialists import default_registry
+    from switchboard.world.edits import generate_edit
+
+    rss0 = rss_mb()
+    edit = default_registry().get("edit").load()
+    pair = generate_edit(1_010_000, "recolor")
+    img = Image(pixels=pair.before.image)
+    mask = pair.before.masks[pair.before.index(pair.target)]
+    base = {"steps": 20}
+    prompt = "a red circle at the left and a blue star"
+    out = {
+        "working_size": edit.work_size, "sampler_steps": 20,
+        "recolor": timed_ms(lambda: edit(img, {**base, "op": "recolor", "region": mask,
+                                               "color": "blue"}), n["edit"]),
+        "remove": timed_ms(lambda: edit(img, {**base, "op": "remove", "region": mask}), n["edit"]),
+        "generate_2_objects": timed_ms(
+            lambda: edit(None, {**base, "op": "generate", "prompt": prompt}),
+            max(n["edit"] // 2, 1)),
+    }  # fmt: skip
+    out["rss_added_mb"] = round(rss_mb() - rss0, 1)
+    log(f"recolor {out['recolor']['p50_ms']} ms, remove {out['remove']['p50_ms']} ms")
+    return out
+
+
+def bench_router(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    from switchboard.router.data import items_for
+    from switchboard.router.inference import Router
+    from switchboard.specialists import default_registry
+    from switchboard.world.requests import make_request
+    from switchboard.world.splits import split_seeds
+
+    reg = default_registry()
+    router = Router.load(registry=reg)
+    items = []
+    for seed in split_seeds("test", 400):
+        req = make_request(seed, "test")
+        if req.media == "image":
+            it = items_for(req, reg)[0]
+            if it.calls:
+                items.append(it)
+        if len(items) > n["router"]:
+            break
+    router.route_item(items[0])  # warm-up
+    times, tokens, steps = [], [], []
+    for it in items[1:]:
+        t0 = time.perf_counter()
+        _, dec = router.route_item(it)
+        times.append(time.perf_counter() - t0)
+        tokens.append(len(dec.token_ids))
+        steps.append(dec.steps)
+    out = {
+        "image_px": int(items[0].images[0].shape[0]),
+        "prompt_tokens": len(router.prompt_ids(items[0].messages, items[0].images, False)[0]),
+        "routes": len(times),
+        "route_p50_ms": round(1000 * pct(times, 50), 1),
+        "route_p95_ms": round(1000 * pct(times, 95), 1),
+        "reply_tokens_mean": round(float(np.mean(tokens)), 1),
+        "forward_passes_mean": round(float(np.mean(steps)), 1),
+        "tokens_per_s": round(float(np.sum(tokens) / np.sum(times)), 1),
+    }
+    log(f"route p50 {out['route_p50_ms']} ms, p95 {out['route_p95_ms']} ms")
+    return out
+
+
+# -- the agent: stages, passes, lazy loading ----------------------------------------------------
+def _requests(tasks: tuple[str, ...], per_task: int, offset: int = 7_000) -> list[Any]:
+    """``per_task`` held-out (test split) requests of each task, the same on every run."""
+    from switchboard.world.requests import make_request
+    from switchboard.world.splits import SPLITS
+
+    lo = SPLITS["test"][0] + offset
+    return [make_request(lo + 100 * i + k, "test", t)
+            for i, t in enumerate(tasks) for k in range(per_task)]  # fmt: skip
+
+
+def _agent(home: str, signals: bool = False, single_pass: bool = False) -> Any:
+    from .sdk import Agent
+
+    agent = Agent.load(home=home, signals=signals, single_pass=single_pass)
+    agent.policy.router  # noqa: B018  (load the router now, not inside the first turn)
+    return agent
+
+
+def _warm(agent: Any) -> None:
+    """One turn per specialist kind, so loading is not counted in the turns measured."""
+    from .evaluate import _media
+
+    for req in _requests(("segment", "recolor", "track", "detect"), 1, offset=7_900):
+        agent.chat(req.text, **_media(req))
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "p50_s": round(pct(values, 50), 3),
+            "p95_s": round(pct(values, 95), 3)}  # fmt: skip
+
+
+def _stage_order(item: tuple[str, Any]) -> tuple[int, str]:
+    order = ("perceive", "route", "call", "observe", "respond")
+    return order.index(item[0].split(":")[0]), item[0]
+
+
+def bench_stages(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    from .evaluate import TASK_TYPES, _media
+
+    tasks = tuple(t for ts in TASK_TYPES.values() for t in ts)
+    with tempfile.TemporaryDirectory() as home:
+        agent = _agent(home)
+        _warm(agent)
+        stages: dict[str, list[float]] = {}
+        first_route, later_routes, totals, passes = [], [], [], []
+        by_calls: dict[str, list[float]] = {}
+        by_task: dict[str, list[float]] = {}
+        for req in _requests(tasks, n["stages"]):
+            t0 = time.perf_counter()
+            turn = agent.chat(req.text, **_media(req))
+            totals.append(time.perf_counter() - t0)
+            routes = [s for st, s in turn.timings if st == "route"]
+            first_route += routes[:1]
+            later_routes += routes[1:]
+            passes.append(len(routes))
+            for st, s in turn.timings:
+                stages.setdefault(st, []).append(s)
+            calls = len(turn.calls)
+            key = "no call" if not calls else "one call" if calls == 1 else "several calls"
+            by_calls.setdefault(key, []).append(totals[-1])
+            by_task.setdefault(req.task, []).append(totals[-1])
+    out = {
+        "turns": len(totals),
+        "tasks": list(tasks),
+        "total": _summary(totals),
+        "by_calls": {k: _summary(v) for k, v in by_calls.items()},
+        "by_task": {k: _summary(v) for k, v in by_task.items()},
+        "route_first": _summary(first_route),
+        "route_later": _summary(later_routes),
+        "router_passes_mean": round(float(np.mean(passes)), 2),
+        "stages": {k: _summary(v) for k, v in sorted(stages.items(), key=_stage_order)},
+    }
+    log(f"{len(totals)} turns: p50 {out['total']['p50_s']} s, p95 {out['total']['p95_s']} s")
+    return out
+
+
+def bench_passes(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    from .evaluate import _media, judge
+
+    reqs = _requests(SINGLE_CALL, n["passes"], offset=7_500)
+    modes = {"hybrid_single_pass": (True, True), "text_two_pass": (False, False),
+             "text_single_pass": (False, True)}  # fmt: skip
+    out: dict[str, Any] = {"requests": len(reqs), "tasks": list(SINGLE_CALL)}
+    with tempfile.TemporaryDirectory() as home:
+        agent = _agent(home)
+        _warm(agent)
+        for mode, (signals, single) in modes.items():
+            agent.policy.with_signals, agent.single_pass = signals, single
+            totals, routes, oks, llm_s = [], [], [], []
+            for req in reqs:
+                t0 = time.perf_counter()
+                turn = agent.chat(req.text, **_media(req))
+                totals.append(time.perf_counter() - t0)
+                r = [s for st, s in turn.timings if st == "route"]
+                routes.append(len(r))
+                llm_s.append(sum(r))
+                oks.append(judge(req, turn).ok)
+            out[mode] = {**_summary(totals), "mean_s": round(float(np.mean(totals)), 3),
+                         "router_passes_mean": round(float(np.mean(routes)), 2),
+                         "router_s_mean": round(float(np.mean(llm_s)), 3),
+                         "success": round(float(np.mean(oks)), 3)}  # fmt: skip
+            log(f"{mode}: p50 {out[mode]['p50_s']} s, success {out[mode]['success']}")
+    two = out["text_two_pass"]
+    for mode in ("hybrid_single_pass", "text_single_pass"):
+        out[f"{mode}_vs_text_two_pass"] = {
+            "p50_ratio": round(out[mode]["p50_s"] / two["p50_s"], 3),
+            "mean_ratio": round(out[mode]["mean_s"] / two["mean_s"], 3),
+            "success_diff": round(out[mode]["success"] - two["success"], 3),
+        }
+    return out
+
+
+_LAZY = r"""
+import json, sys, tempfile, time
+t0 = time.perf_counter()
+from switchboard.agent.bench import _agent, _requests, peak_rss_mb, rss_mb
+from switchboard.agent.evaluate import _media
+eager = sys.argv[1] == "eager"
+with tempfile.TemporaryDirectory() as home:
+    agent = _agent(home)
+    if eager:
+        for name in agent.registry.names():
+            agent.registry.get(name).load()
+    out = {"ready_s": time.perf_counter() - t0, "ready_rss_mb": rss_mb(),
+           "loaded": agent.registry.loaded()}
+    turns = []
+    for req in _requests(("segment", "recolor", "detect", "track"), 1, offset=7_800):
+        t = time.perf_counter()
+        agent.chat(req.text, **_media(req))
+        turns.append(time.perf_counter() - t)
+    out |= {"first_turns_s": turns, "after_rss_mb": rss_mb(), "peak_rss_mb": peak_rss_mb(),
+            "to_fourth_reply_s": time.perf_counter() - t0}
+print("BENCH " + json.dumps(out))
+"""
+
+
+def bench_lazy(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mode in ("lazy", "eager"):
+        out[mode] = _child(_LAZY, mode)
+        log(f"{mode}: ready in {out[mode]['ready_s']:.1f} s at {out[mode]['ready_rss_mb']} MB")
+    lazy, eager = out["lazy"], out["eager"]
+    out["lazy_vs_eager"] = {
+        "ready_time_ratio": round(lazy["ready_s"] / eager["ready_s"], 3),
+        "ready_rss_ratio": round(lazy["ready_rss_mb"] / eager["ready_rss_mb"], 3),
+        "first_turn_ratio": round(lazy["first_turns_s"][0] / eager["first_turns_s"][0], 3),
+        "to_fourth_reply_ratio": round(lazy["to_fourth_reply_s"] / eager["to_fourth_reply_s"], 3),
+    }
+    return out
+
+
+# -- server, kernels ----------------------------------------------------------------------------
+def bench_server(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    """``switchboard serve``'s app on a free loopback port; N client threads share a bounded
+    number of turns (test-split segment requests with their image, via the SDK's ``Client``)
+    while one more thread polls ``/api/health``."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+    from switchboard.router.data import media_for
+    from switchboard.ui.server import create_app
+
+    from .client import Client
+
+    with tempfile.TemporaryDirectory() as home:
+        agent = _agent(home)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(create_app(agent), port=port, log_level="error"))
+        threading.Thread(target=server.run, daemon=True).start()
+        url = f"http://127.0.0.1:{port}"
+        while not server.started:
+            time.sleep(0.05)
+        work = _requests(("segment",), n["requests"], offset=9_000)
+        Client(url).chat(work[0].text, image=media_for(work[0])[0][0])  # warm the specialists
+        lock, done = threading.Lock(), threading.Event()
+        turns: list[float] = []
+        errors: list[str] = []
+        health: list[float] = []
+
+        def client_loop() -> None:
+            sdk = Client(url)
+            while True:
+                with lock:
+                    if not work:
+                        return
+                    req = work.pop()
+                t0 = time.perf_counter()
+                try:
+                    sdk.chat(req.text, image=media_for(req)[0][0])
+                    with lock:
+                        turns.append(time.perf_counter() - t0)
+                except Exception as exc:  # counted, never hidden
+                    with lock:
+                        errors.append(f"{type(exc).__name__}: {exc}")
+
+        def poll_health() -> None:
+            with httpx.Client(base_url=url) as h:
+                while not done.is_set():
+                    t0 = time.perf_counter()
+                    if h.get("/api/health").status_code != 200:
+                        errors.append("health")
+                    health.append(time.perf_counter() - t0)
+                    time.sleep(0.2)
+
+        poller = threading.Thread(target=poll_health)
+        poller.start()
+        t_all = time.perf_counter()
+        threads = [threading.Thread(target=client_loop) for _ in range(n["clients"])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t_all
+        done.set()
+        poller.join()
+        server.should_exit = True
+    out = {
+        "clients": n["clients"], "turns": len(turns), "errors": len(errors),
+        "error_examples": errors[:3],
+        "turn_p50_s": round(pct(turns, 50), 3), "turn_p95_s": round(pct(turns, 95), 3),
+        "turns_per_s": round(len(turns) / wall, 3),
+        "health_p50_ms": round(1000 * pct(health, 50), 1),
+        "health_p95_ms": round(1000 * pct(health, 95), 1),
+        "wall_s": round(wall, 1),
+    }  # fmt: skip
+    log(f"{out['turns']} turns, {out['errors']} errors, {out['turns_per_s']} turns/s")
+    return out
+
+
+def bench_kernels(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    from switchboard.kernels.bench import run
+
+    out = run(repeats=n["kernels"])
+    log(f"linear-CE torch {out['linear_ce']['torch']['p50_ms']:.0f} ms on {out['device']}")
+    return out
+
+
+_SECTIONS: dict[str, Callable[[dict[str, int], Callable[[str], None]], dict[str, Any]]] = {
+    "loads": bench_loads, "world": bench_world, "perception": bench_perception,
+    "edit": bench_edit, "router": bench_router, "stages": bench_stages,
+    "passes": bench_passes, "lazy": bench_lazy, "server": bench_server,
+    "kernels": bench_kernels,
+}  # fmt: skip
+
+
+# -- the run ------------------------------------------------------------------------------------
+def run_section(name: str, quick: bool = False, log: Callable[[str], None] = print) -> dict:
+    """One section in this process, with its time and this process's peak memory."""
+    import torch
+
+    t0 = time.perf_counter()
+    out = _SECTIONS[name](QUICK if quick else FULL, log)
+    return {**out, "seconds": round(time.perf_counter() - t0, 1), "peak_rss_mb": peak_rss_mb(),
+            "torch_threads": torch.get_num_threads()}  # fmt: skip
+
+
+def run_bench(quick: bool = False, only: tuple[str, ...] = SECTIONS,
+              log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
+    """Every section in ``only``, each in a fresh process, one after another."""
+    from .report import commit
+
+    out: dict[str, Any] = {"quick": quick, "commit": commit(),
+                           "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                           "machine": machine(), "seconds": {}}  # fmt: skip
+    t_all = time.time()
+    for name in only:
+        log(f"== bench {name}")
+        with tempfile.NamedTemporaryFile(suffix=".json") as f:
+            cmd = [sys.executable, "-m", "switchboard.agent.bench", name, "--out", f.name]
+            proc = subprocess.run(cmd + (["--quick"] if quick else []), text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+            for line in proc.stdout.splitlines():
+                if line.startswith("  "):
+                    log(line)
+            if proc.returncode != 0:
+                raise RuntimeError(f"bench {name} failed:\n{proc.stdout[-3000:]}")
+            out[name] = json.loads(Path(f.name).read_text())
+        out["seconds"][name] = out[name]["seconds"]
+        log(f"== {name}: {out[name]['seconds']:.0f} s, peak {out[name]['peak_rss_mb']:.0f} MB")
+    out["seconds"]["all"] = round(time.time() - t_all, 1)
+    return out
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, CPU only"
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="One section of switchboard bench, in this process.")
+    ap.add_argument("section", choices=SECTIONS)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    res = run_section(args.section, args.quick, log=lambda s: print("  " + s, flush=True))
+    text = json.dumps(res, indent=2)
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
+
+
+# -- the report ---------------------------------------------------------------------------------
+BEGIN, END = "<!-- switchboard bench: begin -->", "<!-- switchboard bench: end -->"
+
+
+def _ms(d: dict[str, float]) -> str:
+    return f"{d['p50_ms']:.0f} / {d['p95_ms']:.0f} ms"
+
+
+def _s(d: dict[str, float]) -> str:
+    return f"{d['p50_s']:.2f} / {d['p95_s']:.2f} s"
+
+
+def _aim(value: float, aim: float, unit: str) -> str:
+    return f"≤ {aim:g} {unit} " + ("(met)" if value <= aim else "(**not met**)")
+
+
+def bench_markdown(res: dict[str, Any], command: str) -> str:
+    """The benchmark's section of RESULTS.md (between :data:`BEGIN` and :data:`END`)."""
+    quick = " (**--quick: a few repeats per section, not the figures the docs cite**)"
+    lines = [BEGIN, "## Speed and memory (`switchboard bench`)", "",
+             f"Produced by `{command}` on {res['date']}, commit `{res['commit']}`, "
+             f"{res['machine']}" + (quick if res["quick"] else "")
+             + f". The whole run took {res['seconds']['all'] / 60:.1f} min; each section runs in "
+             "a fresh process, one after another. p50 / p95 throughout.", "",
+             *(f"Re-run later: {', '.join(u['sections'])} by `{u['command']}` on {u['date']}, "
+               f"commit `{u['commit']}`." for u in res.get("updates", [])), "",
+             "| section | time | peak RSS |", "|---|---|---|",
+             *(f"| {k} | {res[k]['seconds']:.0f} s | {res[k]['peak_rss_mb']:.0f} MB |"
+               for k in SECTIONS if k in res), ""]  # fmt: skip
+    if "loads" in res:
+        lo = res["loads"]
+        lines += ["### Model loads", "",
+                  "Cold: a fresh process (for the LLM also an empty cache: the GGUF file is "
+                  "dequantized). Cached: the LLM in a fresh process with its dequantized cache; a "
+                  "specialist loaded again in the same process after `unload()` (what the memory "
+                  f"budget does). Importing torch and the packages first: {lo['import_s']:.1f} s.",
+                  "", "| model | cold | cached | memory added |", "|---|---|---|---|",
+                  f"| router LLM (SmolLM2-135M) | {lo['llm']['cold_s']:.1f} s | "
+                  f"{lo['llm']['cached_s']:.2f} s | {lo['llm']['added_mb']:.0f} MB |",
+                  f"| router (LLM cached + vision tower + LoRA + signal heads) | — | "
+                  f"{lo['router']['cached_s']:.2f} s | {lo['router']['added_mb']:.0f} MB |",
+                  *(f"| {k} | {lo[k]['cold_s']:.2f} s | {lo[k]['cached_s']:.2f} s | "
+                    f"{lo[k]['added_mb']:.0f} MB |" for k in SPECIALISTS),
+                  ""]  # fmt: skip
+    if "stages" in res:
+        st = res["stages"]
+        per = st["turns"] // len(st["tasks"])
+        lines += ["### A turn, stage by stage", "",
+                  f"{st['turns']} turns of the default agent (text calls), {per} held-out "
+                  f"requests of each of the {len(st['tasks'])} tasks, after one warm-up turn "
+                  "per specialist. Whole turn "
+                  f"{_s(st['total'])}; {st['router_passes_mean']:.2f} router passes per turn.", "",
+                  "| stage | runs | p50 / p95 |", "|---|---|---|",
+                  f"| route (first pass) | {st['route_first']['n']} | {_s(st['route_first'])} |",
+                  f"| route (later passes: KV prefix reused) | {st['route_later']['n']} | "
+                  f"{_s(st['route_later'])} |",
+                  *(f"| {k} | {v['n']} | {_s(v)} |" for k, v in st["stages"].items()
+                    if k != "route"),
+                  *(f"| whole turn, {k} | {v['n']} | {_s(v)} |"
+                    for k, v in st["by_calls"].items()), ""]  # fmt: skip
+        seg = st.get("by_task", {}).get("segment")
+        if seg:  # issue 7's aim is a one-call turn: "segment the …" with its image
+            lines += [f"A one-call segment turn: p50 {seg['p50_s']:.2f} s, aim "
+                      f"{_aim(seg['p50_s'], AIMS['one_call_turn_s'], 's')}.", "",
+                      "| task | turns | whole turn p50 / p95 |", "|---|---|---|",
+                      *(f"| {k} | {v['n']} | {_s(v)} |" for k, v in st["by_task"].items()),
+                      ""]  # fmt: skip
+    if "passes" in res:
+        p = res["passes"]
+        rows = (("hybrid single pass (call + signals in one decode)", "hybrid_single_pass"),
+                ("text two passes (LLM → tool → LLM)", "text_two_pass"),
+                ("text single pass", "text_single_pass"))  # fmt: skip
+        r = p["hybrid_single_pass_vs_text_two_pass"]
+        lines += ["### Hybrid single-pass routing vs a text-only two-pass loop", "",
+                  f"The same {p['requests']} held-out single-call requests "
+                  f"({', '.join(p['tasks'])}), each judged as `switchboard eval agent` judges.",
+                  "", "| mode | turn p50 / p95 | mean | router passes | router time | success |",
+                  "|---|---|---|---|---|---|",
+                  *(f"| {name} | {_s(p[k])} | {p[k]['mean_s']:.2f} s | "
+                    f"{p[k]['router_passes_mean']:.2f} | {p[k]['router_s_mean']:.2f} s | "
+                    f"{p[k]['success']:.3f} |" for name, k in rows), "",
+                  f"**Hybrid single pass / text two passes: p50 ×{r['p50_ratio']:.2f}, mean "
+                  f"×{r['mean_ratio']:.2f}, success {r['success_diff']:+.3f}.**", ""]  # fmt: skip
+    if "lazy" in res:
+        lz, r = res["lazy"], res["lazy"]["lazy_vs_eager"]
+        lines += ["### Lazy loading vs every specialist loaded", "",
+                  "A fresh process each: the agent with the router loaded, then four turns "
+                  "(segment, recolour, detect, track).", "",
+                  "| | ready | memory at ready | first turn | four replies from start | peak |",
+                  "|---|---|---|---|---|---|",
+                  *(f"| {k} | {lz[k]['ready_s']:.1f} s | {lz[k]['ready_rss_mb']:.0f} MB | "
+                    f"{lz[k]['first_turns_s'][0]:.2f} s | {lz[k]['to_fourth_reply_s']:.1f} s | "
+                    f"{lz[k]['peak_rss_mb']:.0f} MB |" for k in ("lazy", "eager")), "",
+                  f"**Lazy / eager: ready ×{r['ready_time_ratio']:.2f}, memory at ready "
+                  f"×{r['ready_rss_ratio']:.2f}, first turn ×{r['first_turn_ratio']:.2f}, four "
+                  f"replies ×{r['to_fourth_reply_ratio']:.2f}.**", ""]  # fmt: skip
+    if "server" in res:
+        sv = res["server"]
+        lines += ["### HTTP server under concurrent clients", "",
+                  f"{sv['clients']} client threads on loopback share {sv['turns']} segment turns "
+                  "(each with its image, through the SDK's `Client`) while another polls "
+                  f"`/api/health`: **{sv['errors']} errors**, {sv['turns_per_s']:.2f} turns/s "
+                  f"(turns run one at a time per process), turn latency with the queue "
+                  f"{sv['turn_p50_s']:.1f} / {sv['turn_p95_s']:.1f} s, `/api/health` "
+                  f"{sv['health_p50_ms']:.1f} / {sv['health_p95_ms']:.1f} ms.", ""]  # fmt: skip
+    if "router" in res:
+        ro = res["router"]
+        lines += ["### Router", "",
+                  f"{ro['routes']} routes of held-out requests with a {ro['image_px']} px image "
+                  f"({ro['prompt_tokens']} prompt tokens): **{ro['route_p50_ms']:.0f} / "
+                  f"{ro['route_p95_ms']:.0f} ms** (aim "
+                  f"{_aim(ro['route_p50_ms'], AIMS['route_ms'], 'ms')}), "
+                  f"{ro['reply_tokens_mean']:.1f} reply tokens in {ro['forward_passes_mean']:.1f}"
+                  f" forward passes, {ro['tokens_per_s']:.1f} tokens/s.", ""]  # fmt: skip
+    if "perception" in res:
+        pe = res["perception"]
+        lines += ["### Perception specialists", "", "| measure | p50 / p95 | aim |",
+                  "|---|---|---|",
+                  f"| segment call after `set_image` | {_ms(pe['segment_call'])} | "
+                  f"{_aim(pe['segment_call']['p50_ms'], AIMS['segment_call_ms'], 'ms')} |",
+                  f"| segment `set_image` (SAM's image encoder) | {_ms(pe['segment_set_image'])}"
+                  " | — |",
+                  f"| detect, one 256 px frame | {_ms(pe['detect_frame'])} | "
+                  f"{_aim(pe['detect_frame']['p50_ms'], AIMS['detect_frame_ms'], 'ms')} |",
+                  f"| track with masks, per frame (mean) | {pe['track_frame_masks_ms']:.0f} ms | "
+                  f"{_aim(pe['track_frame_masks_ms'], AIMS['track_frame_ms'], 'ms')} |",
+                  f"| memory, all three loaded | {pe['rss_all_loaded_mb']:.0f} MB "
+                  f"({pe['rss_models_mb']:.0f} MB the models) | "
+                  f"{_aim(pe['rss_all_loaded_mb'], AIMS['perception_rss_mb'], 'MB')} |",
+                  ""]  # fmt: skip
+    if "edit" in res:
+        ed = res["edit"]
+        lines += ["### Edit specialist", "",
+                  f"On {ed['working_size']} px crops with {ed['sampler_steps']} sampler steps: "
+                  f"recolour {_ms(ed['recolor'])}, removal {_ms(ed['remove'])} (aim "
+                  f"{_aim(ed['recolor']['p50_ms'], AIMS['edit_ms'], 'ms')}), a two-object "
+                  f"generation {_ms(ed['generate_2_objects'])}; the pipeline adds "
+                  f"{ed['rss_added_mb']:.0f} MB.", ""]  # fmt: skip
+    if "world" in res:
+        w = res["world"]
+        lines += ["### ShapeWorld generation", "",
+                  f"{w['scenes']} scenes of 256 × 256 with masks: {w['workers_1_s']:.1f} s on one "
+                  f"worker, {w['workers_2_s']:.1f} s on two (aim "
+                  f"{_aim(w['workers_2_s'] * 1000 / w['scenes'], AIMS['world_1000_s'], 's')} "
+                  "per 1000).", ""]  # fmt: skip
+    if "kernels" in res:
+        k = res["kernels"]
+        lines += [
+            "### Kernels",
+            "",
+            f"Device: {k['device']}. " + (k.get("note", "") + ".")
+            if k["device"] == "cpu"
+            else f"Device: {k['device']}.",
+            "",
+            "| measure | torch p50 | kernel p50 | speed-up |",
+            "|---|---|---|---|",
+        ]
+        for key, name in (("linear_ce", "linear + CE fwd+bwd, "
+                           f"{k['linear_ce']['shape']['tokens']} tokens → 49 152"),
+                          ("masks_256_to_1024", "mask post-processing, 256 → 1024"),
+                          ("masks_sam_photo", "the same, SAM's photo case")):  # fmt: skip
+            v = k[key]
+            kern = f"{v['kernel']['p50_ms']:.1f} ms" if "kernel" in v else "— (interpreter only)"
+            sp = f"×{v['speedup']:.2f}" if "speedup" in v else "—"
+            lines.append(f"| {name} | {v['torch']['p50_ms']:.1f} ms | {kern} | {sp} |")
+        sig = k["signal_projection"]["output_mlps"]
+        lines += [f"| signal heads' output MLPs fwd+bwd | {sig['p50_ms']:.1f} ms | — | — |", ""]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_bench(res: dict[str, Any], md: Path, command: str) -> Path:
+    """Put the benchmark's section into ``md`` (replacing the previous one; the evaluation's
+    part of the file is left as it is)."""
+    block = bench_markdown(res, command)
+    text = md.read_text() if md.is_file() else "# Results\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text(text)
+    return md
+
+
+def bench_block(md: Path) -> str:
+    """The benchmark's section of an existing ``md`` ('' if none): what ``eval all`` keeps."""
+    text = md.read_text() if md.is_file() else ""
+    if BEGIN in text and END in text:
+        return BEGIN + text.split(BEGIN, 1)[1].split(END, 1)[0] + END
+    return ""
