@@ -28,9 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 EVALS = ("segment", "detect", "track", "edit", "router", "signals", "agent", "photos")
 # Item counts: the full run (each task's own command's default) and the --quick smoke run.
 FULL = {"segment": 200, "detect": 200, "track": 30, "edit": 40, "router": 100, "signals": 90,
-        "signals_track": 20, "signals_edit": 8, "agent": 210, "photos": 3}  # fmt: skip
+        "signals_track": 20, "signals_edit": 8, "agent": 210, "agent_turns": 42,
+        "photos": 3}  # fmt: skip
 QUICK = {"segment": 4, "detect": 4, "track": 2, "edit": 1, "router": 4, "signals": 3,
-         "signals_track": 1, "signals_edit": 1, "agent": 7, "photos": 1}  # fmt: skip
+         "signals_track": 1, "signals_edit": 1, "agent": 7, "agent_turns": 7,
+         "photos": 1}  # fmt: skip
 # The targets the issues set (metric → minimum), shown beside each number.
 TARGETS = {
     ("segment", "box_mIoU"): 0.90, ("segment", "point_mIoU"): 0.80,
@@ -38,9 +40,9 @@ TARGETS = {
     ("track", "MOTA"): 0.85, ("track", "IDF1"): 0.85,
     ("agent", "success"): 0.85,
 }  # fmt: skip
-EDIT_KINDS = ("recolor", "remove", "add", "move", "replace")
+EDIT_KINDS = ("recolor", "remove", "add", "move", "replace", "generate")
 ROUTER_KEYS = ("valid_calls", "decision", "tool_selection", "exact_call", "argument_accuracy",
-               "answers")  # fmt: skip
+               "answers", "grounding_iou50")  # fmt: skip
 
 
 def commit() -> str:
@@ -131,9 +133,24 @@ def _signals(reg, split, n, log):
 
 
 def _agent(reg, split, n, log):
+    """The suite with text calls (the default agent), then with hybrid calls, then as the
+    second turn of a conversation reading 0 and 1 earlier turns (and the same tasks fresh)."""
     from .evaluate import evaluate_agent
 
-    return evaluate_agent(split=split, n=n["agent"], log=log)
+    out = evaluate_agent(split=split, n=n["agent"], log=log)
+    log("== agent, hybrid calls")
+    out["hybrid"] = _brief(evaluate_agent(split=split, n=n["agent"], with_signals=True, log=log))
+    k = n["agent_turns"]
+    out["conversation"] = {"fresh": _brief(evaluate_agent(split=split, n=k))}
+    for h in (0, 1):
+        log(f"== agent, second turn reading {h} earlier turns")
+        res = evaluate_agent(split=split, n=k, after_turn=True, history_turns=h)
+        out["conversation"][f"after_turn_history_{h}"] = _brief(res)
+    return out
+
+
+def _brief(res: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in res.items() if k != "misses"}
 
 
 def photo_paths() -> list[Path]:
@@ -316,7 +333,12 @@ def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> 
           f"`{u['commit']}`." for u in res.get("updates", [])),
         "",
         "Every number here is what the named command printed in this run; nothing is copied "
-        "in by hand. Re-run it to regenerate this file and the plots beside it.",
+        "in by hand. Re-run it to regenerate this file and the plots beside it. Quality comes "
+        "from `switchboard eval all` (these sections), speed and memory from `switchboard "
+        "bench` (its section at the end). The docs cite these two. The one other kind of figure "
+        "in the docs is a training record: how long a `switchboard train …` run took and what "
+        "its log said when the committed weights were made. Those are history; these two "
+        "commands do not re-measure them.",
         "",
         "## Every task at a glance",
         "",
@@ -381,6 +403,15 @@ def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> 
                   "|---|---|---|"]  # fmt: skip
         for k in ROUTER_KEYS:
             lines.append(f"| {k} | {_f(ours.get(k))} | {_f(base.get(k))} |")
+        lines += ["", f"Route p50: router {ours['route_ms_p50']:.0f} ms, base "
+                  f"{base['route_ms_p50']:.0f} ms (the base writes free text until it stops).",
+                  "", "Per task (the items that call a tool):", "",
+                  "| task | calls | tool right | exact call | base tool | base exact |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for task, v in sorted(ours.get("by_task", {}).items()):
+            b = base.get("by_task", {}).get(task, {})
+            lines.append(f"| {task} | {v['calls']} | {_f(v['tool'])} | {_f(v['exact'])} | "
+                         f"{_f(b.get('tool'))} | {_f(b.get('exact'))} |")  # fmt: skip
         lines += ["", f"![router vs base]({rel}/router_vs_base.png)", ""]
         _plot_router(ours, base, figures / "router_vs_base.png")
     if "signals" in res:
@@ -402,6 +433,25 @@ def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> 
                   f"Turn latency p50 {a['turn_s_p50']:.2f} s, p95 {a['turn_s_p95']:.2f} s; "
                   f"{a['errors']} errors. Target ≥ 0.85: "
                   + ("met." if a["success"] >= 0.85 else "**not met**."), ""]  # fmt: skip
+        if "hybrid" in a:
+            hy = a["hybrid"]
+            lines += ["The same tasks with hybrid calls (`--signals`: the router's signal "
+                      "embeddings sent with each call):", "",
+                      "| task type | text calls (default) | hybrid calls |", "|---|---|---|",
+                      *(f"| {k} | {v['success']:.3f} | "
+                        f"{_f(hy['by_type'].get(k, {}).get('success'))} |"
+                        for k, v in a["by_type"].items()),
+                      f"| **all** | **{a['success']:.3f}** | **{hy['success']:.3f}** |",
+                      ""]  # fmt: skip
+        if "conversation" in a:
+            c, k = a["conversation"], n["agent_turns"]
+            lines += [f"As the second turn of a conversation (`--n {k} --after-turn "
+                      "[--history-turns N]`: each task follows \"segment the biggest shape\" on "
+                      "another scene):", "", "| the router reads | success |", "|---|---|",
+                      f"| the request alone, first turn | {c['fresh']['success']:.3f} |",
+                      *(f"| {h} earlier turn(s), second turn | "
+                        f"{c[f'after_turn_history_{h}']['success']:.3f} |" for h in (0, 1)),
+                      ""]  # fmt: skip
     if "photos" in res:
         ph = res["photos"]
         lines += ["## Real photographs (smoke run)", "",
