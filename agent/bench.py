@@ -650,11 +650,13 @@ def bench_markdown(res: dict[str, Any], command: str) -> str:
                   "per specialist. Whole turn "
                   f"{_s(st['total'])}; {st['router_passes_mean']:.2f} router passes per turn.", "",
                   "| stage | runs | p50 / p95 |", "|---|---|---|",
+                  *(f"| {k} | {v['n']} | {_s(v)} |" for k, v in st["stages"].items()
+                    if k == "perceive"),
                   f"| route (first pass) | {st['route_first']['n']} | {_s(st['route_first'])} |",
                   f"| route (later passes: KV prefix reused) | {st['route_later']['n']} | "
                   f"{_s(st['route_later'])} |",
                   *(f"| {k} | {v['n']} | {_s(v)} |" for k, v in st["stages"].items()
-                    if k != "route"),
+                    if k not in ("route", "perceive")),
                   *(f"| whole turn, {k} | {v['n']} | {_s(v)} |"
                     for k, v in st["by_calls"].items()), ""]  # fmt: skip
         seg = st.get("by_task", {}).get("segment")

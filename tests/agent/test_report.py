@@ -31,10 +31,7 @@ def test_eval_all_quick_writes_the_numbers_it_measured(tmp_path):
     assert f"**{res['agent']['success']:.3f}**" in text
     hybrid = res["agent"]["hybrid"]["success"]  # the agent with hybrid calls, beside text calls
     assert f"| **all** | **{res['agent']['success']:.3f}** | **{hybrid:.3f}** |" in text
-    talk = res["agent"]["conversation"]
-    assert (
-        f"| 1 earlier turn(s), second turn | {talk['after_turn_history_1']['success']:.3f} |"
-        in text
-    )
+    second = res["agent"]["conversation"]["after_turn_history_1"]["success"]
+    assert f"| 1 earlier turn(s), second turn | {second:.3f} |" in text
     assert f"| generate | {res['edit']['generate_success']:.3f} |" in text
     assert "| grounding_iou50 |" in text and "Per task (the items that call a tool)" in text
