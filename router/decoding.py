@@ -99,6 +99,15 @@ def _rename_refs(node: Any, prefix: str) -> None:
             _rename_refs(v, prefix)
 
 
+def cast_cache(cache: Any, dtype: torch.dtype) -> None:
+    """Cast a transformers KV cache's keys and values to ``dtype`` in place."""
+    for layer in getattr(cache, "layers", []):
+        for name in ("keys", "values"):
+            t = getattr(layer, name, None)
+            if isinstance(t, torch.Tensor) and t.dtype != dtype:
+                setattr(layer, name, t.to(dtype))
+
+
 @dataclass
 class Decoded:
     """A decoded reply: its text, its token ids, and per call with signals the last-layer hidden
@@ -204,13 +213,21 @@ class ConstrainedDecoder:
         max_calls: int = 4,
         in_call: bool = False,
         past: Any = None,
+        step_llm: Any = None,
     ) -> Decoded:
         """Decode after the prompt embeddings ``[1, T, d]`` (images and regions already in).
         ``in_call``: the prompt ends with ``<call>``, so decoding starts inside a call.
         ``past``: a KV cache that already holds the prompt's first positions (a shared prefix
         with an earlier turn); only the rest is prefilled. Not with signals (the heads read the
-        whole prompt's states)."""
-        embed = llm.get_input_embeddings()
+        whole prompt's states).
+        ``step_llm``: a copy of ``llm`` in another dtype (fp16) that runs the decoding steps
+        after ``llm`` has prefilled the prompt; the KV cache is cast to its dtype once, and cast
+        back when a later prefill reuses it. A step reads every weight for one token, so it is
+        bound by memory bandwidth and half-width weights halve it; a prefill is a real matrix
+        product, which CPUs do fastest in fp32 (see docs/router.md, "Decoding in fp16")."""
+        step_llm = step_llm if step_llm is not None else llm
+        step_dtype = step_llm.get_input_embeddings().weight.dtype
+        embed = step_llm.get_input_embeddings()
         # Only the last position's logits are read: the prompt's 49k-way projections (3.4 GFLOP
         # for a 119-token prompt) would be thrown away.
         keep = with_signals  # the signal heads read the states of the request and the call
@@ -219,6 +236,9 @@ class ConstrainedDecoder:
         start = 0 if past is None else past.get_seq_length()
         if start >= inputs_embeds.shape[1]:
             raise ValueError("the reused prefix must leave at least one prompt position")
+        prefill_dtype = llm.get_input_embeddings().weight.dtype
+        if past is not None:
+            cast_cache(past, prefill_dtype)
         out = llm(
             inputs_embeds=inputs_embeds[:, start:],
             cache=past,
@@ -230,6 +250,8 @@ class ConstrainedDecoder:
         states = [out.hidden_states[-1][0]] if keep else []
         sig_positions: list[int] = []
         past, logits = out.cache, out.logits[0, -1]
+        if step_dtype != prefill_dtype:
+            cast_cache(past, step_dtype)
         tokens: list[int] = []
         hidden: list[torch.Tensor] = []
         steps, calls = 1, 0
@@ -239,7 +261,7 @@ class ConstrainedDecoder:
         def feed(ids: list[int], want_hidden: bool = False) -> Any:
             nonlocal past, logits, steps
             x = embed(torch.tensor([ids]))
-            o = llm(
+            o = step_llm(
                 inputs_embeds=x,
                 cache=past,
                 use_cache=True,
@@ -249,15 +271,15 @@ class ConstrainedDecoder:
             past, logits, steps = o.cache, o.logits[0, -1], steps + 1
             tokens.extend(ids)
             if keep:
-                states.append(o.hidden_states[-1][0])
+                states.append(o.hidden_states[-1][0].float())
             return o
 
         while len(tokens) < max_new_tokens:
             if matcher is None:  # prose before the first call; after a call, <call> or the end
                 if calls:
-                    keep = [self.open_id, self.eos_id]
-                    scores = torch.full_like(logits, float("-inf"), dtype=torch.float)
-                    scores[keep] = logits[keep].float()
+                    allowed = [self.open_id, self.eos_id]
+                    scores = torch.full(logits.shape, float("-inf"))
+                    scores[allowed] = logits[allowed].float()
                 else:
                     scores = logits.float().masked_fill(self.prose_mask, float("-inf"))
                 if calls >= max_calls:
@@ -300,7 +322,7 @@ class ConstrainedDecoder:
                 sigs = self.sig_ids[: spec.num_tokens] if with_signals and spec else []
                 o = feed([*accepted, self.close_id, *sigs], want_hidden=bool(sigs))
                 if sigs:
-                    hidden.append(o.hidden_states[-1][0, -len(sigs) :])
+                    hidden.append(o.hidden_states[-1][0, -len(sigs) :].float())
                     sig_positions.append(prompt_len + len(tokens) - len(sigs))
                 matcher, calls = None, calls + 1
             else:

@@ -20,6 +20,8 @@ from .decoding import ConstrainedDecoder, Decoded
 from .model import Region, RouterModel
 from .signals import SignalHeads, router_text_span
 
+DECODE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
 
 class Router:
     def __init__(
@@ -28,11 +30,15 @@ class Router:
         registry: Registry,
         merge: bool = True,
         heads: SignalHeads | None = None,
+        decode_dtype: torch.dtype | None = None,
     ) -> None:
         """``merge`` folds the LoRA adapter and the new token rows into the base weights
         (peft's ``merge_and_unload``; the same replies, measured 2.4x faster on 2 cores: the
         unmerged embedding rebuilt its full matrix on every forward). It changes ``model``
-        in place, so a model meant for more training is passed with ``merge=False``."""
+        in place, so a model meant for more training is passed with ``merge=False``.
+        ``decode_dtype``: run the decoding steps on a copy of the (merged) LM in this dtype,
+        after an fp32 prefill (:meth:`ConstrainedDecoder.generate`); None decodes with ``model``
+        itself. The copy is a snapshot: not for a model that is still training."""
         if merge and hasattr(model.llm, "merge_and_unload"):
             model.llm = model.llm.merge_and_unload()
         self.model = model.eval()
@@ -44,6 +50,12 @@ class Router:
         self._feats: tuple[str, torch.Tensor] | None = None  # (images' hash, patch features)
         vocab = model.llm.get_input_embeddings().weight.shape[0]
         self.decoder = ConstrainedDecoder(model.tokenizer, registry, vocab)
+        self.step_llm: Any = None
+        own = model.llm.get_input_embeddings().weight.dtype
+        if decode_dtype is not None and decode_dtype != own:
+            import copy
+
+            self.step_llm = copy.deepcopy(model.llm).to(decode_dtype).eval()
 
     @classmethod
     def load(
@@ -51,21 +63,27 @@ class Router:
         folder: str | Path | None = None,
         registry: Registry | None = None,
         signals: str | Path | None = None,
+        decode: str | None = None,
     ) -> Router:
         """The router in ``folder`` (default: ``SWITCHBOARD_ROUTER``, else the committed
-        router-tiny) with the signal heads
-        in ``signals`` (default: the router folder's own, when it has them)."""
+        router-tiny) with the signal heads in ``signals`` (default: the router folder's own,
+        when it has them), decoding in ``decode`` ("float16", "bfloat16" or "float32"; default
+        ``SWITCHBOARD_ROUTER_DECODE``, else "float16")."""
+        from switchboard.core.config import get_settings
         from switchboard.specialists import default_registry
 
+        decode = decode or get_settings().router_decode
+        if decode not in DECODE_DTYPES:
+            raise ValueError(f"decode must be one of {sorted(DECODE_DTYPES)}, not {decode!r}")
         if folder is None:
-            from switchboard.core.config import get_settings
-
             folder = get_settings().router or models_dir() / "router-tiny"
         folder = Path(folder)
         if signals is None and SignalHeads.exists(folder):
             signals = folder
         heads = SignalHeads.load(signals) if signals is not None else None
-        return cls(RouterModel.from_pretrained(folder), registry or default_registry(), heads=heads)
+        model = RouterModel.from_pretrained(folder)
+        reg = registry or default_registry()
+        return cls(model, reg, heads=heads, decode_dtype=DECODE_DTYPES[decode])
 
     def prompt_ids(
         self, messages: list[dict[str, str]], images: list[np.ndarray], video: bool
@@ -97,7 +115,7 @@ class Router:
             past = None if with_signals else self._reusable(emb[0])
             decoded = self.decoder.generate(
                 self.model.llm, emb, max_new_tokens=max_new_tokens, with_signals=with_signals,
-                past=past,
+                past=past, step_llm=self.step_llm,
             )  # fmt: skip
             self._remember(emb[0], decoded)
         text = decoded.text.replace(self.model.tokenizer.eos_token or "\0", "")
