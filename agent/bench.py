@@ -237,6 +237,12 @@ def bench_edit(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
 
 
 def bench_router(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    """Routes of held-out image requests, decoded the default way (fp16 steps after an fp32
+    prefill) and then in fp32 alone, on the same items: latency, and how many replies the two
+    decoders write token for token the same."""
+    import gc
+
+    from switchboard.core.config import get_settings
     from switchboard.router.data import items_for
     from switchboard.router.inference import Router
     from switchboard.specialists import default_registry
@@ -244,7 +250,6 @@ def bench_router(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
     from switchboard.world.splits import split_seeds
 
     reg = default_registry()
-    router = Router.load(registry=reg)
     items = []
     for seed in split_seeds("test", 400):
         req = make_request(seed, "test")
@@ -254,24 +259,45 @@ def bench_router(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
                 items.append(it)
         if len(items) > n["router"]:
             break
-    router.route_item(items[0])  # warm-up
-    times, tokens, steps = [], [], []
-    for it in items[1:]:
-        t0 = time.perf_counter()
-        _, dec = router.route_item(it)
-        times.append(time.perf_counter() - t0)
-        tokens.append(len(dec.token_ids))
-        steps.append(dec.steps)
+    default = get_settings().router_decode
+    runs: dict[str, dict[str, Any]] = {}
+    for decode in dict.fromkeys((default, "float32")):
+        router = Router.load(registry=reg, decode=decode)
+        router.route_item(items[0])  # warm-up
+        times, tokens, steps, replies = [], [], [], []
+        for it in items[1:]:
+            t0 = time.perf_counter()
+            _, dec = router.route_item(it)
+            times.append(time.perf_counter() - t0)
+            tokens.append(len(dec.token_ids))
+            steps.append(dec.steps)
+            replies.append(dec.token_ids)
+        runs[decode] = {"times": times, "tokens": tokens, "steps": steps, "replies": replies}
+        log(f"decode {decode}: route p50 {1000 * pct(times, 50):.0f} ms")
+        prompt = len(router.prompt_ids(items[0].messages, items[0].images, False)[0])
+        del router
+        gc.collect()
+    r = runs[default]
     out = {
+        "decode": default,
         "image_px": int(items[0].images[0].shape[0]),
-        "prompt_tokens": len(router.prompt_ids(items[0].messages, items[0].images, False)[0]),
-        "routes": len(times),
-        "route_p50_ms": round(1000 * pct(times, 50), 1),
-        "route_p95_ms": round(1000 * pct(times, 95), 1),
-        "reply_tokens_mean": round(float(np.mean(tokens)), 1),
-        "forward_passes_mean": round(float(np.mean(steps)), 1),
-        "tokens_per_s": round(float(np.sum(tokens) / np.sum(times)), 1),
+        "prompt_tokens": prompt,
+        "routes": len(r["times"]),
+        "route_p50_ms": round(1000 * pct(r["times"], 50), 1),
+        "route_p95_ms": round(1000 * pct(r["times"], 95), 1),
+        "reply_tokens_mean": round(float(np.mean(r["tokens"])), 1),
+        "forward_passes_mean": round(float(np.mean(r["steps"])), 1),
+        "tokens_per_s": round(float(np.sum(r["tokens"]) / np.sum(r["times"])), 1),
     }
+    if default != "float32":
+        f = runs["float32"]
+        out["fp32"] = {
+            "route_p50_ms": round(1000 * pct(f["times"], 50), 1),
+            "route_p95_ms": round(1000 * pct(f["times"], 95), 1),
+            "tokens_per_s": round(float(np.sum(f["tokens"]) / np.sum(f["times"])), 1),
+            "p50_ratio": round(pct(r["times"], 50) / pct(f["times"], 50), 2),
+            "identical_replies": sum(map(list.__eq__, r["replies"], f["replies"])),
+        }
     log(f"route p50 {out['route_p50_ms']} ms, p95 {out['route_p95_ms']} ms")
     return out
 
@@ -712,7 +738,15 @@ def bench_markdown(res: dict[str, Any], command: str) -> str:
                   f"{ro['route_p95_ms']:.0f} ms** (aim "
                   f"{_aim(ro['route_p50_ms'], AIMS['route_ms'], 'ms')}), "
                   f"{ro['reply_tokens_mean']:.1f} reply tokens in {ro['forward_passes_mean']:.1f}"
-                  f" forward passes, {ro['tokens_per_s']:.1f} tokens/s.", ""]  # fmt: skip
+                  f" forward passes, {ro['tokens_per_s']:.1f} tokens/s; the decoding steps in "
+                  f"{ro.get('decode', 'float32')} after an fp32 prefill.", ""]  # fmt: skip
+        if "fp32" in ro:
+            f = ro["fp32"]
+            lines += [f"The same routes decoded in fp32 alone (`SWITCHBOARD_ROUTER_DECODE=float32`"
+                      f"): {f['route_p50_ms']:.0f} / {f['route_p95_ms']:.0f} ms, "
+                      f"{f['tokens_per_s']:.1f} tokens/s; {ro['decode']} decoding takes "
+                      f"**×{f['p50_ratio']:.2f}** the p50 and writes **{f['identical_replies']} "
+                      f"of {ro['routes']}** replies token for token as fp32 does.", ""]  # fmt: skip
     if "perception" in res:
         pe = res["perception"]
         lines += ["### Perception specialists", "", "| measure | p50 / p95 | aim |",

@@ -23,6 +23,22 @@ from .signals import SignalHeads, router_text_span
 DECODE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
+def _cast_copy(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """A copy of ``module`` with its floating-point weights in ``dtype``, built without a
+    full-width copy first (``deepcopy(m).to(dtype)`` holds both: +428 MB measured for a
+    257 MB copy of SmolLM2-135M). Each parameter is cast once and handed to ``deepcopy``
+    through its memo, so tied weights stay tied (one Parameter, one cast). Buffers are cast
+    too (the rotary ``inv_freq``), as ``.to(dtype)`` does: measured on 59 held-out items,
+    58 replies match fp32's with fp16 buffers, 56 with fp32 buffers."""
+    import copy
+
+    memo: dict[int, Any] = {}
+    for p in module.parameters():  # each shared Parameter once
+        if p.is_floating_point():
+            memo[id(p)] = torch.nn.Parameter(p.detach().to(dtype), requires_grad=False)
+    return copy.deepcopy(module, memo).to(dtype).eval()
+
+
 class Router:
     def __init__(
         self,
@@ -53,9 +69,7 @@ class Router:
         self.step_llm: Any = None
         own = model.llm.get_input_embeddings().weight.dtype
         if decode_dtype is not None and decode_dtype != own:
-            import copy
-
-            self.step_llm = copy.deepcopy(model.llm).to(decode_dtype).eval()
+            self.step_llm = _cast_copy(model.llm, decode_dtype)
 
     @classmethod
     def load(

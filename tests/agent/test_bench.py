@@ -54,6 +54,11 @@ def test_the_cli_keeps_earlier_sections_when_one_is_run_again(tmp_path):
     res = json.loads((tmp_path / "runs/bench/bench-quick.json").read_text())
     assert {"world", "router"} <= set(res) and res["updates"][0]["sections"] == ["router"]
     assert res["router"]["routes"] == 3 and res["router"]["route_p50_ms"] > 0
+    # The default fp16 decoding against fp32 alone, on the same routes.
+    fp32 = res["router"]["fp32"]
+    assert res["router"]["decode"] == "float16" and fp32["route_p50_ms"] > 0
+    assert 0 <= fp32["identical_replies"] <= 3 and fp32["p50_ratio"] > 0
     text = Path(tmp_path / "R.md").read_text()
     assert "### Router" in text and "### ShapeWorld generation" in text
+    assert "The same routes decoded in fp32 alone" in text
     assert "Re-run later: router by `switchboard bench --quick" in text
