@@ -260,10 +260,12 @@ def bench_router(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
         if len(items) > n["router"]:
             break
     default = get_settings().router_decode
+    prompt = 0
     runs: dict[str, dict[str, Any]] = {}
     for decode in dict.fromkeys((default, "float32")):
         router = Router.load(registry=reg, decode=decode)
         router.route_item(items[0])  # warm-up
+        prompt = len(router.prompt_ids(items[0].messages, items[0].images, False)[0])
         times, tokens, steps, replies = [], [], [], []
         for it in items[1:]:
             t0 = time.perf_counter()
@@ -274,27 +276,30 @@ def bench_router(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
             replies.append(dec.token_ids)
         runs[decode] = {"times": times, "tokens": tokens, "steps": steps, "replies": replies}
         log(f"decode {decode}: route p50 {1000 * pct(times, 50):.0f} ms")
-        prompt = len(router.prompt_ids(items[0].messages, items[0].images, False)[0])
         del router
         gc.collect()
+
+    def speed(run: dict[str, Any]) -> dict[str, float]:
+        return {
+            "route_p50_ms": round(1000 * pct(run["times"], 50), 1),
+            "route_p95_ms": round(1000 * pct(run["times"], 95), 1),
+            "tokens_per_s": round(float(np.sum(run["tokens"]) / np.sum(run["times"])), 1),
+        }
+
     r = runs[default]
     out = {
         "decode": default,
         "image_px": int(items[0].images[0].shape[0]),
         "prompt_tokens": prompt,
         "routes": len(r["times"]),
-        "route_p50_ms": round(1000 * pct(r["times"], 50), 1),
-        "route_p95_ms": round(1000 * pct(r["times"], 95), 1),
+        **speed(r),
         "reply_tokens_mean": round(float(np.mean(r["tokens"])), 1),
         "forward_passes_mean": round(float(np.mean(r["steps"])), 1),
-        "tokens_per_s": round(float(np.sum(r["tokens"]) / np.sum(r["times"])), 1),
     }
     if default != "float32":
         f = runs["float32"]
         out["fp32"] = {
-            "route_p50_ms": round(1000 * pct(f["times"], 50), 1),
-            "route_p95_ms": round(1000 * pct(f["times"], 95), 1),
-            "tokens_per_s": round(float(np.sum(f["tokens"]) / np.sum(f["times"])), 1),
+            **speed(f),
             "p50_ratio": round(pct(r["times"], 50) / pct(f["times"], 50), 2),
             "identical_replies": sum(map(list.__eq__, r["replies"], f["replies"])),
         }
