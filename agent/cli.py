@@ -135,7 +135,9 @@ def train_router(
     stage: str | None = typer.Option(
         None, help="vision | align | ground | invoke | signals (each from the last)"
     ),
-    preset: str = typer.Option("tiny", help="tiny (≤ 45 min per stage on 2 cores) | gpu | smoke"),
+    preset: str = typer.Option(
+        "tiny", help="tiny (≤ 45 min per stage on 2 cores) | objects | gpu | smoke"
+    ),
     out: Path | None = typer.Option(
         None,
         help="Output folder (default: runs/router/<stage>/model; trained_models/router-tiny "
@@ -420,6 +422,11 @@ def eval_agent(
     folder: Path | None = typer.Option(None, help="Router folder (default router-tiny)."),
     after_turn: bool = typer.Option(False, help="Run each task as a session's second turn."),
     history_turns: int = typer.Option(0, min=0, help="Earlier turns the router reads."),
+    rename: bool = typer.Option(
+        False,
+        help="Renamed vocabulary: the detector's classes called by nouns never trained on "
+        "(understanding, segmentation and detection tasks).",
+    ),
 ) -> None:
     """End-to-end task success through the SDK (router, graph, specialists, store), judged on
     the final reply, masks, boxes, tracks and images against ShapeWorld's ground truth."""
@@ -430,8 +437,11 @@ def eval_agent(
     from switchboard.agent.evaluate import agent_table, evaluate_agent
 
     res = evaluate_agent(split=split, n=n, log=typer.echo, with_signals=signals, folder=folder,
-                         after_turn=after_turn, history_turns=history_turns)  # fmt: skip
+                         after_turn=after_turn, history_turns=history_turns,
+                         rename=rename)  # fmt: skip
     how = "hybrid calls" if signals else "text calls only"
+    if rename:
+        how += ", renamed vocabulary"
     if after_turn:
         how += f", 2nd turn, router reads {history_turns} earlier turn(s)"
     table = Table(title=f"agent ({split}, {res['tasks']} tasks, {how}, {res['seconds']:.0f} s)")
@@ -452,6 +462,7 @@ def eval_agent(
     for m in res["misses"][:misses]:
         typer.echo(f"- [{m['task']}] {m['said']!r} -> {m['reply']!r} {m['calls']}: {m['why']}")
     suffix = f"-after-turn-h{history_turns}" if after_turn else ""
+    suffix += "-renamed" if rename else ""
     out = out or Path("runs/eval") / f"agent-{split}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     res["table"] = agent_table(res)

@@ -8,7 +8,9 @@ store) exactly as a user would send it. The turn is judged on what it *produced*
 reply, masks, boxes, tracks and images — against the world's ground truth, never on the calls:
 
 - understanding (caption, question, chat, no-media): the reply, normalised, is the world's
-  answer (a caption names every object with its size, colour and shape), and nothing was called;
+  answer, and nothing was called; a caption names every object with its size, colour and shape
+  and the background, in any order (the world lists objects in drawing order, which no picture
+  shows);
 - segmentation: the last mask has IoU ≥ 0.5 with the referent's true mask;
 - detection: every object of the group is matched by a box (IoU ≥ 0.5, one-to-one), with no box
   left over;
@@ -30,6 +32,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +64,40 @@ class Verdict:
     why: str  # what the judge saw (for the misses list)
 
 
-def suite(split: str = "test", n: int = 210) -> list[tuple[str, Request]]:
-    """``n`` tasks, spread evenly over :data:`TASK_TYPES` and round-robin over each type's world
-    tasks; deterministic by split."""
+# The renamed-vocabulary suite: the detector's classes called by nouns the router never saw in
+# training (router/data.py's HELD_OUT_NOUNS), on the task types whose words all name detected
+# objects (edits also name what the editor paints, in ShapeWorld's words).
+RENAMED_TYPES = ("understanding", "segmentation", "detection")
+
+
+def renamed_names() -> dict[str, str]:
+    """ShapeWorld's shapes → the held-out nouns (fixed, so runs compare)."""
+    from switchboard.router.data import HELD_OUT_NOUNS
+    from switchboard.world.scene import SHAPES
+
+    return dict(zip(SHAPES, HELD_OUT_NOUNS, strict=False))
+
+
+def renamed(request: Request, names: dict[str, str]) -> Request:
+    """``request`` as a user of the renamed detector says it (its answer renamed too)."""
+    from dataclasses import replace
+
+    from switchboard.router.data import RENAMABLE, rename_text
+
+    if request.task not in RENAMABLE:
+        return request
+    answer = None if request.answer is None else rename_text(request.answer, names)
+    return replace(request, text=rename_text(request.text, names), answer=answer)
+
+
+def suite(
+    split: str = "test", n: int = 210, types: tuple[str, ...] | None = None
+) -> list[tuple[str, Request]]:
+    """``n`` tasks, spread evenly over :data:`TASK_TYPES` (or ``types`` of them) and
+    round-robin over each type's world tasks; deterministic by split."""
     lo, hi = SPLITS[split]
     out: list[tuple[str, Request]] = []
-    types = list(TASK_TYPES)
+    types = list(types or TASK_TYPES)
     for k in range(n):
         kind = types[k % len(types)]
         tasks = TASK_TYPES[kind]
@@ -82,13 +113,25 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9 ]", " ", text.lower())).strip()
 
 
-def _detector() -> Any:
-    from switchboard.specialists import default_registry
+def caption_parts(text: str) -> tuple[list[str], str]:
+    """A caption as (its object phrases sorted, its background): "a small red circle and two
+    large blue stars on a plain background" → (["a small red circle", "two large blue
+    stars"], "plain")."""
+    t = re.sub(r"\s+", " ", text.lower()).strip().rstrip(".")
+    body, _, background = t.rpartition(" on a ")
+    if not body:
+        body, background = t, ""
+    parts = [_norm(p) for p in re.split(r",| and ", body) if _norm(p)]
+    background = _norm(background)
+    return sorted(parts), background.removesuffix(" background")
 
-    det = default_registry().get("detect")
-    if not det.loaded:
-        det.load()
-    return det
+
+@lru_cache(maxsize=1)
+def _detector() -> Any:
+    """The judge's own detector (never renamed, whatever the agent's detector is called)."""
+    from switchboard.specialists.detect import DetectSpecialist
+
+    return DetectSpecialist(rename={}).load()
 
 
 def _final_image(turn: Any) -> np.ndarray | None:
@@ -102,6 +145,9 @@ def judge(request: Request, turn: Any) -> Verdict:
     if request.answer is not None:  # words: caption, question, chat, no media
         if turn.calls:
             return Verdict(False, f"called {[c.tool for c in turn.calls]} instead of answering")
+        if task == "caption":
+            ok = caption_parts(turn.text) == caption_parts(request.answer)
+            return Verdict(ok, f"said {turn.text!r}, truth {request.answer!r}")
         ok = _norm(turn.text) == _norm(request.answer)
         return Verdict(ok, f"said {turn.text!r}, truth {request.answer!r}")
     if task == "generate":
@@ -252,12 +298,15 @@ def evaluate_agent(
     folder: Path | None = None,
     after_turn: bool = False,
     history_turns: int = 0,
+    rename: bool = False,
 ) -> dict[str, Any]:
     """Task success of ``agent`` (default: ``Agent.load()`` with a temporary home, the router
     in ``folder`` or router-tiny, its signals used or not, reading ``history_turns`` earlier
     turns) over :func:`suite`; per task type and per world task, with turn latency and the
     misses. ``after_turn``: each task is the second turn of its session, after
-    :data:`EARLIER_TURN` on another scene (what a conversation in the page looks like)."""
+    :data:`EARLIER_TURN` on another scene (what a conversation in the page looks like).
+    ``rename``: the renamed-vocabulary suite (:data:`RENAMED_TYPES`, the agent's detector
+    calling ShapeWorld's shapes by :func:`renamed_names`)."""
     from .policy import RouterPolicy
     from .sdk import Agent
 
@@ -269,7 +318,12 @@ def evaluate_agent(
             router = Router.load(folder, default_registry())
             policy = RouterPolicy(router, with_signals=with_signals)
             agent = Agent.load(home=Path(home), policy=policy, history_turns=history_turns)
-        tasks = suite(split, n)
+        tasks = suite(split, n, RENAMED_TYPES if rename else None)
+        detector = agent.registry.get("detect") if rename else None
+        if rename:
+            names = renamed_names()
+            detector.rename = names
+            tasks = [(kind, renamed(req, names)) for kind, req in tasks]
         by_type: dict[str, list[bool]] = {k: [] for k in TASK_TYPES}
         by_task: dict[str, list[bool]] = {}
         seconds, misses, errors = [], [], 0
@@ -300,11 +354,14 @@ def evaluate_agent(
                 done = [v for vs in by_type.values() for v in vs]
                 log(f"{k + 1}/{len(tasks)} tasks, success {np.mean(done):.3f}, "
                     f"{time.time() - t_all:.0f} s")  # fmt: skip
+        if detector is not None:
+            detector.rename = None
     every = [v for vs in by_type.values() for v in vs]
     return {
         "split": split,
         "signals": with_signals,
         "after_turn": after_turn,
+        "renamed": rename,
         "history_turns": getattr(agent, "history_turns", None),
         "tasks": len(every),
         "success": float(np.mean(every)),

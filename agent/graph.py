@@ -40,10 +40,19 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 from switchboard.core import HybridCall, Registry
-from switchboard.core.errors import SwitchboardError
+from switchboard.core.errors import InvalidInputError, NotFoundError, SwitchboardError
 from switchboard.core.media import Image, Video
 from switchboard.core.results import ImageOut
-from switchboard.router.data import SYSTEM, observe_result, sampled_frames
+from switchboard.router.prompt import (
+    DONE,
+    OBJECT_REF,
+    SYSTEM,
+    box_text,
+    observe_result,
+    sampled_frames,
+    user_message,
+)
+from switchboard.specialists.objects import SceneObject, detect_objects
 
 from .regions import bind_region
 
@@ -63,6 +72,7 @@ class Policy(Protocol):
         images: list[np.ndarray],
         frame_index: list[int | None],
         regions: list[dict[str, Any]],
+        objects: list[SceneObject] | None = None,
     ) -> Step: ...
 
 
@@ -122,7 +132,7 @@ class CallResult(TypedDict):
     index: int
     tool: str
     args: dict[str, Any]
-    status: str  # ok | error | timeout
+    status: str  # ok | not_found | error | timeout
     seconds: float
     observation: str
     error: str | None
@@ -136,6 +146,9 @@ class TurnState(TypedDict, total=False):
     media_kind: str | None  # "image" | "video" | None
     regions: list[dict[str, Any]]  # {"box": [x1,y1,x2,y2]} | {"point": [x, y]}
     history: list[dict[str, str]]  # earlier turns: user and assistant words
+    # The detector's object list of the image (a video's first frame), SceneObject.to_json()
+    # each; None without media or without a registered detector.
+    objects: list[dict[str, Any]] | None
     messages: list[dict[str, str]]
     current: str | None  # hash of the image the next call works on (after edits: the edit)
     step: int
@@ -143,6 +156,7 @@ class TurnState(TypedDict, total=False):
     results: Annotated[list[CallResult], operator.add]
     reply: str
     final: str
+    pointed: list[dict[str, Any]]  # listed objects the reply points at ("#3"): their boxes
 
 
 def _runtime(config: RunnableConfig) -> AgentRuntime:
@@ -150,11 +164,49 @@ def _runtime(config: RunnableConfig) -> AgentRuntime:
 
 
 def perceive(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
-    region_text = "<region>" * len(state.get("regions") or [])
-    media = "{media}" if state.get("media") else ""
+    """The router's conversation, with the image's object list: the registered detector run
+    once on the image (on a video, its first frame) — what answers, grounding and calls by
+    object index read."""
+    rt = _runtime(config)
+    objects = _object_list(rt, state.get("media"))
+    regions = len(state.get("regions") or [])
+    user = user_message(state["text"], bool(state.get("media")), objects, regions)
     messages = [{"role": "system", "content": SYSTEM}, *state.get("history", []),
-                {"role": "user", "content": media + region_text + state["text"]}]  # fmt: skip
-    return {"messages": messages, "current": state.get("media"), "step": 0, "pending": []}
+                {"role": "user", "content": user}]  # fmt: skip
+    listed = None if objects is None else [o.to_json() for o in objects]
+    return {"messages": messages, "current": state.get("media"), "step": 0, "pending": [],
+            "objects": listed}  # fmt: skip
+
+
+def _object_list(rt: AgentRuntime, key: str | None) -> list[SceneObject] | None:
+    if key is None or "detect" not in rt.registry.names():
+        return None
+    media = rt.media[key]
+    image = media.frames[0] if isinstance(media, Video) else media
+    detector = rt.registry.get("detect")
+    if not hasattr(detector, "detect_all"):  # a plugin detector without raw detections
+        return None
+    if not detector.loaded:
+        detector.load()
+    rt.last_used["detect"] = time.monotonic()
+    return detect_objects(detector, np.asarray(image))
+
+
+def _objects(state: dict[str, Any]) -> list[SceneObject] | None:
+    listed = state.get("objects")
+    return None if listed is None else [SceneObject.from_json(o) for o in listed]
+
+
+def resolve_object(args: dict[str, Any], objects: list[SceneObject] | None) -> dict[str, Any]:
+    """A call's ``object`` index → that listed detection's ``box`` (what the specialist
+    takes); raises :class:`InvalidInputError` for an index the list does not have."""
+    k = args.get("object")
+    if k is None or args.get("box") is not None:
+        return args
+    if not objects or not 1 <= int(k) <= len(objects):
+        n = len(objects or [])
+        raise InvalidInputError(f"there is no object #{k} (the image has {n} listed objects)")
+    return {**args, "box": [float(v) for v in objects[int(k) - 1].xyxy]}
 
 
 def _router_media(rt: AgentRuntime, state: TurnState) -> tuple[list[np.ndarray], list[int | None]]:
@@ -171,7 +223,8 @@ def route(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
     images, frames = _router_media(rt, state)
     t0 = time.perf_counter()
     try:
-        step = rt.policy.step(state["messages"], images, frames, state.get("regions") or [])
+        step = rt.policy.step(state["messages"], images, frames, state.get("regions") or [],
+                              objects=_objects(state))  # fmt: skip
     except SwitchboardError as exc:  # e.g. a region off the image: say so, end the turn
         step = Step(text=f"I could not work on that: {exc}")
     rt.emit({"type": "route", "step": state["step"], "text": step.text,
@@ -222,19 +275,25 @@ def call(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     status, error, result = "ok", None, None
     try:
+        args = resolve_object(args, _objects(state))
         specialist = rt.registry.get(tool)
         media = _media_for(rt, state, tool)
         future = rt.executor.submit(specialist, media, args, signal)
         result = future.result(timeout=rt.timeout_s)
     except FutureTimeout:
         status, error = "timeout", f"{tool} took longer than {rt.timeout_s:g} s"
+    except NotFoundError as exc:  # the target is not in the image: said, never guessed
+        status, error = "not_found", str(exc)
     except SwitchboardError as exc:
         status, error = "error", str(exc)
     except Exception as exc:  # an unexpected failure is reported, the turn goes on
         status, error = "error", f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - t0
     rt.last_used[tool] = time.monotonic()
-    obs = observe_result(tool, result) if status == "ok" else f"[{tool} → {status}: {error}]"
+    if status == "ok":
+        obs = observe_result(tool, result, _objects(state))
+    else:
+        obs = f"[{tool} → {status}: {error}]"
     rt.emit({"type": "call_finished", "step": state["step"], "index": i, "tool": tool,
              "status": status, "seconds": round(seconds, 4), "observation": obs,
              "error": error})  # fmt: skip
@@ -272,21 +331,52 @@ def after_observe(state: TurnState, config: RunnableConfig) -> str:
 
 
 def respond(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
-    """The router's words (or, past the step limit, that it stopped), then what failed."""
+    """The router's words (``#k`` pointers written out with the object's words and box, or,
+    past the step limit, that it stopped), then what failed. A turn whose every call failed
+    says so instead of the router's "Done."."""
     rt = _runtime(config)
     stopped = state.get("step", 0) >= rt.max_steps  # route is not asked past the limit
     text = "" if stopped else state.get("reply", "").strip()
+    text, pointed = _point(text, _objects(state))
+    results = state.get("results", [])
+    done = [r for r in results if r["status"] == "ok"]
+    failed = [r for r in results if r["status"] != "ok"]
+    if failed and not done and text == DONE:
+        text = ""  # "Done." after nothing was done would be a lie
     parts = [text] if text else []
     if stopped:
         parts.append(f"I stopped after {rt.max_steps} steps without finishing.")
-    done = [r for r in state.get("results", []) if r["status"] == "ok"]
     if rt.single_pass and done:  # no second route to say what came out: the observations do
         parts += [r["observation"].strip("[]") for r in done]
-    failed = [r for r in state.get("results", []) if r["status"] != "ok"]
-    parts += [f"{r['tool']} failed: {r['error']}" for r in failed]
+    for r in failed:
+        if r["status"] == "not_found":
+            parts.append(f"{r['error']}.")
+        else:
+            parts.append(f"{r['tool']} failed: {r['error']}")
     final = "\n".join(parts) if parts else "Done."
     rt.emit({"type": "text", "text": final})
-    return {"final": final}
+    return {"final": final, "pointed": pointed}
+
+
+def _point(text: str, objects: list[SceneObject] | None) -> tuple[str, list[dict[str, Any]]]:
+    """``#k`` in the router's words → "the small red circle at (x1,y1,x2,y2)", and the objects
+    pointed at (their boxes go to the turn's results)."""
+    if not objects:
+        return text, []
+    pointed: list[dict[str, Any]] = []
+
+    def write(m: Any) -> str:
+        k = int(m.group(1))
+        if not 1 <= k <= len(objects):
+            return m.group(0)
+        o = objects[k - 1]
+        pointed.append({"xyxy": list(o.xyxy), "label": o.words(), "score": o.score})
+        return f"the {o.words()} at {box_text(o.xyxy)}"
+
+    out = OBJECT_REF.sub(write, text)
+    if pointed and out[:4] == "the ":
+        out = "The" + out[3:]
+    return out, pointed
 
 
 def restore_media(rt: AgentRuntime, values: dict[str, Any]) -> None:

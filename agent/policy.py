@@ -36,6 +36,7 @@ class RouterPolicy:
         images: list[np.ndarray],
         frame_index: list[int | None],
         regions: list[dict[str, Any]],
+        objects: list[Any] | None = None,
     ) -> Step:
         from switchboard.router.model import Region
 
@@ -45,5 +46,7 @@ class RouterPolicy:
             h, w = images[0].shape[:2]
             regs = [Region.of(h, w, **r) for r in regions]
         signals = self.with_signals and router.heads is not None and bool(images)
-        reply, _ = router.route(messages, images, regs, frame_index, with_signals=signals)
+        reply, _ = router.route(
+            messages, images, regs, frame_index, with_signals=signals, objects=objects
+        )
         return Step(text=reply.prose, calls=list(reply.calls))

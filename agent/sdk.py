@@ -299,6 +299,8 @@ class Agent:
             elif isinstance(res, ImageOut):
                 turn.images.append(res.image)
                 outputs.append((image_kind, encode_png(res.image)))
+        for p in out.get("pointed") or []:  # a grounding answer's object ("#3")
+            turn.boxes.append((tuple(p["xyxy"]), p["label"], p["score"]))
         if turn.boxes or turn.tracks:
             outputs.append(("results", _results_json(turn, rt.media.get("input"))))
         self.store.finish_turn(turn_id, turn.text, outputs)

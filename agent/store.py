@@ -48,7 +48,7 @@ from sqlalchemy.orm import (
 )
 
 TURN_STATUSES = ("pending", "done", "failed")
-CALL_STATUSES = ("ok", "error", "timeout")
+CALL_STATUSES = ("ok", "not_found", "error", "timeout")
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 

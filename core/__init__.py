@@ -9,6 +9,7 @@ from .config import Settings, get_settings
 from .errors import (
     InvalidInputError,
     MalformedCallError,
+    NotFoundError,
     SpecialistFailedError,
     SpecialistTimeoutError,
     SwitchboardError,
@@ -33,6 +34,7 @@ __all__ = [
     "MalformedCallError",
     "Mask",
     "Masks",
+    "NotFoundError",
     "Media",
     "PluginLoadError",
     "Points",

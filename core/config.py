@@ -7,12 +7,13 @@ checkpoints given by path.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -37,6 +38,10 @@ class Settings(BaseSettings):
     device: str = "cpu"
     # Full-profile weights (user-provided paths; the tiny profile uses trained_models/).
     detect_weights: Path | None = None
+    # Rename the detector's classes, as JSON ({"Normal": "person"}) or "old=new,old=new": the
+    # words the object list, the replies and the detect filters use (e.g. a checkpoint whose
+    # classes are "Normal"/"Fall" that finds people).
+    detect_names: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     sam_checkpoint: Path | None = None
     sam_model_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_h"
     tracker: Literal["bytetrack", "botsort"] = "bytetrack"
@@ -44,6 +49,18 @@ class Settings(BaseSettings):
     # weights for whole-image instructions.
     edit_weights: str | None = None
     edit_instruct_weights: str | None = None
+
+    @field_validator("detect_names", mode="before")
+    @classmethod
+    def _pairs(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().startswith("{"):
+            return json.loads(value)
+        if isinstance(value, str):
+            pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("detect_names: JSON or 'old=new,old=new'")
+            return {a.strip(): b.strip() for a, b in pairs}
+        return value
 
 
 REPO_MODELS_DIR = Path(__file__).resolve().parents[1] / "trained_models"

@@ -53,3 +53,9 @@ class SpecialistTimeoutError(SwitchboardError, TimeoutError):
 class MalformedCallError(SwitchboardError):
     """A reply does not follow the hybrid-call wire format (unclosed or stray tags, invalid
     JSON, unknown tool, arguments that fail the tool's schema, wrong signal tokens)."""
+
+
+class NotFoundError(InvalidInputError):
+    """A target said in words matches nothing in the image ("segment the bus" where the
+    detector sees no bus). The message says so in words a user reads, with what *is* there;
+    the tool produces nothing for it, never a guess."""

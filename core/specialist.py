@@ -112,3 +112,13 @@ class Specialist(ABC):
             raise
         except Exception as exc:  # a crashed specialist becomes a typed error, never a crash
             raise SpecialistFailedError(self.name, f"{type(exc).__name__}: {exc}") from exc
+
+
+def check_object_resolved(args: Any) -> None:
+    """Refuse an ``object`` index the agent did not turn into a box: the index points into the
+    object list of the agent's turn, which a specialist called on its own does not have."""
+    if getattr(args, "object", None) is not None and getattr(args, "box", None) is None:
+        raise InvalidInputError(
+            f"object #{args.object} is an index into the agent's object list; called directly, "
+            "pass the object's box (or a target) instead"
+        )

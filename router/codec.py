@@ -26,11 +26,13 @@ MAX_SIGNAL_TOKENS = 16
 SIG_TOKENS = tuple(f"<sig_{k}>" for k in range(MAX_SIGNAL_TOKENS))
 REGION_TOKEN = "<region>"
 IMAGE_TOKEN = "<image>"
+OBJECT_TOKEN = "<object>"  # one per listed detection (router/prompt.py); appended last so that
+# routers trained before it keep their token ids
 # Added to the tokenizer as special tokens (single ids, never split).
-SPECIAL_TOKENS = (CALL_OPEN, CALL_CLOSE, REGION_TOKEN, IMAGE_TOKEN, *SIG_TOKENS)
+SPECIAL_TOKENS = (CALL_OPEN, CALL_CLOSE, REGION_TOKEN, IMAGE_TOKEN, *SIG_TOKENS, OBJECT_TOKEN)
 
 _SIG = re.compile(r"<sig_(\d+)>")
-_TAG = re.compile(r"</?call>|<sig_\d+>")
+_TAG = re.compile(r"</?call>|<sig_\d+>|<object>")
 
 
 @dataclass

@@ -24,7 +24,8 @@ from switchboard.world.requests import make_request
 from switchboard.world.splits import split_seeds
 
 from .codec import Reply, call_json, parse_reply
-from .data import Item, items_for
+from .data import Item, items_for, match_object
+from .prompt import OBJECT_REF
 from .train import stage_items
 
 MAX_MISSES = 80
@@ -41,6 +42,22 @@ def eval_items(split: str, n: int, registry: Registry) -> list[Item]:
     return items
 
 
+def grounded(item: Item, said: str) -> bool:
+    """Whether a grounding answer points at the true box (IoU ≥ 0.5): ``#k`` is listed object
+    k's box, ``[x1,y1,x2,y2]`` a box in hundredths of the image side."""
+    m = OBJECT_REF.search(said)
+    box = None
+    if m and item.objects and 1 <= int(m.group(1)) <= len(item.objects):
+        box = item.objects[int(m.group(1)) - 1].xyxy
+    elif (w := BOX_WORDS.search(said)) is not None and item.images:
+        side = float(item.images[0].shape[0])
+        box = [float(v) * side / 100 for v in w.groups()]
+    if box is None or item.ground_box is None:
+        return False
+    a, b = np.array([box], float), np.array([item.ground_box], float)
+    return bool(box_iou(a, b)[0, 0] >= 0.5)
+
+
 def _norm_args(registry: Registry, call: HybridCall) -> dict[str, Any]:
     return json.loads(registry.cls(call.tool).parse_args(call.args).model_dump_json())
 
@@ -51,6 +68,8 @@ def _norm_text(text: str) -> str:
 
 def score(items: list[Item], replies: list[Reply | None], registry: Registry) -> dict[str, Any]:
     decision, tool, exact, valid, answers, ground = [], [], [], [], [], []
+    ground_found: list[bool] = []
+    ground_missed: list[bool] = []
     arg_hits = arg_total = 0
     by_task: dict[str, dict[str, list[bool]]] = {}
     misses: list[dict[str, Any]] = []
@@ -71,14 +90,10 @@ def score(items: list[Item], replies: list[Reply | None], registry: Registry) ->
         valid.append(reply is not None)
         calls = reply.calls if reply is not None else []
         if item.task == "ground":
-            m = BOX_WORDS.search(reply.prose if reply else "")
-            gt = BOX_WORDS.search(item.target)
-            ok = False
-            if m and gt:
-                a = np.array([[float(v) for v in m.groups()]])
-                b = np.array([[float(v) for v in gt.groups()]])
-                ok = bool(box_iou(a, b)[0, 0] >= 0.5)
+            ok = grounded(item, reply.prose if reply else "")
             ground.append(ok)
+            found = match_object(item.objects, item.ground_box) is not None
+            (ground_found if found else ground_missed).append(ok)
             if not ok:
                 miss(item, reply)
             continue
@@ -119,6 +134,10 @@ def score(items: list[Item], replies: list[Reply | None], registry: Registry) ->
         "argument_accuracy": arg_hits / arg_total if arg_total else None,
         "answers": rate(answers),
         "grounding_iou50": rate(ground),
+        # the referents the detector listed / missed (a missed one can only be boxed in words)
+        "grounding_listed": rate(ground_found),
+        "grounding_unlisted": rate(ground_missed),
+        "n_ground_unlisted": len(ground_missed),
         "n_calls": len(tool),
         "n_questions": len(answers),
         "n_ground": len(ground),

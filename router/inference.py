@@ -117,7 +117,11 @@ class Router:
         frame_index: list[int | None] | None = None,
         with_signals: bool = False,
         max_new_tokens: int = 96,
+        objects: list[Any] | None = None,
     ) -> tuple[Reply, Decoded]:
+        """One constrained reply to ``messages`` (the user's message holding ``{media}`` and
+        the object list's text, :func:`~switchboard.router.prompt.user_message`); ``objects``
+        are the listed ``SceneObject`` s of the first image, one per ``<object>`` token."""
         images = list(images or [])
         video = bool(frame_index) and any(t is not None for t in frame_index)
         if with_signals and self.heads is None:
@@ -125,7 +129,9 @@ class Router:
         ids = self.prompt_ids(messages, images, video)
         with self._lock:
             feats = self._features(images) if images else None
-            emb = self.model.embed(ids, images, regions, frame_index if video else None, feats)
+            emb = self.model.embed(
+                ids, images, regions, frame_index if video else None, feats, objects
+            )
             past = None if with_signals else self._reusable(emb[0])
             decoded = self.decoder.generate(
                 self.model.llm, emb, max_new_tokens=max_new_tokens, with_signals=with_signals,
@@ -235,4 +241,6 @@ class Router:
     def route_item(self, item: Any, **kw: Any) -> tuple[Reply, Decoded]:
         """Route a :class:`~switchboard.router.data.Item`."""
         regions = [Region.of(*m.shape, mask=m) for m in item.regions]
-        return self.route(item.messages, item.images, regions, item.frame_index, **kw)
+        return self.route(
+            item.messages, item.images, regions, item.frame_index, objects=item.objects, **kw
+        )

@@ -30,7 +30,7 @@ import torch
 from switchboard.core.errors import InvalidInputError
 from torch import nn
 
-from .codec import IMAGE_TOKEN, REGION_TOKEN, SPECIAL_TOKENS
+from .codec import IMAGE_TOKEN, OBJECT_TOKEN, REGION_TOKEN, SPECIAL_TOKENS
 from .vision import (
     DetectorStem,
     FrameEmbedding,
@@ -90,9 +90,13 @@ class RouterModel(nn.Module):
         )
         self.projector = Projector(self.vision.width, width, self.vision.grid, config.pool)
         self.region_encoder = RegionEncoder(self.vision.width, width)
+        # One token per listed object: the same pooling as a user region (patch features
+        # under the detection's box + a code of the box), its own weights.
+        self.object_encoder = RegionEncoder(self.vision.width, width)
         self.frames = FrameEmbedding(width, config.max_frames)
         self.image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         self.region_id = tokenizer.convert_tokens_to_ids(REGION_TOKEN)
+        self.object_id = tokenizer.convert_tokens_to_ids(OBJECT_TOKEN)
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -187,6 +191,11 @@ class RouterModel(nn.Module):
             own = [k for k in own if not k.startswith("vision.patch.layers.")]
         if config.vision:  # a transformers tower comes with its own weights
             own = [k for k in own if not k.startswith("vision.")]
+        if own and all(k.startswith("object_encoder.") for k in own):
+            # Saved before the object list: its object tokens start as the region encoder
+            # (the same pooling of patch features under a box), then train on their own.
+            model.object_encoder.load_state_dict(model.region_encoder.state_dict())
+            own = []
         if own or unexpected:
             raise ValueError(
                 f"router weights do not fit: missing {own[:5]}, extra {unexpected[:5]}"
@@ -251,9 +260,11 @@ class RouterModel(nn.Module):
         regions: list[Region] | None = None,
         frame_index: list[int | None] | None = None,
         features: torch.Tensor | None = None,
+        objects: list[Any] | None = None,
     ) -> torch.Tensor:
-        """Input embeddings ``[1, T, d]`` for one prompt with its images and regions
-        (``features``: the images' patch features when already encoded)."""
+        """Input embeddings ``[1, T, d]`` for one prompt with its images, regions and listed
+        objects (``SceneObject`` s of the first image, one per ``<object>`` token in order;
+        ``features``: the images' patch features when already encoded)."""
         if input_ids.dim() == 1:
             input_ids = input_ids[None]
         if input_ids.shape[0] != 1:
@@ -263,12 +274,18 @@ class RouterModel(nn.Module):
         regions = regions or []
         img_pos = (input_ids[0] == self.image_id).nonzero().flatten()
         reg_pos = (input_ids[0] == self.region_id).nonzero().flatten()
+        obj_pos = (input_ids[0] == self.object_id).nonzero().flatten()
+        objects = list(objects or [])
+        if len(obj_pos) != len(objects):
+            raise InvalidInputError(
+                f"the prompt has {len(obj_pos)} <object> tokens for {len(objects)} objects"
+            )
         if len(reg_pos) != len(regions):
             raise InvalidInputError(
                 f"the prompt has {len(reg_pos)} <region> tokens for {len(regions)} regions"
             )
         if not images:
-            if len(img_pos) or regions:
+            if len(img_pos) or regions or objects:
                 raise InvalidInputError("the prompt refers to an image but none was given")
             return emb
         feats = self.encode_images(images) if features is None else features
@@ -290,7 +307,25 @@ class RouterModel(nn.Module):
             boxes = torch.from_numpy(np.stack([r.box for r in regions])).to(rf)
             reg = self.region_encoder(rf, masks, boxes, self.vision.grid)
             emb[0, reg_pos] = reg.to(emb.dtype)
+        if objects:
+            tokens = self.object_tokens(feats[0], objects, images[0].shape[:2])
+            emb[0, obj_pos] = tokens.to(emb.dtype)
         return emb
+
+    def object_tokens(
+        self, feats: torch.Tensor, objects: list[Any], size: tuple[int, int]
+    ) -> torch.Tensor:
+        """Listed objects (pixel ``xyxy`` on an image of ``size`` (H, W)) over that image's
+        patch features ``[g*g, D]`` → their tokens ``[M, d]``."""
+        h, w = size
+        masks, boxes = [], []
+        for o in objects:
+            mask, box = region_from(h, w, box=_inside(o.xyxy, w, h))
+            masks.append(torch.from_numpy(mask))
+            boxes.append(box)
+        rf = feats[None].expand(len(objects), *feats.shape)
+        boxes_t = torch.from_numpy(np.stack(boxes)).to(rf)
+        return self.object_encoder(rf, masks, boxes_t, self.vision.grid)
 
     def forward(self, inputs_embeds: torch.Tensor, **kw: Any) -> Any:
         return self.llm(inputs_embeds=inputs_embeds, **kw)
@@ -312,6 +347,15 @@ class RouterModel(nn.Module):
             width = self.llm.get_input_embeddings().weight.shape[1]
             self.projector = Projector(self.vision.width, width, self.vision.grid, self.config.pool)
             self.region_encoder = RegionEncoder(self.vision.width, width)
+            self.object_encoder = RegionEncoder(self.vision.width, width)
+
+
+def _inside(xyxy: Any, width: int, height: int) -> tuple[float, float, float, float]:
+    """A detector's box clipped to the image, at least one pixel wide and high."""
+    x1, y1 = min(max(float(xyxy[0]), 0.0), width - 1.0), min(max(float(xyxy[1]), 0.0), height - 1.0)
+    x2 = min(max(float(xyxy[2]), x1 + 1.0), float(width))
+    y2 = min(max(float(xyxy[3]), y1 + 1.0), float(height))
+    return x1, y1, x2, y2
 
 
 def _half(state: dict[str, torch.Tensor], fp16: bool) -> dict[str, torch.Tensor]:

@@ -39,7 +39,8 @@ from switchboard.world.scene import COLOR_NAMES, SHAPES, generate_scene
 from switchboard.world.splits import SPLITS, check_split
 
 from .codec import format_reply
-from .data import DONE, SYSTEM, Item, items_for, observe_result, ordered_args
+from .data import DONE, SYSTEM, Item, items_for, ordered_args, scene_objects
+from .prompt import observe_result, user_message
 
 HELD_OUT = 4  # example index % 5 == HELD_OUT: never trained on, scored by evaluate_plugins
 PLUGINS_FILE = "plugins.json"
@@ -124,16 +125,19 @@ def plugin_items(cls: Any, seed: int, registry: Registry, tool: Any = None) -> l
     if got is None:
         return []
     text, call, scene = got
-    base = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "{media}" + text}]
+    objects = scene_objects(scene.image)
+    user = {"role": "user", "content": user_message(text, True, objects, 0)}
+    base = [{"role": "system", "content": SYSTEM}, user]
     target = format_reply("", [call], registry, with_signals=False)
-    first = Item(base, [scene.image], [None], target, cls.name, 0, [call])
+    first = Item(base, [scene.image], [None], target, cls.name, 0, [call], objects=objects)
     tool = tool or registry.get(cls.name)
     try:
         seen = observe_result(cls.name, tool(Image(pixels=scene.image), call.args))
     except Exception:  # the tool refused this scene (e.g. nothing matched): teach the call only
         return [first]
     history = [*base, {"role": "assistant", "content": target}, {"role": "user", "content": seen}]
-    return [first, Item(history, [scene.image], [None], DONE, cls.name, 1, answer=DONE)]
+    return [first, Item(history, [scene.image], [None], DONE, cls.name, 1, answer=DONE,
+                        objects=objects)]  # fmt: skip
 
 
 class _Words(dict):

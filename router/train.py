@@ -27,13 +27,25 @@ import torch
 import torch.nn.functional as F
 from switchboard.core import Registry
 from switchboard.core.config import models_dir
-from switchboard.world.language import attribute_expressions, best_name, caption, questions
+from switchboard.world.language import attribute_expressions, best_name, questions
 from switchboard.world.requests import make_request
 from switchboard.world.scene import generate_scene
 from switchboard.world.splits import SPLITS
 
-from .data import SYSTEM, Item, items_for
+from .data import (
+    RENAME_SHARE,
+    SYSTEM,
+    TRAIN_NOUNS,
+    Item,
+    caption_for,
+    draw_names,
+    items_for,
+    match_object,
+    rename_text,
+    scene_objects,
+)
 from .model import RouterConfig, RouterModel
+from .prompt import user_message
 
 STAGES = ("vision", "align", "ground", "invoke")
 LLM_STAGES = STAGES[1:]  # the stages that train through the LLM
@@ -67,6 +79,9 @@ PRESETS = {
         ground_replay=0.35,
     ),
     "gpu": RouterPreset(steps=6000, batch=32, lr=2e-4, ground_replay=0.35),
+    # The object-list prompt taught to a trained router: invoke (with grounding replayed)
+    # from the committed router-tiny, whose call format and vision tower carry over.
+    "objects": RouterPreset(steps=3000, minutes=70, ground_replay=0.35),
     "smoke": RouterPreset(
         steps=2,
         batch=2,
@@ -84,48 +99,66 @@ def _box_words(box: Any, size: int) -> str:
     return "[" + ",".join(str(min(99, int(float(v) * 100 / size))) for v in box) + "]"
 
 
+ABSENT_SHARE = 0.06  # invoke requests whose referent is named by a class the list lacks
+
+
 def stage_items(stage: str, seed: int, registry: Registry) -> list[Item]:
-    """The items of one training seed for ``stage``."""
+    """The items of one training seed for ``stage`` (half of them with the detector's classes
+    renamed, :data:`~switchboard.router.data.RENAME_SHARE`)."""
     rng = np.random.default_rng([seed, 5])
+    names = draw_names(rng) if rng.random() < RENAME_SHARE else None
     if stage == "invoke":
-        return items_for(make_request(seed, "train"), registry)
+        absent = None
+        if rng.random() < ABSENT_SHARE:
+            taken = set((names or {}).values())
+            free = [n for n in TRAIN_NOUNS if n not in taken]
+            absent = free[int(rng.integers(len(free)))]
+        return items_for(make_request(seed, "train"), registry, names, absent)
     scene = generate_scene(seed)
+    objects = scene_objects(scene.image, names)
     media = [scene.image], [None]
     system = {"role": "system", "content": SYSTEM}
 
-    def qa(question: str, answer: str, task: str, regions: int = 0) -> Item:
-        user = {"role": "user", "content": "{media}" + "<region>" * regions + question}
-        return Item([system, user], *media, answer, task, answer=answer)
+    def qa(question: str, answer: str, task: str, regions: int = 0, box: Any = None) -> Item:
+        user = {"role": "user", "content": user_message(question, True, objects, regions)}
+        return Item([system, user], *media, answer, task, answer=answer, objects=objects,
+                    ground_box=box)  # fmt: skip
 
     if stage == "align":
-        return [qa("Describe the image.", caption(scene), "caption")]
+        text = caption_for(scene, objects, names)
+        return [qa("Describe the image.", text, "caption")]
     if stage != "ground":
         raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
-    kind = rng.choice(["refer", "region", "question", "video"], p=[0.35, 0.25, 0.25, 0.15])
+    kind = rng.choice(["refer", "region", "question", "video"], p=[0.35, 0.2, 0.35, 0.1])
     if kind == "video":
-        item = video_where_item(seed, rng)
+        item = video_where_item(seed, rng, names)
         if item is not None:
             return [item]
         kind = "refer"
     if kind == "question" or not scene.objects:
         q = questions(scene, rng)
         pick = q[int(rng.integers(len(q)))]
-        return [qa(pick.text, pick.answer, "question")]
+        return [qa(rename_text(pick.text, names), rename_text(pick.answer, names), "question")]
     i = int(rng.integers(len(scene.objects)))
     name = best_name(scene, scene.objects[i].id)
     if name is None:
         q = questions(scene, rng)[0]
-        return [qa(q.text, q.answer, "question")]
+        return [qa(rename_text(q.text, names), rename_text(q.answer, names), "question")]
+    name = rename_text(name, names)
     if kind == "refer":
-        box = _box_words(scene.boxes[i], scene.image.shape[0])
-        return [qa(f"Where is the {name}?", box, "ground")]
+        k = match_object(objects, scene.boxes[i])
+        where = f"#{k}" if k is not None else _box_words(scene.boxes[i], scene.image.shape[0])
+        return [qa(f"Where is the {name}?", where, "ground", box=scene.boxes[i])]
     item = qa("What is this?", f"the {name}", "region", regions=1)
     item.regions = [scene.masks[i]]
     return [item]
 
 
-def video_where_item(seed: int, rng: np.random.Generator) -> Item | None:
-    """ "Where is the X in frame k?" over the sampled frames of a clip → the box at frame k."""
+def video_where_item(
+    seed: int, rng: np.random.Generator, names: dict[str, str] | None = None
+) -> Item | None:
+    """ "Where is the X in frame k?" over the sampled frames of a clip → the box at frame k
+    (the object list is the first frame's: objects move, so the answer is the box in words)."""
     from switchboard.world.requests import generate_scene_from_clip
     from switchboard.world.video import generate_video
 
@@ -141,15 +174,18 @@ def video_where_item(seed: int, rng: np.random.Generator) -> Item | None:
         return None
     n = here[int(rng.integers(len(here)))]
     first = generate_scene_from_clip(clip)
-    names = attribute_expressions(first, first.index(clip.objects[n].id))  # positions move
-    if not names:
+    names_of = attribute_expressions(first, first.index(clip.objects[n].id))  # positions move
+    if not names_of:
         return None
-    name = names[0].text
+    name = rename_text(names_of[0].text, names)
     box = _box_words(clip.boxes[t, n], clip.size)
-    user = {"role": "user", "content": f"{{media}}Where is the {name} in frame {k}?"}
     frames = [clip.frames[i] for i in idx]
+    objects = scene_objects(frames[0], names)
+    question = f"Where is the {name} in frame {k}?"
+    user = {"role": "user", "content": user_message(question, True, objects, 0)}
     return Item([{"role": "system", "content": SYSTEM}, user], frames, list(range(len(idx))),
-                box, "ground", answer=box)  # fmt: skip
+                box, "ground", answer=box, objects=objects,
+                ground_box=clip.boxes[t, n])  # fmt: skip
 
 
 # -- tokenization and loss -------------------------------------------------------------------
@@ -174,7 +210,10 @@ def batch_loss(
     for item in items:
         ids, lab = encode(router, item)
         regions = [Region.of(*m.shape, mask=m) for m in item.regions]
-        embeds.append(router.embed(ids, item.images, regions, item.frame_index or None)[0])
+        embeds.append(
+            router.embed(ids, item.images, regions, item.frame_index or None,
+                         objects=item.objects)[0]
+        )  # fmt: skip
         labels.append(lab)
     n = max(len(e) for e in embeds)
     d = embeds[0].shape[-1]

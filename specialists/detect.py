@@ -21,17 +21,17 @@ from switchboard.core import (
     Boxes,
     ExampleRequest,
     Image,
-    InvalidInputError,
+    NotFoundError,
     Specialist,
 )
 from switchboard.core.config import get_settings, models_dir
+from switchboard.core.vocabulary import GENERIC_NOUNS
 
-from .colors import color_in_box
-from .queries import Query, parse_query
+from .objects import list_objects
+from .queries import Query, _unknown_noun, parse_query, select
 
 # Words that name no class: a shape filter of one of these keeps every class.
-GENERIC_SHAPES = frozenset({"object", "objects", "shape", "shapes", "thing", "things", "item",
-                            "items", "everything", "anything", "all", "any"})  # fmt: skip
+GENERIC_SHAPES = GENERIC_NOUNS
 
 
 class DetectArgs(BaseModel):
@@ -96,17 +96,19 @@ class DetectSpecialist(Specialist):
         args = {k: intent.params[k] for k in ("shape", "color") if k in intent.params}
         return args or ({"query": intent.target_text} if intent.target_text else None)
 
-    def __init__(self, weights: str | Path | None = None) -> None:
+    def __init__(
+        self, weights: str | Path | None = None, rename: dict[str, str] | None = None
+    ) -> None:
         super().__init__()
         self.weights = weights
+        self.rename = rename  # class word → the word to use instead (None: from settings)
         self.model: Any = None
 
     def load(self, device: str = "cpu", dtype: Any = None) -> DetectSpecialist:
         settings = get_settings()
         weights = self.weights
-        if weights is None:
-            weights = settings.detect_weights if settings.profile == "full" else None
-            weights = weights or models_dir() / "detect-tiny"
+        if weights is None:  # weights named in the settings serve any profile
+            weights = settings.detect_weights or models_dir() / "detect-tiny"
         self.model = load_yolo(weights)
         self.imgsz = int(self.model.overrides.get("imgsz", 640))
         return super().load(device, dtype)
@@ -117,25 +119,33 @@ class DetectSpecialist(Specialist):
 
     @property
     def class_names(self) -> list[str]:
+        """The classes' words: the weights' ``names``, renamed by ``rename`` (default the
+        ``SWITCHBOARD_DETECT_NAMES`` setting)."""
         names = self.model.model.names
-        return [names[i] for i in range(len(names))]
+        rename = get_settings().detect_names if self.rename is None else self.rename
+        return [rename.get(names[i], names[i]) for i in range(len(names))]
 
     def detect_all(
-        self, image: np.ndarray, conf: float = 0.001, max_det: int = 300
+        self, image: np.ndarray, conf: float = 0.001, max_det: int = 300, agnostic: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw detections of one HWC uint8 RGB image: boxes ``[N, 4]`` XYXY, scores ``[N]``,
-        class ids ``[N]``."""
-        return self.detect_batch([image], conf, max_det)[0]
+        class ids ``[N]``. ``agnostic``: one box per object whatever its class (NMS across
+        classes), as the object list wants."""
+        return self.detect_batch([image], conf, max_det, agnostic)[0]
 
     def detect_batch(
-        self, images: Sequence[np.ndarray], conf: float = 0.001, max_det: int = 300
+        self,
+        images: Sequence[np.ndarray],
+        conf: float = 0.001,
+        max_det: int = 300,
+        agnostic: bool = False,
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """:meth:`detect_all` for several images in one network batch (video frames)."""
         if len(images) == 0:
             return []
         threads = torch.get_num_threads()
         try:
-            results = self._predict(images, conf, max_det)
+            results = self._predict(images, conf, max_det, agnostic)
         finally:  # Ultralytics' select_device sets torch to (cores - 1) threads: 1 of 2 here,
             if torch.get_num_threads() != threads:  # halving every model that runs after it
                 torch.set_num_threads(threads)
@@ -146,18 +156,25 @@ class DetectSpecialist(Specialist):
             out.append((xyxy, conf_, cls.astype(int)))
         return out
 
-    def _predict(self, images: Sequence[np.ndarray], conf: float, max_det: int) -> Any:
+    def _predict(
+        self, images: Sequence[np.ndarray], conf: float, max_det: int, agnostic: bool = False
+    ) -> Any:
         return self.model.predict(
             [np.ascontiguousarray(im[..., ::-1]) for im in images],
             imgsz=self.imgsz,
             conf=conf,
             iou=0.6,
+            agnostic_nms=agnostic,
             max_det=max_det,
             device=self.device or "cpu",
             verbose=False,
         )
 
     def query(self, args: DetectArgs) -> Query:
+        if args.query and _unknown_noun(args.query, self.class_names):
+            raise NotFoundError(
+                f"I can't find {args.query.strip()!r}: this detector knows {self.class_names}"
+            )
         q = parse_query(args.query or "", self.class_names)
         if args.shape is not None:
             shape = args.shape.lower().strip()
@@ -167,8 +184,8 @@ class DetectSpecialist(Specialist):
             if shape in GENERIC_SHAPES:  # "detect every object": no class filter
                 shape = None
             elif shape not in self.class_names:
-                raise InvalidInputError(
-                    f"unknown shape/class {args.shape!r}; this detector knows {self.class_names}"
+                raise NotFoundError(
+                    f"I can't find {args.shape!r}: this detector knows {self.class_names}"
                 )
             q.shape = shape or q.shape
         if args.color is not None:
@@ -181,18 +198,7 @@ class DetectSpecialist(Specialist):
         boxes, scores, cls = self.detect_all(
             image, conf=args.score_threshold, max_det=args.max_results
         )
-        names = self.class_names
-        out_boxes, labels, out_scores = [], [], []
-        for box, score, c in zip(boxes, scores, cls, strict=True):
-            color = color_in_box(image, tuple(box))
-            if q.shape and names[c] != q.shape:
-                continue
-            if q.color and color != q.color:
-                continue
-            labels.append(f"{color} {names[c]}" if color else names[c])
-            out_boxes.append(tuple(float(v) for v in box))
-            out_scores.append(float(score))
-        if q.single and out_boxes:
-            best = int(np.argmax(out_scores))
-            out_boxes, labels, out_scores = [out_boxes[best]], [labels[best]], [out_scores[best]]
-        return Boxes(xyxy=out_boxes, labels=labels, scores=out_scores)
+        objects = list_objects(image, boxes, scores, cls, self.class_names, args.max_results)
+        hits = sorted(select(objects, q), key=lambda o: -o.score)
+        labels = [" ".join(w for w in (o.color, o.label) if w) for o in hits]
+        return Boxes(xyxy=[o.xyxy for o in hits], labels=labels, scores=[o.score for o in hits])

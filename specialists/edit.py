@@ -35,24 +35,14 @@ from switchboard.core import (
 )
 from switchboard.core.config import get_settings, models_dir
 from switchboard.core.regions import BoolMask
+from switchboard.core.specialist import check_object_resolved
+from switchboard.core.vocabulary import PLACES
 
 from .colors import color_of_pixels
 from .diffusion import COND_DIM, NUM_COND_TOKENS
 
 EDIT_OPS = ("recolor", "remove", "add", "replace", "move", "generate")
 BACKGROUND = "background"  # the description a removed object's region is painted with
-# The 3x3 grid of named places, (column, row) in thirds of the image.
-PLACES: dict[str, tuple[int, int]] = {
-    "top left": (0, 0),
-    "top": (1, 0),
-    "top right": (2, 0),
-    "left": (0, 1),
-    "center": (1, 1),
-    "right": (2, 1),
-    "bottom left": (0, 2),
-    "bottom": (1, 2),
-    "bottom right": (2, 2),
-}
 # Object diameter as a share of the image side, per size word (ShapeWorld's radius bands x 2).
 SIZE_SHARE = {"small": 0.13, "medium": 0.215, "large": 0.325}
 MIN_CROP = 48  # pixels: the smallest crop window, so small regions keep some context
@@ -196,6 +186,12 @@ class EditArgs(BaseModel):
 
     op: Literal["recolor", "remove", "add", "replace", "move", "generate"] = "recolor"
     target: str | None = Field(None, description="referring expression of the object to edit")
+    object: int | None = Field(
+        None,
+        ge=1,
+        description="#k of the object in the image's object list (the agent "
+        "passes that detection's box)",
+    )
     region: BoolMask | None = None
     box: tuple[float, float, float, float] | None = None
     color: str | None = Field(None, description="colour to paint (recolor/add/replace)")
@@ -504,6 +500,7 @@ class EditSpecialist(Specialist):
 
     # -- run -------------------------------------------------------------------------------
     def run(self, media: Image | None, args: EditArgs, signal: Any = None) -> ImageOut:
+        check_object_resolved(args)
         for kind, word in (("colors", args.color), ("shapes", args.shape)):
             self._check_word(kind, word)
         if args.op == "generate":

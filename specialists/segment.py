@@ -23,6 +23,7 @@ from switchboard.core import (
     Image,
     InvalidInputError,
     Masks,
+    NotFoundError,
     SignalSpec,
     Specialist,
     SpecialistFailedError,
@@ -30,6 +31,7 @@ from switchboard.core import (
 )
 from switchboard.core.config import get_settings, models_dir
 from switchboard.core.regions import BoolMask
+from switchboard.core.specialist import check_object_resolved
 
 from .sam import SAM_BUILDERS, SignalSam, SignalSamPredictor, load_sam_weights
 
@@ -42,6 +44,12 @@ class SegmentArgs(BaseModel):
     referring expression resolved with the detector ("the circle left of the star")."""
 
     target: str | None = Field(None, description="referring expression of the object")
+    object: int | None = Field(
+        None,
+        ge=1,
+        description="#k of the object in the image's object list (the agent "
+        "passes that detection's box)",
+    )
     points: list[tuple[float, float]] | None = None
     point_labels: list[int] | None = None
     box: tuple[float, float, float, float] | None = None
@@ -150,25 +158,22 @@ class SegmentSpecialist(Specialist):
 
     def _resolve_target(self, image: np.ndarray, target: str) -> np.ndarray:
         from . import default_registry
-        from .colors import color_in_box
-        from .queries import Detection, resolve_referent
+        from .objects import detect_objects, seen_words
+        from .queries import resolve_referent
 
         if self.detector is None:  # the registry's detector: no second copy in memory
             self.detector = default_registry().get("detect")
         if not self.detector.loaded:
             self.detector.load(self.device or "cpu")
-        boxes, scores, cls = self.detector.detect_all(image, conf=0.25)
+        objects = detect_objects(self.detector, image)
         names = self.detector.class_names
-        dets = [
-            Detection(tuple(map(float, b)), names[c], color_in_box(image, tuple(b)), float(s))
-            for b, s, c in zip(boxes, scores, cls, strict=True)
-        ]
-        hit = resolve_referent(target, dets, names, float(max(image.shape[:2])))
+        hit = resolve_referent(target, objects, names, float(max(image.shape[:2])))
         if hit is None:
-            raise InvalidInputError(f"no object matches {target!r}")
+            raise NotFoundError(f"I can't find {_article(target)}; I see {seen_words(objects)}")
         return np.array(hit.xyxy, float)
 
     def run(self, media: Image, args: SegmentArgs, signal: Any = None) -> Masks:
+        check_object_resolved(args)
         image = media.pixels
         h, w = image.shape[:2]
         points = np.array(args.points, float) if args.points is not None else None
@@ -204,3 +209,12 @@ class SegmentSpecialist(Specialist):
         if not args.multimask:
             order = order[:1]
         return Masks(masks=[masks[i] for i in order], scores=[float(scores[i]) for i in order])
+
+
+def _article(target: str) -> str:
+    """ "a bus" for "bus" / "the bus" (what a not-found message names)."""
+    t = target.strip()
+    for a in ("the ", "a ", "an "):
+        if t.lower().startswith(a):
+            t = t[len(a) :]
+    return ("an " if t[:1].lower() in "aeiou" else "a ") + t

@@ -18,6 +18,7 @@ from switchboard.core import (
     ExampleRequest,
     Image,
     InvalidInputError,
+    NotFoundError,
     SignalSpec,
     Specialist,
     Track,
@@ -26,10 +27,12 @@ from switchboard.core import (
     mask_to_box,
 )
 from switchboard.core.config import get_settings
+from switchboard.core.specialist import check_object_resolved
 
 from .colors import color_in_box
-from .queries import Detection, parse_query, resolve_referent
-from .segment import NUM_SIGNAL_TOKENS
+from .objects import detect_objects, seen_words
+from .queries import parse_query, resolve_referent
+from .segment import NUM_SIGNAL_TOKENS, _article
 
 # Frames per network batch for detection and for SAM's image encoder: a video is at hand whole,
 # and batched frames use the two cores better than one frame at a time.
@@ -41,6 +44,12 @@ class TrackArgs(BaseModel):
     object matching ``query`` ("circles", "red shapes", or nothing for all) is tracked."""
 
     target: str | None = Field(None, description="referring expression, read on `frame`")
+    object: int | None = Field(
+        None,
+        ge=1,
+        description="#k of the object in the image's object list (the agent "
+        "passes that detection's box)",
+    )
     box: tuple[float, float, float, float] | None = None
     frame: int = Field(0, ge=0)
     query: str | None = None
@@ -190,19 +199,17 @@ class TrackSpecialist(Specialist):
                 raise InvalidInputError("the signal selects nothing on the referent frame")
             return np.array(box, float)
         if args.target:
-            boxes, scores, cls = self.detector.detect_all(frame, conf=0.25)
+            objects = detect_objects(self.detector, frame)
             names = self.detector.class_names
-            dets = [
-                Detection(tuple(map(float, b)), names[c], color_in_box(frame, tuple(b)), float(s))
-                for b, s, c in zip(boxes, scores, cls, strict=True)
-            ]
-            hit = resolve_referent(args.target, dets, names, float(max(frame.shape[:2])))
+            hit = resolve_referent(args.target, objects, names, float(max(frame.shape[:2])))
             if hit is None:
-                raise InvalidInputError(f"no object matches {args.target!r} on frame {args.frame}")
+                raise NotFoundError(f"I can't find {_article(args.target)} on frame "
+                                    f"{args.frame}; I see {seen_words(objects)}")  # fmt: skip
             return np.array(hit.xyxy, float)
         return None
 
     def run(self, media: Video, args: TrackArgs, signal: Any = None) -> Tracks:
+        check_object_resolved(args)
         frames = media.frames
         if media.num_frames < 2:
             raise InvalidInputError("tracking needs a video of at least 2 frames")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from switchboard.core.vocabulary import PLACES
 
 from .language import best_name
 from .scene import (
@@ -25,18 +26,6 @@ from .scene import (
 )
 
 EDIT_OPS = ("recolor", "remove", "add", "move", "replace")
-# A 3x3 grid of named places, (column, row) in thirds of the image.
-PLACES: dict[str, tuple[int, int]] = {
-    "top left": (0, 0),
-    "top": (1, 0),
-    "top right": (2, 0),
-    "left": (0, 1),
-    "center": (1, 1),
-    "right": (2, 1),
-    "bottom left": (0, 2),
-    "bottom": (1, 2),
-    "bottom right": (2, 2),
-}
 
 
 class EditError(ValueError):

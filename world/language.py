@@ -74,7 +74,7 @@ class Referring:
 
     text: str
     target: int
-    kind: str  # "attribute" | "relational" | "ordinal"
+    kind: str  # "attribute" | "relational" | "ordinal" | "superlative"
 
 
 def attribute_expressions(scene: Scene, i: int) -> list[Referring]:
@@ -138,6 +138,53 @@ def ordinal_expressions(scene: Scene, i: int) -> list[Referring]:
     return out
 
 
+# A superlative by size needs the winner's visible box this many times the runner-up's area.
+SIZE_RATIO = 1.4
+CORNERS = ("top left", "top right", "bottom left", "bottom right")
+
+
+def _place(scene: Scene, i: int) -> str:
+    from switchboard.core.vocabulary import PLACES
+
+    c = centers(scene)[i]
+    col, row = (min(2, int(3 * v / scene.size)) for v in c)
+    return next(name for name, cell in PLACES.items() if cell == (col, row))
+
+
+def superlative_expressions(scene: Scene, i: int) -> list[Referring]:
+    """What people say when one of several same-shape objects stands out: "the biggest
+    circle", "the leftmost star", "the star on the right" (of two), "the circle in the top
+    left corner" (the only one in that ninth of the picture)."""
+    o = scene.objects[i]
+    same = _matches(scene, shape=o.shape)
+    if len(same) < 2:
+        return []
+    out = []
+    b = scene.boxes
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    others = [k for k in same if k != i]
+    if area[i] >= SIZE_RATIO * max(area[others]):
+        out.append(Referring(f"biggest {o.shape}", o.id, "superlative"))
+    if area[i] * SIZE_RATIO <= min(area[others]):
+        out.append(Referring(f"smallest {o.shape}", o.id, "superlative"))
+    c = centers(scene)
+    m = RELATION_MARGIN * scene.size
+    for side, (axis, reverse) in ORDER_FROM.items():
+        gap = c[i, axis] - c[others, axis]
+        if ((gap > m) if reverse else (gap < -m)).all():
+            word = {"left": "leftmost", "right": "rightmost", "top": "topmost",
+                    "bottom": "bottommost"}[side]  # fmt: skip
+            out.append(Referring(f"{word} {o.shape}", o.id, "superlative"))
+            if len(same) == 2 and side in ("left", "right"):
+                out.append(Referring(f"{o.shape} on the {side}", o.id, "superlative"))
+    place = _place(scene, i)
+    if all(_place(scene, k) != place for k in others):
+        where = f"{place} corner" if place in CORNERS else place
+        text = f"{o.shape} in the {where}" if place != "center" else f"{o.shape} in the center"
+        out.append(Referring(text, o.id, "superlative"))
+    return out
+
+
 def referring_expressions(scene: Scene) -> list[Referring]:
     """Every unambiguous expression for every object in the scene."""
     out: list[Referring] = []
@@ -145,6 +192,7 @@ def referring_expressions(scene: Scene) -> list[Referring]:
         out += attribute_expressions(scene, i)
         out += relational_expressions(scene, i)
         out += ordinal_expressions(scene, i)
+        out += superlative_expressions(scene, i)
     return out
 
 

@@ -22,6 +22,7 @@ from .language import (
     plural,
     questions,
     relational_expressions,
+    superlative_expressions,
 )
 from .scene import COLOR_NAMES, SHAPES, SIZE_NAMES, Scene, generate_scene
 from .splits import SPLITS, check_split
@@ -406,13 +407,17 @@ def _pick(rng: np.random.Generator, items: list | tuple) -> Any:
 
 
 def pick_referring(scene: Scene, rng: np.random.Generator) -> Referring | None:
-    """A random unambiguous expression, favouring relational and ordinal ones when possible."""
-    by_kind: dict[str, list[Referring]] = {"attribute": [], "relational": [], "ordinal": []}
+    """A random unambiguous expression, each kind (attribute, relational, ordinal,
+    superlative) as likely as the others when the scene has one."""
+    by_kind: dict[str, list[Referring]] = {
+        "attribute": [], "relational": [], "ordinal": [], "superlative": []
+    }  # fmt: skip
     for i in range(len(scene.objects)):
         for r in (
             *attribute_expressions(scene, i),
             *relational_expressions(scene, i),
             *ordinal_expressions(scene, i),
+            *superlative_expressions(scene, i),
         ):
             by_kind[r.kind].append(r)
     kinds = [k for k, v in by_kind.items() if v]

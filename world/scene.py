@@ -13,18 +13,9 @@ from functools import cache
 
 import cv2
 import numpy as np
+from switchboard.core.vocabulary import COLORS
 
 SHAPES = ("circle", "square", "triangle", "star", "hexagon", "diamond", "cross", "heart")
-COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (215, 38, 38),
-    "green": (34, 160, 60),
-    "blue": (38, 78, 220),
-    "yellow": (240, 212, 36),
-    "orange": (245, 135, 25),
-    "purple": (135, 55, 190),
-    "cyan": (30, 200, 215),
-    "pink": (245, 125, 190),
-}
 COLOR_NAMES = tuple(COLORS)
 # Radius as a fraction of the image side; the gaps between bands keep size words unambiguous.
 SIZES: dict[str, tuple[float, float]] = {

@@ -69,7 +69,7 @@ class Scripted:
     def __init__(self, steps: list[Step]) -> None:
         self.steps, self.shown = list(steps), []
 
-    def step(self, messages, images, frame_index, regions) -> Step:
+    def step(self, messages, images, frame_index, regions, objects=None) -> Step:
         self.shown.append([dict(m) for m in messages])
         return self.steps.pop(0) if self.steps else Step(text="Done.")
 
@@ -168,7 +168,7 @@ def test_a_slow_specialist_times_out_without_stopping_the_turn():
 
 def test_observations_follow_the_router_training_format():
     from switchboard.core.results import Boxes
-    from switchboard.router.data import observe_result
+    from switchboard.router.prompt import observe_result
 
     boxes = Boxes(xyxy=[(1, 2, 3, 4), (5.4, 6, 7, 8)], labels=["a", "b"], scores=[0.9, 0.8])
     assert observe_result("detect", boxes) == "[detect → 2 boxes: (1,2,3,4), (5,6,7,8)]"
@@ -187,6 +187,7 @@ def test_specialists_load_on_first_use_and_unload_over_the_memory_budget(scene):
     assert reg.loaded() == []  # nothing is loaded before a call needs it
     build_graph().invoke({"text": "x", "media": "img", "regions": [], "history": []},
                          config={"configurable": {"runtime": rt}})  # fmt: skip
-    # Over a 1 MiB budget every specialist but the one just used is unloaded after a step.
+    # Over a 1 MiB budget every specialist but the one just used is unloaded after a step
+    # (detect first: perceive ran it for the object list).
     assert reg.loaded() == ["probe"]
-    assert [e["tools"] for e in events if e["type"] == "unloaded"] == [["segment"]]
+    assert [e["tools"] for e in events if e["type"] == "unloaded"] == [["detect"], ["segment"]]

@@ -62,7 +62,7 @@ def test_each_specialist_gets_the_region_in_its_own_argument():
 class SegmentThis:
     """The router's reply to "segment this" with a region: a deictic target, no pixels."""
 
-    def step(self, messages, images, frame_index, regions) -> Step:
+    def step(self, messages, images, frame_index, regions, objects=None) -> Step:
         if len(messages) > 2:
             return Step(text="Done.")
         return Step(calls=[HybridCall(tool="segment", args={"target": "this"})])

@@ -25,7 +25,7 @@ from switchboard.world.scene import generate_scene
 class SegmentTheBox:
     """A scripted policy: segment the region's box, then say so."""
 
-    def step(self, messages, images, frame_index, regions):
+    def step(self, messages, images, frame_index, regions, objects=None):
         if messages[-1]["content"].startswith("[segment"):
             return Step(text="Here it is.")
         return Step(calls=[HybridCall(tool="segment", args={"box": regions[0]["box"]})])
@@ -66,7 +66,7 @@ def test_turns_and_artifacts_survive_a_restart(tmp_path, scene):
     seen = []
 
     class Reader:
-        def step(self, messages, *a):
+        def step(self, messages, *a, **kw):
             seen.append(messages)
             return Step(text="ok")
 
@@ -77,7 +77,7 @@ def test_turns_and_artifacts_survive_a_restart(tmp_path, scene):
 
 
 class DetectStars:
-    def step(self, messages, images, frame_index, regions):
+    def step(self, messages, images, frame_index, regions, objects=None):
         if messages[-1]["content"].startswith("[detect"):
             return Step(text="Found them.")
         return Step(calls=[HybridCall(tool="detect", args={})])
@@ -101,7 +101,7 @@ class Recorder(SegmentTheBox):
     def __init__(self) -> None:
         self.seen: list[list[str]] = []
 
-    def step(self, messages, images, frame_index, regions):
+    def step(self, messages, images, frame_index, regions, objects=None):
         self.seen.append([m["content"] for m in messages])
         return super().step(messages, images, frame_index, regions)
 
@@ -202,7 +202,7 @@ TOOLS = textwrap.dedent("""
             return Text(text="finished")
 
     class Policy:
-        def step(self, messages, *a):
+        def step(self, messages, *a, **kw):
             last = messages[-1]["content"]
             if last.startswith("[invert"):
                 return Step(calls=[HybridCall(tool="forever", args={})])

@@ -67,9 +67,9 @@ class ReplayPolicy:
 
         self.plans = {r.text: items_for(r, registry) for r in requests}
 
-    def step(self, messages, images, frame_index, regions):
+    def step(self, messages, images, frame_index, regions, objects=None):
         text = next(m["content"] for m in messages if m["role"] == "user")
-        items = self.plans[text.replace("{media}", "")]
+        items = next(v for k, v in self.plans.items() if text.endswith(k))
         k = sum(m["role"] == "assistant" for m in messages)
         item = items[min(k, len(items) - 1)]
         return Step(text="" if item.calls else item.target, calls=list(item.calls))
@@ -88,3 +88,29 @@ def test_a_perfect_router_through_the_real_agent_scores_high(tmp_path, n):
     # The specialists alone: tracking and editing are ~0.8-0.9 each (docs/perception.md,
     # docs/editing.md); captions and answers are the world's own words here.
     assert res["success"] >= 0.7, res["misses"]
+
+
+def test_a_caption_is_judged_on_what_it_names_not_the_order():
+    from switchboard.agent.evaluate import caption_parts
+
+    cap = make_request(1_010_006, "test", "caption")
+    parts, background = caption_parts(cap.answer)
+    assert parts and background
+    swapped = ", ".join(reversed(parts)) + f" on a {background} background"
+    assert judge(cap, _turn(text=swapped)).ok
+    assert not judge(cap, _turn(text=", ".join(parts[1:]) + f" on a {background} background")).ok
+    assert caption_parts("a small red circle and two large blue stars on a plain background") == (
+        ["a small red circle", "two large blue stars"], "plain")  # fmt: skip
+
+
+def test_the_renamed_suite_says_the_held_out_nouns():
+    from switchboard.agent.evaluate import RENAMED_TYPES, renamed, renamed_names
+    from switchboard.router.data import TRAIN_NOUNS
+
+    names = renamed_names()
+    assert not set(names.values()) & set(TRAIN_NOUNS)
+    tasks = [(k, renamed(r, names)) for k, r in suite("test", 30, RENAMED_TYPES)]
+    assert {k for k, _ in tasks} == set(RENAMED_TYPES)
+    said = " ".join(r.text + " " + (r.answer or "") for _, r in tasks)
+    assert not any(f" {shape}" in said for shape in names)
+    assert any(noun in said for noun in names.values())

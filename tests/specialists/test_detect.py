@@ -35,7 +35,7 @@ def test_queries_by_shape_colour_and_both(detector):
 
 def test_explicit_filters_and_errors(detector):
     img = Image(pixels=generate_scene(2).image)
-    with pytest.raises(InvalidInputError, match="unknown shape"):
+    with pytest.raises(InvalidInputError, match="can't find"):
         detector(img, {"shape": "dragon"})
     with pytest.raises(InvalidInputError):
         detector(img, {"score_threshold": 2})

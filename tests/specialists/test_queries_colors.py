@@ -1,7 +1,8 @@
 """Query parsing, referent resolution and colour naming, against ShapeWorld ground truth."""
 
 from switchboard.specialists.colors import color_in_box
-from switchboard.specialists.queries import Detection, parse_query, resolve_referent
+from switchboard.specialists.objects import SceneObject
+from switchboard.specialists.queries import parse_query, resolve_referent
 from switchboard.world import SHAPES, generate_scene, referring_expressions
 from switchboard.world.splits import split_seeds
 
@@ -31,8 +32,8 @@ def test_resolver_picks_the_right_object_from_ground_truth_detections():
     for seed in split_seeds("test", 40):
         scene = generate_scene(seed)
         dets = [
-            Detection(tuple(map(float, b)), o.shape, o.color, 1.0)
-            for o, b in zip(scene.objects, scene.boxes, strict=True)
+            SceneObject(k + 1, tuple(map(float, b)), o.shape, o.color, o.size, "center", 1.0)
+            for k, (o, b) in enumerate(zip(scene.objects, scene.boxes, strict=True))
         ]
         for ref in referring_expressions(scene):
             hit = resolve_referent(ref.text, dets, list(SHAPES), scene.size)

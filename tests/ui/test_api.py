@@ -20,7 +20,7 @@ A, B = "token-a", "token-b"
 
 
 class SegmentTheBox:
-    def step(self, messages, images, frame_index, regions):
+    def step(self, messages, images, frame_index, regions, objects=None):
         if messages[-1]["content"].startswith("[segment"):
             return Step(text="Here it is.")
         if not regions:

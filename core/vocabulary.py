@@ -1,0 +1,38 @@
+"""Words for what pixels show, shared by the run time and the ShapeWorld generator.
+
+The colour palette is what the colour namer (``specialists/colors.py``) compares pixels with and
+what ShapeWorld paints with; the size and place words are how the object list describes a box.
+Defined here, below both, so that the run time never imports the data generator.
+"""
+
+from __future__ import annotations
+
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (215, 38, 38),
+    "green": (34, 160, 60),
+    "blue": (38, 78, 220),
+    "yellow": (240, 212, 36),
+    "orange": (245, 135, 25),
+    "purple": (135, 55, 190),
+    "cyan": (30, 200, 215),
+    "pink": (245, 125, 190),
+}
+COLOR_NAMES = tuple(COLORS)
+SIZE_WORDS = ("small", "medium", "large")
+# A 3x3 grid over the image, (column, row) → name.
+PLACES: dict[str, tuple[int, int]] = {
+    "top left": (0, 0),
+    "top": (1, 0),
+    "top right": (2, 0),
+    "left": (0, 1),
+    "center": (1, 1),
+    "right": (2, 1),
+    "bottom left": (0, 2),
+    "bottom": (1, 2),
+    "bottom right": (2, 2),
+}
+# Nouns that name no class: "every object", "the red things", "all items".
+GENERIC_NOUNS = frozenset({
+    "object", "objects", "shape", "shapes", "thing", "things", "item", "items", "everything",
+    "anything", "all", "any", "one", "ones",
+})  # fmt: skip
