@@ -236,16 +236,30 @@ def bench_edit(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
     return out
 
 
+def _without_objects(item: Any) -> Any:
+    """``item`` with the object list taken out of its prompt (the router's prompt before it
+    read one)."""
+    import re
+    from dataclasses import replace
+
+    listed = re.compile(r"Objects:\n(?:#\d+<object>[^\n]*\n)*|Objects: none found\.\n")
+    messages = [{**m, "content": listed.sub("", m["content"])} for m in item.messages]
+    return replace(item, messages=messages, objects=None)
+
+
 def bench_router(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
     """Routes of held-out image requests, decoded the default way (fp16 steps after an fp32
     prefill) and then in fp32 alone, on the same items: latency, and how many replies the two
-    decoders write token for token the same."""
+    decoders write token for token the same. The default decoder also routes the same items
+    without their object list (what the list costs a route) and the detector's list is timed
+    (what it costs perceive)."""
     import gc
 
     from switchboard.core.config import get_settings
     from switchboard.router.data import items_for
     from switchboard.router.inference import Router
     from switchboard.specialists import default_registry
+    from switchboard.specialists.objects import detect_objects
     from switchboard.world.requests import make_request
     from switchboard.world.splits import split_seeds
 
@@ -276,6 +290,13 @@ def bench_router(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
             replies.append(dec.token_ids)
         runs[decode] = {"times": times, "tokens": tokens, "steps": steps, "replies": replies}
         log(f"decode {decode}: route p50 {1000 * pct(times, 50):.0f} ms")
+        if decode == default:
+            bare = []
+            for it in items[1:]:
+                t0 = time.perf_counter()
+                router.route_item(_without_objects(it))
+                bare.append(time.perf_counter() - t0)
+            runs["bare"] = {"times": bare}
         del router
         gc.collect()
 
@@ -296,6 +317,20 @@ def bench_router(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
         "reply_tokens_mean": round(float(np.mean(r["tokens"])), 1),
         "forward_passes_mean": round(float(np.mean(r["steps"])), 1),
     }
+    detector = reg.get("detect").load()
+    listing = []
+    for it in items[1:]:
+        t0 = time.perf_counter()
+        detect_objects(detector, it.images[0])
+        listing.append(time.perf_counter() - t0)
+    out["object_list"] = {
+        "objects_mean": round(float(np.mean([len(it.objects or []) for it in items])), 1),
+        "route_p50_ms_without": round(1000 * pct(runs["bare"]["times"], 50), 1),
+        "p50_ratio_with_vs_without": round(pct(r["times"], 50) / pct(runs["bare"]["times"], 50), 2),
+        "detect_list_ms_p50": round(1000 * pct(listing, 50), 1),
+    }
+    log(f"object list: route p50 without {out['object_list']['route_p50_ms_without']} ms, "
+        f"listing {out['object_list']['detect_list_ms_p50']} ms")  # fmt: skip
     if default != "float32":
         f = runs["float32"]
         out["fp32"] = {
@@ -752,6 +787,12 @@ def bench_markdown(res: dict[str, Any], command: str) -> str:
                       f"{f['tokens_per_s']:.1f} tokens/s; {ro['decode']} decoding takes "
                       f"**×{f['p50_ratio']:.2f}** the p50 and writes **{f['identical_replies']} "
                       f"of {ro['routes']}** replies token for token as fp32 does.", ""]  # fmt: skip
+        if "object_list" in ro:
+            ol = ro["object_list"]
+            lines += [f"The object list ({ol['objects_mean']:.1f} objects per image on average) "
+                      f"costs a route ×{ol['p50_ratio_with_vs_without']:.2f} the p50 of the same "
+                      f"routes without it ({ol['route_p50_ms_without']:.0f} ms), and perceive "
+                      f"{ol['detect_list_ms_p50']:.0f} ms p50 to detect it.", ""]  # fmt: skip
     if "perception" in res:
         pe = res["perception"]
         lines += ["### Perception specialists", "", "| measure | p50 / p95 | aim |",

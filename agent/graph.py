@@ -52,7 +52,9 @@ from switchboard.router.prompt import (
     sampled_frames,
     user_message,
 )
-from switchboard.specialists.objects import SceneObject, detect_objects
+from switchboard.specialists.objects import SceneObject, detect_objects, seen_words
+from switchboard.specialists.queries import resolve_referent, unknown_noun
+from switchboard.specialists.segment import with_article
 
 from .regions import bind_region
 
@@ -149,6 +151,7 @@ class TurnState(TypedDict, total=False):
     # The detector's object list of the image (a video's first frame), SceneObject.to_json()
     # each; None without media or without a registered detector.
     objects: list[dict[str, Any]] | None
+    classes: list[str] | None  # the detector's class words (what a target's words may name)
     messages: list[dict[str, str]]
     current: str | None  # hash of the image the next call works on (after edits: the edit)
     step: int
@@ -174,8 +177,9 @@ def perceive(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
     messages = [{"role": "system", "content": SYSTEM}, *state.get("history", []),
                 {"role": "user", "content": user}]  # fmt: skip
     listed = None if objects is None else [o.to_json() for o in objects]
+    classes = rt.registry.get("detect").class_names if objects is not None else None
     return {"messages": messages, "current": state.get("media"), "step": 0, "pending": [],
-            "objects": listed}  # fmt: skip
+            "objects": listed, "classes": classes}  # fmt: skip
 
 
 def _object_list(rt: AgentRuntime, key: str | None) -> list[SceneObject] | None:
@@ -192,21 +196,46 @@ def _object_list(rt: AgentRuntime, key: str | None) -> list[SceneObject] | None:
     return detect_objects(detector, np.asarray(image))
 
 
+def _side(rt: AgentRuntime, state: dict[str, Any]) -> float:
+    media = rt.media.get(state.get("media") or "")
+    if media is None:
+        return 0.0
+    shape = media.frames.shape[1:3] if isinstance(media, Video) else np.asarray(media).shape[:2]
+    return float(max(shape))
+
+
 def _objects(state: dict[str, Any]) -> list[SceneObject] | None:
     listed = state.get("objects")
     return None if listed is None else [SceneObject.from_json(o) for o in listed]
 
 
-def resolve_object(args: dict[str, Any], objects: list[SceneObject] | None) -> dict[str, Any]:
+def resolve_object(
+    args: dict[str, Any],
+    objects: list[SceneObject] | None,
+    classes: list[str] | None = None,
+    side: float = 0.0,
+) -> dict[str, Any]:
     """A call's ``object`` index → that listed detection's ``box`` (what the specialist
-    takes); raises :class:`InvalidInputError` for an index the list does not have."""
-    k = args.get("object")
-    if k is None or args.get("box") is not None:
+    takes). The call's own words are checked against the list first: a ``target`` naming a
+    class the detector does not have is not found (never a guess at the nearest object), and one
+    that the list resolves to a single other object than the index wins over the index (the
+    router's two readings disagree; the words are what the user said). Raises
+    :class:`InvalidInputError` for an index the list does not have."""
+    k, target = args.get("object"), args.get("target")
+    if args.get("box") is not None:
         return args
-    if not objects or not 1 <= int(k) <= len(objects):
+    if k is not None and not (objects and 1 <= int(k) <= len(objects)):
         n = len(objects or [])
         raise InvalidInputError(f"there is no object #{k} (the image has {n} listed objects)")
-    return {**args, "box": [float(v) for v in objects[int(k) - 1].xyxy]}
+    if isinstance(target, str) and target.strip() and objects is not None and classes:
+        if unknown_noun(target, classes):
+            raise NotFoundError(f"I can't find {with_article(target)}; I see {seen_words(objects)}")
+        hit = resolve_referent(target, objects, classes, side)
+        if hit is not None:
+            k = hit.index
+    if k is None:
+        return args
+    return {**args, "object": int(k), "box": [float(v) for v in objects[int(k) - 1].xyxy]}
 
 
 def _router_media(rt: AgentRuntime, state: TurnState) -> tuple[list[np.ndarray], list[int | None]]:
@@ -275,7 +304,7 @@ def call(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     status, error, result = "ok", None, None
     try:
-        args = resolve_object(args, _objects(state))
+        args = resolve_object(args, _objects(state), state.get("classes"), _side(rt, state))
         specialist = rt.registry.get(tool)
         media = _media_for(rt, state, tool)
         future = rt.executor.submit(specialist, media, args, signal)

@@ -28,7 +28,7 @@ from switchboard.core.config import get_settings, models_dir
 from switchboard.core.vocabulary import GENERIC_NOUNS
 
 from .objects import list_objects
-from .queries import Query, _unknown_noun, parse_query, select
+from .queries import Query, parse_query, select, unknown_noun
 
 # Words that name no class: a shape filter of one of these keeps every class.
 GENERIC_SHAPES = GENERIC_NOUNS
@@ -171,7 +171,7 @@ class DetectSpecialist(Specialist):
         )
 
     def query(self, args: DetectArgs) -> Query:
-        if args.query and _unknown_noun(args.query, self.class_names):
+        if args.query and unknown_noun(args.query, self.class_names):
             raise NotFoundError(
                 f"I can't find {args.query.strip()!r}: this detector knows {self.class_names}"
             )

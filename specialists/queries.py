@@ -170,7 +170,7 @@ def _names_something(text: str, class_names: list[str]) -> bool:
     content word: "the bus" with no bus class says something the list cannot have."""
     q = parse_query(text, class_names)
     if q.shape or q.color or q.size or q.extreme or q.place:
-        return not (q.shape is None and _unknown_noun(text, class_names))
+        return not (q.shape is None and unknown_noun(text, class_names))
     return False
 
 
@@ -179,11 +179,12 @@ _FUNCTION_WORDS = frozenset({
     "this", "one", "ones", "please", "me", "my", "can", "you", "with", "for", "is", "are", "be",
     "there", "here", "left", "right", "top", "bottom", "center", "centre", "middle", "corner",
     "side", "picture", "image", "photo", "frame", "clip", "video", "big", "small", "medium",
-    "large", "every", "each", "some",
+    "large", "every", "each", "some", "above", "below", "under", "over", "beside", "near",
+    "next", "between", "behind", "front", "other", "another", "piece",
 })  # fmt: skip
 
 
-def _unknown_noun(text: str, class_names: list[str]) -> bool:
+def unknown_noun(text: str, class_names: list[str]) -> bool:
     """A content word that is no class, colour, size, place or generic noun ("the red bus"
     when no detector class is "bus"): the target names something the list does not have."""
     known = {c.lower(): c for c in class_names}

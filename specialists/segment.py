@@ -169,7 +169,7 @@ class SegmentSpecialist(Specialist):
         names = self.detector.class_names
         hit = resolve_referent(target, objects, names, float(max(image.shape[:2])))
         if hit is None:
-            raise NotFoundError(f"I can't find {_article(target)}; I see {seen_words(objects)}")
+            raise NotFoundError(f"I can't find {with_article(target)}; I see {seen_words(objects)}")
         return np.array(hit.xyxy, float)
 
     def run(self, media: Image, args: SegmentArgs, signal: Any = None) -> Masks:
@@ -211,7 +211,7 @@ class SegmentSpecialist(Specialist):
         return Masks(masks=[masks[i] for i in order], scores=[float(scores[i]) for i in order])
 
 
-def _article(target: str) -> str:
+def with_article(target: str) -> str:
     """ "a bus" for "bus" / "the bus" (what a not-found message names)."""
     t = target.strip()
     for a in ("the ", "a ", "an "):

@@ -32,7 +32,7 @@ from switchboard.core.specialist import check_object_resolved
 from .colors import color_in_box
 from .objects import detect_objects, seen_words
 from .queries import parse_query, resolve_referent
-from .segment import NUM_SIGNAL_TOKENS, _article
+from .segment import NUM_SIGNAL_TOKENS, with_article
 
 # Frames per network batch for detection and for SAM's image encoder: a video is at hand whole,
 # and batched frames use the two cores better than one frame at a time.
@@ -203,7 +203,7 @@ class TrackSpecialist(Specialist):
             names = self.detector.class_names
             hit = resolve_referent(args.target, objects, names, float(max(frame.shape[:2])))
             if hit is None:
-                raise NotFoundError(f"I can't find {_article(args.target)} on frame "
+                raise NotFoundError(f"I can't find {with_article(args.target)} on frame "
                                     f"{args.frame}; I see {seen_words(objects)}")  # fmt: skip
             return np.array(hit.xyxy, float)
         return None

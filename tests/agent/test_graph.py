@@ -191,3 +191,27 @@ def test_specialists_load_on_first_use_and_unload_over_the_memory_budget(scene):
     # (detect first: perceive ran it for the object list).
     assert reg.loaded() == ["probe"]
     assert [e["tools"] for e in events if e["type"] == "unloaded"] == [["detect"], ["segment"]]
+
+
+def test_an_object_index_becomes_its_box_and_the_calls_words_are_checked():
+    from switchboard.agent.graph import resolve_object
+    from switchboard.core import InvalidInputError, NotFoundError
+    from switchboard.specialists.objects import SceneObject
+
+    objects = [
+        SceneObject(1, (10, 10, 40, 40), "circle", "red", "small", "top left", 0.9),
+        SceneObject(2, (150, 150, 200, 200), "star", "blue", "medium", "bottom right", 0.9),
+    ]
+    classes = ["circle", "star"]
+    got = resolve_object({"object": 2}, objects, classes, 256)
+    assert got["box"] == [150.0, 150.0, 200.0, 200.0]
+    # The words name the other object: the user's words win over the index.
+    got = resolve_object({"target": "red circle", "object": 2}, objects, classes, 256)
+    assert (got["object"], got["box"]) == (1, [10.0, 10.0, 40.0, 40.0])
+    # Words alone resolve too; a given box is left as it is.
+    assert resolve_object({"target": "the star"}, objects, classes, 256)["object"] == 2
+    assert resolve_object({"box": [1, 2, 3, 4], "object": 1}, objects)["box"] == [1, 2, 3, 4]
+    with pytest.raises(NotFoundError, match="I can't find a bus; I see a red circle"):
+        resolve_object({"target": "the bus", "object": 1}, objects, classes, 256)
+    with pytest.raises(InvalidInputError, match="no object #3"):
+        resolve_object({"object": 3}, objects, classes, 256)

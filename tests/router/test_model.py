@@ -78,6 +78,27 @@ def test_embed_fills_images_and_regions(router):
     assert out.logits.shape[:2] == ids.shape
 
 
+def test_each_listed_object_is_one_token_read_under_its_box(router):
+    from switchboard.specialists.objects import SceneObject
+
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[:, 32:] = 255
+
+    def obj(k, xyxy):
+        return SceneObject(k, xyxy, "circle", None, "small", "center", 0.9)
+
+    text = f"{router.image_placeholder()} what is <object> red <object> blue"
+    ids = router.tokenizer(text, return_tensors="pt")["input_ids"]
+    at = (ids[0] == router.object_id).nonzero().flatten()
+    a = router.embed(ids, [img], objects=[obj(1, (0, 0, 32, 64)), obj(2, (32, 0, 64, 64))])
+    b = router.embed(ids, [img], objects=[obj(1, (32, 0, 64, 64)), obj(2, (0, 0, 32, 64))])
+    assert torch.allclose(a[0, at[0]], b[0, at[1]]) and torch.allclose(a[0, at[1]], b[0, at[0]])
+    assert not torch.allclose(a[0, at[0]], a[0, at[1]])
+    assert torch.allclose(a[0, : at[0]], b[0, : at[0]])  # the text and image tokens are the same
+    with pytest.raises(InvalidInputError, match="<object> tokens"):
+        router.embed(ids, [img], objects=[obj(1, (0, 0, 32, 64))])
+
+
 def test_video_frames_use_coarser_tokens_and_frame_index(router):
     frames = [np.full((64, 64, 3), v, np.uint8) for v in (0, 0)]
     n = router.image_tokens(video=True)
