@@ -84,7 +84,7 @@ def renamed(request: Request, names: dict[str, str]) -> Request:
 
     from switchboard.router.data import RENAMABLE, rename_text
 
-    if request.task not in RENAMABLE:
+    if request.task not in (*RENAMABLE, "ask_media"):  # ask_media: said without an image
         return request
     answer = None if request.answer is None else rename_text(request.answer, names)
     return replace(request, text=rename_text(request.text, names), answer=answer)
@@ -305,8 +305,9 @@ def evaluate_agent(
     turns) over :func:`suite`; per task type and per world task, with turn latency and the
     misses. ``after_turn``: each task is the second turn of its session, after
     :data:`EARLIER_TURN` on another scene (what a conversation in the page looks like).
-    ``rename``: the renamed-vocabulary suite (:data:`RENAMED_TYPES`, the agent's detector
-    calling ShapeWorld's shapes by :func:`renamed_names`)."""
+    ``rename``: the renamed-vocabulary suite — the suite's tasks of :data:`RENAMED_TYPES`,
+    said with the held-out nouns while the agent's detector calls ShapeWorld's shapes by
+    :func:`renamed_names` (so the two runs compare task for task)."""
     from .policy import RouterPolicy
     from .sdk import Agent
 
@@ -318,12 +319,12 @@ def evaluate_agent(
             router = Router.load(folder, default_registry())
             policy = RouterPolicy(router, with_signals=with_signals)
             agent = Agent.load(home=Path(home), policy=policy, history_turns=history_turns)
-        tasks = suite(split, n, RENAMED_TYPES if rename else None)
+        tasks = suite(split, n)
         detector = agent.registry.get("detect") if rename else None
-        if rename:
+        if rename:  # the same requests of those types, said with the held-out nouns
             names = renamed_names()
             detector.rename = names
-            tasks = [(kind, renamed(req, names)) for kind, req in tasks]
+            tasks = [(kind, renamed(req, names)) for kind, req in tasks if kind in RENAMED_TYPES]
         by_type: dict[str, list[bool]] = {k: [] for k in TASK_TYPES}
         by_task: dict[str, list[bool]] = {}
         seconds, misses, errors = [], [], 0

@@ -216,14 +216,16 @@ def resolve_object(
     side: float = 0.0,
 ) -> dict[str, Any]:
     """A call's ``object`` index → that listed detection's ``box`` (what the specialist
-    takes). The call's own words are checked against the list first: a ``target`` naming a
+    takes), unless the call already carries a prompt of its own (a drawn region, a box). The
+    call's own words are checked against the list first: a ``target`` naming a
     class the detector does not have is not found (never a guess at the nearest object), and one
     that the list resolves to a single other object than the index wins over the index (the
     router's two readings disagree; the words are what the user said). Raises
     :class:`InvalidInputError` for an index the list does not have."""
     k, target = args.get("object"), args.get("target")
-    if args.get("box") is not None:
-        return args
+    if any(args.get(p) is not None for p in ("box", "mask", "region", "points")):
+        # The user's own region (or a given box) is the prompt: an index beside it is moot.
+        return {key: v for key, v in args.items() if key != "object"}
     if k is not None and not (objects and 1 <= int(k) <= len(objects)):
         n = len(objects or [])
         raise InvalidInputError(f"there is no object #{k} (the image has {n} listed objects)")

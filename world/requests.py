@@ -211,6 +211,9 @@ TRAIN_ONLY_TEMPLATES: dict[str, tuple[str, ...]] = {
         "I'd like the {ref} masked",
         "show me exactly which area is the {ref}",
         "pick out the {ref}",
+        "what area does the {ref} cover?",
+        "can I get the {ref}'s mask?",
+        "what part of the picture is the {ref}?",
     ),
     "detect": (
         "box every {group_one}",
@@ -231,6 +234,9 @@ TRAIN_ONLY_TEMPLATES: dict[str, tuple[str, ...]] = {
         "track the {ref} from start to finish",
         "please follow the {ref} in the clip",
         "can you follow the {ref} over time?",
+        "where is the {ref} heading in this video?",
+        "how does the {ref} move?",
+        "which way does the {ref} head over time?",
     ),
     "recolor": (
         "color the {ref} {color}",

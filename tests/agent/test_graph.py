@@ -210,7 +210,7 @@ def test_an_object_index_becomes_its_box_and_the_calls_words_are_checked():
     assert (got["object"], got["box"]) == (1, [10.0, 10.0, 40.0, 40.0])
     # Words alone resolve too; a given box is left as it is.
     assert resolve_object({"target": "the star"}, objects, classes, 256)["object"] == 2
-    assert resolve_object({"box": [1, 2, 3, 4], "object": 1}, objects)["box"] == [1, 2, 3, 4]
+    assert resolve_object({"box": [1, 2, 3, 4], "object": 1}, objects) == {"box": [1, 2, 3, 4]}
     with pytest.raises(NotFoundError, match="I can't find a bus; I see a red circle"):
         resolve_object({"target": "the bus", "object": 1}, objects, classes, 256)
     with pytest.raises(InvalidInputError, match="no object #3"):

@@ -61,6 +61,20 @@ def _number(text: str) -> int | None:
     return None
 
 
+# What the committed router-tiny (one object-list training run, docs/router.md "Status
+# 2026-11-29") does not do yet on these photos, measured: it answers "one" to the count on
+# both; on bus.jpg the tiny SAM's mask of the person on the right leaks 14 px left of the box
+# and the left person's 36 px; on zidane.jpg "the person on the left" is read as the more
+# confident person (the right one). strict: a fix turns these red until the mark is removed.
+def _known(why: str) -> pytest.MarkDecorator:
+    return pytest.mark.xfail(strict=True, reason=why)
+
+
+COUNT_MISS = _known("the router answers 'one' (issue: Router sees objects)")
+LEAK = _known("tiny SAM's mask of a person leaks past the detection's box")
+SIDE_MISS = _known("'the person on the left' resolves to the more confident person")
+
+
 def _inside(box, outer, slack=4.0) -> bool:
     return (box[0] >= outer[0] - slack and box[1] >= outer[1] - slack
             and box[2] <= outer[2] + slack and box[3] <= outer[3] + slack)  # fmt: skip
@@ -76,7 +90,10 @@ def photos():
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("name", ["zidane.jpg", "bus.jpg"])
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param("zidane.jpg", marks=COUNT_MISS), pytest.param("bus.jpg", marks=COUNT_MISS)],
+)
 def test_counts_are_the_detectors(photos, name):
     got = photos[name]
     assert got["people"], "the fixture detector finds the people"
@@ -84,8 +101,15 @@ def test_counts_are_the_detectors(photos, name):
     assert _number(reply) == len(got["people"]), reply
 
 
-@pytest.mark.parametrize("name", ["zidane.jpg", "bus.jpg"])
-@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize(
+    ("name", "side"),
+    [
+        ("zidane.jpg", "right"),
+        pytest.param("zidane.jpg", "left", marks=SIDE_MISS),
+        pytest.param("bus.jpg", "right", marks=LEAK),
+        pytest.param("bus.jpg", "left", marks=LEAK),
+    ],
+)
 def test_the_person_on_a_side_is_masked_inside_that_persons_box(photos, name, side):
     got = photos[name]
     people = sorted(got["people"], key=lambda b: (b[0] + b[2]) / 2)

@@ -45,7 +45,7 @@ def test_referent_by_text_and_box_with_masks(tracker, tmp_path):
         (1, {}, "at least 2"),
         (4, {"frame": 9}, "past the last"),
         (4, {"box": (50, 50, 10, 80)}, "XYXY"),
-        (4, {"target": "purple dragon"}, "no object"),
+        (4, {"target": "purple dragon"}, "can't find a purple dragon on frame 0; I see"),
     ],
 )
 def test_bad_inputs(tracker, frames, args, match):
