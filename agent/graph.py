@@ -52,9 +52,8 @@ from switchboard.router.prompt import (
     sampled_frames,
     user_message,
 )
-from switchboard.specialists.objects import SceneObject, detect_objects, seen_words
+from switchboard.specialists.objects import SceneObject, detect_objects, not_found
 from switchboard.specialists.queries import resolve_referent, unknown_noun
-from switchboard.specialists.segment import with_article
 
 from .regions import bind_region
 
@@ -231,7 +230,7 @@ def resolve_object(
         raise InvalidInputError(f"there is no object #{k} (the image has {n} listed objects)")
     if isinstance(target, str) and target.strip() and objects is not None and classes:
         if unknown_noun(target, classes):
-            raise NotFoundError(f"I can't find {with_article(target)}; I see {seen_words(objects)}")
+            raise not_found(target, objects)
         hit = resolve_referent(target, objects, classes, side)
         if hit is not None:
             k = hit.index

@@ -235,8 +235,9 @@ def encode_for_signals(
         feats = router.encode_images(item.images) if item.images else None
         video = any(t is not None for t in item.frame_index)
         embeds.append(
-            router.embed(ids, item.images, regions, item.frame_index if video else None, feats,
-                         item.objects)[0]  # fmt: skip
+            router.embed(
+                ids, item.images, regions, item.frame_index if video else None, feats, item.objects
+            )[0]  # fmt: skip
         )
         pos = [i for i, t in enumerate(ids.tolist()) if t in sig_ids]
         positions.append(pos)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from switchboard.core.errors import NotFoundError
 from switchboard.core.vocabulary import PLACES
 
 from .colors import color_in_box
@@ -112,6 +113,17 @@ def detect_objects(detector: Any, image: np.ndarray, conf: float = LIST_CONF) ->
     200 held-out scenes, 31 spare boxes instead of 98 for the same recall, 0.92)."""
     boxes, scores, classes = detector.detect_all(image, conf=conf, agnostic=True)
     return list_objects(image, boxes, scores, classes, detector.class_names)
+
+
+def not_found(target: str, objects: list[SceneObject], where: str = "") -> NotFoundError:
+    """The error for a target nothing listed matches, in words a user reads: "I can't find a
+    bus on frame 0; I see 2 person" (``where``: " on frame 0" or nothing)."""
+    t = target.strip()
+    for article in ("the ", "a ", "an "):
+        if t.lower().startswith(article):
+            t = t[len(article) :]
+    named = ("an " if t[:1].lower() in "aeiou" else "a ") + t
+    return NotFoundError(f"I can't find {named}{where}; I see {seen_words(objects)}")
 
 
 def seen_words(objects: list[SceneObject], limit: int = 6) -> str:

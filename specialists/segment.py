@@ -23,7 +23,6 @@ from switchboard.core import (
     Image,
     InvalidInputError,
     Masks,
-    NotFoundError,
     SignalSpec,
     Specialist,
     SpecialistFailedError,
@@ -158,7 +157,7 @@ class SegmentSpecialist(Specialist):
 
     def _resolve_target(self, image: np.ndarray, target: str) -> np.ndarray:
         from . import default_registry
-        from .objects import detect_objects, seen_words
+        from .objects import detect_objects, not_found
         from .queries import resolve_referent
 
         if self.detector is None:  # the registry's detector: no second copy in memory
@@ -169,7 +168,7 @@ class SegmentSpecialist(Specialist):
         names = self.detector.class_names
         hit = resolve_referent(target, objects, names, float(max(image.shape[:2])))
         if hit is None:
-            raise NotFoundError(f"I can't find {with_article(target)}; I see {seen_words(objects)}")
+            raise not_found(target, objects)
         return np.array(hit.xyxy, float)
 
     def run(self, media: Image, args: SegmentArgs, signal: Any = None) -> Masks:
@@ -209,12 +208,3 @@ class SegmentSpecialist(Specialist):
         if not args.multimask:
             order = order[:1]
         return Masks(masks=[masks[i] for i in order], scores=[float(scores[i]) for i in order])
-
-
-def with_article(target: str) -> str:
-    """ "a bus" for "bus" / "the bus" (what a not-found message names)."""
-    t = target.strip()
-    for a in ("the ", "a ", "an "):
-        if t.lower().startswith(a):
-            t = t[len(a) :]
-    return ("an " if t[:1].lower() in "aeiou" else "a ") + t

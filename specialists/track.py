@@ -18,7 +18,6 @@ from switchboard.core import (
     ExampleRequest,
     Image,
     InvalidInputError,
-    NotFoundError,
     SignalSpec,
     Specialist,
     Track,
@@ -30,9 +29,9 @@ from switchboard.core.config import get_settings
 from switchboard.core.specialist import check_object_resolved
 
 from .colors import color_in_box
-from .objects import detect_objects, seen_words
+from .objects import detect_objects, not_found
 from .queries import parse_query, resolve_referent
-from .segment import NUM_SIGNAL_TOKENS, with_article
+from .segment import NUM_SIGNAL_TOKENS
 
 # Frames per network batch for detection and for SAM's image encoder: a video is at hand whole,
 # and batched frames use the two cores better than one frame at a time.
@@ -203,8 +202,7 @@ class TrackSpecialist(Specialist):
             names = self.detector.class_names
             hit = resolve_referent(args.target, objects, names, float(max(frame.shape[:2])))
             if hit is None:
-                raise NotFoundError(f"I can't find {with_article(args.target)} on frame "
-                                    f"{args.frame}; I see {seen_words(objects)}")  # fmt: skip
+                raise not_found(args.target, objects, f" on frame {args.frame}")
             return np.array(hit.xyxy, float)
         return None
 
