@@ -56,6 +56,7 @@ from switchboard.specialists.objects import SceneObject, detect_objects, not_fou
 from switchboard.specialists.queries import resolve_referent, unknown_noun
 
 from .regions import bind_region
+from .reply import describe_turn
 
 
 @dataclass
@@ -361,28 +362,23 @@ def after_observe(state: TurnState, config: RunnableConfig) -> str:
 
 
 def respond(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
-    """The router's words (``#k`` pointers written out with the object's words and box, or,
-    past the step limit, that it stopped), then what failed. A turn whose every call failed
-    says so instead of the router's "Done."."""
+    """The reply: after calls, a sentence per call saying what it did or why it failed
+    (:mod:`.reply`) where the router wrote its trained "Done."; the router's own words
+    otherwise (``#k`` pointers written out with the object's words and box), followed by
+    what failed; past the step limit, that it stopped."""
     rt = _runtime(config)
     stopped = state.get("step", 0) >= rt.max_steps  # route is not asked past the limit
     text = "" if stopped else state.get("reply", "").strip()
     text, pointed = _point(text, _objects(state))
     results = state.get("results", [])
-    done = [r for r in results if r["status"] == "ok"]
     failed = [r for r in results if r["status"] != "ok"]
-    if failed and not done and text == DONE:
-        text = ""  # "Done." after nothing was done would be a lie
-    parts = [text] if text else []
+    parts = [] if not text or (text == DONE and results) else [text]
     if stopped:
         parts.append(f"I stopped after {rt.max_steps} steps without finishing.")
-    if rt.single_pass and done:  # no second route to say what came out: the observations do
-        parts += [r["observation"].strip("[]") for r in done]
-    for r in failed:
-        if r["status"] == "not_found":
-            parts.append(f"{r['error']}.")
-        else:
-            parts.append(f"{r['tool']} failed: {r['error']}")
+    if results and (text == DONE or not text or rt.single_pass):
+        parts.append(describe_turn(results, _objects(state)))  # what each call did, in words
+    else:  # the router's own words (an answer, a caption) and then what failed
+        parts += [describe_turn(failed, _objects(state))] if failed else []
     final = "\n".join(parts) if parts else "Done."
     rt.emit({"type": "text", "text": final})
     return {"final": final, "pointed": pointed}

@@ -36,6 +36,14 @@ from .graph import AgentRuntime, build_graph, restore_media, sqlite_checkpointer
 from .store import Store
 
 
+def turn_outcome(statuses: list[str]) -> str:
+    """A turn's outcome from its calls' statuses (see :attr:`Turn.outcome`)."""
+    ok = sum(s == "ok" for s in statuses)
+    if ok == len(statuses):
+        return "ok"
+    return "partial" if ok else "failed"
+
+
 @dataclass
 class CallRecord:
     tool: str
@@ -64,6 +72,12 @@ class Turn:
     # router's conversation), "route" (one per router pass), "call:<tool>", "observe",
     # "respond" (the reply and storing it with its artifacts)
     timings: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        """``"ok"`` (every call did its work, or no call was needed), ``"partial"`` (some calls
+        failed) or ``"failed"`` (every call failed): what the page styles the reply by."""
+        return turn_outcome([c.status for c in self.calls])
 
     def save(self, folder: str | Path) -> list[Path]:
         """Write ``reply.txt``, ``calls.json``, ``mask_<k>.png``, ``image_<k>.png``,

@@ -230,6 +230,7 @@ def _turn_json(agent: Any, turn: Any, who: str | None) -> dict[str, Any]:
         "session": turn.session,
         "turn": turn.turn_id,
         "text": turn.text,
+        "outcome": turn.outcome,
         "calls": [c.__dict__ for c in turn.calls],
         "boxes": [{"xyxy": list(b), "label": lb, "score": s} for b, lb, s in turn.boxes],
         "tracks": [

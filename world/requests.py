@@ -224,6 +224,9 @@ TRAIN_ONLY_TEMPLATES: dict[str, tuple[str, ...]] = {
         "mark every {group_one}",
         "give me boxes for all {group}",
         "search the image for {group}",
+        "give me the locations of the {group}",
+        "where can I find every {group_one}?",
+        "show where the {group} are",
     ),
     "track": (
         "track the {ref}",
@@ -337,6 +340,9 @@ TRAIN_ONLY_TEMPLATES: dict[str, tuple[str, ...]] = {
         "can you delete all of the {group}?",
         "clean out every {group_one}",
         "I want all the {group} removed",
+        "make every {group_one} go away",
+        "have all the {group} vanish",
+        "all of the {group} must go",
     ),
     "segment_recolor": (
         "segment the {ref} and then paint it {color}",

@@ -106,7 +106,7 @@ def test_one_call_runs_the_specialist_and_the_router_reads_its_observation(scene
     last = policy.shown[1][-1]["content"]
     assert last.startswith("[segment → 1 mask, area ") and last == res["observation"]
     assert policy.shown[1][-2]["content"].startswith('<call>{"tool":"segment"')
-    assert out["final"] == "Done."
+    assert out["final"] == "I segmented the object in the box — mask 1."  # not "Done."
     assert [e["type"] for e in events] == ["route", "call_started", "call_finished", "route",
                                            "text"]  # fmt: skip
 
@@ -152,7 +152,7 @@ def test_a_crashing_specialist_becomes_a_message_and_an_observation():
     assert res["status"] == "error" and "corrupt" in res["error"]
     assert policy.shown[1][-1]["content"].startswith("[broken → error:")
     assert out["final"].startswith("Sorry, that did not work.")
-    assert "broken failed:" in out["final"] and "corrupt" in out["final"]
+    assert "I couldn't run broken:" in out["final"] and "corrupt" in out["final"]
     assert events[2]["status"] == "error"
 
 
@@ -163,7 +163,7 @@ def test_a_slow_specialist_times_out_without_stopping_the_turn():
     assert time.perf_counter() - t0 < 1.2
     (res,) = out["results"]
     assert res["status"] == "timeout" and "0.2 s" in res["error"]
-    assert "sleepy failed" in out["final"]
+    assert "I couldn't run sleepy in time" in out["final"]
 
 
 def test_observations_follow_the_router_training_format():
