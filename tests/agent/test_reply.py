@@ -35,38 +35,61 @@ def test_the_subject_is_the_listed_object_then_the_words_then_the_region():
 def test_each_tool_says_what_it_did():
     seg = _call("segment", {"object": 2}, result=Masks(masks=[_mask()], scores=[0.9]))
     assert describe_call(seg, OBJECTS) == "I segmented the large blue star (#2) — mask 1."
-    det = _call("detect", {"shape": "star", "color": "blue"},
-                result=Boxes(xyxy=[(1, 1, 2, 2)] * 3, labels=["star"] * 3, scores=[0.9] * 3))
+    det = _call(
+        "detect",
+        {"shape": "star", "color": "blue"},
+        result=Boxes(xyxy=[(1, 1, 2, 2)] * 3, labels=["star"] * 3, scores=[0.9] * 3),
+    )
     assert describe_call(det, OBJECTS).startswith("I found 3 blue stars")
     none = _call("detect", {"shape": "cross"}, result=Boxes(xyxy=[], labels=[], scores=[]))
     assert describe_call(none, OBJECTS) == "I found no crosses."
     image = ImageOut(image=np.zeros((8, 8, 3), np.uint8))
     rec = _call("edit", {"op": "recolor", "object": 1, "color": "green"}, result=image)
     assert describe_call(rec, OBJECTS) == "I recoloured the small red circle (#1) green."
-    add = _call("edit", {"op": "add", "color": "orange", "shape": "heart", "place": "top right"},
-                result=image)
+    add = _call(
+        "edit",
+        {"op": "add", "color": "orange", "shape": "heart", "place": "top right"},
+        result=image,
+    )
     assert describe_call(add, OBJECTS) == "I added an orange heart in the top right."
-    trk = _call("track", {"target": "circle"}, result=Tracks(
-        tracks=[Track(track_id=1, label="circle", frames=[0, 1, 2], xyxy=[(0, 0, 1, 1)] * 3)],
-        num_frames=4))
+    trk = _call(
+        "track",
+        {"target": "circle"},
+        result=Tracks(
+            tracks=[Track(track_id=1, label="circle", frames=[0, 1, 2], xyxy=[(0, 0, 1, 1)] * 3)],
+            num_frames=4,
+        ),
+    )
     assert describe_call(trk, OBJECTS) == "I tracked the circle on 3 of 4 frames — track 1."
 
 
 def test_failures_read_as_failures():
-    nf = _call("edit", {"op": "recolor", "target": "yellow bus"}, status="not_found",
-               error="I can't find a yellow bus; I see a small red circle and a large blue star")
+    nf = _call(
+        "edit",
+        {"op": "recolor", "target": "yellow bus"},
+        status="not_found",
+        error="I can't find a yellow bus; I see a small red circle and a large blue star",
+    )
     assert describe_call(nf, OBJECTS).startswith("I can't find a yellow bus; I see")
-    err = _call("edit", {"op": "recolor", "target": "yellow", "color": "red"}, status="error",
-                error="no object matches 'yellow'")
+    err = _call(
+        "edit",
+        {"op": "recolor", "target": "yellow", "color": "red"},
+        status="error",
+        error="no object matches 'yellow'",
+    )
     assert describe_call(err, OBJECTS) == (
-        "I couldn't recolour the yellow: no object matches 'yellow'.")
+        "I couldn't recolour the yellow: no object matches 'yellow'."
+    )
     slow = _call("segment", {"object": 1}, status="timeout", error="segment took longer than 60 s")
-    assert describe_call(slow, OBJECTS).startswith("I couldn't segment the small red circle (#1) in time")
+    said = describe_call(slow, OBJECTS)
+    assert said.startswith("I couldn't segment the small red circle (#1) in time")
 
 
 def test_masks_are_numbered_across_the_turn_as_the_page_shows_them():
     masks = Masks(masks=[_mask(), _mask()], scores=[0.9, 0.8])
-    calls = [_call("segment", {"object": 1}, result=masks, index=0),
-             _call("segment", {"object": 2}, result=masks, index=1)]
+    calls = [
+        _call("segment", {"object": 1}, result=masks, index=0),
+        _call("segment", {"object": 2}, result=masks, index=1),
+    ]
     text = describe_turn(calls, OBJECTS)
     assert "masks 1–2" in text and "masks 3–4" in text
