@@ -133,7 +133,9 @@ def train_edit(
 @train_app.command("router")
 def train_router(
     stage: str | None = typer.Option(
-        None, help="vision | align | ground | invoke | signals (each from the last)"
+        None,
+        help="vision | align | ground | invoke | signals (each from the last) | all (vision "
+        "→ invoke in one call: the gpu preset's 9-minute recipe)",
     ),
     preset: str = typer.Option(
         "tiny", help="tiny (≤ 45 min per stage on 2 cores) | objects | gpu | smoke"
@@ -195,8 +197,11 @@ def train_router(
 
         typer.echo(f"wrote {train_signals(preset, synergy, router, out)}")
         return
-    from switchboard.router.train import train
+    from switchboard.router.train import train, train_all
 
+    if stage == "all":
+        typer.echo(f"wrote {train_all(preset, out=out)}")
+        return
     typer.echo(f"wrote {train(stage, preset, out=out)}")
 
 

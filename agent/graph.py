@@ -220,7 +220,8 @@ def resolve_object(
     call's own words are checked against the list first: a ``target`` naming a
     class the detector does not have is not found (never a guess at the nearest object), and one
     that the list resolves to a single other object than the index wins over the index (the
-    router's two readings disagree; the words are what the user said). Raises
+    router's two readings disagree; the words are what the user said); words that fit several
+    objects ("the person" beside two) leave the index as it is. Raises
     :class:`InvalidInputError` for an index the list does not have."""
     k, target = args.get("object"), args.get("target")
     if any(args.get(p) is not None for p in ("box", "mask", "region", "points")):
@@ -232,7 +233,7 @@ def resolve_object(
     if isinstance(target, str) and target.strip() and objects is not None and classes:
         if unknown_noun(target, classes):
             raise not_found(target, objects)
-        hit = resolve_referent(target, objects, classes, side)
+        hit = resolve_referent(target, objects, classes, side, unique=True)
         if hit is not None:
             k = hit.index
     if k is None:

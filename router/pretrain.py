@@ -56,7 +56,8 @@ class VisionPreset:
 
 VISION_PRESETS = {
     "tiny": VisionPreset(steps=3000, batch=16, minutes=25, vit=dict(TOWER)),
-    "gpu": VisionPreset(steps=6000, batch=128, vit=dict(TOWER)),
+    # One H100/H200: the vision stage's share of the gpu recipe's 9-minute call.
+    "gpu": VisionPreset(steps=6000, batch=128, minutes=1.5, vit=dict(TOWER)),
     "smoke": VisionPreset(steps=2, batch=2, warmup=1, checkpoint_every=1, val_scenes=2),
 }
 

@@ -78,7 +78,17 @@ PRESETS = {
         stage_minutes={"align": 15, "ground": 20, "invoke": 40},
         ground_replay=0.35,
     ),
-    "gpu": RouterPreset(steps=6000, batch=32, lr=2e-4, ground_replay=0.35),
+    # The whole recipe in one call of at most 9 minutes on one H100/H200 (``train_all``):
+    # vision 1.5 min (router/pretrain.py), then align, ground and invoke (object list, renamed
+    # vocabulary, grounding replayed) from a fresh router.
+    "gpu": RouterPreset(
+        steps=6000,
+        batch=32,
+        lr=2e-4,
+        stage_minutes={"align": 1.0, "ground": 1.5, "invoke": 3.0},
+        ground_replay=0.35,
+        from_committed=False,
+    ),
     # The object-list prompt taught to a trained router: invoke (with grounding replayed)
     # from the committed router-tiny, whose call format and vision tower carry over.
     "objects": RouterPreset(steps=3000, minutes=70, ground_replay=0.35),
@@ -416,6 +426,21 @@ def train(
                   if (work / s / "train.json").is_file()}  # fmt: skip
         (out / "train.json").write_text(json.dumps(stages, indent=2))
     return out
+
+
+def train_all(
+    preset_name: str = "gpu",
+    registry: Registry | None = None,
+    out: Path | None = None,
+    work: Path = Path("runs/router"),
+) -> Path:
+    """The whole router recipe, each stage from the last: vision, align, ground, invoke (the
+    object list and the renamed vocabulary are in invoke's items). With the ``gpu`` preset it
+    fits one 9-minute call on one H100/H200; ``out`` (default ``trained_models/router-tiny``)
+    is the folder to commit. Each stage resumes from ``work/<stage>`` like :func:`train`."""
+    for stage in STAGES[:-1]:
+        train(stage, preset_name, registry, work=work)
+    return train("invoke", preset_name, registry, out=out, work=work)
 
 
 def _plot(history: list[tuple[int, float]], path: Path) -> None:

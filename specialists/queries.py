@@ -72,6 +72,12 @@ def parse_query(text: str, class_names: list[str]) -> Query:
             q.single = q.single or (not plural and "all" not in words and "every" not in words)
         elif w in GENERIC_NOUNS and w.endswith("s"):
             q.single = False
+    for i, w in enumerate(words[:-1]):  # "the left person", "the right one": a side as adjective
+        after, before = words[i + 1], words[i - 1] if i else ""
+        if (w in _SIDES and before not in _SIDES and after not in _SIDES
+                and (after in COLOR_NAMES or after in SIZE_WORDS or after in GENERIC_NOUNS
+                     or class_of(after, classes) is not None)):  # fmt: skip
+            q.extreme, q.single = _SIDES[w], True
     joined = " ".join(words)
     for key, name in classes.items():  # multi-word class names ("traffic light")
         if " " in key and (key in joined or key + "s" in joined):
@@ -123,13 +129,19 @@ def select(objects: list[SceneObject], q: Query) -> list[SceneObject]:
 
 
 def resolve_referent(
-    text: str, objects: list[SceneObject], class_names: list[str], image_side: float
+    text: str,
+    objects: list[SceneObject],
+    class_names: list[str],
+    image_side: float,
+    unique: bool = False,
 ) -> SceneObject | None:
     """The object a referring expression means: attribute ("the small red star"), ordinal
     ("the second circle from the left"), superlative ("the biggest person", "the bus on the
     right"), place ("the star in the top left corner") or relational ("the circle left of the
     star"). None when nothing matches, or when the words name no class, colour or size the
-    list has."""
+    list has. Words that fit several objects with nothing to pick among them ("the person"
+    beside two people) mean the most confident one, or None with ``unique`` (a caller that
+    has another reading, the router's object index, keeps it)."""
     t = text.lower()
     margin = LEVEL_MARGIN * image_side
     m = re.search(r"(first|second|third|fourth|fifth|sixth|seventh|eighth) (.+?) from the "
@@ -153,9 +165,13 @@ def resolve_referent(
                 return None
             anchor = anchors[0]
             hits = [o for o in cands if o is not anchor and _relation(o, rel, anchor, margin)]
+            if unique and len(hits) > 1:
+                return None
             return max(hits, key=lambda o: o.score) if hits else None
     q = parse_query(t, class_names)
     if not _names_something(t, class_names):
+        return None
+    if unique and len(select(objects, Query(**{**q.__dict__, "single": False}))) > 1:
         return None
     hits = select(objects, Query(**{**q.__dict__, "single": True}))
     return hits[0] if hits else None

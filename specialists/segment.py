@@ -37,6 +37,22 @@ from .sam import SAM_BUILDERS, SignalSam, SignalSamPredictor, load_sam_weights
 NUM_SIGNAL_TOKENS = 2
 
 
+BOX_SLACK = 0.03  # a box prompt's mask may reach this share of the box's side past it
+
+
+def clip_to_box(masks: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Box-prompted masks kept inside their box (widened by :data:`BOX_SLACK`, at least 2 px):
+    the object is in the box it was prompted with, so mask pixels far outside it are the model's
+    leak onto the next object or the background (tiny SAM on a crowd photo), not the object."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    dx, dy = max(2.0, BOX_SLACK * (x2 - x1)), max(2.0, BOX_SLACK * (y2 - y1))
+    h, w = masks.shape[-2:]
+    keep = np.zeros((h, w), bool)
+    keep[max(0, int(y1 - dy)) : min(h, int(np.ceil(y2 + dy))),
+         max(0, int(x1 - dx)) : min(w, int(np.ceil(x2 + dx)))] = True  # fmt: skip
+    return masks & keep
+
+
 class SegmentArgs(BaseModel):
     """Prompts in original-image pixels: ``points`` as ``[x, y]`` with ``point_labels`` (1 on the
     object, 0 off it), ``box`` XYXY, ``mask`` (HW bool or COCO RLE), and/or ``target`` — a
@@ -204,6 +220,8 @@ class SegmentSpecialist(Specialist):
         masks, scores, _ = self.predictor.predict_with_signal(
             points, labels, box, None, sig, multimask
         )
+        if box is not None:
+            masks = clip_to_box(masks, box)
         order = np.argsort(-scores)
         if not args.multimask:
             order = order[:1]

@@ -3,6 +3,7 @@ from the one before, and the result loads and still routes through the constrain
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ from switchboard.core import Registry
 from switchboard.router.codec import parse_reply
 from switchboard.router.data import items_for
 from switchboard.router.model import RouterModel
-from switchboard.router.train import LLM_STAGES, STAGES, batch_loss, encode, stage_items, train
+from switchboard.router.train import LLM_STAGES, STAGES, batch_loss, encode, stage_items, train_all
 from switchboard.specialists import BUILTINS
 from switchboard.world.requests import make_request
 
@@ -27,10 +28,14 @@ def test_items_follow_the_registry():
 
 
 def test_every_stage_trains_a_few_steps(smollm, tmp_path):
+    """``train_all`` (``switchboard train router --stage all``: the gpu preset's one-call
+    recipe) runs every stage in order, each from the last, and writes the folder to commit."""
     reg = Registry(BUILTINS)
-    outs = [train(s, "smoke", reg, out=tmp_path / s, work=tmp_path / "runs") for s in STAGES]
+    final = train_all("smoke", reg, out=tmp_path / "final", work=tmp_path / "runs")
+    outs = [tmp_path / "runs" / s / "model" for s in STAGES[:-1]] + [final]
     for out in outs:
         assert (out / "router.json").is_file() and (out / "adapter").is_dir()
+    assert set(json.loads((final / "train.json").read_text())) == set(STAGES)
     router = RouterModel.from_pretrained(outs[-1])
     items = stage_items("invoke", 99, reg)
     ids, labels = encode(router, items[0])

@@ -77,6 +77,8 @@ def test_the_list_names_held_out_objects_as_the_world_does(detector):
         ("the circle left of the star", 1),
         ("the blue shape", 4),
         ("the large circle", 3),
+        ("the left circle", 1),
+        ("the right green one", 3),
     ],
 )
 def test_referring_words_resolve_without_the_world(text, want):
@@ -88,6 +90,18 @@ def test_referring_words_resolve_without_the_world(text, want):
     ]
     hit = resolve_referent(text, objects, CLASSES, 256)
     assert hit is not None and hit.index == want
+
+
+def test_words_that_fit_several_objects_are_ambiguous_when_asked_for_one():
+    """"the person" beside two people: the most confident (what a text-only caller gets), or
+    None with ``unique`` (the agent keeps the router's object index then)."""
+    people = [SceneObject(1, (10, 10, 60, 200), "person", "", "large", "left", 0.7),
+              SceneObject(2, (150, 10, 200, 200), "person", "", "large", "right", 0.9)]  # fmt: skip
+    assert resolve_referent("the person", people, ["person"], 256).index == 2
+    assert resolve_referent("the person", people, ["person"], 256, unique=True) is None
+    assert resolve_referent("the left person", people, ["person"], 256, unique=True).index == 1
+    assert resolve_referent("the person on the left", people, ["person"], 256).index == 1
+    assert resolve_referent("the person in the top left corner", people, ["person"], 256) is None
 
 
 def test_words_the_list_cannot_have_resolve_to_nothing():

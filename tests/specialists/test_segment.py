@@ -6,7 +6,7 @@ import pytest
 import torch
 from switchboard.core import Image, InvalidInputError
 from switchboard.specialists.evaluate import evaluate_segment
-from switchboard.specialists.segment import innermost_point
+from switchboard.specialists.segment import clip_to_box, innermost_point
 from switchboard.world import generate_scene
 from switchboard.world.metrics import mask_iou
 from switchboard.world.splits import split_seeds
@@ -141,3 +141,22 @@ def test_batched_frame_embeddings_match_one_image_at_a_time(segmenter):
         want, _ = segmenter.predictor.predict_boxes(scene.boxes)
         assert (got != want).mean() < 1e-3
     assert segmenter.predictor.embed_images([]) == []
+
+
+def test_a_box_prompted_mask_stays_in_its_box(segmenter):
+    """A mask that leaks onto the neighbour is cut at the box (widened by 3%): on a scene with
+    the prompt box drawn tight around one object, no mask pixel lies far outside it."""
+    leak = np.zeros((1, 50, 50), bool)
+    leak[0, 10:40, 10:40] = True
+    kept = clip_to_box(leak, np.array([10.0, 10.0, 20.0, 20.0]))
+    ys, xs = kept[0].nonzero()
+    assert xs.min() == 10 and xs.max() < 23 and ys.max() < 23  # 2 px of slack at this size
+    scene = generate_scene(split_seeds("test", 3)[2])
+    for box in scene.boxes:
+        (mask,) = segmenter(Image(pixels=scene.image), {"box": [float(v) for v in box]}).masks
+        ys, xs = mask.nonzero()
+        if len(xs):
+            x1, y1, x2, y2 = box
+            slack = max(2.0, 0.03 * max(x2 - x1, y2 - y1)) + 1
+            assert xs.min() >= x1 - slack and xs.max() <= x2 + slack, (box, xs.min(), xs.max())
+            assert ys.min() >= y1 - slack and ys.max() <= y2 + slack
