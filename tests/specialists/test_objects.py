@@ -93,8 +93,8 @@ def test_referring_words_resolve_without_the_world(text, want):
 
 
 def test_words_that_fit_several_objects_are_ambiguous_when_asked_for_one():
-    """"the person" beside two people: the most confident (what a text-only caller gets), or
-    None with ``unique`` (the agent keeps the router's object index then)."""
+    """The words "the person" beside two people: the most confident (what a text-only caller
+    gets), or None with ``unique`` (the agent keeps the router's object index then)."""
     people = [SceneObject(1, (10, 10, 60, 200), "person", "", "large", "left", 0.7),
               SceneObject(2, (150, 10, 200, 200), "person", "", "large", "right", 0.9)]  # fmt: skip
     assert resolve_referent("the person", people, ["person"], 256).index == 2
