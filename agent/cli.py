@@ -138,7 +138,7 @@ def train_router(
         "→ invoke in one call: the gpu preset's 9-minute recipe)",
     ),
     preset: str = typer.Option(
-        "tiny", help="tiny (≤ 45 min per stage on 2 cores) | objects | gpu | smoke"
+        "tiny", help="tiny (≤ 45 min per stage on 2 cores) | objects | objects-long | gpu | smoke"
     ),
     out: Path | None = typer.Option(
         None,

@@ -33,15 +33,7 @@ from switchboard.core.media import Video, encode_png, load_image, load_video
 from switchboard.core.results import Boxes, ImageOut, Masks, Tracks
 
 from .graph import AgentRuntime, build_graph, restore_media, sqlite_checkpointer
-from .store import Store
-
-
-def turn_outcome(statuses: list[str]) -> str:
-    """A turn's outcome from its calls' statuses (see :attr:`Turn.outcome`)."""
-    ok = sum(s == "ok" for s in statuses)
-    if ok == len(statuses):
-        return "ok"
-    return "partial" if ok else "failed"
+from .store import Store, turn_outcome
 
 
 @dataclass

@@ -36,7 +36,9 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -49,6 +51,7 @@ from sqlalchemy.orm import (
 
 TURN_STATUSES = ("pending", "done", "failed")
 CALL_STATUSES = ("ok", "not_found", "error", "timeout")
+TITLE_CHARS = 120  # a session's name, as a person gives it
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -61,6 +64,19 @@ class NotFoundError(KeyError):
     error on purpose: a caller cannot tell someone else's id from a made-up one)."""
 
 
+class SessionBusyError(RuntimeError):
+    """A session with a turn still running cannot be deleted (its reply has nowhere to go)."""
+
+
+def turn_outcome(statuses: list[str]) -> str:
+    """What a turn achieved, from its calls' statuses: ``"ok"`` (every call did its work, or
+    no call was needed), ``"partial"`` (some did) or ``"failed"`` (none did)."""
+    ok = sum(s == "ok" for s in statuses)
+    if ok == len(statuses):
+        return "ok"
+    return "partial" if ok else "failed"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -70,7 +86,10 @@ class SessionRow(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     owner: Mapped[str | None] = mapped_column(String(64), index=True)
-    title: Mapped[str] = mapped_column(String(200), default="")
+    title: Mapped[str] = mapped_column(String(200), default="")  # the first request's words
+    # The title a person gave the session (rename); None until then. Added after the first
+    # release: :meth:`Store._add_missing_columns` adds it to an older database.
+    custom_title: Mapped[str | None] = mapped_column(String(TITLE_CHARS), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     turns: Mapped[list[TurnRow]] = relationship(
@@ -229,8 +248,29 @@ class Store:
                 cur.close()
 
         Base.metadata.create_all(self.engine)
+        self._add_missing_columns()
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.files = ArtifactFiles(artifacts)
+
+    def _add_missing_columns(self) -> None:
+        """A lightweight migration: ``create_all`` makes missing tables but never alters an
+        existing one, so a nullable column added to a model since a database was made is added
+        here (``ALTER TABLE … ADD COLUMN``, which SQLite and PostgreSQL both do in place)."""
+        found = inspect(self.engine)
+        tables = set(found.get_table_names())
+        adds = []
+        for table in Base.metadata.sorted_tables:
+            if table.name not in tables:
+                continue
+            have = {c["name"] for c in found.get_columns(table.name)}
+            for col in table.columns:
+                if col.name not in have and col.nullable and not col.primary_key:
+                    kind = col.type.compile(dialect=self.engine.dialect)
+                    adds.append(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}')
+        if adds:
+            with self.engine.begin() as conn:
+                for sql in adds:
+                    conn.execute(text(sql))
 
     @contextmanager
     def db(self) -> Iterator[Session]:
@@ -257,13 +297,44 @@ class Store:
             self._session(s, session_id, owner)
 
     def sessions(self, owner: str | None = None) -> list[dict[str, Any]]:
-        """The owner's sessions, newest activity first."""
+        """The owner's sessions, newest activity first. ``title``: the name a person gave it,
+        else its first request's words (``named`` says which); times are UTC."""
         with self.db() as s:
             rows = s.scalars(select(SessionRow).where(SessionRow.owner == owner)
                              .order_by(SessionRow.updated_at.desc())).all()  # fmt: skip
-            return [{"id": r.id, "title": r.title, "created_at": r.created_at.isoformat(),
-                     "updated_at": r.updated_at.isoformat(), "turns": len(r.turns)}
-                    for r in rows]  # fmt: skip
+            return [self._session_dict(r) for r in rows]
+
+    @staticmethod
+    def _session_dict(r: SessionRow) -> dict[str, Any]:
+        return {"id": r.id, "title": r.custom_title or r.title, "named": bool(r.custom_title),
+                "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat(),
+                "turns": len(r.turns)}  # fmt: skip
+
+    def rename_session(self, session_id: str, title: str, owner: str | None = None
+                       ) -> dict[str, Any]:  # fmt: skip
+        """Give a session a name (1–120 characters after trimming; ``ValueError`` else).
+        Returns the session as :meth:`sessions` lists it."""
+        title = " ".join(title.split())
+        if not 1 <= len(title) <= TITLE_CHARS:
+            raise ValueError(f"a session title has 1 to {TITLE_CHARS} characters")
+        with self.db() as s:
+            row = self._session(s, session_id, owner)
+            row.custom_title = title
+            s.flush()
+            return self._session_dict(row)
+
+    def delete_session(self, session_id: str, owner: str | None = None) -> int:
+        """Delete a session with its turns, messages, calls and artifact links (the artifacts'
+        files stay: content-addressed, the same bytes may belong to other sessions). Refused
+        (:class:`SessionBusyError`) while one of its turns is pending. Returns how many turns
+        went."""
+        with self.db() as s:
+            row = self._session(s, session_id, owner)
+            if any(t.status == "pending" for t in row.turns):
+                raise SessionBusyError(f"session {session_id!r} has a turn still running")
+            n = len(row.turns)
+            s.delete(row)  # the relationships cascade: turns → messages → links, calls
+            return n
 
     def history(self, session_id: str, owner: str | None = None) -> list[dict[str, Any]]:
         """Every turn of a session with its messages, calls and artifacts (hashes)."""
@@ -275,6 +346,7 @@ class Store:
     def _turn_dict(t: TurnRow) -> dict[str, Any]:
         return {
             "id": t.id, "index": t.index, "status": t.status, "error": t.error,
+            "outcome": turn_outcome([c.status for c in t.calls]),
             "messages": [{"role": m.role, "text": m.text, "region": m.region,
                           "artifacts": [{"sha256": a.sha256, "kind": a.kind, "name": a.name,
                                          "media_type": a.artifact.media_type}

@@ -84,6 +84,10 @@ def _pil_open() -> Any:
     return fn
 
 
+class UnreadableImageError(InvalidInputError):
+    """Bytes that do not decode as an image: not an image at all, or a damaged one."""
+
+
 def decode_image(
     data: bytes, *, convert: bool = False, max_pixels: int | None = None
 ) -> np.ndarray:
@@ -99,8 +103,13 @@ def decode_image(
             img.load()
     except InvalidInputError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InvalidInputError(f"cannot decode image data ({len(data)} bytes): {exc}") from exc
+    except UnidentifiedImageError as exc:  # PIL's message names its BytesIO: never shown
+        raise UnreadableImageError(
+            f"cannot decode image data ({len(data)} bytes): not an image in a format I can read "
+            "(PNG, JPEG, WebP, GIF, BMP, …)"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UnreadableImageError(f"cannot decode image data ({len(data)} bytes): {exc}") from exc
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
         raise InvalidInputError(f"image refused as a decompression bomb: {exc}") from exc
     return _to_rgb(img, convert)

@@ -22,6 +22,17 @@ Media = Image | Video | None
 ResultType = Masks | Boxes | Tracks | ImageOut | Text
 
 
+def _readable(exc: ValidationError) -> str:
+    """A pydantic error as words a user reads: each field and what is wrong with it, without
+    pydantic's echo of the whole input ("color: Input should be a valid string; box: Tuple
+    should have at most 4 items after validation, not 5")."""
+    parts = []
+    for e in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in e.get("loc", ())) or "arguments"
+        parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    return "; ".join(parts[:4]) + (f" (and {len(parts) - 4} more)" if len(parts) > 4 else "")
+
+
 class Specialist(ABC):
     """Base class of every tool. Subclasses set the class attributes and implement ``run``."""
 
@@ -69,7 +80,7 @@ class Specialist(ABC):
         try:
             return cls.Args.model_validate(args)
         except ValidationError as exc:
-            raise InvalidInputError(f"invalid arguments for {cls.name!r}: {exc}") from exc
+            raise InvalidInputError(f"invalid arguments for {cls.name}: {_readable(exc)}") from exc
 
     @property
     def loaded(self) -> bool:

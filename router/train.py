@@ -92,6 +92,9 @@ PRESETS = {
     # The object-list prompt taught to a trained router: invoke (with grounding replayed)
     # from the committed router-tiny, whose call format and vision tower carry over.
     "objects": RouterPreset(steps=3000, minutes=70, ground_replay=0.35),
+    # Its continuation (the committed object-list router, trained on): a longer budget, the
+    # same recipe; resumable like every preset.
+    "objects-long": RouterPreset(steps=3000, minutes=100, ground_replay=0.35),
     "smoke": RouterPreset(
         steps=2,
         batch=2,

@@ -10,6 +10,9 @@ its own sessions and artifacts — someone else's id answers 404, as a made-up o
 images (PNG, JPEG, WebP, GIF, BMP) and videos (MP4, GIF, WebM, AVI, MOV) up to
 ``SWITCHBOARD_MAX_UPLOAD_BYTES`` (413 past it, 415 for any other type, 422 for a malformed body).
 
+Refusals are sentences about the request (``{"detail": "Your message is 4200 characters long;
+the limit is 4000."}``), never the request echoed back or a Python repr.
+
 Turns run one at a time per server process (the specialists' models are shared); requests wait
 for their turn in a worker thread, so the event loop keeps serving.
 """
@@ -24,15 +27,53 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from switchboard.agent.store import NotFoundError
+from pydantic import BaseModel
+from switchboard.agent.store import TITLE_CHARS, NotFoundError, SessionBusyError
 from switchboard.core.errors import InvalidInputError, SwitchboardError
-from switchboard.core.media import VIDEO_MEDIA_TYPES
+from switchboard.core.media import VIDEO_MEDIA_TYPES, UnreadableImageError, decode_image
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"}
 VIDEO_TYPES = set(VIDEO_MEDIA_TYPES)
 STATIC = Path(__file__).parent / "static"
+MAX_TEXT = 4000  # characters in one message
+FIELDS = {"text": "Your message", "title": "The session title", "region": "The drawn region",
+          "file": "The attached file"}  # fmt: skip
+
+
+class Rename(BaseModel):
+    title: str
+
+
+def _sentence(err: dict[str, Any]) -> str:
+    """One validation error as a sentence about the request (its input is never repeated)."""
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    field = loc[-1] if loc else ""
+    what = FIELDS.get(field, f"The {field.replace('_', ' ')}" if field else "The request")
+    kind, ctx, given = err.get("type", ""), err.get("ctx") or {}, err.get("input")
+    if field == "text" and (kind == "missing" or kind == "string_too_short"):
+        return "Your message is empty."
+    if kind == "missing":
+        return f"{what} is missing."
+    if kind == "string_too_short":
+        return f"{what} is empty."
+    if kind == "string_too_long":
+        size = f"{len(given)} characters long" if isinstance(given, str) else "too long"
+        limit = ctx.get("max_length")
+        if field == "text":
+            return f"Your message is {size}; the limit is {limit}."
+        return f"{what} is {size}; the limit is {limit} characters."
+    if kind in ("json_invalid", "model_attributes_type", "dict_type"):
+        return "The request body is not the JSON object this route expects."
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"{what} has the wrong type."
+    return f"{what} is not valid."
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
 
 
 def _owner(token: str) -> str:
@@ -72,6 +113,21 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
     async def _invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+    @app.exception_handler(RequestValidationError)
+    async def _unreadable(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 as sentences, one per field ("Your message is 4200 characters long; the limit
+        is 4000."): FastAPI's default repeats the whole input as JSON."""
+        said: list[str] = []
+        for err in exc.errors():
+            if (line := _sentence(err)) not in said:
+                said.append(line)
+        return JSONResponse({"detail": " ".join(said)}, status_code=422)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        cache = {"Cache-Control": "public, max-age=86400"}
+        return FileResponse(STATIC / "favicon.ico", media_type="image/x-icon", headers=cache)
+
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -82,7 +138,8 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
     def health() -> dict[str, Any]:
         """Open to all (no token): whether tokens are required, and the specialists."""
         return {"status": "ok", "auth": bool(owners), "tools": agent.registry.names(),
-                "loaded": agent.registry.loaded()}  # fmt: skip
+                "loaded": agent.registry.loaded(), "max_text": MAX_TEXT,
+                "max_upload_bytes": limit}  # fmt: skip
 
     @app.get("/api/specialists")
     def specialists(who: str | None = Depends(owner)) -> list[dict[str, Any]]:
@@ -101,44 +158,82 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         turns = agent.history(session_id, owner=who)
         return {"id": session_id, "turns": json.loads(json.dumps(turns, default=str))}
 
+    @app.patch("/api/sessions/{session_id}")
+    def rename_session(session_id: str, body: Rename, who: str | None = Depends(owner),
+                       ) -> dict[str, Any]:  # fmt: skip
+        """Name a session: ``{"title": "…"}``, 1–120 characters (spaces trimmed)."""
+        title = " ".join(body.title.split())
+        if not title:
+            raise HTTPException(422, "The session title is empty.")
+        if len(title) > TITLE_CHARS:
+            raise HTTPException(422, f"The session title is {len(title)} characters long; "
+                                     f"the limit is {TITLE_CHARS}.")  # fmt: skip
+        return agent.store.rename_session(session_id, title, owner=who)
+
+    @app.delete("/api/sessions/{session_id}", status_code=204)
+    def delete_session(session_id: str, who: str | None = Depends(owner)) -> Response:
+        """Delete a session with its turns (204); 409 while one of its turns is running."""
+        try:
+            agent.store.delete_session(session_id, owner=who)
+        except SessionBusyError:
+            raise HTTPException(409, "This session is still answering a request; delete it "
+                                     "when the reply has come.") from None  # fmt: skip
+        return Response(status_code=204)
+
     async def _inputs(file: UploadFile | None) -> dict[str, Any]:
         if file is None:
             return {}
+        name = Path(file.filename or "").name or "The attached file"
         kind = (file.content_type or "").split(";")[0].strip().lower()
         if kind not in IMAGE_TYPES | VIDEO_TYPES:
-            allowed = sorted(IMAGE_TYPES | VIDEO_TYPES)
-            raise HTTPException(415, f"unsupported media type {kind!r}; send one of {allowed}")
+            what = f"of type {kind}" if kind else "of no known type"
+            raise HTTPException(415, f"{name} is {what}; send an image (PNG, JPEG, WebP, GIF or "
+                                     "BMP) or a video (MP4, WebM, AVI, MOV or an animated "
+                                     "GIF).")  # fmt: skip
         data = await file.read(limit + 1)
         if len(data) > limit:
-            raise HTTPException(413, f"the upload is over {limit} bytes")
+            raise HTTPException(413, f"{name} is over {_mb(limit)}, the largest upload this "
+                                     "server takes.")  # fmt: skip
         if kind in VIDEO_TYPES and (kind != "image/gif" or _is_animated(data)):
             return {"video": _video_file(data, VIDEO_MEDIA_TYPES[kind])}
-        return {"image": data}
+        # Decoded here, where the file's name is known: a file that is not an image (or a
+        # damaged one) is refused as such, before a turn is begun.
+        try:
+            pixels = await asyncio.to_thread(decode_image, data, convert=True)
+        except UnreadableImageError:
+            raise HTTPException(422, f"{name} is not an image I can read (it may be damaged "
+                                     "or not an image).") from None  # fmt: skip
+        except InvalidInputError as exc:
+            raise HTTPException(422, f"{name} cannot be used: {exc}.") from None
+        return {"image": pixels}
 
     def _region(region: str | None) -> Any:
         if not region:
             return None
         try:
             return json.loads(region)
-        except json.JSONDecodeError as exc:
-            raise HTTPException(422, f"region is not JSON: {exc}") from exc
+        except json.JSONDecodeError:
+            raise HTTPException(422, "The drawn region could not be read (it is not JSON); "
+                                     "clear it and draw it again.") from None  # fmt: skip
 
-    async def _accept(session_id: str, file: UploadFile | None, region: str | None,
+    async def _accept(session_id: str, text: str, file: UploadFile | None, region: str | None,
                       who: str | None) -> dict[str, Any]:  # fmt: skip
         """The chat keywords of a posted message; 404 for an unknown (or someone else's)
         session before any upload is read."""
         agent.store.check_session(session_id, owner=who)
+        if not text.strip():
+            raise HTTPException(422, "Your message is empty.")
         return await _inputs(file) | {"region": _region(region)}
 
     @app.post("/api/sessions/{session_id}/messages")
     async def post_message(
         session_id: str,
-        text: str = Form(..., min_length=1, max_length=4000),
+        text: str = Form(..., min_length=1, max_length=MAX_TEXT),
         file: UploadFile | None = File(None),
         region: str | None = Form(None),
         who: str | None = Depends(owner),
     ) -> dict[str, Any]:
-        kw = await _accept(session_id, file, region, who)
+        kw = await _accept(session_id, text, file, region, who)
 
         def run() -> Any:
             try:
@@ -153,14 +248,14 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
     @app.post("/api/sessions/{session_id}/messages/stream")
     async def stream_message(
         session_id: str,
-        text: str = Form(..., min_length=1, max_length=4000),
+        text: str = Form(..., min_length=1, max_length=MAX_TEXT),
         file: UploadFile | None = File(None),
         region: str | None = Form(None),
         who: str | None = Depends(owner),
     ) -> StreamingResponse:
         """Server-sent events: ``route``, ``call_started``, ``call_finished``, ``text``, then
         ``turn`` (the same JSON as the plain POST) or ``error``."""
-        kw = await _accept(session_id, file, region, who)
+        kw = await _accept(session_id, text, file, region, who)
         events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
@@ -174,6 +269,10 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
                 put({"type": "turn", "turn": _turn_json(agent, turn, who)})
             except SwitchboardError as exc:
                 put({"type": "error", "detail": str(exc)})
+            except Exception:  # a bug: the turn is stored failed; say so in words
+                said = "Something went wrong on the server; the request was not finished."
+                put({"type": "error", "detail": said})
+                raise
             finally:
                 _cleanup(kw)
                 put(None)

@@ -93,3 +93,16 @@ def test_masks_are_numbered_across_the_turn_as_the_page_shows_them():
     ]
     text = describe_turn(calls, OBJECTS)
     assert "masks 1–2" in text and "masks 3–4" in text
+
+
+def test_bad_arguments_read_as_words_not_a_pydantic_dump():
+    from switchboard.core.errors import InvalidInputError
+    from switchboard.specialists.edit import EditSpecialist
+
+    try:
+        EditSpecialist.parse_args({"op": "recolor", "color": {"r": 1}, "box": [1, 2, 3, 4, 5]})
+    except InvalidInputError as exc:
+        said = str(exc)
+    assert said.startswith("invalid arguments for edit: ")
+    assert "color: Input should be a valid string" in said and "box: Tuple should have" in said
+    assert "input_value" not in said and "{" not in said

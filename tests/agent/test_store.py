@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from switchboard.agent.store import NotFoundError, Store
+from switchboard.agent.store import NotFoundError, SessionBusyError, Store
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
 
@@ -45,6 +45,21 @@ def _roundtrip(url: str, root: Path) -> None:
         again.history(sid, owner="bob")
     with pytest.raises(NotFoundError):
         again.artifact(image["sha256"], owner="bob")
+    assert t["outcome"] == "partial"  # one call ok, one not
+    # A name is given and a session deleted only by its owner; its files stay (shared by hash).
+    with pytest.raises(NotFoundError):
+        again.rename_session(sid, "mine", owner="bob")
+    with pytest.raises(NotFoundError):
+        again.delete_session(sid, owner="bob")
+    renamed = again.rename_session(sid, " the  red circle ", owner="alice")
+    assert renamed["title"] == "the red circle"
+    (session,) = again.sessions(owner="alice")
+    assert session["title"] == "the red circle" and session["named"] is True
+    assert again.delete_session(sid, owner="alice") == 1
+    assert again.sessions(owner="alice") == []
+    with pytest.raises(NotFoundError):
+        again.artifact(image["sha256"], owner="alice")
+    assert again.files.get(image["sha256"]) == PNG
 
 
 def test_sqlite_store_survives_a_restart(tmp_path):
@@ -143,3 +158,27 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory):
 
 def test_postgresql_store_works_unchanged(postgres_url, tmp_path):
     _roundtrip(postgres_url, tmp_path)
+
+
+def test_an_older_database_gains_the_new_columns(tmp_path):
+    """A database made before sessions could be renamed (no ``custom_title`` column) opens,
+    is given the column, and keeps its sessions; a pending turn's session cannot be deleted."""
+    from sqlalchemy import create_engine, text
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = Store(url, tmp_path / "a")
+    sid = store.create_session(owner="alice")
+    store.finish_turn(store.begin_turn(sid, "hi", owner="alice"), "hello")
+    store.engine.dispose()
+    with create_engine(url).begin() as conn:
+        conn.execute(text("ALTER TABLE sessions DROP COLUMN custom_title"))
+        cols = [r[1] for r in conn.execute(text("PRAGMA table_info(sessions)"))]
+    assert "custom_title" not in cols
+    again = Store(url, tmp_path / "a")
+    (session,) = again.sessions(owner="alice")
+    assert session["title"] == "hi" and session["named"] is False
+    assert again.rename_session(sid, "greetings", owner="alice")["named"] is True
+    again.begin_turn(sid, "still running", owner="alice")
+    with pytest.raises(SessionBusyError):
+        again.delete_session(sid, owner="alice")
+    assert again.recover() == 1 and again.delete_session(sid, owner="alice") == 2

@@ -168,3 +168,87 @@ def test_the_sdk_client_has_the_agents_interface_over_http(client, scene, tmp_pa
         assert err.value.status == 404
     finally:
         client.headers.pop("Authorization", None)
+
+
+def test_sessions_are_renamed_and_deleted_by_their_owner_only(client, scene):
+    sid = client.post("/api/sessions", headers=_h(A)).json()["id"]
+    r = client.post(f"/api/sessions/{sid}/messages", headers=_h(A),
+                    data={"text": "segment this", "region": json.dumps(_box(scene))},
+                    files={"file": ("s.png", encode_png(scene.image), "image/png")})  # fmt: skip
+    assert r.status_code == 200 and r.json()["outcome"] == "ok"
+    (listed,) = [s for s in client.get("/api/sessions", headers=_h(A)).json() if s["id"] == sid]
+    assert listed["title"] == "segment this" and listed["named"] is False
+    # Someone else's session is as unknown as a made-up one: 404, and nothing changes.
+    for who, target in ((B, sid), (A, "f" * 32)):
+        assert client.patch(f"/api/sessions/{target}", headers=_h(who),
+                            json={"title": "mine now"}).status_code == 404  # fmt: skip
+        assert client.delete(f"/api/sessions/{target}", headers=_h(who)).status_code == 404
+    assert client.patch(f"/api/sessions/{sid}", json={"title": "x"}).status_code == 401
+    assert client.delete(f"/api/sessions/{sid}").status_code == 401
+    r = client.patch(f"/api/sessions/{sid}", headers=_h(A), json={"title": "  the red  square "})
+    assert r.status_code == 200, r.text
+    assert r.json()["title"] == "the red square" and r.json()["named"] is True
+    (listed,) = [s for s in client.get("/api/sessions", headers=_h(A)).json() if s["id"] == sid]
+    assert listed["title"] == "the red square"
+    for bad, said in (
+        ("", "The session title is empty."),
+        ("   ", "The session title is empty."),
+        ("x" * 121, "The session title is 121 characters long; the limit is 120."),
+    ):
+        r = client.patch(f"/api/sessions/{sid}", headers=_h(A), json={"title": bad})
+        assert r.status_code == 422 and r.json()["detail"] == said, r.text
+    r = client.patch(f"/api/sessions/{sid}", headers=_h(A), json={"name": "x"})
+    assert r.status_code == 422 and r.json()["detail"] == "The session title is missing."
+    # The history says what each turn achieved, as the live turn did.
+    (turn,) = client.get(f"/api/sessions/{sid}", headers=_h(A)).json()["turns"]
+    assert turn["outcome"] == "ok"
+    mask = next(a for a in turn["messages"][1]["artifacts"] if a["kind"] == "mask")
+    assert client.delete(f"/api/sessions/{sid}", headers=_h(A)).status_code == 204
+    assert client.get(f"/api/sessions/{sid}", headers=_h(A)).status_code == 404
+    assert sid not in [s["id"] for s in client.get("/api/sessions", headers=_h(A)).json()]
+    # (its mask's bytes stay reachable only through A's other sessions holding the same hash)
+    assert client.get(f"/api/artifacts/{mask['sha256']}", headers=_h(B)).status_code == 404
+    assert client.delete(f"/api/sessions/{sid}", headers=_h(A)).status_code == 404
+
+
+def test_refusals_are_sentences_about_the_input(client, scene):
+    sid = client.post("/api/sessions", headers=_h(A)).json()["id"]
+    url = f"/api/sessions/{sid}/messages"
+    long = "segment the red circle " * 183  # 4209 characters
+    for route in (url, url + "/stream"):
+        r = client.post(route, headers=_h(A), data={"text": long})
+        assert r.status_code == 422
+        assert r.json() == {"detail": f"Your message is {len(long)} characters long; the limit "
+                                      "is 4000."}  # fmt: skip
+    for text in (None, "", "   "):
+        r = client.post(url, headers=_h(A), data={} if text is None else {"text": text})
+        assert r.status_code == 422 and r.json() == {"detail": "Your message is empty."}, r.text
+    # A text file named .png: a sentence naming the file, never PIL's "<_io.BytesIO …>".
+    for route in (url, url + "/stream"):
+        r = client.post(
+            route,
+            headers=_h(A),
+            data={"text": "segment the red circle"},
+            files={"file": ("photo.png", b"just some words\n" * 20, "image/png")},
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"] == ("photo.png is not an image I can read (it may be damaged or "
+                                      "not an image).")  # fmt: skip
+    r = client.post(url, headers=_h(A), data={"text": "x"},
+                    files={"file": ("notes.txt", b"hello", "text/plain")})  # fmt: skip
+    assert r.status_code == 415
+    assert r.json()["detail"].startswith("notes.txt is of type text/plain;")
+    r = client.post(url, headers=_h(A), data={"text": "x", "region": "{nope"},
+                    files={"file": ("s.png", encode_png(scene.image), "image/png")})  # fmt: skip
+    assert r.status_code == 422 and "could not be read" in r.json()["detail"]
+    assert client.get(f"/api/sessions/{sid}", headers=_h(A)).json()["turns"] == []
+
+
+def test_the_favicon_is_served(client):
+    r = client.get("/favicon.ico")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/x-icon"
+    assert r.content[:4] == b"\x00\x00\x01\x00"  # an ICO
+    svg = client.get("/static/favicon.svg")
+    assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+    assert 'href="/static/favicon.svg"' in client.get("/").text
+    assert client.get("/api/health").json()["max_text"] == 4000

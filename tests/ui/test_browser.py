@@ -1,15 +1,19 @@
 """The page in a real browser: Playwright drives Debian's chromium against ``switchboard serve``'s
 app over the real default agent (trained router, SAM, detector, editor, tracker) on loopback.
 
-Upload a ShapeWorld image, draw a box, ask to segment it → the mask overlay; recolour an object →
-before/after; upload a ShapeWorld video, ask to track → boxes drawn over the playing video;
-reload the page, and restart the server → the session is listed and reopens with its overlay.
+Upload a ShapeWorld image, draw a box, ask to segment it → the mask overlay (in a colour that
+stands out from the object); recolour an object in the left half → the edit is seen at once;
+upload a ShapeWorld video, ask to track → boxes drawn over the playing video, its controls below
+it; a request for something absent reads as failed; refusals are sentences; the attached file
+survives a reload; sessions are renamed and deleted; reload the page, and restart the server →
+the session is listed and reopens with its overlay. No page logs a console error.
 Screenshots go to ``runs/test-artifacts/browser/`` (CI keeps them as artifacts).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from switchboard.core.media import Video, encode_png, save_video
+from switchboard.core.media import Video, decode_image, encode_png, save_video
 from switchboard.world.scene import generate_scene
 from switchboard.world.video import generate_video
 
@@ -28,6 +32,7 @@ TOKEN = "browser-token"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 TURN_MS = 120_000
+CONSOLE_ERRORS: list[str] = []  # every page's console errors, across the tests
 
 pytestmark = pytest.mark.slow
 
@@ -90,12 +95,17 @@ def page(browser, request):
     context.add_init_script(f"localStorage.setItem('switchboard.token', '{TOKEN}')")
     pg = context.new_page()
     errors: list[str] = []
+    console: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("console", lambda m: console.append(f"{m.text} ({m.location.get('url', '')})")
+          if m.type == "error" else None)  # fmt: skip
     yield pg
     SHOTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(SHOTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+    CONSOLE_ERRORS.extend(console)
     assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not console, f"console errors on the page (a 404, a failed load…): {console}"
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +182,40 @@ def test_segment_a_drawn_box_shows_the_mask_overlay(server, page, files):
     inside, total = _overlay_pixels(page, ".bubble.assistant:last-of-type canvas.overlay",
                                     [box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2])  # fmt: skip
     assert total > 50 and inside / total > 0.95, (inside, total)
+    # The overlay stands out from the red square under it: its outline, and its fill as drawn
+    # over the square, are >= 60 away in RGB from the square's own colour.
+    scene = files["scene"]
+    assert scene.objects[0].color == "red"
+    under = np.flatnonzero(scene.masks[0].ravel()).tolist()
+    fill, outline = page.evaluate(
+        """([sel, under]) => {
+            const c = document.querySelector(sel + ' canvas.overlay');
+            const img = document.querySelector(sel + ' .overlay-view img');
+            const w = c.width, h = c.height;
+            const ov = c.getContext('2d').getImageData(0, 0, w, h).data;
+            const t = document.createElement('canvas'); t.width = w; t.height = h;
+            t.getContext('2d').drawImage(img, 0, 0);
+            const px = t.getContext('2d').getImageData(0, 0, w, h).data;
+            const fill = [0, 0, 0, 0, 0, 0]; let n = 0; const edge = [0, 0, 0]; let m = 0;
+            for (const i of under) {
+                const a = ov[i * 4 + 3] / 255;
+                if (!a) continue;
+                for (let k = 0; k < 3; k++) {
+                    fill[k] += a * ov[i * 4 + k] + (1 - a) * px[i * 4 + k];  // as shown
+                    fill[k + 3] += px[i * 4 + k];
+                    if (a === 1) edge[k] += ov[i * 4 + k];
+                }
+                n++; if (a === 1) m++;
+            }
+            return [[...fill.slice(0, 3).map(v => v / n), ...fill.slice(3).map(v => v / n)],
+                    edge.map(v => v / Math.max(m, 1)).concat([m])];
+        }""",
+        [".bubble.assistant:last-of-type", under],
+    )  # fmt: skip
+    red = scene.image[scene.masks[0]].mean(axis=0)
+    assert np.linalg.norm(np.array(fill[3:]) - red) < 20  # the input pixels are the square's
+    assert np.linalg.norm(np.array(fill[:3]) - red) >= 60, (fill, red)
+    assert outline[3] > 10 and np.linalg.norm(np.array(outline[:3]) - red) >= 60, (outline, red)
     turn.locator("input.mask-toggle").uncheck()  # the toggle hides the mask
     assert overlay.get_attribute("data-masks") == "0"
     assert _overlay_pixels(page, ".bubble.assistant:last-of-type canvas.overlay")[1] == 0
@@ -231,36 +275,112 @@ def test_sketch_detect_and_generate(server, page, files):
     assert image.evaluate("i => i.complete && i.naturalWidth") == 256
 
 
-def test_recolour_shows_before_and_after(server, page, files):
+def _watch_progress(page) -> None:
+    """Record every text the live progress line shows (``window.__progress``)."""
+    page.evaluate(
+        """() => {
+            window.__progress = [];
+            new MutationObserver(() => {
+                for (const p of document.querySelectorAll('#messages .progress')) {
+                    const seen = window.__progress;
+                    if (seen[seen.length - 1] !== p.textContent) seen.push(p.textContent);
+                }
+            }).observe(document.querySelector('#messages'),
+                       {subtree: true, childList: true, characterData: true});
+        }"""
+    )  # fmt: skip
+
+
+SHOWN = """([sel, box]) => {
+    // What a person sees at the object's centre, and how many of the object's pixels differ
+    // there from the input image.
+    const fig = [...document.querySelectorAll(sel)].pop();
+    const before = fig.querySelector('img.before');
+    const r = before.getBoundingClientRect();
+    const sx = r.width / before.naturalWidth, sy = r.height / before.naturalHeight;
+    const at = document.elementFromPoint(r.left + (box[0] + box[2]) / 2 * sx,
+                                         r.top + (box[1] + box[3]) / 2 * sy);
+    const read = (img) => {
+        const c = document.createElement('canvas');
+        c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+        return ctx.getImageData(0, 0, c.width, c.height).data;
+    };
+    const a = read(at), b = read(before);
+    let n = 0;
+    for (let y = Math.floor(box[1]); y <= box[3]; y++) {
+        for (let x = Math.floor(box[0]); x <= box[2]; x++) {
+            const i = (y * before.naturalWidth + x) * 4;
+            const d = Math.abs(a[i] - b[i]) + Math.abs(a[i + 1] - b[i + 1])
+                + Math.abs(a[i + 2] - b[i + 2]);
+            if (d > 30) n++;
+        }
+    }
+    const what = at.closest('.after') ? 'after' : at.classList.contains('before') ? 'before'
+        : at.tagName;
+    return [what, n];
+}"""
+
+
+def test_an_edit_in_the_left_half_is_seen_at_once(server, page, files):
     page.goto(server.url)
     page.click("#new-session")
     _attach(page, files["image"])
-    obj = files["scene"].objects[1]
+    scene = files["scene"]
+    k = 3  # the cyan heart, at the left edge: a 50 % slider used to hide edits there
+    obj, box = scene.objects[k], [float(v) for v in scene.boxes[k]]
+    assert (box[0] + box[2]) / 2 < scene.image.shape[1] / 2, box
+    _watch_progress(page)
     _ask(page, f"make the {obj.color} {obj.shape} yellow")
     view = page.locator(".bubble.assistant").last.locator("figure.before-after")
     view.wait_for()
     assert view.get_attribute("data-before") != view.get_attribute("data-after")
     sizes = view.locator("img").evaluate_all("imgs => imgs.map(i => i.complete && i.naturalWidth)")
     assert sizes == [256, 256], sizes
-    changed = page.evaluate(
-        """async () => {
-            const imgs = [...document.querySelectorAll('.before-after img')].slice(-2);
-            const px = imgs.map(img => {
-                const c = document.createElement('canvas');
-                c.width = img.naturalWidth; c.height = img.naturalHeight;
-                const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
-                return ctx.getImageData(0, 0, c.width, c.height).data;
-            });
-            let n = 0;
-            for (let i = 0; i < px[0].length; i += 4) if (px[0][i] !== px[1][i] ||
-                px[0][i + 1] !== px[1][i + 1] || px[0][i + 2] !== px[1][i + 2]) n++;
-            return n;
-        }"""
+    # The first view: the edited image, whole — the heart is yellow on screen.
+    assert view.get_attribute("data-view") == "after"
+    assert view.get_attribute("data-showing") == "after"
+    view.scroll_into_view_if_needed()
+    shown, changed = page.evaluate(SHOWN, ["figure.before-after", box])
+    assert shown == "after" and changed > 200, (shown, changed)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shot = view.locator(".media-wrap").screenshot(path=str(SHOTS / "edit_first_view.png"))
+    seen = decode_image(shot, convert=True).astype(float)
+    sy, sx = seen.shape[0] / scene.image.shape[0], seen.shape[1] / scene.image.shape[1]
+    ys, xs = np.nonzero(scene.masks[k])
+    on_screen = seen[((ys + 0.5) * sy).astype(int), ((xs + 0.5) * sx).astype(int)]
+    moved = np.linalg.norm(on_screen - scene.image[ys, xs].astype(float), axis=1)
+    assert np.median(moved) > 60, np.median(moved)  # the screenshot shows the heart changed
+    # The live line named each stage and its time while the turn ran.
+    progress = page.evaluate("window.__progress")
+    assert any(re.match(r"routing… \d+\.\d s", t) for t in progress), progress
+    assert any(re.match(r"running [a-z_]+(, [a-z_]+)*… \d+\.\d s", t) for t in progress), progress
+    assert len(progress) >= 5, progress  # redrawn as the seconds go by
+    # "Before" shows the input (a click toggles it), and holding it peeks.
+    toggle = view.locator("button.show-before")
+    toggle.click()
+    assert view.get_attribute("data-showing") == "before"
+    assert page.evaluate(SHOWN, ["figure.before-after", box]) == ["before", 0]
+    toggle.click()
+    assert view.get_attribute("data-showing") == "after"
+    toggle.hover()
+    page.mouse.down()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('figure.before-after')].pop()"
+        ".dataset.showing == 'before'"
     )
-    assert changed > 100, changed  # the recoloured object's pixels differ
-    view.locator("input.split").fill("90")  # the slider moves the cut
+    page.mouse.up()
+    assert view.get_attribute("data-showing") == "after"
+    # Side by side: both images, next to each other.
+    view.locator("button.view-mode[data-mode=side]").click()
+    left, right = (view.locator(sel).bounding_box() for sel in ("img.before", ".after img"))
+    assert left["x"] + left["width"] <= right["x"] and abs(left["y"] - right["y"]) < 2
+    # The slider is still there, as an option: it moves the cut.
+    view.locator("button.view-mode[data-mode=slider]").click()
+    view.locator("input.split").fill("90")
     assert "90%" in view.locator(".after").evaluate("e => e.style.clipPath")
-    view.locator("input.split").fill("50")
+    view.locator("button.view-mode[data-mode=after]").click()
+    assert view.locator("input.split").is_hidden()
 
 
 def test_track_a_video_draws_the_track(server, page, files):
@@ -293,18 +413,172 @@ def test_track_a_video_draws_the_track(server, page, files):
     inside, total = _overlay_pixels(page, ".track-view canvas.tracks", near)
     assert total > 0 and inside / total > 0.6, (inside, total)
     assert view.locator(".legend li").count() >= 1
-    video.evaluate("v => v.play()")  # plays, and the boxes follow the frames
+    # The controls sit below the picture: nothing covers a tracked object.
+    assert video.get_attribute("controls") is None
+    picture, controls = video.bounding_box(), view.locator(".track-controls").bounding_box()
+    assert controls["y"] >= picture["y"] + picture["height"] - 1, (picture, controls)
+    view.locator(".track-controls .play").click()  # plays, and the boxes follow the frames
     page.wait_for_function(
         "f => document.querySelector('.track-view canvas.tracks').dataset.frame != f",
         arg=str(frame),
     )
+    view.locator(".track-controls .play").click()  # pauses
+    assert video.evaluate("v => v.paused")
+    view.locator(".track-controls .scrub").fill("2")  # the scrubber seeks to a frame
+    page.wait_for_function(
+        "() => document.querySelector('.track-view canvas.tracks').dataset.frame == '2'"
+    )
+    assert view.locator(".frame-label").inner_text().startswith("frame 3 / ")
+
+
+def test_a_request_for_something_absent_reads_as_failed(server, page, files):
+    page.goto(server.url)
+    page.click("#new-session")
+    _attach(page, files["image"])
+    assert not any(o.shape == "bus" for o in files["scene"].objects)
+    _ask(page, "make the yellow bus blue")
+    turn = page.locator(".bubble.assistant").last
+    assert turn.get_attribute("data-outcome") == "failed", turn.inner_text()
+    assert turn.locator(".outcome-tag").inner_text() == "✗ failed"
+    assert turn.evaluate("b => getComputedStyle(b).borderTopColor") == "rgb(179, 38, 30)"
+    assert turn.locator("figure.before-after").count() == 0
+    statuses = turn.locator(".trace tbody td:nth-child(5)").all_inner_texts()
+    assert statuses and "ok" not in statuses, statuses
+    page.reload()  # read back from the history, it still reads as failed
+    again = page.locator(".bubble.assistant[data-outcome='failed']").last
+    again.wait_for()
+    assert again.locator(".outcome-tag").inner_text() == "✗ failed"
+
+
+def _page_text(page) -> str:
+    return page.evaluate("document.body.innerText")
+
+
+def test_refusals_are_sentences_about_the_input(server, page, tmp_path):
+    page.goto(server.url)
+    page.wait_for_selector("body[data-ready='1']")
+    bubbles = page.locator(".bubble").count()
+    error = page.locator("#composer-error")
+    page.click("#send")  # nothing typed
+    assert error.inner_text() == "Type a request first — for example “segment the red circle”."
+    page.fill("#text", "x")  # typing clears the hint
+    assert error.is_hidden()
+    assert page.locator("#counter").inner_text() == "1 / 4000"
+    long = "segment the red circle " * 183
+    page.fill("#text", long)
+    counter = page.locator("#counter")
+    assert counter.inner_text() == f"{len(long)} / 4000"
+    assert "over" in counter.get_attribute("class")
+    assert counter.evaluate("c => getComputedStyle(c).color") == "rgb(179, 38, 30)"
+    page.click("#send")
+    assert error.inner_text() == (f"Your message is {len(long.strip())} characters long; the limit "
+                                  "is 4000. Shorten it, then send.")  # fmt: skip
+    assert page.locator(".bubble").count() == bubbles  # nothing was sent
+    # A text file named .png: one sentence naming it.
+    fake = tmp_path / "photo.png"
+    fake.write_text("these are words, not pixels\n" * 20)
+    page.set_input_files("#file", str(fake))
+    page.wait_for_function(
+        "document.querySelector('#composer-error').textContent.includes('photo')"
+    )
+    assert error.inner_text() == ("photo.png is not an image I can read (it may be damaged or not "
+                                  "an image).")  # fmt: skip
+    assert page.locator("#stage").is_hidden()
+    text = _page_text(page)
+    assert "{" not in text and "<_io" not in text and "Not sent" not in text
+
+
+def _kept(page) -> bool:
+    """Whether this tab's attached file is in IndexedDB."""
+    return page.evaluate(
+        """() => new Promise((resolve) => {
+            const open = indexedDB.open('switchboard', 1);
+            open.onsuccess = () => {
+                const get = open.result.transaction('attachments').objectStore('attachments')
+                    .get(sessionStorage.getItem('switchboard.tab'));
+                get.onsuccess = () => { open.result.close(); resolve(!!get.result); };
+                get.onerror = () => resolve(false);
+            };
+            open.onerror = () => resolve(false);
+        })"""
+    )  # fmt: skip
+
+
+def test_the_attached_file_survives_a_reload(server, page, files):
+    page.goto(server.url)
+    _attach(page, files["image"])
+    deadline = time.monotonic() + 10
+    while not _kept(page):
+        assert time.monotonic() < deadline, "the attached file was not kept"
+        time.sleep(0.1)
+    page.reload()
+    page.wait_for_selector("#stage-canvas[data-ready='1']")
+    assert page.evaluate("[state.file.name, state.file.type, state.file.size]") == [
+        "scene.png",
+        "image/png",
+        files["image"].stat().st_size,
+    ]
+    assert page.locator("#stage-image").evaluate("i => i.naturalWidth") == 256
+    assert page.locator("#composer-error").is_hidden()
+    # When it could not be kept (here: storage emptied), the page says so after the reload.
+    page.evaluate(
+        """() => new Promise((resolve) => {
+            const open = indexedDB.open('switchboard', 1);
+            open.onsuccess = () => {
+                const tx = open.result.transaction('attachments', 'readwrite');
+                tx.objectStore('attachments').clear();
+                tx.oncomplete = () => { open.result.close(); resolve(); };
+            };
+        })"""
+    )  # fmt: skip
+    page.reload()
+    error = page.locator("#composer-error")
+    error.wait_for()
+    assert error.inner_text() == ("Your attached file (scene.png) was dropped when the page "
+                                  "reloaded; attach it again.")  # fmt: skip
+    assert page.locator("#stage").is_hidden() and page.evaluate("state.file") is None
+    page.reload()  # said once: the next reload starts clean
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.locator("#composer-error").is_hidden()
+
+
+def test_sessions_have_distinct_titles_and_are_renamed_and_deleted(server, page):
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    keep, drop = (page.request.post(server.url + "api/sessions", headers=auth).json()["id"]
+                  for _ in range(2))  # fmt: skip
+    page.goto(server.url)
+    page.wait_for_selector(f"#sessions li[data-session='{drop}']")
+    titles = page.locator("#sessions li .title").all_text_contents()
+    assert len(set(titles)) == len(titles), titles  # no two alike
+    assert all(re.search(r" · (\d+ \w+ )?\d\d:\d\d(:\d\d)?( \(\d+\))?$", t) for t in titles), titles
+    assert any(t.startswith("segment this · ") for t in titles), titles
+    item = page.locator(f"#sessions li[data-session='{keep}']")
+    item.hover()
+    item.locator("button.rename").click()
+    page.locator(".rename-input").fill("Bus depot")
+    page.locator(".rename-input").press("Enter")
+    page.wait_for_selector(f"#sessions li[data-session='{keep}'] .title >> text='Bus depot'")
+    gone = page.locator(f"#sessions li[data-session='{drop}']")
+    gone.hover()
+    gone.locator("button.delete").click()
+    assert "Delete “" in gone.locator(".confirm").inner_text()
+    gone.locator("button.confirm-keep").click()  # changed their mind
+    assert gone.locator(".title").count() == 1
+    gone.locator("button.delete").click()
+    gone.locator("button.confirm-delete").click()
+    page.wait_for_selector(f"#sessions li[data-session='{drop}']", state="detached")
+    page.reload()
+    page.wait_for_selector(f"#sessions li[data-session='{keep}']")
+    assert page.locator(f"#sessions li[data-session='{keep}'] .title").text_content() == "Bus depot"
+    assert page.locator(f"#sessions li[data-session='{drop}']").count() == 0
+    assert page.request.get(server.url + f"api/sessions/{drop}", headers=auth).status == 404
 
 
 def test_reload_and_restart_find_the_session(server, page, files, home):
     page.goto(server.url)
     page.wait_for_selector("#sessions li.session")
-    titles = page.locator("#sessions li .title").all_inner_texts()
-    assert "segment this" in titles, titles
+    titles = page.locator("#sessions li .title").all_text_contents()
+    assert any(t.startswith("segment this · ") for t in titles), titles
     first = page.locator("#sessions li", has_text="segment this").filter(has_text="1 turn")
     first.click()  # the box test's session (the sketch test's has 3 turns)
     page.wait_for_selector(".bubble.assistant canvas.overlay[data-masks='1']")
@@ -319,7 +593,7 @@ def test_reload_and_restart_find_the_session(server, page, files, home):
         page.goto(again.url + "#session=" + url.split("#session=")[1])
         page.wait_for_selector(".bubble.assistant canvas.overlay[data-masks='1']")
         page.wait_for_selector("#sessions li.session")
-        titles_after = page.locator("#sessions li .title").all_inner_texts()
+        titles_after = page.locator("#sessions li .title").all_text_contents()
         assert sorted(titles_after) == sorted(titles)
         link = page.locator("a.download", has_text="mask-1.png")
         with page.expect_download() as dl:

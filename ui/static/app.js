@@ -6,6 +6,11 @@
 const $ = (sel, el = document) => el.querySelector(sel);
 const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
   "#9a6324"];
+// Mask colours: for each mask the one farthest (in RGB) from the pixels under it.
+const MASK_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
+  "#ffe119", "#bfef45", "#ffffff", "#000000", "#9a6324"];
+const MIN_CONTRAST = 60;
+const EXAMPLE = "Type a request first — for example “segment the red circle”.";
 const state = {
   session: null,
   token: localStorage.getItem("switchboard.token") || "",
@@ -13,16 +18,25 @@ const state = {
   file: null,
   region: null,
   busy: false,
+  maxText: 4000, // the server's, from /api/health
+  maxUpload: 50e6,
   urls: new Map(), // sha256 -> object URL
   json: new Map(), // sha256 -> parsed JSON
 };
 
 class ApiError extends Error {
   constructor(status, detail) {
-    super(`${status}: ${detail}`);
+    super(detail);
     this.status = status;
     this.detail = detail;
   }
+}
+
+/** What to tell a person when a request failed: the server's sentence, or one of ours. */
+function sayError(err) {
+  if (err instanceof ApiError) return err.detail;
+  if (err instanceof TypeError) return "The server could not be reached; check that it is running, then try again.";
+  return err.message;
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -45,12 +59,16 @@ function authHeaders() {
 async function api(path, opts = {}) {
   const r = await fetch(path, { ...opts, headers: { ...authHeaders(), ...(opts.headers || {}) } });
   if (!r.ok) {
-    let detail = r.statusText;
+    let detail = null;
     try {
       detail = (await r.json()).detail;
     } catch (_) { /* not JSON */ }
     if (r.status === 401) showToken(true);
-    throw new ApiError(r.status, typeof detail === "string" ? detail : JSON.stringify(detail));
+    if (typeof detail !== "string" || !detail) { // only the server's sentences are shown
+      detail = r.status === 401 ? "The server needs an API token: enter it on the left."
+        : `The server refused the request (${r.status} ${r.statusText}).`;
+    }
+    throw new ApiError(r.status, detail);
   }
   return r;
 }
@@ -78,22 +96,146 @@ function loadImage(url) {
 }
 
 // -- sessions -------------------------------------------------------------------------------
+/** The server's times are UTC without a zone (``2024-05-01T12:02:00``): read them as UTC. */
+function utc(iso) {
+  return new Date(/(Z|[+-]\d\d:?\d\d)$/.test(iso) ? iso : `${iso}Z`);
+}
+
+function clock(date) {
+  const hm = `${String(date.getHours()).padStart(2, "0")}:${String(date.getMinutes()).padStart(2, "0")}`;
+  if (date.toDateString() === new Date().toDateString()) return hm;
+  return `${date.toLocaleDateString(undefined, { day: "numeric", month: "short" })} ${hm}`;
+}
+
+/** A session's name: the one a person gave it, else its first request and when it began. */
+function sessionTitle(s) {
+  if (s.named) return s.title;
+  return `${s.title || "New session"} · ${clock(utc(s.created_at))}`;
+}
+
 async function loadSessions() {
   const list = $("#sessions");
   let sessions;
   try {
     sessions = await (await api("/api/sessions")).json();
   } catch (err) {
-    list.replaceChildren(el("li", { class: "error", text: err.detail || err.message }));
+    list.replaceChildren(el("li", { class: "error", text: sayError(err) }));
     return;
   }
-  list.replaceChildren(...sessions.map((s) => el("li", {
+  const titles = distinctTitles(sessions);
+  list.replaceChildren(...sessions.map((s, i) => sessionItem(s, titles[i])));
+}
+
+/** Every session's title, no two alike: the same first request begun in the same minute gets
+ * the seconds too, and a name given twice a number. */
+function distinctTitles(sessions) {
+  const count = (list) => list.reduce((m, t) => m.set(t, (m.get(t) || 0) + 1), new Map());
+  let titles = sessions.map((s) => sessionTitle(s));
+  const seen = count(titles);
+  titles = titles.map((t, i) => {
+    const s = sessions[i];
+    if (seen.get(t) < 2 || s.named) return t;
+    const d = utc(s.created_at);
+    return `${t}:${String(d.getSeconds()).padStart(2, "0")}`;
+  });
+  const again = count(titles);
+  const nth = new Map();
+  const out = [...titles];
+  for (let i = titles.length - 1; i >= 0; i--) { // numbered oldest first (the list is newest first)
+    const t = titles[i];
+    if (again.get(t) < 2) continue;
+    nth.set(t, (nth.get(t) || 0) + 1);
+    if (nth.get(t) > 1) out[i] = `${t} (${nth.get(t)})`;
+  }
+  return out;
+}
+
+function sessionItem(s, title) {
+  const li = el("li", {
     class: s.id === state.session ? "session active" : "session",
     "data-session": s.id,
-    title: `${s.turns} turn(s), last ${new Date(s.updated_at).toLocaleString()}`,
+    title: `${title}: ${s.turns} turn(s), last ${utc(s.updated_at).toLocaleString()}`,
     onclick: () => openSession(s.id),
-  }, el("span", { class: "title", text: s.title || "(untitled)" }),
-  el("span", { class: "meta", text: `${s.turns} turn${s.turns === 1 ? "" : "s"}` }))));
+  });
+  const stop = (fn) => (e) => { e.stopPropagation(); fn(); };
+  // the words shrink (…), the time stays: two sessions with the same request stay told apart
+  const words = s.named ? title : (s.title || "New session");
+  const when = !s.named && title.startsWith(`${words} · `) ? title.slice(words.length) : "";
+  const show = () => li.replaceChildren(
+    el("div", { class: "session-row" },
+      el("span", { class: "title" }, el("span", { class: "words", text: when ? words : title }),
+        when ? el("span", { class: "when", text: when }) : null),
+      el("button", { type: "button", class: "icon rename", title: "Rename this session",
+        "aria-label": "Rename this session", onclick: stop(rename) }, "✎"),
+      el("button", { type: "button", class: "icon delete", title: "Delete this session",
+        "aria-label": "Delete this session", onclick: stop(askDelete) }, trashIcon())),
+    el("span", { class: "meta", text: `${s.turns} turn${s.turns === 1 ? "" : "s"}` }));
+  const fail = (err) => li.append(el("span", { class: "error", text: sayError(err) }));
+
+  function rename() {
+    const input = el("input", { class: "rename-input", type: "text", maxlength: 120,
+      "aria-label": "New name of the session", value: s.title || "" });
+    let done = false;
+    const save = async () => {
+      if (done) return;
+      done = true;
+      const name = input.value.trim();
+      if (!name || name === s.title) { show(); return; } // unchanged: nothing to save
+      try {
+        await api(`/api/sessions/${s.id}`, { method: "PATCH", body: JSON.stringify({ title: name }),
+          headers: { "Content-Type": "application/json" } });
+        await loadSessions();
+      } catch (err) {
+        show();
+        fail(err);
+      }
+    };
+    input.addEventListener("click", (e) => e.stopPropagation());
+    input.addEventListener("keydown", (e) => {
+      e.stopPropagation();
+      if (e.key === "Enter") save();
+      else if (e.key === "Escape") { done = true; show(); }
+    });
+    input.addEventListener("blur", save);
+    li.replaceChildren(input);
+    input.focus();
+    input.select();
+  }
+
+  function askDelete() {
+    li.replaceChildren(el("div", { class: "confirm" },
+      el("span", { text: `Delete “${title}” and its ${s.turns} turn${s.turns === 1 ? "" : "s"}?` }),
+      el("span", { class: "confirm-buttons" },
+        el("button", { type: "button", class: "confirm-delete", onclick: stop(remove) }, "Delete"),
+        el("button", { type: "button", class: "confirm-keep", onclick: stop(show) }, "Keep"))));
+  }
+
+  async function remove() {
+    try {
+      await api(`/api/sessions/${s.id}`, { method: "DELETE" });
+    } catch (err) {
+      show();
+      fail(err);
+      return;
+    }
+    if (state.session === s.id) await openSession(null);
+    await loadSessions();
+  }
+
+  show();
+  return li;
+}
+
+/** 🗑 drawn (an emoji font is not everywhere). */
+function trashIcon() {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("width", "13");
+  svg.setAttribute("height", "13");
+  svg.setAttribute("aria-hidden", "true");
+  svg.innerHTML = '<path d="M2.5 4h11M6 4V2.5h4V4M4 4l.8 9.5h6.4L12 4M6.6 6.5v5M9.4 6.5v5" '
+    + 'fill="none" stroke="currentColor" stroke-width="1.3" stroke-linejoin="round"/>';
+  return svg;
 }
 
 async function openSession(id) {
@@ -113,7 +255,9 @@ async function openSession(id) {
     for (const turn of session.turns) box.append(...renderTurn(turn));
     box.scrollTop = box.scrollHeight;
   } catch (err) {
-    box.append(el("p", { class: "error", text: `Could not open the session: ${err.detail || err.message}` }));
+    box.append(el("p", { class: "error", text: err.status === 404
+      ? "That session does not exist any more (or belongs to another token)."
+      : `The session could not be opened: ${sayError(err)}` }));
     if (err.status === 404) {
       state.session = null;
       history.replaceState(null, "", "#");
@@ -147,10 +291,17 @@ function renderTurn(turn) {
   }
 
   const status = turn.status || "done";
-  const bubble = el("article", { class: `bubble assistant ${status}`, "data-turn": turn.id,
-    "data-status": status });
-  bubble.append(el("p", { class: "text reply", text: reply ? reply.text : (turn.error || "…") }));
-  if (status === "failed" && turn.error) bubble.append(el("p", { class: "error", text: turn.error }));
+  const outcome = outcomeOf(turn);
+  const bubble = el("article", { class: `bubble assistant ${status} outcome-${outcome}`,
+    "data-turn": turn.id, "data-status": status, "data-outcome": outcome });
+  if (outcome !== "ok") {
+    bubble.append(el("span", { class: "outcome-tag", text: outcome === "failed" ? "✗ failed" : "⚠ partly done",
+      title: outcome === "failed" ? "Nothing this request asked for was done."
+        : "Some of what this request asked for was done, some was not." }));
+  }
+  // No reply: the process stopped mid-turn (the store's reason is a sentence; a bug's is not).
+  const why = turn.error && !/^\w+(Error|Exception)\b/.test(turn.error) ? `: ${turn.error}` : "";
+  bubble.append(el("p", { class: "text reply", text: reply ? reply.text : `The request was not finished${why}.` }));
   const results = el("div", { class: "results" });
   bubble.append(results);
   drawResults(results, input, reply).catch((err) => results.append(
@@ -159,6 +310,17 @@ function renderTurn(turn) {
   const files = [...(user ? user.artifacts : []), ...(reply ? reply.artifacts : [])];
   if (files.length) bubble.append(downloads(files));
   return [userBubble, bubble];
+}
+
+/** "ok" | "partial" | "failed": the server's, else from the calls' statuses (every call ok,
+ * or none made: ok; some: partial; none ok: failed). A turn that did not finish failed. */
+function outcomeOf(turn) {
+  if (turn.status === "failed") return "failed";
+  if (turn.outcome) return turn.outcome;
+  const calls = turn.calls || [];
+  const ok = calls.filter((c) => c.status === "ok").length;
+  if (ok === calls.length) return "ok";
+  return ok ? "partial" : "failed";
 }
 
 function thumbnail(artifact) {
@@ -192,14 +354,24 @@ async function drawResults(box, input, reply) {
   }
 }
 
-/** The input image with the masks (each toggled by its checkbox) and labelled boxes on top. */
+/** The input image with the masks (each toggled by its checkbox) and labelled boxes on top.
+ * Each mask is filled and outlined in the colour that contrasts most with the pixels under it. */
 async function overlayView(input, masks, boxes) {
   const base = await loadImage(await artifactURL(input.sha256));
   const w = base.naturalWidth;
   const h = base.naturalHeight;
+  const pixels = (() => {
+    const c = document.createElement("canvas");
+    c.width = w;
+    c.height = h;
+    const ctx = c.getContext("2d");
+    ctx.drawImage(base, 0, 0);
+    return ctx.getImageData(0, 0, w, h).data;
+  })();
   const canvas = el("canvas", { class: "overlay", width: w, height: h });
   const layers = [];
-  for (const [i, m] of masks.entries()) {
+  const used = new Set();
+  for (const m of masks) {
     const img = await loadImage(await artifactURL(m.sha256));
     const layer = document.createElement("canvas");
     layer.width = w;
@@ -207,16 +379,36 @@ async function overlayView(input, masks, boxes) {
     const ctx = layer.getContext("2d");
     ctx.drawImage(img, 0, 0, w, h);
     const px = ctx.getImageData(0, 0, w, h);
-    const [r, g, b] = hexRGB(PALETTE[i % PALETTE.length]);
-    for (let p = 0; p < px.data.length; p += 4) {
-      const on = px.data[p] > 127;
-      px.data[p] = r;
-      px.data[p + 1] = g;
-      px.data[p + 2] = b;
-      px.data[p + 3] = on ? 120 : 0;
+    const on = new Uint8Array(w * h);
+    const sum = [0, 0, 0];
+    let n = 0;
+    for (let i = 0; i < w * h; i++) {
+      if (px.data[i * 4] > 127) {
+        on[i] = 1;
+        sum[0] += pixels[i * 4];
+        sum[1] += pixels[i * 4 + 1];
+        sum[2] += pixels[i * 4 + 2];
+        n += 1;
+      }
+    }
+    const mean = n ? sum.map((v) => v / n) : [128, 128, 128];
+    const colour = contrastColour(mean, used);
+    const rim = Math.max(2, Math.round(Math.max(w, h) / 128)); // the outline's width, in pixels
+    used.add(colour);
+    const [r, g, b] = hexRGB(colour);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const i = y * w + x;
+        const p = i * 4;
+        px.data[p] = r;
+        px.data[p + 1] = g;
+        px.data[p + 2] = b;
+        // the outline (mask pixels within `rim` of the mask's edge) is opaque
+        px.data[p + 3] = !on[i] ? 0 : nearEdge(on, w, h, x, y, rim) ? 255 : 140;
+      }
     }
     ctx.putImageData(px, 0, 0);
-    layers.push({ canvas: layer, visible: true });
+    layers.push({ canvas: layer, visible: true, colour, mean });
   }
   const redraw = () => {
     const ctx = canvas.getContext("2d");
@@ -234,18 +426,42 @@ async function overlayView(input, masks, boxes) {
     canvas.dataset.boxes = String(boxes.length);
   };
   redraw();
+  canvas.dataset.colours = JSON.stringify(layers.map((l) => l.colour));
   const toggles = el("div", { class: "toggles" });
   layers.forEach((layer, i) => {
     const cb = el("input", { type: "checkbox", class: "mask-toggle", checked: "",
       "data-mask": i, onchange: (e) => { layer.visible = e.target.checked; redraw(); } });
-    toggles.append(el("label", { style: `--swatch:${PALETTE[i % PALETTE.length]}` }, cb,
-      ` mask ${i + 1}`));
+    toggles.append(el("label", { style: `--swatch:${layer.colour}` }, cb, ` mask ${i + 1}`));
   });
   return el("figure", { class: "overlay-view" },
     el("div", { class: "media-wrap" }, el("img", { src: base.src, alt: "the input image" }), canvas),
     masks.length ? toggles : null,
     el("figcaption", { text: [masks.length && `${masks.length} mask(s)`,
       boxes.length && `${boxes.length} box(es)`].filter(Boolean).join(", ") }));
+}
+
+/** Whether the mask pixel (x, y) lies within `r` pixels of the mask's edge (or the image's). */
+function nearEdge(on, w, h, x, y, r) {
+  if (x < r || y < r || x >= w - r || y >= h - r) return true;
+  for (let dy = -r; dy <= r; dy++) {
+    for (let dx = -r; dx <= r; dx++) {
+      if (!on[(y + dy) * w + x + dx]) return true;
+    }
+  }
+  return false;
+}
+
+function rgbDistance(a, b) {
+  return Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+}
+
+/** The palette colour farthest from `mean` (RGB), preferring one no other mask has: the
+ * farthest unused one when it is at least MIN_CONTRAST away, else the farthest of all. */
+function contrastColour(mean, used) {
+  const ranked = MASK_COLOURS.map((hex) => [hex, rgbDistance(hexRGB(hex), mean)])
+    .sort((a, b) => b[1] - a[1]);
+  const fresh = ranked.find(([hex]) => !used.has(hex));
+  return (fresh && fresh[1] >= MIN_CONTRAST ? fresh : ranked[0])[0];
 }
 
 function hexRGB(hex) {
@@ -270,22 +486,64 @@ function drawBox(ctx, xyxy, label, color, width) {
   ctx.fillText(label, x1 + 3, ty + size);
 }
 
-/** Before and after an edit: the edited image over the input, revealed by a slider; with
- * several edits in one turn, each step is listed below. */
+/** Before and after an edit. It opens on the edited image, whole, so the change is seen at
+ * once; "Before" swaps in the input (a click toggles, holding it peeks). Side by side puts
+ * the two next to each other; Slider cuts between them. With several edits in one turn, each
+ * step is listed below. */
 async function beforeAfter(input, edited) {
   const before = await artifactURL(input.sha256);
   const last = edited[edited.length - 1];
   const after = await artifactURL(last.sha256);
   const top = el("div", { class: "after" }, el("img", { src: after, alt: "after the edit" }));
-  const slider = el("input", { type: "range", min: 0, max: 100, value: 50, class: "split",
-    "aria-label": "before / after",
-    oninput: (e) => { top.style.clipPath = `inset(0 0 0 ${e.target.value}%)`; } });
-  top.style.clipPath = "inset(0 0 0 50%)";
   const view = el("figure", { class: "before-after", "data-before": input.sha256,
-    "data-after": last.sha256 },
-  el("div", { class: "media-wrap" }, el("img", { class: "before", src: before, alt: "before the edit" }), top),
-  slider,
-  el("figcaption", {}, el("span", { text: "before" }), el("span", { text: "after" })));
+    "data-after": last.sha256, "data-view": "after", "data-showing": "after" });
+  const slider = el("input", { type: "range", min: 0, max: 100, value: 50, class: "split",
+    "aria-label": "before / after", oninput: () => apply() });
+  const toggle = el("button", { type: "button", class: "show-before", "aria-pressed": "false",
+    title: "Click to switch between the image before and after the edit; hold to peek" }, "Before");
+  const names = { after: "After", side: "Side by side", slider: "Slider" };
+  const switcher = el("div", { class: "view-switch", role: "group", "aria-label": "compare the edit" },
+    ...Object.entries(names).map(([mode, label]) => el("button", { type: "button",
+      class: "view-mode", "data-mode": mode, "aria-pressed": String(mode === "after"),
+      onclick: () => { view.dataset.view = mode; showBefore = false; apply(); } }, label)));
+  const caption = el("figcaption", {});
+  let showBefore = false;
+  function apply() {
+    const mode = view.dataset.view;
+    const showing = mode === "after" ? (showBefore ? "before" : "after") : mode;
+    view.dataset.showing = showing;
+    top.style.visibility = showing === "before" ? "hidden" : "visible";
+    top.style.clipPath = mode === "slider" ? `inset(0 0 0 ${slider.value}%)` : "none";
+    slider.hidden = mode !== "slider";
+    toggle.hidden = mode !== "after";
+    toggle.setAttribute("aria-pressed", String(showBefore));
+    toggle.classList.toggle("on", showBefore);
+    for (const b of switcher.children) b.setAttribute("aria-pressed", String(b.dataset.mode === mode));
+    caption.replaceChildren(...(mode === "after"
+      ? [el("span", { text: showBefore ? "before the edit" : "after the edit" })]
+      : [el("span", { text: "before" }), el("span", { text: "after" })]));
+  }
+  // A click toggles; a press held longer than 250 ms shows "before" until it is let go.
+  let holdTimer = null;
+  let held = false;
+  toggle.addEventListener("pointerdown", () => {
+    held = false;
+    holdTimer = setTimeout(() => { held = true; showBefore = true; apply(); }, 250);
+  });
+  const release = () => {
+    clearTimeout(holdTimer);
+    if (held) { showBefore = false; apply(); }
+  };
+  for (const ev of ["pointerup", "pointerleave", "pointercancel"]) toggle.addEventListener(ev, release);
+  toggle.addEventListener("click", () => {
+    if (held) { held = false; return; }
+    showBefore = !showBefore;
+    apply();
+  });
+  view.append(el("div", { class: "compare-tools" }, switcher, toggle),
+    el("div", { class: "media-wrap" }, el("img", { class: "before", src: before, alt: "before the edit" }), top),
+    slider, caption);
+  apply();
   if (edited.length > 1) {
     const steps = el("div", { class: "steps" });
     for (const [i, e] of edited.entries()) {
@@ -296,11 +554,18 @@ async function beforeAfter(input, edited) {
   return view;
 }
 
-/** The video with every track's box (and its path so far) drawn on the frame on screen. */
+/** The video with every track's box (and its path so far) drawn on the frame on screen; its
+ * controls (play/pause, a frame scrubber) sit below the picture, never over a tracked object. */
 async function trackView(input, tracks, fps) {
-  const video = el("video", { src: await artifactURL(input.sha256), controls: "", muted: "",
+  const video = el("video", { src: await artifactURL(input.sha256), muted: "",
     loop: "", playsinline: "", preload: "auto" });
   video.muted = true;
+  const play = el("button", { type: "button", class: "play", "aria-label": "Play" }, "▶");
+  const scrub = el("input", { type: "range", class: "scrub", min: 0, max: 0, step: 1, value: 0,
+    "aria-label": "frame" });
+  const where = el("span", { class: "frame-label" });
+  let scrubbing = false;
+  const frames = () => Math.max(1, Math.round((video.duration || 0) * fps));
   const canvas = el("canvas", { class: "overlay tracks" });
   const byTrack = tracks.map((t) => new Map(t.frames.map((f, i) => [f, t.xyxy[i]])));
   const lastFrame = Math.max(...tracks.flatMap((t) => t.frames));
@@ -335,6 +600,9 @@ async function trackView(input, tracks, fps) {
     });
     canvas.dataset.frame = String(frame);
     canvas.dataset.boxes = String(drawn);
+    const shown = Math.min(frames() - 1, Math.floor(video.currentTime * fps + 1e-3));
+    if (!scrubbing) scrub.value = String(shown);
+    where.textContent = `frame ${shown + 1} / ${frames()}`;
   };
   const loop = () => {
     draw();
@@ -342,11 +610,25 @@ async function trackView(input, tracks, fps) {
   };
   for (const ev of ["loadeddata", "seeked", "timeupdate", "pause"]) video.addEventListener(ev, draw);
   video.addEventListener("play", () => requestAnimationFrame(loop));
+  video.addEventListener("loadedmetadata", () => { scrub.max = String(frames() - 1); draw(); });
+  const label = () => {
+    play.textContent = video.paused ? "▶" : "❚❚";
+    play.setAttribute("aria-label", video.paused ? "Play" : "Pause");
+  };
+  video.addEventListener("play", label);
+  video.addEventListener("pause", label);
+  play.addEventListener("click", () => (video.paused ? video.play() : video.pause()));
+  scrub.addEventListener("input", () => {
+    scrubbing = true;
+    video.pause();
+    video.currentTime = (Number(scrub.value) + 0.5) / fps; // the middle of the frame
+  });
+  scrub.addEventListener("change", () => { scrubbing = false; });
   const legend = el("ul", { class: "legend" }, ...tracks.map((t, i) => el("li",
     { style: `--swatch:${PALETTE[i % PALETTE.length]}` },
     `#${t.track_id} ${t.label}: frames ${t.frames[0]}–${t.frames[t.frames.length - 1]}`)));
   return el("figure", { class: "track-view" }, el("div", { class: "media-wrap" }, video, canvas),
-    legend, el("figcaption", { text: `${tracks.length} track(s) at ${fps} fps` }));
+    el("div", { class: "track-controls" }, play, scrub, where), legend, el("figcaption", { text: `${tracks.length} track(s) at ${fps} fps` }));
 }
 
 function traceTable(calls) {
@@ -403,18 +685,28 @@ function setError(text) {
   p.hidden = !text;
 }
 
-function setFile(file) {
+/** The message's length against the server's limit, shown under the box as it is typed. */
+function updateCounter() {
+  const n = [...$("#text").value].length; // characters, as the server counts them
+  const counter = $("#counter");
+  counter.textContent = `${n} / ${state.maxText}`;
+  counter.classList.toggle("over", n > state.maxText);
+}
+
+function setFile(file, { keep = true } = {}) {
   if (file && !/^(image|video)\//.test(file.type)) {
-    setError(`${file.name} is not an image or a video (${file.type || "unknown type"}).`);
+    setError(`${file.name} is not an image or a video; attach an image (PNG, JPEG, WebP, GIF, BMP) or a video (MP4, WebM, AVI, MOV).`);
     return;
   }
   setError("");
   state.file = file;
   clearRegion();
+  if (keep) keepAttachment(file);
   const img = $("#stage-image");
   const video = $("#stage-video");
   $("#stage").hidden = !file;
   $("#drop-hint").hidden = !!file;
+  $("#stage-canvas").dataset.ready = "0";
   if (!file) return;
   const url = URL.createObjectURL(file);
   const isVideo = file.type.startsWith("video/") && file.type !== "image/gif";
@@ -424,10 +716,101 @@ function setFile(file) {
     video.onloadeddata = () => sizeCanvas(video.videoWidth, video.videoHeight);
     video.src = url;
   } else {
-    img.onload = () => sizeCanvas(img.naturalWidth, img.naturalHeight);
-    img.onerror = () => setError(`${file.name} could not be decoded as an image.`);
+    img.onload = () => { if (state.file === file) sizeCanvas(img.naturalWidth, img.naturalHeight); };
+    img.onerror = () => { // every type the server takes decodes here: this one is not an image
+      if (state.file !== file) return;
+      $("#file").value = "";
+      setFile(null);
+      setError(`${file.name} is not an image I can read (it may be damaged or not an image).`);
+    };
     img.src = url;
   }
+}
+
+// -- the attached file survives a reload ----------------------------------------------------
+// Its bytes go to IndexedDB under this tab's id (sessionStorage: a reload keeps it, a new tab
+// starts empty); sessionStorage also notes that a file was attached, so that a file that could
+// not be kept (too big, storage refused) is explained rather than silently gone.
+const ATTACHED = "switchboard.attached";
+const KEEP_AT_MOST = 64e6; // bytes
+const TAB = sessionStorage.getItem("switchboard.tab")
+  || `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+sessionStorage.setItem("switchboard.tab", TAB);
+
+function attachments(mode, work) {
+  return new Promise((resolve, reject) => {
+    let open;
+    try {
+      open = indexedDB.open("switchboard", 1);
+    } catch (err) {
+      reject(err);
+      return;
+    }
+    open.onupgradeneeded = () => open.result.createObjectStore("attachments");
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const db = open.result;
+      let result;
+      try {
+        const tx = db.transaction("attachments", mode);
+        const req = work(tx.objectStore("attachments"));
+        if (req) req.onsuccess = () => { result = req.result; };
+        tx.oncomplete = () => { db.close(); resolve(result); };
+        tx.onerror = tx.onabort = () => { db.close(); reject(tx.error); };
+      } catch (err) {
+        db.close();
+        reject(err);
+      }
+    };
+  });
+}
+
+async function keepAttachment(file) {
+  if (!file) {
+    sessionStorage.removeItem(ATTACHED);
+    await attachments("readwrite", (store) => store.delete(TAB)).catch(() => {});
+    return;
+  }
+  sessionStorage.setItem(ATTACHED, file.name);
+  try {
+    if (file.size > KEEP_AT_MOST) throw new Error("too big to keep");
+    const bytes = await file.arrayBuffer();
+    if (state.file !== file) return; // replaced meanwhile
+    await attachments("readwrite", (store) => store.put({ name: file.name, type: file.type,
+      lastModified: file.lastModified, bytes, saved: Date.now() }, TAB));
+  } catch (_) {
+    await attachments("readwrite", (store) => store.delete(TAB)).catch(() => {});
+  }
+}
+
+/** Put the file attached before the reload back in the composer, or say why it is gone. */
+async function restoreAttachment() {
+  const name = sessionStorage.getItem(ATTACHED);
+  // forget what other tabs left a day ago or more
+  const old = Date.now() - 86400e3;
+  attachments("readwrite", (store) => {
+    const req = store.openCursor();
+    req.onsuccess = () => {
+      const cur = req.result;
+      if (!cur) return;
+      if (cur.key !== TAB && !(cur.value.saved > old)) cur.delete();
+      cur.continue();
+    };
+    return null;
+  }).catch(() => {});
+  if (!name) return;
+  let kept = null;
+  try {
+    kept = await attachments("readonly", (store) => store.get(TAB));
+  } catch (_) { /* storage refused */ }
+  if (kept && kept.bytes && !state.file) {
+    setFile(new File([kept.bytes], kept.name, { type: kept.type, lastModified: kept.lastModified }),
+      { keep: false });
+    return;
+  }
+  if (state.file) return;
+  sessionStorage.removeItem(ATTACHED);
+  setError(`Your attached file (${name}) was dropped when the page reloaded; attach it again.`);
 }
 
 function sizeCanvas(w, h) {
@@ -604,8 +987,22 @@ function setupDrop() {
 // -- sending a message, streamed ------------------------------------------------------------
 async function send(e) {
   if (e) e.preventDefault();
+  if (state.busy) return;
   const text = $("#text").value.trim();
-  if (!text || state.busy) return;
+  if (!text) {
+    setError(EXAMPLE);
+    $("#text").focus();
+    return;
+  }
+  const n = [...text].length;
+  if (n > state.maxText) {
+    setError(`Your message is ${n} characters long; the limit is ${state.maxText}. Shorten it, then send.`);
+    return;
+  }
+  if (state.file && state.file.size > state.maxUpload) {
+    setError(`${state.file.name} is ${megabytes(state.file.size)}; the largest file this server takes is ${megabytes(state.maxUpload)}.`);
+    return;
+  }
   state.busy = true;
   $("#send").disabled = true;
   setError("");
@@ -619,13 +1016,16 @@ async function send(e) {
       : el("img", { class: "thumb", src: URL.createObjectURL(state.file), alt: "the attached image" });
     userBubble.append(thumb);
   }
+  const progress = el("p", { class: "progress" });
   const live = el("article", { class: "bubble assistant streaming", "data-status": "streaming" },
-    el("p", { class: "text reply", text: "…" }));
+    el("p", { class: "text reply", text: "…" }), progress);
   const trace = el("tbody");
   live.append(el("details", { class: "trace", open: "" }, el("summary", { text: "working…" }),
     el("table", {}, trace)));
   box.append(userBubble, live);
   box.scrollTop = box.scrollHeight;
+  const ticker = progressLine(progress);
+  ticker.stage("sending", "sending…");
   try {
     if (!state.session) {
       state.session = (await (await api("/api/sessions", { method: "POST" })).json()).id;
@@ -637,17 +1037,20 @@ async function send(e) {
     const region = regionJSON();
     if (region) form.append("region", region);
     const r = await api(`/api/sessions/${state.session}/messages/stream`, { method: "POST", body: form });
-    const turn = await readEvents(r, live, trace);
+    ticker.stage("routing", "routing…");
+    const turn = await readEvents(r, live, trace, ticker);
     const [u, a] = renderTurn(turn);
     userBubble.replaceWith(u);
     live.replaceWith(a);
     $("#text").value = "";
+    updateCounter();
     clearRegion(); // the file stays attached for the next request on it
   } catch (err) {
     userBubble.remove();
     live.remove();
-    setError(`Not sent: ${err.detail || err.message}`); // the text, file and region are kept
+    setError(sayError(err)); // the text, file and region are kept
   } finally {
+    ticker.stop();
     state.busy = false;
     $("#send").disabled = false;
     box.scrollTop = box.scrollHeight;
@@ -655,13 +1058,51 @@ async function send(e) {
   }
 }
 
+function megabytes(n) {
+  return n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${Math.round(n / 1e3)} kB`;
+}
+
+/** The live line under a streaming reply: the stage running now ("routing…", "running
+ * segment…") and how long it has run, redrawn every 150 ms. */
+function progressLine(node) {
+  const began = performance.now();
+  let since = began;
+  let label = "";
+  let stages = 0;
+  const draw = () => {
+    const now = performance.now();
+    const all = stages > 1 ? ` · ${((now - began) / 1000).toFixed(1)} s in all` : "";
+    node.textContent = `${label} ${((now - since) / 1000).toFixed(1)} s${all}`;
+  };
+  const timer = setInterval(draw, 150);
+  return {
+    stage(name, text) {
+      if (text === label) return;
+      label = text;
+      stages += 1;
+      since = performance.now();
+      node.dataset.stage = name;
+      draw();
+    },
+    stop() {
+      clearInterval(timer);
+    },
+  };
+}
+
 /** Read the SSE stream: show the route, each call and the reply as they come; return the
  * finished turn in the history's shape. */
-async function readEvents(response, live, trace) {
+async function readEvents(response, live, trace, ticker) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
   const rows = new Map();
+  const running = new Map(); // step:index -> tool
+  const showRunning = () => {
+    const tools = [...new Set(running.values())];
+    if (tools.length) ticker.stage("running", `running ${tools.join(", ")}…`);
+    else ticker.stage("routing", "routing…"); // the router reads what the calls found
+  };
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
@@ -676,26 +1117,33 @@ async function readEvents(response, live, trace) {
       if (ev.type === "route") {
         const what = ev.calls.length ? ev.calls.map((c) => c.tool).join(", ") : "a reply";
         $("summary", live).textContent = `routed to ${what} in ${ev.seconds.toFixed(2)} s`;
+        if (ev.calls.length) ticker.stage("running", `running ${ev.calls.map((c) => c.tool).join(", ")}…`);
+        else ticker.stage("replying", "writing the reply…");
       } else if (ev.type === "call_started") {
         const row = traceRow(rows.size, { tool: ev.tool, args: ev.args });
         rows.set(`${ev.step}:${ev.index}`, row);
         trace.append(row);
+        running.set(`${ev.step}:${ev.index}`, ev.tool);
+        showRunning();
       } else if (ev.type === "call_finished") {
         const row = traceRow(rows.size - 1, ev);
         const key = `${ev.step}:${ev.index}`;
         if (rows.has(key)) rows.get(key).replaceWith(row);
         rows.set(key, row);
+        running.delete(key);
+        showRunning();
       } else if (ev.type === "text") {
         $(".reply", live).textContent = ev.text;
+        ticker.stage("saving", "saving the results…");
       } else if (ev.type === "turn") {
         const t = ev.turn;
-        return { id: t.turn, status: "done", messages: t.messages, calls: t.calls };
+        return { id: t.turn, status: "done", outcome: t.outcome, messages: t.messages, calls: t.calls };
       } else if (ev.type === "error") {
         throw new ApiError(422, ev.detail);
       }
     }
   }
-  throw new Error("the stream ended before the turn did");
+  throw new Error("The server stopped answering before the reply was finished; send the request again.");
 }
 
 // -- start ----------------------------------------------------------------------------------
@@ -711,6 +1159,10 @@ async function start() {
   $("#text").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) send(e);
   });
+  $("#text").addEventListener("input", () => {
+    updateCounter();
+    if ($("#composer-error").textContent === EXAMPLE) setError("");
+  });
   $("#new-session").addEventListener("click", () => openSession(null));
   $("#token").addEventListener("change", (e) => {
     state.token = e.target.value.trim();
@@ -720,14 +1172,19 @@ async function start() {
   try {
     const health = await (await fetch("/api/health")).json();
     state.auth = health.auth;
+    state.maxText = health.max_text || state.maxText;
+    state.maxUpload = health.max_upload_bytes || state.maxUpload;
+    updateCounter();
     showToken(health.auth);
     $("#status").textContent = `${health.tools.length} specialists: ${health.tools.join(", ")}`;
   } catch (err) {
     $("#status").textContent = `The server did not answer: ${err.message}`;
   }
+  await restoreAttachment();
   await loadSessions();
   const m = location.hash.match(/session=([0-9a-f]+)/);
   if (m) await openSession(m[1]);
+  document.body.dataset.ready = "1";
 }
 
 start();
