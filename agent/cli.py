@@ -632,13 +632,19 @@ def run_once(
     session: str | None = typer.Option(None, help="continue this session"),
     home: Path | None = typer.Option(None, help="conversations folder (SWITCHBOARD_HOME)"),
     signals: bool = typer.Option(False, help="Hybrid calls: send the router's signal embeddings."),
+    memory_budget_mb: float | None = typer.Option(
+        None,
+        min=1,
+        help="Unload least recently used specialists over this resident memory "
+        "(MiB; SWITCHBOARD_MEMORY_BUDGET_MB).",
+    ),
 ) -> None:
     """One request, one turn: print the reply and write it with its artifacts to --out."""
     from switchboard.agent import Agent
     from switchboard.core.errors import SwitchboardError
 
     try:
-        agent = Agent.load(home=home, signals=signals)
+        agent = Agent.load(home=home, signals=signals, **_budget(memory_budget_mb))
         turn = agent.chat(request, image=image, video=video, region=_parse_box(box),
                           session=session)  # fmt: skip
     except SwitchboardError as exc:
@@ -649,17 +655,28 @@ def run_once(
     typer.echo(f"session {turn.session}; wrote {len(written)} files to {out}")
 
 
+def _budget(mb: float | None) -> dict[str, float]:
+    """The memory budget given on the command line (else the setting applies)."""
+    return {} if mb is None else {"memory_budget_mb": mb}
+
+
 @app.command("chat")
 def chat(
     home: Path | None = typer.Option(None, help="conversations folder (SWITCHBOARD_HOME)"),
     session: str | None = typer.Option(None, help="continue this session"),
     signals: bool = typer.Option(False, help="Hybrid calls: send the router's signal embeddings."),
+    memory_budget_mb: float | None = typer.Option(
+        None,
+        min=1,
+        help="Unload least recently used specialists over this resident memory "
+        "(MiB; SWITCHBOARD_MEMORY_BUDGET_MB).",
+    ),
 ) -> None:
     """A terminal chat: /image PATH, /video PATH, /box X1 Y1 X2 Y2, /new, /quit."""
     from switchboard.agent import Agent
     from switchboard.core.errors import SwitchboardError
 
-    agent = Agent.load(home=home, signals=signals)
+    agent = Agent.load(home=home, signals=signals, **_budget(memory_budget_mb))
     media: dict[str, object] = {}
     typer.echo("switchboard chat: /image PATH, /video PATH, /box X1 Y1 X2 Y2, /new, /quit")
     while True:
@@ -701,6 +718,12 @@ def serve(
     port: int = typer.Option(8000, help="port"),
     home: Path | None = typer.Option(None, help="conversations folder (SWITCHBOARD_HOME)"),
     signals: bool = typer.Option(False, help="Hybrid calls: send the router's signal embeddings."),
+    memory_budget_mb: float | None = typer.Option(
+        None,
+        min=1,
+        help="Unload least recently used specialists over this resident memory "
+        "(MiB; SWITCHBOARD_MEMORY_BUDGET_MB).",
+    ),
 ) -> None:
     """The web page and the HTTP API (FastAPI; OpenAPI at /docs) over the embedded agent. Set
     SWITCHBOARD_API_TOKEN to require bearer tokens (comma-separated: one owner each)."""
@@ -709,7 +732,7 @@ def serve(
     from switchboard.ui.server import create_app
 
     typer.echo("loading the agent (router, specialists on first use)…")
-    app_ = create_app(Agent.load(home=home, signals=signals))
+    app_ = create_app(Agent.load(home=home, signals=signals, **_budget(memory_budget_mb)))
     typer.echo(f"Switchboard: open http://{host}:{port}/ (API docs: http://{host}:{port}/docs)")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 

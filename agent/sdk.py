@@ -22,6 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,7 @@ class Agent:
         checkpointer: Any = None,
         history_turns: int = 0,
         single_pass: bool = False,
+        memory_budget_mb: float | None = None,
     ) -> None:
         """``history_turns``: how many earlier turns of the session the router reads (their
         words). 0 by default: the trained router learnt one request per conversation, and one
@@ -160,8 +162,16 @@ class Agent:
 
         ``single_pass``: the first route's calls are the turn's calls and the reply is written
         from their observations, without routing again (see ``AgentRuntime.single_pass``;
-        ``switchboard bench`` compares the two)."""
+        ``switchboard bench`` compares the two).
+
+        ``memory_budget_mb``: unload the least recently used specialists while the process's
+        resident memory is over it (``SWITCHBOARD_MEMORY_BUDGET_MB`` for :meth:`load`).
+
+        The agent owns the thread pool its calls run on: :meth:`close` (or ``with Agent…``)
+        shuts it down."""
         self.policy, self.registry, self.store = policy, registry, store
+        self.memory_budget_mb = memory_budget_mb
+        self.executor = ThreadPoolExecutor(4, thread_name_prefix="switchboard-call")
         self.single_pass = single_pass
         self.max_steps, self.timeout_s = max_steps, timeout_s
         self.history_turns = history_turns
@@ -199,6 +209,7 @@ class Agent:
         home.mkdir(parents=True, exist_ok=True)
         store = Store(database or f"sqlite:///{home / 'switchboard.db'}", home / "artifacts")
         kw.setdefault("checkpointer", sqlite_checkpointer(home / "checkpoints.db"))
+        kw.setdefault("memory_budget_mb", get_settings().memory_budget_mb)
         policy = policy or RouterPolicy(with_signals=signals)
         return cls(policy, registry or default_registry(), store, **kw)
 
@@ -239,7 +250,9 @@ class Agent:
                                                   if k != "mask"} or {"mask": True}  # fmt: skip
         turn_id = self.store.begin_turn(session, text, inputs, stored_region, owner=owner)
         rt = AgentRuntime(self.policy, self.registry, self.max_steps, self.timeout_s,
-                          on_event=on_event, single_pass=self.single_pass)  # fmt: skip
+                          executor=self.executor, on_event=on_event,
+                          memory_budget_mb=self.memory_budget_mb,
+                          single_pass=self.single_pass)  # fmt: skip
         rt.timings.append(("perceive", time.perf_counter() - t_start))
         state: dict[str, Any] = {"text": text, "regions": regions, "history": history}
         if media is not None:
@@ -321,6 +334,7 @@ class Agent:
             if self.checkpointer is None:
                 break
             rt = AgentRuntime(self.policy, self.registry, self.max_steps, self.timeout_s,
+                              executor=self.executor, memory_budget_mb=self.memory_budget_mb,
                               single_pass=self.single_pass)  # fmt: skip
             config = self._config(turn_id, rt)
             try:
@@ -385,6 +399,17 @@ class Agent:
                 role = "user" if m["role"] == "user" else "assistant"
                 out.append({"role": role, "content": m["text"]})
         return out
+
+    def close(self) -> None:
+        """Shut the calls' thread pool down (waiting for running calls). The store and the
+        loaded models stay usable by whoever holds them."""
+        self.executor.shutdown(wait=True)
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def sessions(self, owner: str | None = None) -> list[dict[str, Any]]:
         return self.store.sessions(owner)

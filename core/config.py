@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # p50 x0.49 on 2 cores for +270 MB; "float32" decodes in fp32, with no second copy.
     router_decode: Literal["float16", "bfloat16", "float32"] = "float16"
     device: str = "cpu"
+    # Unload the least recently used specialists while the process's resident memory is over
+    # this many MiB (checked between a turn's steps; None: keep whatever was loaded).
+    memory_budget_mb: float | None = Field(None, gt=0)
     # Full-profile weights (user-provided paths; the tiny profile uses trained_models/).
     detect_weights: Path | None = None
     # Rename the detector's classes, as JSON ({"Normal": "person"}) or "old=new,old=new": the

@@ -92,7 +92,9 @@ class Registry:
     def get(self, name: str) -> Specialist:
         """The (lazily created, not yet loaded) instance for ``name``."""
         if name not in self._instances:
-            self._instances[name] = self.cls(name)()
+            inst = self.cls(name)()
+            inst.registry = self
+            self._instances[name] = inst
         return self._instances[name]
 
     def specs(self, names: Iterable[str] | None = None) -> list[ToolSpec]:

@@ -48,6 +48,10 @@ class Specialist(ABC):
     def __init__(self) -> None:
         self.device: str | None = None
         self.dtype: Any = None
+        # The registry that made this instance (``Registry.get`` sets it): where a specialist
+        # finds the collaborators it uses (segment's detector, track's segmenter), so an agent
+        # built with a registry of its own uses its own models throughout.
+        self.registry: Any = None
 
     @classmethod
     def spec(cls) -> ToolSpec:

@@ -7,6 +7,8 @@ one at run time. Importing this package loads no model: specialists load on firs
 
 from __future__ import annotations
 
+from typing import Any
+
 from switchboard.core import Registry, Specialist
 
 from .detect import DetectSpecialist
@@ -22,6 +24,13 @@ BUILTINS: dict[str, type[Specialist]] = {
 }
 
 _registry: Registry | None = None
+
+
+def peer(specialist: Any, name: str) -> Any:
+    """The specialist ``name`` of the registry ``specialist`` belongs to (the process-wide
+    default for an instance made outside any registry)."""
+    registry = getattr(specialist, "registry", None) or default_registry()
+    return registry.get(name)
 
 
 def default_registry() -> Registry:

@@ -339,9 +339,9 @@ class EditSpecialist(Specialist):
     @property
     def segmenter(self) -> Any:
         if self._segmenter is None:
-            from . import default_registry
+            from . import peer
 
-            self._segmenter = default_registry().get("segment")
+            self._segmenter = peer(self, "segment")
         return self._segmenter
 
     # -- conditioning ----------------------------------------------------------------------

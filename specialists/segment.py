@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,9 @@ class SegmentSpecialist(Specialist):
         self.detector = detector  # resolves ``target`` text; created lazily when needed
         self.predictor: SignalSamPredictor | None = None
         self._image_key: str | None = None
+        # SAM's predictor holds one image embedding: a call embeds and decodes under this lock,
+        # so parallel calls of one turn (and the tracker's frames) never decode on another's image.
+        self.lock = threading.RLock()
 
     @classmethod
     def args_for(cls, intent: Any) -> dict[str, Any] | None:
@@ -172,12 +176,12 @@ class SegmentSpecialist(Specialist):
         self._image_key = None
 
     def _resolve_target(self, image: np.ndarray, target: str) -> np.ndarray:
-        from . import default_registry
+        from . import peer
         from .objects import detect_objects, not_found
         from .queries import resolve_referent
 
         if self.detector is None:  # the registry's detector: no second copy in memory
-            self.detector = default_registry().get("detect")
+            self.detector = peer(self, "detect")
         if not self.detector.loaded:
             self.detector.load(self.device or "cpu")
         objects = detect_objects(self.detector, image)
@@ -213,13 +217,14 @@ class SegmentSpecialist(Specialist):
             box = self._resolve_target(image, args.target)
         if box is None and points is None and signal is None:
             raise InvalidInputError("segment needs a prompt: points, box, mask, target or a signal")
-        self.set_image(image)
         # One click is ambiguous (part or whole?): take SAM's best of three, as SAM advises.
         multimask = args.multimask or (box is None and points is not None and len(points) == 1)
         sig = None if signal is None else torch.as_tensor(signal, dtype=torch.float32)
-        masks, scores, _ = self.predictor.predict_with_signal(
-            points, labels, box, None, sig, multimask
-        )
+        with self.lock:
+            self.set_image(image)
+            masks, scores, _ = self.predictor.predict_with_signal(
+                points, labels, box, None, sig, multimask
+            )
         if box is not None:
             masks = clip_to_box(masks, box)
         order = np.argsort(-scores)

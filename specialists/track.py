@@ -128,17 +128,17 @@ class TrackSpecialist(Specialist):
     @property
     def detector(self) -> Any:
         if self._detector is None:
-            from . import default_registry
+            from . import peer
 
-            self._detector = default_registry().get("detect")
+            self._detector = peer(self, "detect")
         return self._detector
 
     @property
     def segmenter(self) -> Any:
         if self._segmenter is None:
-            from . import default_registry
+            from . import peer
 
-            self._segmenter = default_registry().get("segment")
+            self._segmenter = peer(self, "segment")
         return self._segmenter
 
     def load(self, device: str = "cpu", dtype: Any = None) -> TrackSpecialist:
@@ -254,7 +254,15 @@ class TrackSpecialist(Specialist):
     def _masks(self, frames: np.ndarray, raw: dict[int, dict[str, list]]) -> dict[int, list]:
         """A mask per track and frame from box prompts, frame by frame so that each frame is
         embedded once and decoded once however many tracks it holds."""
-        predictor = self._segment().predictor
+        segmenter = self._segment()
+        with segmenter.lock:  # the predictor is the segmenter's: no other call decodes meanwhile
+            masks = self._masks_locked(segmenter.predictor, frames, raw)
+            segmenter.forget_image()  # its current image is no longer the cached one
+        return masks
+
+    @staticmethod
+    def _masks_locked(predictor: Any, frames: np.ndarray, raw: dict[int, dict[str, list]]
+                      ) -> dict[int, list]:  # fmt: skip
         masks: dict[int, list] = {tid: [] for tid in raw}
         todo = sorted({t for tr in raw.values() for t in tr["frames"]})
         for at in range(0, len(todo), FRAME_BATCH):
@@ -266,7 +274,6 @@ class TrackSpecialist(Specialist):
                 frame_masks, _ = predictor.predict_boxes(boxes)  # all tracks in one decoder pass
                 for tid, m in zip(here, frame_masks, strict=True):
                     masks[tid].append(m)
-        self._segment().forget_image()  # the predictor's current image is no longer the cached one
         return masks
 
     @staticmethod

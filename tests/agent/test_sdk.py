@@ -322,3 +322,43 @@ def test_a_turn_reports_each_stages_time_and_single_pass_skips_the_second_route(
                                             "respond"]  # fmt: skip
     assert turn.text.startswith("segment → 1 mask") and len(turn.masks) == 1
     assert Agent.load(home=tmp_path / "two", single_pass=True).single_pass
+
+
+def test_the_memory_budget_setting_reaches_the_turns(tmp_path, scene, monkeypatch):
+    """``SWITCHBOARD_MEMORY_BUDGET_MB`` (what ``--memory-budget-mb`` sets) is the budget of the
+    agent's turns: over 1 MiB, the detector that perceive loaded is unloaded after the segment
+    step, and the segmenter stays (it was just used)."""
+    from switchboard.core.config import get_settings
+
+    monkeypatch.setenv("SWITCHBOARD_MEMORY_BUDGET_MB", "1")
+    get_settings.cache_clear()
+    try:
+        with _agent(tmp_path) as agent:
+            assert agent.memory_budget_mb == 1.0
+            box = [float(v) for v in scene.boxes[0]]
+            events = []
+            agent.chat("segment this", image=scene.image, region={"box": box},
+                       on_event=events.append)  # fmt: skip
+            assert agent.registry.loaded() == ["segment"]
+            assert ["detect"] in [e["tools"] for e in events if e["type"] == "unloaded"]
+        assert agent.executor._shutdown  # the agent's thread pool closed with it
+    finally:
+        get_settings.cache_clear()
+
+
+def test_a_registry_built_by_hand_is_the_one_its_specialists_use(scene):
+    """Segment's detector, track's detector and segmenter, edit's segmenter: the agent's own
+    registry's instances, never the process-wide default's."""
+    from switchboard.core import Image
+    from switchboard.specialists import default_registry, peer
+
+    reg = Registry(BUILTINS)
+    seg, track, edit = reg.get("segment"), reg.get("track"), reg.get("edit")
+    assert peer(seg, "detect") is reg.get("detect") is track.detector
+    assert track.segmenter is seg and edit.segmenter is seg
+    assert reg.get("detect") is not default_registry().get("detect")
+    seg.load()
+    i = int(np.argmax([m.sum() for m in scene.masks]))
+    words = f"{scene.objects[i].color} {scene.objects[i].shape}"
+    seg(Image(pixels=scene.image), {"target": words})  # resolved through the detector
+    assert reg.get("detect").loaded
