@@ -493,7 +493,7 @@ def eval_all(
     import json
     import sys
 
-    from switchboard.agent.report import EVALS, run_evals, save_json, write_report
+    from switchboard.agent.report import EVALS, merge_runs, run_evals, save_json, write_report
 
     if report_from is not None:
         res = json.loads(report_from.read_text())
@@ -508,16 +508,8 @@ def eval_all(
     tag = "-quick" if quick else ""
     saved = Path("runs/eval") / f"all-{split}{tag}.json"
     if only and saved.is_file():  # one eval re-run: the others' results are kept
-        earlier = json.loads(saved.read_text())
-        res = (
-            earlier
-            | {k: v for k, v in res.items() if k in chosen}
-            | {"seconds": earlier.get("seconds", {}) | {k: res["seconds"][k] for k in chosen}}
-        )
-        res["seconds"]["all"] = round(sum(v for k, v in res["seconds"].items() if k != "all"), 1)
-        res["updates"] = [*earlier.get("updates", []), {
-            "evals": list(chosen), "date": new["date"], "commit": new["commit"],
-            "command": "switchboard " + " ".join(sys.argv[1:])}]  # fmt: skip
+        res = merge_runs(json.loads(saved.read_text()), new, chosen,
+                         "switchboard " + " ".join(sys.argv[1:]), "evals")  # fmt: skip
     command = "switchboard " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else (
         f"switchboard eval all --split {split}" + (" --quick" if quick else ""))  # fmt: skip
     res.setdefault("command", command)
@@ -545,6 +537,7 @@ def bench(
     import sys
 
     from switchboard.agent.bench import SECTIONS, run_bench, write_bench
+    from switchboard.agent.report import merge_runs
 
     saved = Path("runs/bench") / f"bench{'-quick' if quick else ''}.json"
     if report_from is not None:
@@ -559,13 +552,7 @@ def bench(
     command = "switchboard " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else (
         "switchboard bench" + (" --quick" if quick else ""))  # fmt: skip
     if only and saved.is_file():  # some sections re-run: the others' results are kept
-        earlier = json.loads(saved.read_text())
-        res = earlier | {k: v for k, v in res.items() if k in chosen}
-        res["seconds"] = earlier["seconds"] | {k: new["seconds"][k] for k in chosen}
-        res["seconds"]["all"] = round(sum(v for k, v in res["seconds"].items() if k != "all"), 1)
-        res["updates"] = [*earlier.get("updates", []), {
-            "sections": list(chosen), "date": new["date"], "commit": new["commit"],
-            "command": command}]  # fmt: skip
+        res = merge_runs(json.loads(saved.read_text()), new, chosen, command, "sections")
     res.setdefault("command", command)
     saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(res, indent=2))

@@ -615,6 +615,19 @@ def contact_sheet(path: Path, seed_offset: int = 0) -> Path:
     return path
 
 
+def merge_runs(earlier: dict[str, Any], new: dict[str, Any], chosen: tuple[str, ...],
+               command: str, kind: str) -> dict[str, Any]:  # fmt: skip
+    """A run of some evals (or bench sections: ``kind`` ``"evals"`` / ``"sections"``) merged
+    into the earlier full run: the chosen parts and their seconds replaced, the others kept,
+    and the update recorded (what was re-run, when, at which commit, by which command)."""
+    res = earlier | {k: v for k, v in new.items() if k in chosen}
+    res["seconds"] = earlier.get("seconds", {}) | {k: new["seconds"][k] for k in chosen}
+    res["seconds"]["all"] = round(sum(v for k, v in res["seconds"].items() if k != "all"), 1)
+    update = {kind: list(chosen), "date": new["date"], "commit": new["commit"], "command": command}
+    res["updates"] = [*earlier.get("updates", []), update]
+    return res
+
+
 def save_json(res: dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res, indent=2, default=str))

@@ -18,6 +18,7 @@ crash is marked failed when the next :class:`Agent` opens the same home.
 from __future__ import annotations
 
 import json
+import math
 import queue
 import threading
 import time
@@ -114,6 +115,11 @@ def _region(region: Any, height: int, width: int) -> dict[str, Any]:
             if isinstance(value, dict):
                 from switchboard.core.rle import decode_rle
 
+                size = [int(v) for v in value.get("size", ())]
+                if size != [height, width]:  # checked before decoding: no allocation for a lie
+                    raise InvalidInputError(
+                        f"a region mask's size {size} is not the image's {[height, width]}"
+                    )
                 mask = decode_rle(value)
             else:
                 mask = np.asarray(value, dtype=bool)
@@ -127,9 +133,15 @@ def _region(region: Any, height: int, width: int) -> dict[str, Any]:
         raise InvalidInputError("a region is a box (x1, y1, x2, y2), {'point': (x, y)} or a mask")
     ((kind, value),) = region.items()
     if kind in ("box", "point"):
-        v = [float(x) for x in value]
-        if len(v) != (4 if kind == "box" else 2):
-            raise InvalidInputError(f"a {kind} has {4 if kind == 'box' else 2} numbers, got {v}")
+        want = 4 if kind == "box" else 2
+        try:
+            v = [float(x) for x in value]
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"a {kind} is a list of {want} numbers") from None
+        if len(v) != want:
+            raise InvalidInputError(f"a {kind} has {want} numbers, got {len(v)}")
+        if not all(math.isfinite(x) for x in v):
+            raise InvalidInputError(f"a {kind}'s numbers must be finite")
         xs, ys = v[0::2], v[1::2]
         if min(v) < 0 or max(xs) > width or max(ys) > height:
             raise InvalidInputError(f"{kind} {v} lies outside the {width}x{height} image")

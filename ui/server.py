@@ -212,7 +212,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
             return None
         try:
             return json.loads(region)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise HTTPException(422, "The drawn region could not be read (it is not JSON); "
                                      "clear it and draw it again.") from None  # fmt: skip
 

@@ -252,3 +252,34 @@ def test_the_favicon_is_served(client):
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
     assert 'href="/static/favicon.svg"' in client.get("/").text
     assert client.get("/api/health").json()["max_text"] == 4000
+
+
+MALFORMED_REGIONS = [
+    '{"box": "abcd"}', '{"box": 5}', '{"box": null}', '{"point": {"x": 1}}',
+    '{"point": [NaN, 3]}', '{"box": [0, 0, Infinity, 5]}', "[" * 100_000,
+    '{"mask": {"size": [1000000, 1000000], "counts": [0, 1]}}',
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("region", MALFORMED_REGIONS)
+def test_a_malformed_region_is_a_422_or_an_error_event_never_a_500(client, scene, region):
+    """Each probe that used to crash the server (500, a RecursionError, a 931 GiB allocation) or
+    end a stream without a word: a sentence on the plain route, an ``error`` event on the
+    stream, and nothing stored either way."""
+    sid = client.post("/api/sessions", headers=_h(A)).json()["id"]
+    png = ("s.png", encode_png(scene.image), "image/png")
+    r = client.post(f"/api/sessions/{sid}/messages", headers=_h(A),
+                    data={"text": "segment this", "region": region}, files={"file": png})  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert "region" in r.json()["detail"].lower() or "box" in r.json()["detail"] \
+        or "point" in r.json()["detail"] or "mask" in r.json()["detail"]
+    with client.stream("POST", f"/api/sessions/{sid}/messages/stream", headers=_h(A),
+                       data={"text": "segment this", "region": region},
+                       files={"file": png}) as s:  # fmt: skip
+        lines = list(s.iter_lines())
+    if s.status_code == 200:  # the stream had begun: it must end with an error event
+        kinds = [ln.split(": ", 1)[1] for ln in lines if ln.startswith("event: ")]
+        assert kinds == ["error"], lines
+        assert "NaN" not in "".join(lines)
+    else:
+        assert s.status_code == 422
