@@ -223,7 +223,8 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         agent.store.check_session(session_id, owner=who)
         if not text.strip():
             raise HTTPException(422, "Your message is empty.")
-        return await _inputs(file) | {"region": _region(region)}
+        drawn = _region(region)  # before the upload is read: a bad region leaves no temp file
+        return await _inputs(file) | {"region": drawn}
 
     @app.post("/api/sessions/{session_id}/messages")
     async def post_message(
