@@ -244,7 +244,8 @@ class Agent:
         media: Any = None
         inputs: list[tuple[str, bytes]] = []
         if image is not None:  # refused past SWITCHBOARD_MAX_IMAGE_PIXELS before decoding
-            media = load_image(image)
+            # Every common mode (palette, grey, alpha, CMYK, 16-bit) is converted to RGB.
+            media = load_image(image, convert=True)
             inputs.append(("image", encode_png(media)))
         elif video is not None:
             media = load_video(video)

@@ -362,3 +362,26 @@ def test_a_registry_built_by_hand_is_the_one_its_specialists_use(scene):
     words = f"{scene.objects[i].color} {scene.objects[i].shape}"
     seg(Image(pixels=scene.image), {"target": words})  # resolved through the detector
     assert reg.get("detect").loaded
+
+
+def test_images_of_every_common_mode_are_accepted_as_rgb(tmp_path, scene):
+    """A grey, alpha, palette, CMYK JPEG or 16-bit PNG is converted to RGB, not refused with a
+    Python argument's name: each goes through a turn's input check, and a grey one through a
+    whole turn."""
+    import io
+
+    from PIL import Image as PILImage
+
+    agent = _agent(tmp_path)
+    box = [float(v) for v in scene.boxes[0]]
+    for mode in ("L", "RGBA", "P", "CMYK", "I;16"):
+        img = PILImage.fromarray(scene.image)
+        img = img.convert("I;16") if mode == "I;16" else img.convert(mode)
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG" if mode == "CMYK" else "PNG")
+        if mode == "L":
+            turn = agent.chat("segment this", image=buf.getvalue(), region={"box": box})
+            assert turn.masks and turn.masks[0].shape == scene.image.shape[:2]
+        else:  # a region off the image: refused after the image was read, before any call
+            with pytest.raises(InvalidInputError, match="outside"):
+                agent.chat("segment this", image=buf.getvalue(), region={"box": [0, 0, 1e6, 5]})
