@@ -38,7 +38,7 @@ from .sam import SAM_BUILDERS, SignalSam, SignalSamPredictor, load_sam_weights
 NUM_SIGNAL_TOKENS = 2
 
 
-BOX_SLACK = 0.03  # a box prompt's mask may reach this share of the box's side past it
+BOX_SLACK = 0.02  # a box prompt's mask may reach this share of the box's side past it
 
 
 def clip_to_box(masks: np.ndarray, box: np.ndarray) -> np.ndarray:
