@@ -320,7 +320,7 @@ def test_a_turn_reports_each_stages_time_and_single_pass_skips_the_second_route(
     turn = one.chat("segment this", image=scene.image, region=box)
     assert [s for s, _ in turn.timings] == ["perceive", "route", "call:segment", "observe",
                                             "respond"]  # fmt: skip
-    assert turn.text.startswith("segment → 1 mask") and len(turn.masks) == 1
+    assert turn.text == "I segmented the object in the box — mask 1." and len(turn.masks) == 1
     assert Agent.load(home=tmp_path / "two", single_pass=True).single_pass
 
 
