@@ -53,7 +53,7 @@ from switchboard.router.prompt import (
     user_message,
 )
 from switchboard.specialists.objects import SceneObject, detect_objects, not_found
-from switchboard.specialists.queries import resolve_referent, unknown_noun
+from switchboard.specialists.queries import contradicts, resolve_referent, unknown_noun
 
 from .regions import bind_region
 from .reply import describe_turn
@@ -220,8 +220,10 @@ def resolve_object(
     call's own words are checked against the list first: a ``target`` naming a
     class the detector does not have is not found (never a guess at the nearest object), and one
     that the list resolves to a single other object than the index wins over the index (the
-    router's two readings disagree; the words are what the user said); words that fit several
-    objects ("the person" beside two) leave the index as it is. Raises
+    router's two readings disagree; the words are what the user said); words that rule out the
+    indexed object's class or colour drop the index (the specialist resolves the words, and
+    says not found when nothing fits); words that fit several objects ("the person" beside
+    two) leave the index as it is. Raises
     :class:`InvalidInputError` for an index the list does not have."""
     k, target = args.get("object"), args.get("target")
     if any(args.get(p) is not None for p in ("box", "mask", "region", "points")):
@@ -236,6 +238,10 @@ def resolve_object(
         hit = resolve_referent(target, objects, classes, side, unique=True)
         if hit is not None:
             k = hit.index
+        elif k is not None and contradicts(target, objects[int(k) - 1], classes):
+            # The index points at an object the words rule out (a "triangle" at a heart): the
+            # specialist resolves the words itself, and reports not found rather than a guess.
+            return {key: v for key, v in args.items() if key != "object"}
     if k is None:
         return args
     return {**args, "object": int(k), "box": [float(v) for v in objects[int(k) - 1].xyxy]}

@@ -1,7 +1,7 @@
 """The reply in words: one sentence per call, written from what the call did (its tool, its
 arguments as the agent resolved them, its status and its result), so a user reads what was
 done and on what — "I segmented the small red circle (#3) — mask 1." — and a failure reads as
-one — "I couldn't find a yellow bus; I see 2 persons." — without opening the call trace.
+one — "I couldn't find a yellow bus; I see 2 people." — without opening the call trace.
 
 The router writes "Done." after its calls (what it was trained to say); :func:`describe_turn`
 is what the agent says instead. Words the router writes itself (an answer after a detect, a
@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.core.results import Boxes, ImageOut, Masks, Text, Tracks
+from switchboard.core.vocabulary import article, count_words
 from switchboard.specialists.objects import SceneObject
 
 # What each edit op did, and what failing at it reads as ("I couldn't recolour …").
@@ -23,24 +24,11 @@ _EDIT_VERB = {"recolor": "recolour", "remove": "remove", "add": "add", "move": "
 _TOOL_VERB = {"segment": "segment", "detect": "detect", "track": "track", "generate": "draw"}
 
 
-def _plural(n: int, word: str) -> str:
-    if n == 1:
-        return f"1 {word}"
-    if word.endswith(("s", "x", "ch", "sh")):
-        return f"{n} {word}es"
-    return f"{n} {word}s"
-
-
 def _the(words: str) -> str:
     w = words.strip()
     if w.lower().startswith(("the ", "a ", "an ", "every ", "all ")):
         return w
     return f"the {w}"
-
-
-def _a(words: str) -> str:
-    w = words.strip()
-    return ("an " if w[:1].lower() in "aeiou" else "a ") + w
 
 
 def subject(args: dict[str, Any], objects: list[SceneObject] | None) -> str:
@@ -77,12 +65,12 @@ def _edit_sentence(args: dict[str, Any], what: str) -> str:
         return f"I removed {what}."
     if op == "add":
         place = f" in the {args['place']}" if args.get("place") else ""
-        return f"I added {_a(desc)}{place}."
+        return f"I added {article(desc)}{place}."
     if op == "move":
         place = f" to the {args['place']}" if args.get("place") else ""
         return f"I moved {what}{place}."
     if op == "replace":
-        return f"I replaced {what} with {_a(args.get('shape') or 'new object')}."
+        return f"I replaced {what} with {article(args.get('shape') or 'new object')}."
     return _generate_sentence(args)
 
 
@@ -92,7 +80,7 @@ def _generate_sentence(args: dict[str, Any]) -> str:
     for o in objs:
         o = o if isinstance(o, dict) else o.model_dump()
         place = f" in the {o['place']}" if o.get("place") else ""
-        parts.append(_a(f"{o.get('size') or ''} {o.get('color', '')} {o.get('shape', '')}"
+        parts.append(article(f"{o.get('size') or ''} {o.get('color', '')} {o.get('shape', '')}"
                         .replace("  ", " ").strip()) + place)  # fmt: skip
     if parts:
         listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
@@ -141,8 +129,8 @@ def describe_call(result: dict[str, Any], objects: list[SceneObject] | None,
         n = len(res.xyxy)
         words = _detected_words(args) if tool == "detect" else "object"
         if n == 0:
-            return f"I found no {_plural(2, words)[2:]}."
-        return f"I found {_plural(n, words)} (boxes drawn on the image)."
+            return f"I found {count_words(0, words)}."
+        return f"I found {count_words(n, words)} (boxes drawn on the image)."
     if isinstance(res, Tracks):
         if not res.tracks:
             return f"I couldn't follow {what}: it was not found over {res.num_frames} frames."

@@ -36,3 +36,31 @@ GENERIC_NOUNS = frozenset({
     "object", "objects", "shape", "shapes", "thing", "things", "item", "items", "everything",
     "anything", "all", "any", "one", "ones",
 })  # fmt: skip
+
+
+def plural_noun(noun: str) -> str:
+    """English plural of a noun phrase's last word ("traffic lights", "buses", "crosses",
+    "ponies", "people")."""
+    head, _, last = noun.rpartition(" ")
+    if last == "person":
+        last = "people"
+    elif last.endswith(("s", "x", "ch", "sh", "z")):
+        last += "es"
+    elif last.endswith("y") and last[-2:-1] not in "aeiou":
+        last = last[:-1] + "ies"
+    else:
+        last += "s"
+    return f"{head} {last}" if head else last
+
+
+def article(words: str) -> str:
+    """``words`` with "a" or "an" before them ("an orange star", "a red bus")."""
+    w = words.strip()
+    return ("an " if w[:1].lower() in "aeiou" else "a ") + w
+
+
+def count_words(n: int, noun: str) -> str:
+    """A number of things in words a reply uses: "a red bus", "2 people", "no stars"."""
+    if n == 0:
+        return f"no {plural_noun(noun)}"
+    return article(noun) if n == 1 else f"{n} {plural_noun(noun)}"

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 from switchboard.core import HybridCall, Registry
+from switchboard.core.vocabulary import plural_noun
 from switchboard.specialists.objects import SceneObject, detect_objects
 from switchboard.world.language import NUMBER_WORDS
 from switchboard.world.requests import Intent, Request, generate_scene_from_clip
@@ -68,20 +69,6 @@ RENAME_SHARE = 0.5
 RENAMABLE = ("segment", "detect", "track", "recolor", "remove", "move", "caption", "question",
              "remove_all", "segment_recolor")  # fmt: skip
 MATCH_IOU = 0.5  # a detection is the referent's when their boxes overlap this much
-
-
-def plural_noun(noun: str) -> str:
-    """English plural of the last word ("traffic lights", "buses", "crosses", "ponies")."""
-    head, _, last = noun.rpartition(" ")
-    if last.endswith(("s", "x", "ch", "sh", "z")):
-        last += "es"
-    elif last.endswith("y") and last[-2:-1] not in "aeiou":
-        last = last[:-1] + "ies"
-    elif last == "person":
-        last = "people"
-    else:
-        last += "s"
-    return f"{head} {last}" if head else last
 
 
 def draw_names(rng: np.random.Generator, nouns: tuple[str, ...] = TRAIN_NOUNS) -> dict[str, str]:

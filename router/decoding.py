@@ -68,6 +68,22 @@ def call_schema(registry: Registry, names: list[str] | None = None) -> dict[str,
     return out
 
 
+def tools_for_media(registry: Registry, kind: str) -> list[str] | None:
+    """The tools a call may name when the turn carries ``kind`` of media ("image", "video" or
+    "none"): those that take it, and those that take no media at all (generation). A tool that
+    cannot take the media is not a choice the decoder offers: "where does the star go in this
+    clip?" cannot become a segment call on a video. With no media, every tool stays open (a
+    call then fails with the tool's own "takes image, got none", which the reply says);
+    likewise when no tool fits. None means every tool."""
+    if kind == "none":
+        return None
+    names = [
+        n for n in registry.names()
+        if kind in registry.cls(n).media or not {"image", "video"} & set(registry.cls(n).media)
+    ]  # fmt: skip
+    return names if names and len(names) < len(registry.names()) else None
+
+
 def _is_bulk(node: Any) -> bool:
     """A field the router never writes (``x-bulk``: masks and other data the agent supplies)."""
     if not isinstance(node, dict):
@@ -137,9 +153,9 @@ class ConstrainedDecoder:
         self.xgr = xgr
         self.tokenizer, self.registry, self.vocab_size = tokenizer, registry, vocab_size
         info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
-        self.grammar = xgr.GrammarCompiler(info).compile_json_schema(
-            json.dumps(call_schema(registry)), any_whitespace=False, separators=(",", ":")
-        )
+        self.compiler = xgr.GrammarCompiler(info)
+        self._grammars: dict[tuple[str, ...], Any] = {}
+        self.grammar = self.grammar_for(None)
         ids = tokenizer.convert_tokens_to_ids
         self.open_id, self.close_id = ids(CALL_OPEN), ids(CALL_CLOSE)
         self.sig_ids = [ids(t) for t in SIG_TOKENS]
@@ -149,6 +165,17 @@ class ConstrainedDecoder:
         self.prose_mask[banned] = True
         self.prose_mask[len(tokenizer) :] = True  # padding rows of the embedding
         self.bitmask = xgr.allocate_token_bitmask(1, vocab_size)
+
+    def grammar_for(self, tools: list[str] | None) -> Any:
+        """The compiled grammar of one call to any of ``tools`` (default: every registered
+        tool), compiled once per set."""
+        key = tuple(sorted(tools)) if tools else tuple(sorted(self.registry.names()))
+        if key not in self._grammars:
+            schema = json.dumps(call_schema(self.registry, list(key)))
+            self._grammars[key] = self.compiler.compile_json_schema(
+                schema, any_whitespace=False, separators=(",", ":")
+            )
+        return self._grammars[key]
 
     def _forced_tokens(self, body: list[int], jump: str) -> list[int]:
         """The tokens of the forced string ``jump`` that the tokenizer itself would write after
@@ -214,6 +241,7 @@ class ConstrainedDecoder:
         in_call: bool = False,
         past: Any = None,
         step_llm: Any = None,
+        tools: list[str] | None = None,
     ) -> Decoded:
         """Decode after the prompt embeddings ``[1, T, d]`` (images and regions already in).
         ``in_call``: the prompt ends with ``<call>``, so decoding starts inside a call.
@@ -224,7 +252,10 @@ class ConstrainedDecoder:
         after ``llm`` has prefilled the prompt; the KV cache is cast to its dtype once, and cast
         back when a later prefill reuses it. A step reads every weight for one token, so it is
         bound by memory bandwidth and half-width weights halve it; a prefill is a real matrix
-        product, which CPUs do fastest in fp32 (see docs/router.md, "Decoding in fp16")."""
+        product, which CPUs do fastest in fp32 (see docs/router.md, "Decoding in fp16").
+        ``tools``: the tools a call may name (default: every registered one), e.g. those that
+        take the turn's media (:func:`tools_for_media`)."""
+        grammar = self.grammar_for(tools)
         step_llm = step_llm if step_llm is not None else llm
         step_dtype = step_llm.get_input_embeddings().weight.dtype
         embed = step_llm.get_input_embeddings()
@@ -255,7 +286,7 @@ class ConstrainedDecoder:
         tokens: list[int] = []
         hidden: list[torch.Tensor] = []
         steps, calls = 1, 0
-        matcher = self.xgr.GrammarMatcher(self.grammar) if in_call else None
+        matcher = self.xgr.GrammarMatcher(grammar) if in_call else None
         call_start = 0
 
         def feed(ids: list[int], want_hidden: bool = False) -> Any:
@@ -288,7 +319,7 @@ class ConstrainedDecoder:
                 if tok == self.eos_id:
                     break
                 if tok == self.open_id:
-                    matcher = self.xgr.GrammarMatcher(self.grammar)
+                    matcher = self.xgr.GrammarMatcher(grammar)
                     call_start = len(tokens) + 1
                 feed([tok])
                 continue

@@ -16,7 +16,7 @@ from switchboard.core import Registry
 from switchboard.core.config import models_dir
 
 from .codec import Reply, parse_reply
-from .decoding import ConstrainedDecoder, Decoded
+from .decoding import ConstrainedDecoder, Decoded, tools_for_media
 from .model import Region, RouterModel
 from .signals import SignalHeads, router_text_span
 
@@ -124,6 +124,7 @@ class Router:
         are the listed ``SceneObject`` s of the first image, one per ``<object>`` token."""
         images = list(images or [])
         video = bool(frame_index) and any(t is not None for t in frame_index)
+        kind = "video" if video else ("image" if images else "none")
         if with_signals and self.heads is None:
             raise ValueError("this router has no signal heads (route with with_signals=False)")
         ids = self.prompt_ids(messages, images, video)
@@ -135,7 +136,7 @@ class Router:
             past = None if with_signals else self._reusable(emb[0])
             decoded = self.decoder.generate(
                 self.model.llm, emb, max_new_tokens=max_new_tokens, with_signals=with_signals,
-                past=past, step_llm=self.step_llm,
+                past=past, step_llm=self.step_llm, tools=tools_for_media(self.registry, kind),
             )  # fmt: skip
             self._remember(emb[0], decoded)
         text = decoded.text.replace(self.model.tokenizer.eos_token or "\0", "")

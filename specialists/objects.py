@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from switchboard.core.errors import NotFoundError
-from switchboard.core.vocabulary import PLACES
+from switchboard.core.vocabulary import PLACES, article, count_words
 
 from .colors import color_in_box
 
@@ -117,23 +117,22 @@ def detect_objects(detector: Any, image: np.ndarray, conf: float = LIST_CONF) ->
 
 def not_found(target: str, objects: list[SceneObject], where: str = "") -> NotFoundError:
     """The error for a target nothing listed matches, in words a user reads: "I can't find a
-    bus on frame 0; I see 2 person" (``where``: " on frame 0" or nothing)."""
+    bus on frame 0; I see 2 people" (``where``: " on frame 0" or nothing)."""
     t = target.strip()
-    for article in ("the ", "a ", "an "):
-        if t.lower().startswith(article):
-            t = t[len(article) :]
-    named = ("an " if t[:1].lower() in "aeiou" else "a ") + t
-    return NotFoundError(f"I can't find {named}{where}; I see {seen_words(objects)}")
+    for lead in ("the ", "a ", "an "):
+        if t.lower().startswith(lead):
+            t = t[len(lead) :]
+    return NotFoundError(f"I can't find {article(t)}{where}; I see {seen_words(objects)}")
 
 
 def seen_words(objects: list[SceneObject], limit: int = 6) -> str:
-    """What is there, for a not-found message: "2 persons and a red bus" style, short."""
+    """What is there, for a not-found message: "2 people, a red bus" style, short."""
     if not objects:
         return "no objects"
     counts: dict[str, int] = {}
     for o in objects:
         key = " ".join(w for w in (o.color, o.label) if w)
         counts[key] = counts.get(key, 0) + 1
-    parts = [f"{n} {k}" if n > 1 else f"a {k}" for k, n in list(counts.items())[:limit]]
+    parts = [count_words(n, k) for k, n in list(counts.items())[:limit]]
     more = len(counts) - limit
     return ", ".join(parts) + (f" and {more} more kinds" if more > 0 else "")

@@ -177,6 +177,29 @@ def resolve_referent(
     return hits[0] if hits else None
 
 
+def referent_words(text: str) -> str:
+    """The words of ``text`` that describe the referent itself: "the second circle from the
+    left" → "circle", "the circle left of the star" → "the circle"."""
+    t = text.lower()
+    m = re.search(r"(?:first|second|third|fourth|fifth|sixth|seventh|eighth) (.+?) from the ", t)
+    if m:
+        return m.group(1)
+    for rel in _RELATIONS:
+        if f" {rel} " in f" {t} ":
+            return t.split(rel, 1)[0]
+    return t
+
+
+def contradicts(text: str, obj: SceneObject, class_names: list[str]) -> bool:
+    """Whether the words ``text`` say a class or a colour that listed object ``obj`` does not
+    have ("the small triangle" of a red heart): then the words and an object index that points
+    at ``obj`` are two readings that disagree, and the words are what the user said."""
+    q = parse_query(referent_words(text), class_names)
+    return (q.shape is not None and obj.label != q.shape) or (
+        q.color is not None and obj.color != q.color
+    )
+
+
 def _generic(text: str) -> bool:
     return any(w in GENERIC_NOUNS for w in re.findall(r"[a-z]+", text.lower()))
 

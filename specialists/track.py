@@ -9,6 +9,7 @@ tracking loads no second copy of either model.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,8 +31,8 @@ from switchboard.core.specialist import check_object_resolved
 
 from .colors import color_in_box
 from .objects import detect_objects, not_found
-from .queries import parse_query, resolve_referent
-from .segment import NUM_SIGNAL_TOKENS
+from .queries import parse_query, resolve_referent, unknown_noun
+from .segment import NUM_SIGNAL_TOKENS, clip_to_box
 
 # Frames per network batch for detection and for SAM's image encoder: a video is at hand whole,
 # and batched frames use the two cores better than one frame at a time.
@@ -188,23 +189,58 @@ class TrackSpecialist(Specialist):
                     pending[st.track_id] = (t, tuple(float(v) for v in boxes[idx]), int(cls[idx]))
         return tracks
 
-    def _referent_box(self, frame: np.ndarray, args: TrackArgs, signal: Any) -> np.ndarray | None:
+    def _referents(
+        self, frames: np.ndarray, args: TrackArgs, signal: Any
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Where the referent is, as (frame, box) readings in frame order.
+
+        A box or a signal is read on ``frame``. Words are read on ``frame`` and then on each
+        later frame: in a clip an object may enter, or come out from behind another, after the
+        first frame ("where does the triangle go?"), and the tracker may confirm its track a
+        frame or two after the detector first sees it. Words that fit nothing on any frame:
+        :class:`NotFoundError` naming what the first frame holds."""
+        frame = frames[args.frame]
         if args.box is not None:
-            return np.array(args.box, float)
-        if signal is not None:
+            yield args.frame, np.array(args.box, float)
+        elif signal is not None:
             masks = self._segment()(Image(pixels=frame), {}, signal=signal)
             box = mask_to_box(masks.masks[0])
             if box is None:
                 raise InvalidInputError("the signal selects nothing on the referent frame")
-            return np.array(box, float)
-        if args.target:
-            objects = detect_objects(self.detector, frame)
+            yield args.frame, np.array(box, float)
+        elif args.target:
             names = self.detector.class_names
-            hit = resolve_referent(args.target, objects, names, float(max(frame.shape[:2])))
-            if hit is None:
-                raise not_found(args.target, objects, f" on frame {args.frame}")
-            return np.array(hit.xyxy, float)
-        return None
+            side = float(max(frame.shape[:2]))
+            first: list[Any] | None = None
+            seen = False
+            last = args.frame if unknown_noun(args.target, names) else len(frames) - 1
+            for t in range(args.frame, last + 1):
+                objects = detect_objects(self.detector, frames[t])
+                first = objects if first is None else first
+                hit = resolve_referent(args.target, objects, names, side)
+                if hit is not None:
+                    seen = True
+                    yield t, np.array(hit.xyxy, float)
+            if not seen:
+                where = f" on frame {args.frame}" + (" or after" if last > args.frame else "")
+                raise not_found(args.target, first or [], where)
+
+    @staticmethod
+    def _pick(
+        raw: dict[int, dict[str, list]], readings: Iterator[tuple[int, np.ndarray]]
+    ) -> dict[int, dict[str, list]]:
+        """The one track that the first reading of the referent to land on a track overlaps
+        (IoU >= 0.3 on that frame); {} when none does."""
+        for at, box in readings:
+            best, best_iou = None, 0.0
+            for tid, tr in raw.items():
+                if at in tr["frames"]:
+                    iou = _iou(np.array(tr["xyxy"][tr["frames"].index(at)]), box)
+                    if iou > best_iou:
+                        best, best_iou = tid, iou
+            if best is not None and best_iou >= 0.3:
+                return {best: raw[best]}
+        return {}
 
     def run(self, media: Video, args: TrackArgs, signal: Any = None) -> Tracks:
         check_object_resolved(args)
@@ -224,15 +260,8 @@ class TrackSpecialist(Specialist):
         kind = args.tracker or get_settings().tracker
         raw = self.track_all(frames, kind, args.score_threshold)
         names = self.detector.class_names
-        referent = self._referent_box(frames[args.frame], args, signal)
-        if referent is not None:
-            best, best_iou = None, 0.0
-            for tid, tr in raw.items():
-                if args.frame in tr["frames"]:
-                    iou = _iou(np.array(tr["xyxy"][tr["frames"].index(args.frame)]), referent)
-                    if iou > best_iou:
-                        best, best_iou = tid, iou
-            raw = {best: raw[best]} if best is not None and best_iou >= 0.3 else {}
+        if args.box is not None or signal is not None or args.target:
+            raw = self._pick(raw, self._referents(frames, args, signal))
         elif args.query:
             q = parse_query(args.query, names)
             raw = {tid: tr for tid, tr in raw.items() if self._matches(frames, tr, q, names)}
@@ -272,8 +301,8 @@ class TrackSpecialist(Specialist):
                 here = [tid for tid, tr in raw.items() if t in tr["frames"]]
                 boxes = np.array([raw[tid]["xyxy"][raw[tid]["frames"].index(t)] for tid in here])
                 frame_masks, _ = predictor.predict_boxes(boxes)  # all tracks in one decoder pass
-                for tid, m in zip(here, frame_masks, strict=True):
-                    masks[tid].append(m)
+                for tid, m, box in zip(here, frame_masks, boxes, strict=True):
+                    masks[tid].append(clip_to_box(m[None], box)[0])  # as segment's box prompts
         return masks
 
     @staticmethod

@@ -215,3 +215,11 @@ def test_an_object_index_becomes_its_box_and_the_calls_words_are_checked():
         resolve_object({"target": "the bus", "object": 1}, objects, classes, 256)
     with pytest.raises(InvalidInputError, match="no object #3"):
         resolve_object({"object": 3}, objects, classes, 256)
+    # Words that rule out the indexed object (a triangle, a green one) drop the index: the
+    # specialist reads the words itself, and says not found rather than using a guess.
+    for words in ("the small triangle", "green circle"):
+        got = resolve_object({"target": words, "object": 1}, objects, classes + ["triangle"], 256)
+        assert got == {"target": words}
+    # Words that fit the indexed object (or name nothing to check) keep it.
+    got = resolve_object({"target": "the one on the left", "object": 1}, objects, classes, 256)
+    assert got["object"] == 1

@@ -9,7 +9,7 @@ import pytest
 import torch
 from switchboard.core import Registry
 from switchboard.router.codec import SIG_TOKENS, parse_reply
-from switchboard.router.decoding import ConstrainedDecoder, call_schema
+from switchboard.router.decoding import ConstrainedDecoder, call_schema, tools_for_media
 from switchboard.router.llm import load_llm
 from switchboard.router.model import add_special_tokens
 from switchboard.specialists import BUILTINS
@@ -72,6 +72,20 @@ def test_only_the_registered_tools_can_be_called(base):
     k = BUILTINS["segment"].signal.num_tokens
     assert out.text.count(SIG_TOKENS[0]) == len(reply.calls) and reply.signal_tokens[0] == k
     assert out.signal_hidden[0].shape == (k, model.config.hidden_size)
+
+
+def test_a_turns_media_limits_the_tools_a_call_may_name(base):
+    tok, model = base
+    reg = Registry(BUILTINS)
+    video, image = tools_for_media(reg, "video"), tools_for_media(reg, "image")
+    assert "track" in video and "segment" not in video and "detect" not in video
+    assert "track" not in image and {"segment", "detect", "edit"} <= set(image)
+    assert tools_for_media(reg, "none") is None  # no media: the tools' own errors say why
+    dec = ConstrainedDecoder(tok, reg, model.get_input_embeddings().weight.shape[0])
+    text = "Segment the red circle in this clip."
+    out = dec.generate(model, prompt_embeds(tok, model, text), in_call=True, tools=video)
+    reply = parse_reply("<call>" + out.text, reg)
+    assert reply.calls and {c.tool for c in reply.calls} <= set(video)
 
 
 class TeacherLM(torch.nn.Module):

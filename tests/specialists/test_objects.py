@@ -35,7 +35,7 @@ def test_words_of_a_box():
     o = _obj(3, (1, 2, 3, 4), "person", color=None, size="large")
     assert o.line() == "#3 large person, center"
     assert SceneObject.from_json(o.to_json()) == o
-    assert seen_words([o, o, _obj(1, (0, 0, 1, 1), "bus")]) == "2 person, a red bus"
+    assert seen_words([o, o, _obj(1, (0, 0, 1, 1), "bus")]) == "2 people, a red bus"
 
 
 def test_the_list_names_held_out_objects_as_the_world_does(detector):

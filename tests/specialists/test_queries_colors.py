@@ -2,7 +2,12 @@
 
 from switchboard.specialists.colors import color_in_box
 from switchboard.specialists.objects import SceneObject
-from switchboard.specialists.queries import parse_query, resolve_referent
+from switchboard.specialists.queries import (
+    contradicts,
+    parse_query,
+    referent_words,
+    resolve_referent,
+)
 from switchboard.world import SHAPES, generate_scene, referring_expressions
 from switchboard.world.splits import split_seeds
 
@@ -41,3 +46,15 @@ def test_resolver_picks_the_right_object_from_ground_truth_detections():
             right += hit is not None and hit.xyxy == dets[scene.index(ref.target)].xyxy
     assert total > 100 and right / total >= 0.97, (right, total)
     assert resolve_referent("the purple dragon", [], list(SHAPES), 256) is None
+
+
+def test_words_that_rule_an_object_out():
+    star = SceneObject(1, (10, 10, 40, 40), "star", "blue", "small", "top left", 0.9)
+    classes = ["star", "circle"]
+    assert referent_words("the second star from the left") == "star"
+    assert referent_words("the circle left of the star").strip() == "the circle"
+    assert contradicts("the red star", star, classes)  # colour
+    assert contradicts("the circle left of the star", star, classes)  # the referent's class
+    assert not contradicts("the star left of the circle", star, classes)
+    assert not contradicts("the small blue star", star, classes)
+    assert not contradicts("the one on the left", star, classes)  # nothing to check

@@ -6,6 +6,7 @@ from switchboard.core import InvalidInputError, Video, load_video, save_video
 from switchboard.specialists.evaluate import evaluate_track
 from switchboard.world import generate_video
 from switchboard.world.language import attribute_expressions
+from switchboard.world.metrics import box_iou
 from switchboard.world.requests import generate_scene_from_clip
 from switchboard.world.splits import split_seeds
 
@@ -37,6 +38,20 @@ def test_referent_by_text_and_box_with_masks(tracker, tmp_path):
     assert np.mean(iou) > 0.7
     by_box = tracker(video, {"box": tuple(float(v) for v in clip.boxes[0, k]), "masks": False})
     assert by_box.tracks[0].frames == tr.frames
+
+
+def test_a_referent_that_enters_after_the_first_frame_is_followed(tracker):
+    # A held-out clip whose blue hexagon comes into view on frame 3: "where does the medium
+    # blue hexagon go?" is read on the frames after the first when the first has none.
+    clip = generate_video(1015059)
+    k = next(i for i, o in enumerate(clip.objects) if (o.shape, o.color) == ("hexagon", "blue"))
+    assert not clip.present[0, k] and clip.present[:, k].any()
+    out = tracker(Video(frames=clip.frames, fps=clip.fps), {"target": "medium blue hexagon"})
+    assert len(out.tracks) == 1 and out.tracks[0].label == "hexagon"
+    tr = out.tracks[0]
+    ious = [box_iou(np.array([b]), clip.boxes[t, k][None])[0, 0]
+            for t, b in zip(tr.frames, tr.xyxy, strict=True)]  # fmt: skip
+    assert tr.frames[0] >= 3 and np.mean(ious) > 0.7
 
 
 @pytest.mark.parametrize(
