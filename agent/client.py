@@ -81,6 +81,18 @@ class Client:
     def history(self, session: str) -> list[dict[str, Any]]:
         return self._check(self.http.get(f"/api/sessions/{session}")).json()["turns"]
 
+    def current(self, session: str) -> dict[str, Any] | None:
+        """The session's current image or video (what a request without media works on)."""
+        return self._check(self.http.get(f"/api/sessions/{session}")).json()["current"]
+
+    def undo(self, session: str) -> dict[str, Any]:
+        """The version before the current one made current; :class:`ServerError` (409) when
+        there is nothing to undo."""
+        return self._check(self.http.post(f"/api/sessions/{session}/undo")).json()["current"]
+
+    def redo(self, session: str) -> dict[str, Any]:
+        return self._check(self.http.post(f"/api/sessions/{session}/redo")).json()["current"]
+
     def artifact(self, sha256: str) -> bytes:
         return self._check(self.http.get(f"/api/artifacts/{sha256}")).content
 
@@ -120,6 +132,6 @@ class Client:
             data = decode_image(self.artifact(a["sha256"]), convert=True)
             if a["kind"] == "mask":
                 turn.masks.append(data[..., 0] > 127)
-            elif a["kind"] == "edited":
+            elif a["kind"] in ("edited", "generated"):
                 turn.images.append(data)
         return turn

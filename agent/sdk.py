@@ -250,6 +250,12 @@ class Agent:
         elif video is not None:
             media = load_video(video)
             inputs.append(("video", _video_bytes(video, media)))
+        current = None
+        if media is None and session is not None:  # the session's current image or video
+            current = self.store.current(session, owner)
+            if current is not None:
+                media = _decode_input(current["kind"], self.store.files.get(current["sha256"]))
+                video = media if current["kind"] == "video" else None
         regions = []
         if region is not None:
             if media is None:
@@ -261,7 +267,8 @@ class Agent:
         history = self._history(session, owner)
         stored_region = None if not regions else {k: v for k, v in regions[0].items()
                                                   if k != "mask"} or {"mask": True}  # fmt: skip
-        turn_id = self.store.begin_turn(session, text, inputs, stored_region, owner=owner)
+        turn_id = self.store.begin_turn(session, text, inputs, stored_region, owner=owner,
+                                        current=current and current["id"])  # fmt: skip
         rt = AgentRuntime(self.policy, self.registry, self.max_steps, self.timeout_s,
                           executor=self.executor, on_event=on_event,
                           memory_budget_mb=self.memory_budget_mb,
@@ -272,6 +279,32 @@ class Agent:
             rt.media["input"] = media
             state.update(media="input", media_kind="video" if video is not None else "image")
         return self._run(session, turn_id, rt, state)
+
+    # -- the session's current image ---------------------------------------------------------
+    def current(self, session: str, owner: str | None = None) -> dict[str, Any] | None:
+        """The session's current image or video: what a request sent without media works on
+        (the last one sent, or the last one an edit made, moved by :meth:`undo` and
+        :meth:`redo`). A dict with ``id``, ``sha256``, ``kind``, ``source`` (upload / edited /
+        generated), ``turn_id`` and ``parent_id``; None before anything was sent or made."""
+        return self.store.current(session, owner)
+
+    def current_media(self, session: str, owner: str | None = None) -> Any:
+        """The current version decoded: an RGB array, a :class:`Video`, or None."""
+        cur = self.store.current(session, owner)
+        if cur is None:
+            return None
+        return _decode_input(cur["kind"], self.store.files.get(cur["sha256"]))
+
+    def undo(self, session: str, owner: str | None = None) -> dict[str, Any]:
+        """Make the version before the current one current again (an edit undone); returns it.
+        :class:`InvalidInputError` when there is nothing to undo; refused while a turn of the
+        session runs."""
+        return self.store.undo(session, owner)
+
+    def redo(self, session: str, owner: str | None = None) -> dict[str, Any]:
+        """Make current again what the last :meth:`undo` left (the newest version made from the
+        current one); :class:`InvalidInputError` when there is none."""
+        return self.store.redo(session, owner)
 
     def _config(self, turn_id: int, rt: AgentRuntime) -> dict[str, Any]:
         return {"configurable": {"runtime": rt, "thread_id": f"turn-{turn_id}"}}

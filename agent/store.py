@@ -48,10 +48,12 @@ from sqlalchemy.orm import (
     relationship,
     sessionmaker,
 )
+from switchboard.core.errors import InvalidInputError
 
 TURN_STATUSES = ("pending", "done", "failed")
 CALL_STATUSES = ("ok", "not_found", "error", "timeout")
 TITLE_CHARS = 120  # a session's name, as a person gives it
+
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -92,9 +94,34 @@ class SessionRow(Base):
     custom_title: Mapped[str | None] = mapped_column(String(TITLE_CHARS), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    # The session's current image or video (a :class:`VersionRow` id): what a request without
+    # media of its own works on. None until something is sent or made. Added after the first
+    # release, like ``custom_title``. (No foreign key: SQLite cannot add one to a table.)
+    head_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     turns: Mapped[list[TurnRow]] = relationship(
         back_populates="session", order_by="TurnRow.index", cascade="all, delete-orphan"
     )
+    versions: Mapped[list[VersionRow]] = relationship(
+        order_by="VersionRow.id", cascade="all, delete-orphan"
+    )
+
+
+class VersionRow(Base):
+    """One version of a session's media: an upload, or an image an edit or generation made.
+    Versions form a tree (``parent_id``: the version that was current when it was made), so an
+    undo goes to the parent, a redo to the newest child, and an edit after an undo starts a new
+    branch without losing the old one. Never deleted but with their session."""
+
+    __tablename__ = "versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("artifacts.sha256"))
+    kind: Mapped[str] = mapped_column(String(16))  # image | video
+    source: Mapped[str] = mapped_column(String(16))  # upload | edited | generated
+    turn_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
 
 
 class TurnRow(Base):
@@ -365,9 +392,13 @@ class Store:
         inputs: list[tuple[str, bytes]] = (),  # type: ignore[assignment]
         region: Any = None,
         owner: str | None = None,
+        current: int | None = None,
     ) -> int:
         """Accept a request: the user's message and its media are stored with a ``pending``
-        turn in one transaction. Returns the turn id."""
+        turn in one transaction. An image or video sent becomes the session's current version;
+        ``current``: the id of the version a request without media works on (attached to the
+        message as it, named "current", so the turn records what it saw). Returns the turn
+        id."""
         shas = [
             (kind, self.files.put(data), media_type(kind, data), len(data)) for kind, data in inputs
         ]
@@ -378,11 +409,82 @@ class Store:
             msg = MessageRow(role="user", text=text, region=region)
             turn.messages.append(msg)
             self._attach(s, msg, shas)
+            s.flush()
+            for kind, sha, _, _ in shas:
+                if kind in ("image", "video"):
+                    self._add_version(s, sess, sha, kind, "upload", turn.id)
+            if current is not None and not shas:
+                v = s.get(VersionRow, current)
+                if v is None or v.session_id != session_id:
+                    raise NotFoundError(f"no version {current} in session {session_id!r}")
+                msg.artifacts.append(MessageArtifact(sha256=v.sha256, kind=v.kind, name="current"))
             if not sess.title:
                 sess.title = text[:80]
             sess.updated_at = _now()
             s.flush()
             return turn.id
+
+    # -- versions of the session's media -----------------------------------------------------
+    @staticmethod
+    def _add_version(
+        s: Session, sess: SessionRow, sha: str, kind: str, source: str, turn_id: int | None
+    ) -> VersionRow:
+        v = VersionRow(session_id=sess.id, parent_id=sess.head_id, sha256=sha, kind=kind,
+                       source=source, turn_id=turn_id)  # fmt: skip
+        sess.versions.append(v)
+        s.flush()
+        sess.head_id = v.id
+        return v
+
+    @staticmethod
+    def _version_dict(v: VersionRow | None) -> dict[str, Any] | None:
+        if v is None:
+            return None
+        return {"id": v.id, "sha256": v.sha256, "kind": v.kind, "source": v.source,
+                "turn_id": v.turn_id, "parent_id": v.parent_id}  # fmt: skip
+
+    def current(self, session_id: str, owner: str | None = None) -> dict[str, Any] | None:
+        """The session's current version (``id``, ``sha256``, ``kind``, ``source``,
+        ``turn_id``, ``parent_id``), or None when nothing was sent or made yet."""
+        with self.db() as s:
+            sess = self._session(s, session_id, owner)
+            head = s.get(VersionRow, sess.head_id) if sess.head_id is not None else None
+            return self._version_dict(head)
+
+    def versions(self, session_id: str, owner: str | None = None) -> list[dict[str, Any]]:
+        """Every version of the session's media, oldest first."""
+        with self.db() as s:
+            return [self._version_dict(v) for v in self._session(s, session_id, owner).versions]
+
+    def undo(self, session_id: str, owner: str | None = None) -> dict[str, Any]:
+        """Make the current version's parent current again; returns it.
+        :class:`InvalidInputError` when there is nothing before it, :class:`SessionBusyError`
+        while a turn of the session runs."""
+        return self._move(session_id, owner, back=True)
+
+    def redo(self, session_id: str, owner: str | None = None) -> dict[str, Any]:
+        """Make the newest version made from the current one current again (what an undo
+        left); :class:`InvalidInputError` when there is none."""
+        return self._move(session_id, owner, back=False)
+
+    def _move(self, session_id: str, owner: str | None, back: bool) -> dict[str, Any]:
+        with self.db() as s:
+            sess = self._session(s, session_id, owner)
+            if any(t.status == "pending" for t in sess.turns):
+                raise SessionBusyError(f"session {session_id!r} has a turn still running")
+            head = s.get(VersionRow, sess.head_id) if sess.head_id is not None else None
+            if back:
+                to = s.get(VersionRow, head.parent_id) if head and head.parent_id else None
+                if to is None:
+                    raise InvalidInputError("there is nothing to undo")
+            else:
+                kids = [v for v in sess.versions if head and v.parent_id == head.id]
+                if not kids:
+                    raise InvalidInputError("there is nothing to redo")
+                to = kids[-1]
+            sess.head_id = to.id
+            sess.updated_at = _now()
+            return self._version_dict(to)  # type: ignore[return-value]
 
     def _attach(self, s: Session, msg: MessageRow, shas: list[tuple[str, str, str, int]]) -> None:
         for kind, sha, mtype, size in shas:
@@ -433,6 +535,9 @@ class Store:
             msg = MessageRow(role="assistant", text=text)
             turn.messages.append(msg)
             self._attach(s, msg, shas)
+            for kind, sha, _, _ in shas:  # each image made becomes the current version, in order
+                if kind in ("edited", "generated"):
+                    self._add_version(s, turn.session, sha, "image", kind, turn.id)
             turn.status, turn.error, turn.finished_at = status, error, _now()
             turn.session.updated_at = _now()
 

@@ -156,7 +156,28 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
     @app.get("/api/sessions/{session_id}")
     def get_session(session_id: str, who: str | None = Depends(owner)) -> dict[str, Any]:
         turns = agent.history(session_id, owner=who)
-        return {"id": session_id, "turns": json.loads(json.dumps(turns, default=str))}
+        return {"id": session_id, "turns": json.loads(json.dumps(turns, default=str)),
+                "current": agent.current(session_id, owner=who)}  # fmt: skip
+
+    def _move(session_id: str, who: str | None, back: bool) -> dict[str, Any]:
+        try:
+            return (agent.undo if back else agent.redo)(session_id, owner=who)
+        except SessionBusyError:
+            raise HTTPException(409, "This session is still answering a request; undo when "
+                                     "the reply has come.") from None  # fmt: skip
+        except InvalidInputError as exc:
+            raise HTTPException(409, str(exc).capitalize() + ".") from None
+
+    @app.post("/api/sessions/{session_id}/undo")
+    def undo(session_id: str, who: str | None = Depends(owner)) -> dict[str, Any]:
+        """Make the image before the current one current again: the current version, or 409
+        with "There is nothing to undo."."""
+        return {"current": _move(session_id, who, back=True)}
+
+    @app.post("/api/sessions/{session_id}/redo")
+    def redo(session_id: str, who: str | None = Depends(owner)) -> dict[str, Any]:
+        """Make current again what the last undo left; 409 when there is nothing to redo."""
+        return {"current": _move(session_id, who, back=False)}
 
     @app.patch("/api/sessions/{session_id}")
     def rename_session(session_id: str, body: Rename, who: str | None = Depends(owner),

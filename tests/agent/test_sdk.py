@@ -385,3 +385,50 @@ def test_images_of_every_common_mode_are_accepted_as_rgb(tmp_path, scene):
         else:  # a region off the image: refused after the image was read, before any call
             with pytest.raises(InvalidInputError, match="outside"):
                 agent.chat("segment this", image=buf.getvalue(), region={"box": [0, 0, 1e6, 5]})
+
+
+class RecolourThenLook:
+    """A scripted policy that records the images it is shown: "make this blue"
+    recolours the region's box blue; any other request is answered in words."""
+
+    def __init__(self) -> None:
+        self.seen: list[np.ndarray | None] = []
+
+    def step(self, messages, images, frame_index, regions, objects=None):
+        said = messages[-1]["content"]
+        if said.startswith("["):
+            return Step(text="Done.")
+        self.seen.append(images[0] if images else None)
+        if said.endswith("make this blue"):
+            box = [float(v) for v in regions[0]["box"]]
+            return Step(calls=[HybridCall(tool="edit", args={"op": "recolor", "box": box,
+                                                             "color": "blue"})])  # fmt: skip
+        return Step(text="I see it.")
+
+
+def test_a_session_works_on_its_current_image_and_undo_restores_the_one_before(tmp_path, scene):
+    policy = RecolourThenLook()
+    agent = _agent(tmp_path, policy)
+    box = tuple(int(v) for v in scene.boxes[0])
+    first = agent.chat("make this blue", image=scene.image, region=box)
+    assert first.images and first.calls[0].status == "ok"
+    edited = first.images[0]
+    cur = agent.current(first.session)
+    assert cur["source"] == "edited" and np.array_equal(agent.current_media(first.session), edited)
+    # A request sent without an image works on the session's current one: the edited image.
+    agent.chat("what is here?", session=first.session)
+    assert np.array_equal(policy.seen[-1], edited)
+    # Undo: the upload is current again, and the next request sees it; redo brings the edit back.
+    assert agent.undo(first.session)["source"] == "upload"
+    agent.chat("and now?", session=first.session)
+    assert np.array_equal(policy.seen[-1], scene.image)
+    assert agent.redo(first.session)["id"] == cur["id"]
+    with pytest.raises(InvalidInputError, match="nothing to redo"):
+        agent.redo(first.session)
+    # Each turn records the image it worked on, named "current" when it was not sent with it.
+    turns = agent.history(first.session)
+    names = [[a["name"] for a in t["messages"][0]["artifacts"]] for t in turns]
+    assert names == [["image"], ["current"], ["current"]]
+    # A new session starts with nothing current: no image is carried over.
+    other = agent.chat("hello")
+    assert policy.seen[-1] is None and agent.current(other.session) is None

@@ -172,13 +172,57 @@ def test_an_older_database_gains_the_new_columns(tmp_path):
     store.engine.dispose()
     with create_engine(url).begin() as conn:
         conn.execute(text("ALTER TABLE sessions DROP COLUMN custom_title"))
+        conn.execute(text("ALTER TABLE sessions DROP COLUMN head_id"))
+        conn.execute(text("DROP TABLE versions"))
         cols = [r[1] for r in conn.execute(text("PRAGMA table_info(sessions)"))]
-    assert "custom_title" not in cols
+    assert "custom_title" not in cols and "head_id" not in cols
     again = Store(url, tmp_path / "a")
     (session,) = again.sessions(owner="alice")
     assert session["title"] == "hi" and session["named"] is False
     assert again.rename_session(sid, "greetings", owner="alice")["named"] is True
+    assert again.current(sid, owner="alice") is None  # versions work on the old database too
+    again.finish_turn(again.begin_turn(sid, "x", [("image", PNG)], owner="alice"), "ok")
+    assert again.current(sid, owner="alice")["source"] == "upload"
     again.begin_turn(sid, "still running", owner="alice")
     with pytest.raises(SessionBusyError):
         again.delete_session(sid, owner="alice")
-    assert again.recover() == 1 and again.delete_session(sid, owner="alice") == 2
+    assert again.recover() == 1 and again.delete_session(sid, owner="alice") == 3
+
+
+def test_the_current_image_moves_with_edits_undo_and_redo(tmp_path):
+    """Uploads and edited images become the session's current version in order; undo goes to
+    the one before, redo back; an edit after an undo starts a branch and keeps the old one."""
+    from switchboard.core import InvalidInputError
+
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "a")
+    sid = store.create_session(owner="alice")
+    assert store.current(sid, owner="alice") is None
+    with pytest.raises(InvalidInputError, match="nothing to undo"):
+        store.undo(sid, owner="alice")
+    t0 = store.begin_turn(sid, "segment the circle", [("image", PNG)], owner="alice")
+    store.finish_turn(t0, "mask", outputs=[("mask", b"m")])  # a mask is no new version
+    up = store.current(sid, owner="alice")
+    assert (up["source"], up["turn_id"], up["parent_id"]) == ("upload", t0, None)
+    t1 = store.begin_turn(sid, "make it blue", owner="alice", current=up["id"])
+    (att,) = store.turn(t1, owner="alice")["messages"][0]["artifacts"]
+    assert (att["sha256"], att["kind"], att["name"]) == (up["sha256"], "image", "current")
+    store.finish_turn(t1, "done", outputs=[("edited", PNG + b"1"), ("edited", PNG + b"2")])
+    two = store.current(sid, owner="alice")
+    one = store.undo(sid, owner="alice")
+    assert two["source"] == "edited" and one["id"] == two["parent_id"]
+    assert store.undo(sid, owner="alice")["id"] == up["id"]
+    assert store.redo(sid, owner="alice")["id"] == one["id"]
+    # A new edit from here branches; the undone version stays stored, redo takes the newest.
+    t2 = store.begin_turn(sid, "make it red", owner="alice", current=one["id"])
+    store.finish_turn(t2, "done", outputs=[("edited", PNG + b"3")])
+    branch = store.current(sid, owner="alice")
+    assert branch["parent_id"] == one["id"] and len(store.versions(sid, owner="alice")) == 4
+    store.undo(sid, owner="alice")
+    assert store.redo(sid, owner="alice")["id"] == branch["id"]
+    with pytest.raises(InvalidInputError, match="nothing to redo"):
+        store.redo(sid, owner="alice")
+    with pytest.raises(NotFoundError):
+        store.undo(sid, owner="bob")
+    store.begin_turn(sid, "still running", owner="alice")
+    with pytest.raises(SessionBusyError):
+        store.undo(sid, owner="alice")

@@ -211,6 +211,35 @@ def test_sessions_are_renamed_and_deleted_by_their_owner_only(client, scene):
     assert client.delete(f"/api/sessions/{sid}", headers=_h(A)).status_code == 404
 
 
+def test_the_current_image_is_shown_undone_and_redone_by_its_owner_only(client, scene):
+    sid = client.post("/api/sessions", headers=_h(A)).json()["id"]
+    assert client.get(f"/api/sessions/{sid}", headers=_h(A)).json()["current"] is None
+    sent = []
+    for image in (scene.image, generate_scene(6).image):
+        r = client.post(f"/api/sessions/{sid}/messages", headers=_h(A),
+                        data={"text": "segment this", "region": json.dumps(_box(scene))},
+                        files={"file": ("s.png", encode_png(image), "image/png")})  # fmt: skip
+        assert r.status_code == 200, r.text
+        sent.append(r.json()["messages"][0]["artifacts"][0]["sha256"])
+    cur = client.get(f"/api/sessions/{sid}", headers=_h(A)).json()["current"]
+    assert (cur["sha256"], cur["source"]) == (sent[1], "upload")
+    for who, code in ((B, 404), (None, 401)):
+        assert client.post(f"/api/sessions/{sid}/undo", headers=_h(who) if who else {}
+                           ).status_code == code  # fmt: skip
+    r = client.post(f"/api/sessions/{sid}/undo", headers=_h(A))
+    assert r.status_code == 200 and r.json()["current"]["sha256"] == sent[0]
+    r = client.post(f"/api/sessions/{sid}/undo", headers=_h(A))
+    assert r.status_code == 409 and r.json()["detail"] == "There is nothing to undo."
+    r = client.post(f"/api/sessions/{sid}/redo", headers=_h(A))
+    assert r.status_code == 200 and r.json()["current"]["sha256"] == sent[1]
+    # A request sent without a file works on the current image (the turn records which).
+    r = client.post(f"/api/sessions/{sid}/messages", headers=_h(A),
+                    data={"text": "and this", "region": json.dumps(_box(scene))})  # fmt: skip
+    assert r.status_code == 200 and r.json()["outcome"] == "ok", r.text
+    (att,) = r.json()["messages"][0]["artifacts"]
+    assert (att["sha256"], att["name"]) == (sent[1], "current")
+
+
 def test_refusals_are_sentences_about_the_input(client, scene):
     sid = client.post("/api/sessions", headers=_h(A)).json()["id"]
     url = f"/api/sessions/{sid}/messages"
