@@ -432,6 +432,11 @@ def eval_agent(
         help="Renamed vocabulary: the detector's classes called by nouns never trained on "
         "(understanding, segmentation and detection tasks).",
     ),
+    conversations: bool = typer.Option(
+        False,
+        help="Scripted conversations of 2-5 turns instead (--n of them, default 126): "
+        "follow-ups, corrections, undo/redo, thanks; success per turn position.",
+    ),
 ) -> None:
     """End-to-end task success through the SDK (router, graph, specialists, store), judged on
     the final reply, masks, boxes, tracks and images against ShapeWorld's ground truth."""
@@ -441,6 +446,9 @@ def eval_agent(
     from rich.table import Table
     from switchboard.agent.evaluate import agent_table, evaluate_agent
 
+    if conversations:
+        _eval_conversations(split, None if n == 210 else n, out, misses, folder, history_turns)
+        return
     res = evaluate_agent(split=split, n=n, log=typer.echo, with_signals=signals, folder=folder,
                          after_turn=after_turn, history_turns=history_turns,
                          rename=rename)  # fmt: skip
@@ -471,6 +479,33 @@ def eval_agent(
     out = out or Path("runs/eval") / f"agent-{split}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     res["table"] = agent_table(res)
+    out.write_text(json.dumps(res, indent=2))
+    typer.echo(f"wrote {out}")
+
+
+def _eval_conversations(split: str, n: int | None, out: Path | None, misses: int,
+                        folder: Path | None, history_turns: int) -> None:  # fmt: skip
+    import json
+
+    from switchboard.agent.evaluate import (
+        CONVERSATIONS,
+        conversation_table,
+        evaluate_conversations,
+    )
+
+    res = evaluate_conversations(split=split, n=n or CONVERSATIONS, log=typer.echo,
+                                 folder=folder, history_turns=history_turns)  # fmt: skip
+    typer.echo(conversation_table(res))
+    typer.echo(f"{res['conversations']} conversations, {res['turns']} turns; whole conversations "
+               f"right {res['conversation_success']:.3f}; chat/greeting/thanks turns that edited: "
+               f"{res['chat_turns_that_edited']} of {res['chat_turns_with_picture']}; errors "
+               f"{res['errors']}; {res['seconds']:.0f} s")  # fmt: skip
+    for m in res["misses"][:misses]:
+        typer.echo(f"- [{m['script']} {m['position']}] {m['said']!r} -> {m['reply']!r} "
+                   f"{m['calls']}: {m['why']}")  # fmt: skip
+    out = out or Path("runs/eval") / f"conversations-{split}-h{history_turns}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res["table"] = conversation_table(res)
     out.write_text(json.dumps(res, indent=2))
     typer.echo(f"wrote {out}")
 

@@ -218,7 +218,8 @@ def _judge_track(request: Request, turn: Any) -> Verdict:
     return Verdict(m >= IOU, f"track mean IoU {m:.2f} over {len(ious)} frames")
 
 
-def _judge_edit(request: Request, scene: Any, turn: Any, intent: Any) -> Verdict:
+def _judge_edit(request: Any, scene: Any, turn: Any, intent: Any) -> Verdict:
+    """``request``: anything with the ``seed`` the edit's placement is drawn from."""
     from switchboard.specialists.evaluate import _find, judge_edit, place_cell
     from switchboard.world.edits import apply_edit
 
@@ -388,4 +389,163 @@ def agent_table(res: dict[str, Any]) -> str:
         *(f"| {k} | {v['n']} | {v['success']:.3f} |" for k, v in res["by_type"].items()),
         f"| **all** | {res['tasks']} | **{res['success']:.3f}** |",
     ]
+    return "\n".join(lines)
+
+
+# -- conversations --------------------------------------------------------------------------
+CONVERSATIONS = 126  # 14 of each script: 42 chat/thanks/greeting turns with a picture at hand
+_ANSWER_WORDS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                 "yes", "no"}  # fmt: skip
+
+
+def _answer_ok(text: str, answer: str) -> bool:
+    """The reply says ``answer`` and no other word of its kind (a colour, a count)."""
+    from switchboard.core.vocabulary import COLOR_NAMES
+
+    words = set(_norm(text).split())
+    rivals = (set(COLOR_NAMES) if answer in COLOR_NAMES else _ANSWER_WORDS) - {answer}
+    return answer in words and not words & rivals
+
+
+def judge_conversation_turn(spec: Any, turn: Any, before: list[Any], now: Any) -> Verdict:
+    """Whether ``turn`` (an SDK Turn) did what the scripted turn ``spec`` (a
+    :class:`~switchboard.world.conversations.ConvTurn`) asks. ``before``: the session's current
+    version before each earlier turn and this one (``Agent.current`` dicts or None); ``now``:
+    the current version after it (undo and redo are judged on it)."""
+    from switchboard.world.requests import Intent
+
+    edits = [c for c in turn.calls if c.tool == "edit"]
+    if spec.expect == "mask":
+        return _judge_mask(spec.scene, spec.targets[0], turn)
+    if spec.expect == "boxes":
+        return _judge_detect(spec.scene, spec.targets, turn)
+    if spec.expect == "edit":
+        intent = Intent(spec.task, list(spec.targets), None, dict(spec.params))
+        return _judge_edit(spec, spec.scene, turn, intent)
+    if spec.expect == "answer":
+        if turn.calls:
+            return Verdict(False, f"called {[c.tool for c in turn.calls]} instead of answering")
+        return Verdict(_answer_ok(turn.text, spec.answer), f"said {turn.text!r}, truth "
+                       f"{spec.answer!r}")  # fmt: skip
+    if spec.expect == "no_edit":
+        ok = not edits and not turn.images
+        return Verdict(ok, "no edit" if ok else f"edited: {[c.args for c in edits]}")
+    cur = before[-1]
+    if spec.expect == "undo":  # back to the version before the last change
+        if cur is None or cur.get("parent_id") is None:
+            return Verdict(False, "nothing was changed to undo")
+        ok = now is not None and now["id"] == cur["parent_id"]
+        return Verdict(ok, "undone" if ok else f"current is version {now and now['id']}, not "
+                       f"{cur['parent_id']}")  # fmt: skip
+    if spec.expect == "redo":  # forward to what the undo before it left
+        want = before[-2] if len(before) >= 2 else None
+        if want is None or cur is None or want["id"] == cur["id"]:
+            return Verdict(False, "nothing was undone to redo")
+        ok = now is not None and now["id"] == want["id"]
+        return Verdict(ok, "redone" if ok else f"current is version {now and now['id']}, not "
+                       f"{want['id']}")  # fmt: skip
+    raise ValueError(f"unknown expectation {spec.expect!r}")
+
+
+def evaluate_conversations(
+    agent: Any = None,
+    split: str = "test",
+    n: int = CONVERSATIONS,
+    log: Callable[[str], None] | None = None,
+    max_misses: int = 60,
+    folder: Path | None = None,
+    history_turns: int = 0,
+) -> dict[str, Any]:
+    """Scripted conversations (:func:`~switchboard.world.conversations.conversations`): each
+    is one session; the first turn sends its picture, later ones send none (the session's
+    current image is what they work on) unless the topic changes with a new picture. Every
+    turn is judged on its outputs; success per turn position, per script and per kind of
+    turn, and how many chat, greeting and thanks turns edited anything."""
+    from switchboard.world.conversations import conversations
+
+    from .policy import RouterPolicy
+    from .sdk import Agent
+
+    with tempfile.TemporaryDirectory() if agent is None else nullcontext() as home:
+        if agent is None:
+            from switchboard.router.inference import Router
+            from switchboard.specialists import default_registry
+
+            router = Router.load(folder, default_registry())
+            agent = Agent.load(home=Path(home), policy=RouterPolicy(router),
+                               history_turns=history_turns)  # fmt: skip
+        convs = conversations(split, n)
+        by_pos: dict[int, list[bool]] = {}
+        by_kind: dict[str, list[bool]] = {}
+        by_script: dict[str, list[bool]] = {}
+        whole, misses, errors, unasked, seconds = [], [], 0, 0, []
+        t_all = time.time()
+        for k, conv in enumerate(convs):
+            session, before, all_ok = None, [], True
+            for pos, spec in enumerate(conv.turns, 1):
+                media = {"image": generate_scene(spec.seed).image} if spec.media == "image" else {}
+                before.append(agent.current(session) if session else None)
+                t0 = time.perf_counter()
+                try:
+                    turn = agent.chat(spec.text, session=session, **media)
+                    session = turn.session
+                    verdict = judge_conversation_turn(spec, turn, before,
+                                                      agent.current(session))  # fmt: skip
+                except Exception as exc:  # a crash is a failed turn, reported
+                    errors += 1
+                    turn, verdict = None, Verdict(False, f"{type(exc).__name__}: {exc}")
+                seconds.append(time.perf_counter() - t0)
+                if (
+                    spec.expect == "no_edit"
+                    and turn is not None
+                    and (turn.images or any(c.tool == "edit" for c in turn.calls))
+                ):
+                    unasked += 1
+                all_ok &= verdict.ok
+                by_pos.setdefault(pos, []).append(verdict.ok)
+                by_kind.setdefault(spec.kind, []).append(verdict.ok)
+                by_script.setdefault(conv.script, []).append(verdict.ok)
+                if not verdict.ok and len(misses) < max_misses:
+                    misses.append({
+                        "script": conv.script, "seed": conv.seed, "position": pos,
+                        "said": spec.text, "reply": turn.text if turn else None,
+                        "calls": [f"{c.tool} {c.args} → {c.observation}" for c in turn.calls]
+                        if turn else [], "why": verdict.why})  # fmt: skip
+            whole.append(all_ok)
+            if log and (k + 1) % 9 == 0:
+                done = [v for vs in by_pos.values() for v in vs]
+                log(f"{k + 1}/{len(convs)} conversations, turn success {np.mean(done):.3f}, "
+                    f"{time.time() - t_all:.0f} s")  # fmt: skip
+    every = [v for vs in by_pos.values() for v in vs]
+
+    def table(d: dict[Any, list[bool]]) -> dict[str, dict[str, float]]:
+        return {str(k): {"n": len(v), "success": float(np.mean(v))} for k, v in sorted(d.items())}
+
+    quiet = sum(len(v) for k, v in by_kind.items() if k in ("thanks", "greeting"))
+    return {
+        "split": split,
+        "conversations": len(whole),
+        "turns": len(every),
+        "history_turns": getattr(agent, "history_turns", None),
+        "turn_success": float(np.mean(every)),
+        "conversation_success": float(np.mean(whole)),
+        "by_position": table(by_pos),
+        "by_script": table(by_script),
+        "by_kind": table(by_kind),
+        "chat_turns_with_picture": quiet,
+        "chat_turns_that_edited": unasked,
+        "errors": errors,
+        "turn_s_p50": float(np.median(seconds)),
+        "seconds": round(time.time() - t_all, 1),
+        "misses": misses,
+    }
+
+
+def conversation_table(res: dict[str, Any]) -> str:
+    """Markdown: success per turn position and per kind of turn."""
+    lines = ["| turn | turns | success |", "|---|---|---|"]
+    lines += [f"| {p} | {v['n']} | {v['success']:.3f} |" for p, v in res["by_position"].items()]
+    lines += [f"| **all** | {res['turns']} | **{res['turn_success']:.3f}** |", "",
+              "| kind of turn | turns | success |", "|---|---|---|"]  # fmt: skip
+    lines += [f"| {k} | {v['n']} | {v['success']:.3f} |" for k, v in res["by_kind"].items()]
     return "\n".join(lines)

@@ -156,6 +156,7 @@ class TurnState(TypedDict, total=False):
     current: str | None  # hash of the image the next call works on (after edits: the edit)
     step: int
     pending: list[dict[str, Any]]  # this step's calls: {"tool", "args", "signal"}
+    failed_calls: list[str]  # this turn's calls (as the router wrote them) that did not succeed
     results: Annotated[list[CallResult], operator.add]
     reply: str
     final: str
@@ -270,7 +271,20 @@ def route(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
              "seconds": round(time.perf_counter() - t0, 4)})  # fmt: skip
     # Signals as float32 arrays: the state is checkpointed (msgpack holds arrays, not tensors).
     pending = [{"tool": c.tool, "args": c.args, "signal": _array(c.signal)} for c in step.calls]
-    return {"pending": pending, "reply": step.text}
+    # A call that already failed this turn, written again word for word, would fail again: it
+    # is not run twice (the router, shown its failure, may still repeat it until the step
+    # limit). With nothing new left to run the turn ends, and the reply says what failed.
+    tried = set(state.get("failed_calls") or [])
+    fresh = [p for p in pending if _signature(p) not in tried]
+    if pending and not fresh:
+        return {"pending": [], "reply": ""}
+    return {"pending": fresh, "reply": step.text}
+
+
+def _signature(call: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps([call["tool"], call["args"]], sort_keys=True, default=str)
 
 
 def _array(signal: Any) -> np.ndarray | None:
@@ -360,7 +374,10 @@ def observe(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
             key = f"derived:{step}:{r['index']}"
             rt.media[key] = r["result"].image
             current = key
-    return {"messages": messages, "current": current, "step": step + 1, "pending": []}
+    status = {r["index"]: r["status"] for r in mine}
+    failed = [_signature(p) for i, p in enumerate(state["pending"]) if status.get(i) != "ok"]
+    return {"messages": messages, "current": current, "step": step + 1, "pending": [],
+            "failed_calls": [*(state.get("failed_calls") or []), *failed]}  # fmt: skip
 
 
 def after_observe(state: TurnState, config: RunnableConfig) -> str:

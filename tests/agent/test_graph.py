@@ -144,6 +144,20 @@ def test_the_step_limit_ends_a_turn_that_never_answers():
     assert "stopped after 3 steps" in out["final"]
 
 
+def test_a_failed_call_repeated_word_for_word_is_not_run_again():
+    broken = HybridCall(tool="broken", args={"seconds": 0.0})
+    policy = Scripted([Step(calls=[broken]) for _ in range(10)])
+    out, _ = _run(policy, max_steps=6)
+    # The second identical call ends the turn: one run, one failure sentence, no step limit.
+    assert len(out["results"]) == 1 and len(policy.shown) == 2
+    assert "stopped after" not in out["final"] and "I couldn't run broken:" in out["final"]
+    # A different call after a failure still runs.
+    policy = Scripted([Step(calls=[broken]), Step(calls=[HybridCall(tool="sleepy", args={})]),
+                       Step(text="Slept instead.")])  # fmt: skip
+    out, _ = _run(policy)
+    assert [r["status"] for r in out["results"]] == ["error", "ok"]
+
+
 def test_a_crashing_specialist_becomes_a_message_and_an_observation():
     policy = Scripted([Step(calls=[HybridCall(tool="broken", args={})]),
                        Step(text="Sorry, that did not work.")])  # fmt: skip

@@ -114,3 +114,27 @@ def test_the_renamed_suite_says_the_held_out_nouns():
     said = " ".join(r.text + " " + (r.answer or "") for _, r in tasks)
     assert not any(f" {shape}" in said for shape in names)
     assert any(noun in said for noun in names.values())
+
+
+class Polite:
+    """Answers every request in words and never calls a tool."""
+
+    def step(self, messages, images, frame_index, regions, objects=None):
+        return Step(text="Hello! What would you like me to do?")
+
+
+def test_conversations_run_as_sessions_and_are_judged_turn_by_turn(tmp_path):
+    from switchboard.agent.evaluate import evaluate_conversations
+    from switchboard.world.conversations import conversations
+
+    convs = conversations("test", 8)
+    agent = Agent.load(home=tmp_path, policy=Polite())
+    res = evaluate_conversations(agent, "test", 8)
+    specs = [t for c in convs for t in c.turns]
+    quiet = sum(t.expect == "no_edit" for t in specs)
+    # Only the turns that ask for nothing are right when nothing is done.
+    assert res["conversations"] == 8 and res["turns"] == len(specs) and res["errors"] == 0
+    assert res["turn_success"] == pytest.approx(quiet / len(specs))
+    assert res["chat_turns_that_edited"] == 0 and res["chat_turns_with_picture"] == quiet
+    assert res["by_position"]["1"]["n"] == 8 and res["conversation_success"] == 0.0
+    assert res["by_kind"]["thanks"]["success"] == 1.0 and res["by_kind"]["segment"]["success"] == 0
