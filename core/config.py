@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     # 40 MP: larger than any phone photo, small enough that one decoded RGB image stays < 128 MB.
     max_image_pixels: int = Field(40_000_000, gt=0)
     max_video_frames: int = Field(2_000, gt=0)
+    # A video's decoded RGB frames may take at most this many MiB (a 22 KB mp4 can hold 400
+    # black 720p frames: 1.1 GB once decoded). Checked from the file's stated size and length
+    # before decoding, and frame by frame while decoding (a file may understate them).
+    max_video_mb: int = Field(1_024, gt=0)
     max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0)
     # Bearer token(s) for the HTTP API, comma-separated; each sees only its own sessions.
     api_token: str | None = None

@@ -253,22 +253,69 @@ def load_video(source: str | Path | np.ndarray | Video, *, fps: float | None = N
         )
     import imageio.v3 as iio
 
-    limit = get_settings().max_video_frames
     try:
         meta = iio.immeta(path)
-        frames = []
+    except Exception as exc:  # imageio raises many backend-specific types for corrupt files
+        raise InvalidInputError(f"cannot decode video {path.name}: {exc}") from exc
+    frames = _decode_frames(path, meta)
+    rate = fps or meta.get("fps") or (1000.0 / meta["duration"] if meta.get("duration") else 10.0)
+    return Video(frames=frames, fps=float(rate))
+
+
+def _decode_frames(path: Path, meta: dict[str, Any]) -> np.ndarray:
+    """A video file's frames ``[T, H, W, 3]``, within the frame count, pixel and decoded-size
+    limits: what the file says of its size and length is checked before any frame is decoded,
+    and the frames themselves as they come (a file may understate them). Frames go into one
+    array as they are decoded, not a list stacked afterwards (which would hold them twice)."""
+    import imageio.v3 as iio
+
+    settings = get_settings()
+    limit, budget = settings.max_video_frames, settings.max_video_mb * 2**20
+    over = (f"decodes to more than {settings.max_video_mb} MB of frames "
+            "(SWITCHBOARD_MAX_VIDEO_MB); send a shorter or smaller clip")  # fmt: skip
+    size, fps, duration = meta.get("size"), meta.get("fps"), meta.get("duration")
+    expected = 0
+    if size and len(size) == 2:
+        w, h = int(size[0]), int(size[1])
+        _check_pixels(h, w, None)
+        if fps and duration and np.isfinite(fps * duration):
+            expected = int(np.ceil(float(fps) * float(duration)))
+            if expected > limit:
+                raise InvalidInputError(f"video has about {expected} frames, above the limit of "
+                                        f"{limit} (SWITCHBOARD_MAX_VIDEO_FRAMES)")  # fmt: skip
+            if expected * h * w * 3 > budget:
+                raise InvalidInputError(f"video {path.name} ({expected} frames of {w}x{h}) "
+                                        + over)  # fmt: skip
+    out: np.ndarray | None = None
+    n = 0
+    try:
         for i, frame in enumerate(iio.imiter(path)):
             if i >= limit:
                 raise InvalidInputError(f"video has more than {limit} frames")
-            frames.append(np.asarray(frame)[..., :3].astype(np.uint8))
+            f = np.asarray(frame)
+            if f.ndim == 2:
+                f = np.repeat(f[..., None], 3, axis=2)
+            f = f[..., :3]
+            if out is None:
+                _check_pixels(f.shape[0], f.shape[1], None)
+                out = np.empty((max(expected, 1), *f.shape[:2], 3), np.uint8)
+            elif f.shape[:2] != out.shape[1:3]:
+                raise InvalidInputError(f"frame {i} of {path.name} differs in size")
+            if (i + 1) * f.nbytes > budget:
+                raise InvalidInputError(f"video {path.name} " + over)
+            if i >= len(out):  # longer than the file said: grow by half
+                grown = np.empty((len(out) + len(out) // 2 + 1, *out.shape[1:]), np.uint8)
+                grown[: len(out)] = out
+                out = grown
+            out[i] = f
+            n = i + 1
     except InvalidInputError:
         raise
     except Exception as exc:  # imageio raises many backend-specific types for corrupt files
         raise InvalidInputError(f"cannot decode video {path.name}: {exc}") from exc
-    if not frames:
+    if out is None or n == 0:
         raise InvalidInputError(f"video has no frames: {path}")
-    rate = fps or meta.get("fps") or (1000.0 / meta["duration"] if meta.get("duration") else 10.0)
-    return Video(frames=np.stack(frames), fps=float(rate))
+    return out[:n] if n == len(out) else out[:n].copy()
 
 
 def save_video(video: Video, path: str | Path) -> Path:

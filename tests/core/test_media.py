@@ -139,3 +139,40 @@ def test_a_video_object_loads_as_itself():
 
     video = Video(frames=np.zeros((3, 8, 8, 3), np.uint8), fps=5)
     assert load_video(video) is video
+
+
+def test_a_small_video_file_of_huge_frames_is_refused_before_it_fills_memory(tmp_path, monkeypatch):
+    """A few KB of mp4 can hold hundreds of 720p frames: what the file says of its length
+    and size is checked before decoding, and the decoded size frame by frame."""
+    import resource
+
+    import imageio.v3 as iio
+    from switchboard.core.config import get_settings
+
+    path = tmp_path / "black.mp4"
+    iio.imwrite(path, np.zeros((40, 720, 1280, 3), np.uint8), fps=10, codec="libx264",
+                macro_block_size=1)  # fmt: skip
+    assert path.stat().st_size < 20_000
+    monkeypatch.setenv("SWITCHBOARD_MAX_VIDEO_MB", "64")
+    get_settings.cache_clear()
+    try:
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with pytest.raises(InvalidInputError, match="40 frames of 1280x720.*MAX_VIDEO_MB"):
+            load_video(path)
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 50_000  # KiB
+        # A file that states no length (a GIF) is stopped while decoding, at the budget.
+        gif = tmp_path / "big.gif"
+        frames = np.zeros((12, 1000, 1500, 3), np.uint8)
+        frames[np.arange(12), :, np.arange(12) * 100] = 255  # distinct frames, kept apart
+        iio.imwrite(gif, frames, duration=100, loop=0)
+        monkeypatch.setenv("SWITCHBOARD_MAX_VIDEO_MB", "20")
+        get_settings.cache_clear()
+        with pytest.raises(InvalidInputError, match="more than 20 MB of frames"):
+            load_video(gif)
+        monkeypatch.setenv("SWITCHBOARD_MAX_IMAGE_PIXELS", "500000")
+        get_settings.cache_clear()
+        with pytest.raises(InvalidInputError, match="above the limit of 500000"):
+            load_video(path)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
