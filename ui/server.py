@@ -35,6 +35,8 @@ from switchboard.agent.store import TITLE_CHARS, NotFoundError, SessionBusyError
 from switchboard.core.errors import InvalidInputError, SwitchboardError
 from switchboard.core.media import VIDEO_MEDIA_TYPES, UnreadableImageError, decode_image
 
+from .limits import BodyGuard
+
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"}
 VIDEO_TYPES = set(VIDEO_MEDIA_TYPES)
 STATIC = Path(__file__).parent / "static"
@@ -94,6 +96,10 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
     limit = max_upload_bytes or settings.max_upload_bytes
     lock = threading.Lock()
     app = FastAPI(title="Switchboard", version="0.1", summary="An agent that sees and edits pixels")
+    # The token and the body's size before the body is read (FastAPI reads it all first).
+    app.add_middleware(BodyGuard, limit=limit, allowed=lambda header: not owners or (
+        bool(header) and header.startswith("Bearer ")
+        and header.removeprefix("Bearer ").strip() in owners))  # fmt: skip
 
     def owner(authorization: str | None = Header(None)) -> str | None:
         if not owners:
@@ -344,8 +350,9 @@ def _video_file(data: bytes, suffix: str) -> Path:
 
 
 def _turn_json(agent: Any, turn: Any, who: str | None) -> dict[str, Any]:
-    """A Turn as JSON: the reply, the calls, boxes and tracks, and the stored artifacts (their
-    hashes: fetch the bytes from ``/api/artifacts/<sha256>``)."""
+    """A Turn as JSON: the reply, the calls, boxes and tracks, the stored artifacts (their
+    hashes: fetch the bytes from ``/api/artifacts/<sha256>``), and the session's current image
+    after it (``current``, as ``GET /api/sessions/{id}`` has it)."""
     stored = agent.store.turn(turn.turn_id, owner=who)
     return {
         "session": turn.session,
@@ -364,4 +371,5 @@ def _turn_json(agent: Any, turn: Any, who: str | None) -> dict[str, Any]:
             for t in turn.tracks
         ],  # fmt: skip
         "messages": json.loads(json.dumps(stored["messages"], default=str)),
+        "current": agent.current(turn.session, owner=who),
     }

@@ -127,6 +127,24 @@ def test_bad_requests_get_typed_refusals(client, scene):
     assert client.get(f"/api/sessions/{sid}", headers=_h(A)).json()["turns"] == []
 
 
+def test_the_token_and_the_size_are_checked_before_the_body_is_read(client):
+    sid = client.post("/api/sessions", headers=_h(A)).json()["id"]
+    sent = []
+
+    def body():  # 16 MB, counted as it is read
+        for _ in range(256):
+            sent.append(1)
+            yield b"x" * 65536
+
+    r = client.post(f"/api/sessions/{sid}/messages", content=body(),
+                    headers={"content-type": "multipart/form-data; boundary=b"})  # fmt: skip
+    assert r.status_code == 401 and len(sent) <= 1
+    r = client.post(f"/api/sessions/{sid}/messages", headers={**_h(A), "content-length": "9" * 9},
+                    content=b"")  # fmt: skip
+    assert r.status_code == 413 and "largest upload" in r.json()["detail"]
+    assert r.headers["connection"] == "close"  # the rest of a refused body is not read
+
+
 def test_the_stream_sends_the_agent_events_then_the_turn(client, scene):
     sid = client.post("/api/sessions", headers=_h(A)).json()["id"]
     png = ("s.png", encode_png(scene.image), "image/png")
@@ -238,6 +256,9 @@ def test_the_current_image_is_shown_undone_and_redone_by_its_owner_only(client, 
     assert r.status_code == 200 and r.json()["outcome"] == "ok", r.text
     (att,) = r.json()["messages"][0]["artifacts"]
     assert (att["sha256"], att["name"]) == (sent[1], "current")
+    # The turn's JSON says what is current after it (the page shows it without asking again).
+    now = client.get(f"/api/sessions/{sid}", headers=_h(A)).json()["current"]
+    assert r.json()["current"] == now and now["sha256"] == sent[1]
 
 
 def test_refusals_are_sentences_about_the_input(client, scene):

@@ -1,0 +1,84 @@
+"""The token and the size of a request, checked before its body is read.
+
+FastAPI reads a request's whole body (spooling uploads to disk) before it runs the route's
+dependencies, so a bearer-token check written as a dependency answers 401 only after an
+unauthenticated client has sent everything it wanted to (a 1.5 GB POST took 5.7 s to be
+refused), and an upload over the limit is refused only once it has been stored. This ASGI
+middleware runs first: a request that carries a body to ``/api/`` is refused at once without a
+valid token (401) or with a ``Content-Length`` over the limit (413), and a body sent without
+one (chunked) is cut off with 413 as soon as it passes the limit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+# What a multipart form adds around the file (the boundary lines, the text and region fields).
+FORM_SLACK = 256 * 1024
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+# A refused body is not drained: the connection is closed after the answer, so the client
+# stops sending.
+_CLOSE = [(b"connection", b"close")]
+
+
+class BodyGuard:
+    """ASGI middleware: ``allowed(authorization header or None)`` says whether a token is
+    good; ``limit`` is the largest upload in bytes (bodies may carry :data:`FORM_SLACK` more)."""
+
+    def __init__(self, app: Any, allowed: Callable[[str | None], bool], limit: int,
+                 prefix: str = "/api/") -> None:  # fmt: skip
+        self.app, self.allowed, self.prefix = app, allowed, prefix
+        self.limit, self.most = limit, limit + FORM_SLACK
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if (scope["type"] != "http" or scope["method"] not in _BODY_METHODS
+                or not scope["path"].startswith(self.prefix)):  # fmt: skip
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        auth = headers.get("authorization")
+        if not self.allowed(auth):
+            said = "invalid token" if auth else "a bearer token is required"
+            await _reply(send, 401, said, [(b"www-authenticate", b"Bearer")])
+            return
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.most:
+            await _reply(send, 413, self._too_big(), _CLOSE)
+            return
+        state = {"read": 0, "refused": False}
+
+        async def counted() -> Message:
+            if state["refused"]:  # the rest of the body is never read
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                state["read"] += len(message.get("body", b""))
+                if state["read"] > self.most and not state["refused"]:
+                    state["refused"] = True
+                    await _reply(send, 413, self._too_big(), _CLOSE)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: Message) -> None:
+            if not state["refused"]:  # the 413 went out: the app's own answer has nowhere to go
+                await send(message)
+
+        await self.app(scope, counted, guarded)
+
+    def _too_big(self) -> str:
+        mb = self.limit / 1e6
+        return f"The upload is over {mb:.1f} MB, the largest upload this server takes."
+
+
+async def _reply(send: Any, status: int, detail: str,
+                 extra: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]  # fmt: skip
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode()), *extra]  # fmt: skip
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
