@@ -33,7 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol, TypedDict
+from typing import Annotated, Any, NotRequired, Protocol, TypedDict
 
 import numpy as np
 from langchain_core.runnables import RunnableConfig
@@ -42,7 +42,7 @@ from langgraph.types import Send
 from switchboard.core import HybridCall, Registry
 from switchboard.core.errors import InvalidInputError, NotFoundError, SwitchboardError
 from switchboard.core.media import Image, Video
-from switchboard.core.results import ImageOut
+from switchboard.core.results import ImageOut, Text
 from switchboard.router.prompt import (
     DONE,
     OBJECT_REF,
@@ -57,6 +57,7 @@ from switchboard.specialists.queries import contradicts, resolve_referent, unkno
 
 from .regions import bind_region
 from .reply import describe_turn
+from .tools import HISTORY, HistoryArgs, VersionCursor
 
 
 @dataclass
@@ -102,6 +103,9 @@ class AgentRuntime:
     single_pass: bool = False
     # (stage, seconds) of every node run: perceive, route, call:<tool>, observe, respond
     timings: list[tuple[str, float]] = field(default_factory=list)
+    # The session's versions of its media, for the history tool (undo/redo); None without a
+    # session (a graph run on its own): then undo is refused in words.
+    versions: VersionCursor | None = None
 
     def emit(self, event: dict[str, Any]) -> None:
         if self.on_event is not None:
@@ -140,6 +144,7 @@ class CallResult(TypedDict):
     error: str | None
     result: Any  # the specialist's result (a pydantic Result: checkpointed with the state)
     with_signal: bool
+    restored: NotRequired[str]  # history: the media key of the version made current
 
 
 class TurnState(TypedDict, total=False):
@@ -326,12 +331,16 @@ def call(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
              "args": args})  # fmt: skip
     t0 = time.perf_counter()
     status, error, result = "ok", None, None
+    restored = None
     try:
-        args = resolve_object(args, _objects(state), state.get("classes"), _side(rt, state))
-        specialist = rt.registry.get(tool)
-        media = _media_for(rt, state, tool)
-        future = rt.executor.submit(specialist, media, args, signal)
-        result = future.result(timeout=rt.timeout_s)
+        if tool == HISTORY:  # the session's versions, not pixels: the agent's own tool
+            result, restored = _history(rt, args)
+        else:
+            args = resolve_object(args, _objects(state), state.get("classes"), _side(rt, state))
+            specialist = rt.registry.get(tool)
+            media = _media_for(rt, state, tool)
+            future = rt.executor.submit(specialist, media, args, signal)
+            result = future.result(timeout=rt.timeout_s)
     except FutureTimeout:
         status, error = "timeout", f"{tool} took longer than {rt.timeout_s:g} s"
     except NotFoundError as exc:  # the target is not in the image: said, never guessed
@@ -353,7 +362,21 @@ def call(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
                        "status": status, "seconds": seconds, "observation": obs,
                        "error": error, "result": result,
                        "with_signal": signal is not None}  # fmt: skip
+    if restored is not None:
+        res["restored"] = restored
     return {"results": [res]}
+
+
+def _history(rt: AgentRuntime, args: dict[str, Any]) -> tuple[Text, str]:
+    """Undo or redo on the turn's version cursor: the version made current becomes the media
+    the next calls work on."""
+    op = HistoryArgs.model_validate(args).op
+    if rt.versions is None:
+        raise InvalidInputError(f"there is nothing to {op} outside a conversation")
+    version, media = rt.versions.move(op)
+    key = f"version:{version['id']}"
+    rt.media[key] = media
+    return Text(text=f"{op}: version {version['id']} is current"), key
 
 
 def observe(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
@@ -369,11 +392,15 @@ def observe(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
                 {"role": "user", "content": " ".join(r["observation"] for r in mine)}]  # fmt: skip
     rt.enforce_budget(keep=mine[-1]["tool"] if mine else None)
     current = state.get("current")
-    for r in mine:  # an edit's image is what the next call works on
+    for r in mine:  # an edit's image (or an undo's version) is what the next call works on
         if r["status"] == "ok" and isinstance(r["result"], ImageOut):
             key = f"derived:{step}:{r['index']}"
             rt.media[key] = r["result"].image
             current = key
+            if rt.versions is not None:
+                rt.versions.made(r["result"].image)
+        elif r["status"] == "ok" and r.get("restored"):
+            current = r["restored"]
     status = {r["index"]: r["status"] for r in mine}
     failed = [_signature(p) for i, p in enumerate(state["pending"]) if status.get(i) != "ok"]
     return {"messages": messages, "current": current, "step": step + 1, "pending": [],

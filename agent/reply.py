@@ -105,6 +105,8 @@ def describe_call(result: dict[str, Any], objects: list[SceneObject] | None,
             doing = f"{verb} {what}" if verb not in ("add", "draw") else f"{verb} that"
         elif tool in _TOOL_VERB:
             doing = f"{_TOOL_VERB[tool]} {what}"
+        elif tool == "history":
+            doing = str(args.get("op") or "undo")
         else:
             doing = f"run {tool}"
         why = result.get("error") or status
@@ -112,6 +114,10 @@ def describe_call(result: dict[str, Any], objects: list[SceneObject] | None,
             return f"I couldn't {doing} in time: {why}."
         return f"I couldn't {doing}: {why}."
     res = result.get("result")
+    if tool == "history":
+        if args.get("op") == "redo":
+            return "I redid the change: the image after it is current again."
+        return "I undid the last change: the image before it is current again."
     if tool == "edit" and isinstance(res, ImageOut):
         return _edit_sentence(args, what)
     if tool == "generate" and isinstance(res, ImageOut):

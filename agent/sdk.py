@@ -36,6 +36,7 @@ from switchboard.core.results import Boxes, ImageOut, Masks, Tracks
 
 from .graph import AgentRuntime, build_graph, restore_media, sqlite_checkpointer
 from .store import Store, turn_outcome
+from .tools import AGENT_TOOLS, HISTORY, VersionCursor
 
 
 @dataclass
@@ -182,6 +183,9 @@ class Agent:
         The agent owns the thread pool its calls run on: :meth:`close` (or ``with Agent…``)
         shuts it down."""
         self.policy, self.registry, self.store = policy, registry, store
+        for name, cls in AGENT_TOOLS.items():  # the agent's own tools (undo/redo) beside them
+            if name not in registry.names():
+                registry.register(cls)
         self.memory_budget_mb = memory_budget_mb
         self.executor = ThreadPoolExecutor(4, thread_name_prefix="switchboard-call")
         self.single_pass = single_pass
@@ -273,6 +277,7 @@ class Agent:
                           executor=self.executor, on_event=on_event,
                           memory_budget_mb=self.memory_budget_mb,
                           single_pass=self.single_pass)  # fmt: skip
+        rt.versions = self._cursor(session, owner)
         rt.timings.append(("perceive", time.perf_counter() - t_start))
         state: dict[str, Any] = {"text": text, "regions": regions, "history": history}
         if media is not None:
@@ -305,6 +310,16 @@ class Agent:
         """Make current again what the last :meth:`undo` left (the newest version made from the
         current one); :class:`InvalidInputError` when there is none."""
         return self.store.redo(session, owner)
+
+    def _cursor(self, session: str, owner: str | None) -> VersionCursor:
+        """The session's versions as the turn's undo/redo cursor (media decoded on demand)."""
+        cur = self.store.current(session, owner)
+
+        def load(v: dict[str, Any]) -> Any:
+            return _decode_input(v["kind"], self.store.files.get(v["sha256"]))
+
+        versions = self.store.versions(session, owner)
+        return VersionCursor(versions, cur and cur["id"], load)
 
     def _config(self, turn_id: int, rt: AgentRuntime) -> dict[str, Any]:
         return {"configurable": {"runtime": rt, "thread_id": f"turn-{turn_id}"}}
@@ -352,6 +367,8 @@ class Agent:
             self.store.add_call(turn_id, **record.__dict__)
             turn.calls.append(record)
             res = r["result"]
+            if r["tool"] == HISTORY and r["status"] == "ok":  # undo/redo: moved when stored
+                outputs.append((r["args"]["op"], b""))
             if isinstance(res, Masks):
                 for m in res.masks:
                     turn.masks.append(np.asarray(m, bool))

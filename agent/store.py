@@ -472,19 +472,23 @@ class Store:
             sess = self._session(s, session_id, owner)
             if any(t.status == "pending" for t in sess.turns):
                 raise SessionBusyError(f"session {session_id!r} has a turn still running")
-            head = s.get(VersionRow, sess.head_id) if sess.head_id is not None else None
-            if back:
-                to = s.get(VersionRow, head.parent_id) if head and head.parent_id else None
-                if to is None:
-                    raise InvalidInputError("there is nothing to undo")
-            else:
-                kids = [v for v in sess.versions if head and v.parent_id == head.id]
-                if not kids:
-                    raise InvalidInputError("there is nothing to redo")
-                to = kids[-1]
-            sess.head_id = to.id
-            sess.updated_at = _now()
-            return self._version_dict(to)  # type: ignore[return-value]
+            return self._version_dict(self._step(s, sess, back))  # type: ignore[return-value]
+
+    @staticmethod
+    def _step(s: Session, sess: SessionRow, back: bool) -> VersionRow:
+        head = s.get(VersionRow, sess.head_id) if sess.head_id is not None else None
+        if back:
+            to = s.get(VersionRow, head.parent_id) if head and head.parent_id else None
+            if to is None:
+                raise InvalidInputError("there is nothing to undo")
+        else:
+            kids = [v for v in sess.versions if head and v.parent_id == head.id]
+            if not kids:
+                raise InvalidInputError("there is nothing to redo")
+            to = kids[-1]
+        sess.head_id = to.id
+        sess.updated_at = _now()
+        return to
 
     def _attach(self, s: Session, msg: MessageRow, shas: list[tuple[str, str, str, int]]) -> None:
         for kind, sha, mtype, size in shas:
@@ -521,13 +525,17 @@ class Store:
         status: str = "done",
         error: str | None = None,
     ) -> None:
-        """The agent's reply and its artifacts, and the turn's final status, together."""
+        """The agent's reply and its artifacts, and the turn's final status, together.
+        ``outputs`` in the order the turn made them; an ``edited`` or ``generated`` image
+        becomes the session's current version, and an ``("undo", b"")`` or ``("redo", b"")``
+        entry (no artifact) moves the current version as :meth:`undo` / :meth:`redo` do."""
         if status not in ("done", "failed"):
             raise ValueError(f"a turn finishes done or failed, not {status!r}")
+        moves = {i: kind for i, (kind, _) in enumerate(outputs) if kind in ("undo", "redo")}
         shas = [
             (kind, self.files.put(data), media_type(kind, data), len(data))
-            for kind, data in outputs
-        ]
+            for i, (kind, data) in enumerate(outputs) if i not in moves
+        ]  # fmt: skip
         with self.db() as s:
             turn = s.get(TurnRow, turn_id)
             if turn is None:
@@ -535,7 +543,12 @@ class Store:
             msg = MessageRow(role="assistant", text=text)
             turn.messages.append(msg)
             self._attach(s, msg, shas)
-            for kind, sha, _, _ in shas:  # each image made becomes the current version, in order
+            made = iter(shas)
+            for i, (kind, _) in enumerate(outputs):  # versions and moves, in the turn's order
+                if i in moves:
+                    self._step(s, turn.session, back=kind == "undo")
+                    continue
+                _, sha, _, _ = next(made)
                 if kind in ("edited", "generated"):
                     self._add_version(s, turn.session, sha, "image", kind, turn.id)
             turn.status, turn.error, turn.finished_at = status, error, _now()

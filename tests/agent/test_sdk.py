@@ -399,6 +399,8 @@ class RecolourThenLook:
         if said.startswith("["):
             return Step(text="Done.")
         self.seen.append(images[0] if images else None)
+        if said.endswith(("undo that", "redo that")):
+            return Step(calls=[HybridCall(tool="history", args={"op": said.split()[-2]})])
         if said.endswith("make this blue"):
             box = [float(v) for v in regions[0]["box"]]
             return Step(calls=[HybridCall(tool="edit", args={"op": "recolor", "box": box,
@@ -429,6 +431,17 @@ def test_a_session_works_on_its_current_image_and_undo_restores_the_one_before(t
     turns = agent.history(first.session)
     names = [[a["name"] for a in t["messages"][0]["artifacts"]] for t in turns]
     assert names == [["image"], ["current"], ["current"]]
+    nothing = agent.chat("hello")  # a session with no image: nothing to undo, said in words
+    assert agent.chat("undo that", session=nothing.session).text.startswith(
+        "I couldn't undo: there is nothing to undo"
+    )
+    # Undo and redo said in words: the agent's history tool, through the graph.
+    said = agent.chat("undo that", session=first.session)
+    assert said.calls[0].tool == "history" and said.calls[0].status == "ok"
+    assert said.text == "I undid the last change: the image before it is current again."
+    assert agent.current(first.session)["source"] == "upload"
+    agent.chat("redo that", session=first.session)
+    assert agent.current(first.session)["id"] == cur["id"]
     # A new session starts with nothing current: no image is carried over.
     other = agent.chat("hello")
     assert policy.seen[-1] is None and agent.current(other.session) is None
