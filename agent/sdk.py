@@ -36,7 +36,7 @@ from switchboard.core.results import Boxes, ImageOut, Masks, Tracks
 
 from .graph import AgentRuntime, build_graph, restore_media, sqlite_checkpointer
 from .store import Store, turn_outcome
-from .tools import AGENT_TOOLS, HISTORY, VersionCursor
+from .tools import HISTORY, VersionCursor, with_agent_tools
 
 
 @dataclass
@@ -183,9 +183,7 @@ class Agent:
         The agent owns the thread pool its calls run on: :meth:`close` (or ``with Agent…``)
         shuts it down."""
         self.policy, self.registry, self.store = policy, registry, store
-        for name, cls in AGENT_TOOLS.items():  # the agent's own tools (undo/redo) beside them
-            if name not in registry.names():
-                registry.register(cls)
+        with_agent_tools(registry)  # the agent's own tools (undo/redo) beside the specialists
         self.memory_budget_mb = memory_budget_mb
         self.executor = ThreadPoolExecutor(4, thread_name_prefix="switchboard-call")
         self.single_pass = single_pass

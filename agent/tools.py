@@ -53,6 +53,15 @@ class HistoryTool(Specialist):
 AGENT_TOOLS: dict[str, type[Specialist]] = {HISTORY: HistoryTool}
 
 
+def with_agent_tools(registry: Any) -> Any:
+    """``registry`` with the agent's own tools registered beside its specialists (the router
+    is trained, evaluated and served with them)."""
+    for name, cls in AGENT_TOOLS.items():
+        if name not in registry.names():
+            registry.register(cls)
+    return registry
+
+
 class VersionCursor:
     """A turn's view of its session's versions: :meth:`move` goes back (undo) or forward
     (redo) from the current one without writing the store, and returns the version and its

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from switchboard.agent.tools import with_agent_tools
 from switchboard.core import Registry
 from switchboard.core.config import models_dir
 from switchboard.world.language import attribute_expressions, best_name, questions
@@ -44,6 +45,7 @@ from .data import (
     rename_text,
     scene_objects,
 )
+from .dialogue import conversation_share_items
 from .model import RouterConfig, RouterModel
 from .prompt import user_message
 
@@ -67,6 +69,9 @@ class RouterPreset:
     # Share of ``invoke`` items drawn from ``ground`` (rehearsal): invoke alone after ground
     # wears the grounding away, and a new vision tower needs both to be learnt together.
     ground_replay: float = 0.0
+    # Share of ``invoke`` items drawn from scripted conversations (router/dialogue.py): one
+    # step of one turn, with the earlier turns' words in front.
+    conversation_share: float = 0.0
 
 
 PRESETS = {
@@ -77,6 +82,7 @@ PRESETS = {
         minutes=45,
         stage_minutes={"align": 15, "ground": 20, "invoke": 40},
         ground_replay=0.35,
+        conversation_share=0.25,
     ),
     # The whole recipe in one call of at most 9 minutes on one H100/H200 (``train_all``):
     # vision 1.5 min (router/pretrain.py), then align, ground and invoke (object list, renamed
@@ -87,6 +93,7 @@ PRESETS = {
         lr=2e-4,
         stage_minutes={"align": 1.0, "ground": 1.5, "invoke": 3.0},
         ground_replay=0.35,
+        conversation_share=0.25,
         from_committed=False,
     ),
     # The object-list prompt taught to a trained router: invoke (with grounding replayed)
@@ -95,6 +102,12 @@ PRESETS = {
     # Its continuation (the committed object-list router, trained on): a longer budget, the
     # same recipe; resumable like every preset.
     "objects-long": RouterPreset(steps=3000, minutes=100, ground_replay=0.35),
+    # Conversations taught to the committed object-list router: a quarter of the invoke items
+    # are turns of scripted conversations (follow-ups, corrections, undo/redo, thanks) with
+    # the earlier turns in front; the rest as before, so single requests are kept.
+    "conversations": RouterPreset(
+        steps=3000, minutes=100, ground_replay=0.25, conversation_share=0.3
+    ),
     "smoke": RouterPreset(
         steps=2,
         batch=2,
@@ -102,6 +115,7 @@ PRESETS = {
         checkpoint_every=1,
         vit={"image_size": 64, "patch_size": 16, "width": 32, "depth": 1, "heads": 2},
         from_committed=False,
+        conversation_share=0.5,
     ),
 }
 
@@ -316,7 +330,11 @@ def draw_batch(stage: str, step: int, preset: RouterPreset, registry: Registry) 
     while len(items) < preset.batch:
         seed = lo + int(rng.integers(0, 900_000))
         replay = stage == "invoke" and rng.random() < preset.ground_replay
-        found = stage_items("ground" if replay else stage, seed, registry)
+        talk = stage == "invoke" and not replay and rng.random() < preset.conversation_share
+        if talk:
+            found = conversation_share_items(seed, registry)
+        else:
+            found = stage_items("ground" if replay else stage, seed, registry)
         items.append(found[int(rng.integers(len(found)))])
     return items
 
@@ -355,7 +373,7 @@ def train(
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
     preset = PRESETS[preset_name]
-    registry = registry or default_registry()
+    registry = with_agent_tools(registry or default_registry())
     run = work / stage
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)

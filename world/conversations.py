@@ -93,6 +93,7 @@ class ConvTurn:
     targets: list[int] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     answer: str | None = None
+    ref: str | None = None  # the words that name the referent, where the turn says them
     kind: str = ""  # which phrase list (or world task) the words come from
     scene: Scene | None = field(default=None, repr=False)  # the truth the turn works on
 
@@ -166,13 +167,16 @@ class _Skip(Exception):
 
 
 def _segment(b: _Builder, r: Referring) -> None:
-    b.add(ConvTurn(b.template("segment", ref=r.text), "mask", targets=[r.target], kind="segment"))
+    b.add(ConvTurn(b.template("segment", ref=r.text), "mask", targets=[r.target], ref=r.text,
+                   kind="segment"))  # fmt: skip
 
 
-def _recolor(b: _Builder, r: Referring, text: str, kind: str) -> str:
+def _recolor(b: _Builder, r: Referring, text: str, kind: str, named: bool = False) -> str:
+    """A recolour of ``r``'s object; ``named``: the words say ``r`` (else "it", "that one")."""
     color = b.color_for(r.target)
     b.add(ConvTurn(text.format(color=color), "edit", task="recolor", targets=[r.target],
-                   params={"color": color}, kind=kind))  # fmt: skip
+                   params={"color": color}, ref=r.text if named else None,
+                   kind=kind))  # fmt: skip
     b.edit("recolor", r.target, {"color": color})
     return color
 
@@ -182,22 +186,23 @@ def _pronoun(b: _Builder) -> None:
     _segment(b, r)
     _recolor(b, r, b.say("recolor_it", color="{color}"), "recolor_it")
     if b.rng.random() < 0.5:
-        b.head -= 1
         b.add(ConvTurn(b.say("undo"), "undo", kind="undo"))
+        b.head -= 1
 
 
 def _correction(b: _Builder) -> None:
     first = b.ref()
     _segment(b, first)
     r = b.ref(other_than=first.target)
-    b.add(ConvTurn(b.say("correct", ref=r.text), "mask", targets=[r.target], kind="correct"))
+    b.add(ConvTurn(b.say("correct", ref=r.text), "mask", targets=[r.target], ref=r.text,
+                   kind="correct"))  # fmt: skip
     _recolor(b, r, b.say("recolor_that", color="{color}"), "recolor_that")
 
 
 def _colours(b: _Builder) -> None:
     r = b.ref()
     old = b.scene.objects[b.scene.index(r.target)].color
-    new = _recolor(b, r, b.template("recolor", ref=r.text, color="{color}"), "recolor")
+    new = _recolor(b, r, b.template("recolor", ref=r.text, color="{color}"), "recolor", True)
     b.add(ConvTurn(b.say("color_now"), "answer", answer=new, kind="color_now"))
     b.add(ConvTurn(b.say("color_before"), "answer", answer=old, kind="color_before"))
 
@@ -205,7 +210,7 @@ def _colours(b: _Builder) -> None:
 def _count(b: _Builder) -> None:
     params, many, one, ids = _group(b.scene, b.rng)
     b.add(ConvTurn(b.template("detect", group=many, group_one=one), "boxes", targets=ids,
-                   params=params, kind="detect"))  # fmt: skip
+                   params=params, ref=many, kind="detect"))  # fmt: skip
     b.add(ConvTurn(b.say("how_many"), "answer", answer=NUMBER_WORDS[len(ids)], kind="how_many"))
     b.add(ConvTurn(b.say("thanks"), "no_edit", kind="thanks"))
 
@@ -219,30 +224,30 @@ def _topic(b: _Builder) -> None:
     b.head += 1
     r = b.ref()
     turn = ConvTurn(b.template("segment", ref=r.text), "mask", media="image", seed=other,
-                    targets=[r.target], kind="new_topic")  # fmt: skip
+                    targets=[r.target], ref=r.text, kind="new_topic")  # fmt: skip
     b.add(turn)
 
 
 def _also(b: _Builder) -> None:
     r = b.ref()
-    color = _recolor(b, r, b.template("recolor", ref=r.text, color="{color}"), "recolor")
+    color = _recolor(b, r, b.template("recolor", ref=r.text, color="{color}"), "recolor", True)
     r2 = b.ref(other_than=r.target)
     if b.scene.objects[b.scene.index(r2.target)].color == color:
         raise _Skip
     b.add(ConvTurn(b.say("also", ref=r2.text), "edit", task="recolor", targets=[r2.target],
-                   params={"color": color}, kind="also"))  # fmt: skip
+                   params={"color": color}, ref=r2.text, kind="also"))  # fmt: skip
     b.edit("recolor", r2.target, {"color": color})
 
 
 def _undo_redo(b: _Builder) -> None:
     r = b.ref()
     b.add(ConvTurn(b.template("remove", ref=r.text), "edit", task="remove", targets=[r.target],
-                   kind="remove"))  # fmt: skip
+                   ref=r.text, kind="remove"))  # fmt: skip
     b.edit("remove", r.target, {})
+    b.add(ConvTurn(b.say("undo"), "undo", kind="undo"))  # a turn's scene: what it works on
     b.head -= 1
-    b.add(ConvTurn(b.say("undo"), "undo", kind="undo"))
-    b.head += 1
     b.add(ConvTurn(b.say("redo"), "redo", kind="redo"))
+    b.head += 1
 
 
 def _greeting(b: _Builder) -> None:
@@ -255,11 +260,11 @@ def _long(b: _Builder) -> None:
     _segment(b, r)
     color = _recolor(b, r, b.say("recolor_it", color="{color}"), "recolor_it")
     b.add(ConvTurn(b.say("color_now"), "answer", answer=color, kind="color_now"))
-    b.head -= 1
     b.add(ConvTurn(b.say("undo"), "undo", kind="undo"))
+    b.head -= 1
     r2 = b.ref(other_than=r.target)
     b.add(ConvTurn(b.template("remove", ref=r2.text), "edit", task="remove",
-                   targets=[r2.target], kind="remove"))  # fmt: skip
+                   targets=[r2.target], ref=r2.text, kind="remove"))  # fmt: skip
     b.edit("remove", r2.target, {})
 
 

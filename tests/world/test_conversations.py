@@ -39,9 +39,10 @@ def test_the_truth_follows_edits_and_undo(convs):
     after = colours[1].scene.objects[colours[1].scene.index(target)].color
     assert (after, colours[1].answer, colours[2].answer) == (colours[0].params["color"], after,
                                                             before)  # fmt: skip
-    undo = by["undo_redo"].turns
-    assert undo[1].scene is undo[0].scene  # after the undo: the scene before the removal
-    assert len(undo[2].scene.objects) == len(undo[0].scene.objects) - 1  # redo: removed again
+    undo = by["undo_redo"].turns  # a turn's scene is what it works on
+    n = len(undo[0].scene.objects)
+    assert len(undo[1].scene.objects) == n - 1  # "undo" is said over the removal
+    assert undo[2].scene is undo[0].scene  # "redo" over the image the undo brought back
     topic = by["topic"].turns
     assert topic[2].media == "image" and topic[2].seed != by["topic"].seed
 
