@@ -754,7 +754,10 @@ def serve(
     from switchboard.ui.server import create_app
 
     typer.echo("loading the agent (router, specialists on first use)…")
-    app_ = create_app(Agent.load(home=home, signals=signals, **_budget(memory_budget_mb)))
+    # Interrupted turns are resumed on a thread: the server answers at once.
+    agent = Agent.load(home=home, signals=signals, recover="background",
+                       **_budget(memory_budget_mb))  # fmt: skip
+    app_ = create_app(agent)
     typer.echo(f"Switchboard: open http://{host}:{port}/ (API docs: http://{host}:{port}/docs)")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 

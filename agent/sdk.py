@@ -152,6 +152,22 @@ def _region(region: Any, height: int, width: int) -> dict[str, Any]:
     return {"mask": np.asarray(value, bool)}
 
 
+@dataclass
+class Accepted:
+    """A request checked and stored as a pending turn (:meth:`Agent.accept`), to be run."""
+
+    session: str
+    turn_id: int
+    owner: str | None
+    text: str
+    media: Any  # the decoded image or Video the turn works on, or None
+    media_kind: str | None
+    regions: list[dict[str, Any]]
+    current_id: int | None  # the session version it works on, when it sent no media
+    region: Any = None  # the region as sent (re-checked if the current image changes)
+    t_start: float = 0.0
+
+
 class Agent:
     """The embedded agent: a policy (the router), the registry's specialists, a store."""
 
@@ -166,6 +182,7 @@ class Agent:
         history_turns: int = 0,
         single_pass: bool = False,
         memory_budget_mb: float | None = None,
+        recover: str = "now",
     ) -> None:
         """``history_turns``: how many earlier turns of the session the router reads (their
         words). 0 by default: the trained router learnt one request per conversation, and one
@@ -180,6 +197,10 @@ class Agent:
         ``memory_budget_mb``: unload the least recently used specialists while the process's
         resident memory is over it (``SWITCHBOARD_MEMORY_BUDGET_MB`` for :meth:`load`).
 
+        ``recover``: what to do with the turns a killed process left pending — ``"now"``
+        (resume them before returning), or ``"background"`` (resume them on a thread holding
+        :attr:`turn_lock`, so a server answers at once and runs new turns after them).
+
         The agent owns the thread pool its calls run on: :meth:`close` (or ``with Agent…``)
         shuts it down."""
         self.policy, self.registry, self.store = policy, registry, store
@@ -191,10 +212,31 @@ class Agent:
         self.history_turns = history_turns
         self.checkpointer = checkpointer
         self.graph = build_graph(checkpointer)
-        # Turns a killed process left pending: resumed from their checkpoint where there is
-        # one (``resumed``), else marked failed; ``recovered`` counts both.
+        # One turn at a time where turns share the agent (the server holds it per turn).
+        self.turn_lock = threading.Lock()
+        # Turns a killed process left pending: resumed from their checkpoint or their request
+        # (``resumed``), else marked failed; ``recovered`` counts both (None while a
+        # background recovery runs).
         self.resumed: list[int] = []
-        self.recovered = self._recover()
+        self.recovered: int | None = None
+        self.recovery: threading.Thread | None = None
+        if recover == "background":
+            self.recovery = threading.Thread(target=self._recover_locked, daemon=True,
+                                             name="switchboard-recover")  # fmt: skip
+            self.recovery.start()
+        elif recover == "now":
+            self.recovered = self._recover()
+        else:
+            raise ValueError(f"recover is 'now' or 'background', not {recover!r}")
+
+    def _recover_locked(self) -> None:
+        with self.turn_lock:
+            self.recovered = self._recover()
+
+    @property
+    def recovering(self) -> bool:
+        """Whether a background recovery is still resuming interrupted turns."""
+        return self.recovery is not None and self.recovery.is_alive()
 
     @classmethod
     def load(
@@ -238,6 +280,23 @@ class Agent:
         owner: str | None = None,
         on_event: Any = None,
     ) -> Turn:
+        """One turn: :meth:`accept` the request (checked and stored), then :meth:`run` it."""
+        accepted = self.accept(text, image, video, region, session, owner)
+        return self.run(accepted, on_event=on_event)
+
+    def accept(
+        self,
+        text: str,
+        image: Any = None,
+        video: Any = None,
+        region: Any = None,
+        session: str | None = None,
+        owner: str | None = None,
+    ) -> Accepted:
+        """Check a request and store it as a pending turn; nothing is run yet. Bad input raises
+        (:class:`InvalidInputError`) with nothing stored. A request stored here is not lost: if
+        the process dies before :meth:`run` finishes it, the next start runs it (from its
+        checkpoint, or from the stored request)."""
         t_start = time.perf_counter()
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError("a request needs some text")
@@ -257,7 +316,6 @@ class Agent:
             current = self.store.current(session, owner)
             if current is not None:
                 media = _decode_input(current["kind"], self.store.files.get(current["sha256"]))
-                video = media if current["kind"] == "video" else None
         regions = []
         if region is not None:
             if media is None:
@@ -266,22 +324,44 @@ class Agent:
             regions = [_region(region, h, w)]
         if session is None:
             session = self.store.create_session(owner=owner)
-        history = self._history(session, owner)
+        else:
+            self.store.check_session(session, owner)
         stored_region = None if not regions else {k: v for k, v in regions[0].items()
                                                   if k != "mask"} or {"mask": True}  # fmt: skip
         turn_id = self.store.begin_turn(session, text, inputs, stored_region, owner=owner,
                                         current=current and current["id"])  # fmt: skip
+        kind = None if media is None else ("video" if isinstance(media, Video) else "image")
+        return Accepted(session, turn_id, owner, text, media, kind, regions,
+                        current and current["id"], region, t_start)  # fmt: skip
+
+    def run(self, accepted: Accepted, on_event: Any = None) -> Turn:
+        """Run an accepted turn to its end and store it. A request sent without media works on
+        the session's current image as it is now: when a turn of the same session ran after
+        this one was accepted and changed it, the turn is pointed at the new one."""
+        acc = accepted
+        if acc.current_id is not None:
+            now = self.store.current(acc.session, acc.owner)
+            if now is not None and now["id"] != acc.current_id:
+                acc.media = _decode_input(now["kind"], self.store.files.get(now["sha256"]))
+                acc.media_kind = now["kind"]
+                acc.current_id = now["id"]
+                self.store.set_turn_current(acc.turn_id, now["id"])
+                if acc.region is not None:  # the region is checked against the image it meets
+                    h, w = (acc.media.height, acc.media.width) if isinstance(
+                        acc.media, Video) else acc.media.shape[:2]  # fmt: skip
+                    acc.regions = [_region(acc.region, h, w)]
+        history = self._history(acc.session, acc.owner)
         rt = AgentRuntime(self.policy, self.registry, self.max_steps, self.timeout_s,
                           executor=self.executor, on_event=on_event,
                           memory_budget_mb=self.memory_budget_mb,
                           single_pass=self.single_pass)  # fmt: skip
-        rt.versions = self._cursor(session, owner)
-        rt.timings.append(("perceive", time.perf_counter() - t_start))
-        state: dict[str, Any] = {"text": text, "regions": regions, "history": history}
-        if media is not None:
-            rt.media["input"] = media
-            state.update(media="input", media_kind="video" if video is not None else "image")
-        return self._run(session, turn_id, rt, state)
+        rt.versions = self._cursor(acc.session, acc.owner)
+        rt.timings.append(("perceive", time.perf_counter() - acc.t_start))
+        state: dict[str, Any] = {"text": acc.text, "regions": acc.regions, "history": history}
+        if acc.media is not None:
+            rt.media["input"] = acc.media
+            state.update(media="input", media_kind=acc.media_kind)
+        return self._run(acc.session, acc.turn_id, rt, state)
 
     # -- the session's current image ---------------------------------------------------------
     def current(self, session: str, owner: str | None = None) -> dict[str, Any] | None:
@@ -387,9 +467,9 @@ class Agent:
         return turn
 
     def _recover(self) -> int:
-        """Resume every pending turn that has a checkpoint (from its last finished step, with
-        the request's media from the store); mark the others failed. Returns how many turns
-        were pending."""
+        """Resume every pending turn: from its last finished step where it has a checkpoint
+        (with the request's media from the store), else from its stored request, once; mark
+        the ones that cannot be resumed failed. Returns how many turns were pending."""
         pending = self.store.pending_turns()
         for turn_id in pending:
             if self.checkpointer is None:
@@ -400,7 +480,10 @@ class Agent:
             config = self._config(turn_id, rt)
             try:
                 snapshot = self.graph.get_state(config)
-                if not snapshot.values:  # killed before the first checkpoint
+                if not snapshot.values:  # accepted, but killed before its first step was saved
+                    if self.store.claim_rerun(turn_id):  # once: a request that kills the
+                        self._rerun(turn_id, rt)  # process must not do so at every start
+                        self.resumed.append(turn_id)
                     continue
                 req = self.store.turn_request(turn_id)
                 for kind, data in req["inputs"]:
@@ -421,6 +504,26 @@ class Agent:
                 self._forget(turn_id)
         self.store.recover()
         return len(pending)
+
+    def _rerun(self, turn_id: int, rt: AgentRuntime) -> None:
+        """Run a stored request from its start (its turn has no checkpoint)."""
+        req = self.store.turn_request(turn_id)
+        media, kind = None, None
+        for k, data in req["inputs"]:
+            media, kind = _decode_input(k, data), ("video" if k == "video" else "image")
+        regions = []
+        if req["region"] is not None:
+            if req["region"] == {"mask": True}:
+                raise InvalidInputError("its drawn region was a mask, which is not stored")
+            h, w = (media.height, media.width) if isinstance(media, Video) else media.shape[:2]
+            regions = [_region(req["region"], h, w)]
+        rt.versions = self._cursor(req["session"], req["owner"])
+        history = self._history(req["session"], req["owner"])
+        state: dict[str, Any] = {"text": req["text"], "regions": regions, "history": history}
+        if media is not None:
+            rt.media["input"] = media
+            state.update(media="input", media_kind=kind)
+        self._run(req["session"], turn_id, rt, state)
 
     def stream(self, text: str, **kw: Any) -> Iterator[dict[str, Any]]:
         """The turn's events as they happen (``route``, ``call_started``, ``call_finished``,

@@ -424,6 +424,18 @@ class Store:
             s.flush()
             return turn.id
 
+    def set_turn_current(self, turn_id: int, version_id: int) -> None:
+        """Point a pending turn's "current" attachment at another version (a turn of the same
+        session ran in between and changed the session's current image)."""
+        with self.db() as s:
+            turn = s.get(TurnRow, turn_id)
+            v = s.get(VersionRow, version_id)
+            if turn is None or v is None or v.session_id != turn.session_id:
+                raise NotFoundError(f"no version {version_id} for turn {turn_id}")
+            user = next(m for m in turn.messages if m.role == "user")
+            user.artifacts[:] = [a for a in user.artifacts if a.name != "current"]
+            user.artifacts.append(MessageArtifact(sha256=v.sha256, kind=v.kind, name="current"))
+
     # -- versions of the session's media -----------------------------------------------------
     @staticmethod
     def _add_version(
@@ -575,6 +587,18 @@ class Store:
                    "region": user.region}  # fmt: skip
         out["inputs"] = [(kind, self.files.get(sha)) for kind, sha in inputs]
         return out
+
+    RERUN = "re-run after a restart"
+
+    def claim_rerun(self, turn_id: int) -> bool:
+        """Mark a pending turn as being re-run from its request after a restart; False when it
+        already was (the restart before this one died on it too)."""
+        with self.db() as s:
+            turn = s.get(TurnRow, turn_id)
+            if turn is None or turn.status != "pending" or turn.error == self.RERUN:
+                return False
+            turn.error = self.RERUN
+            return True
 
     def pending_turns(self) -> list[int]:
         with self.db() as s:

@@ -94,7 +94,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         tokens = [t.strip() for t in raw.split(",") if t.strip()]
     owners = {t: _owner(t) for t in tokens}
     limit = max_upload_bytes or settings.max_upload_bytes
-    lock = threading.Lock()
+    lock = agent.turn_lock  # one turn at a time, after any the agent is still resuming
     app = FastAPI(title="Switchboard", version="0.1", summary="An agent that sees and edits pixels")
     # The token and the body's size before the body is read (FastAPI reads it all first).
     app.add_middleware(BodyGuard, limit=limit, allowed=lambda header: not owners or (
@@ -144,6 +144,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
     def health() -> dict[str, Any]:
         """Open to all (no token): whether tokens are required, and the specialists."""
         return {"status": "ok", "auth": bool(owners), "tools": agent.registry.names(),
+                "recovering": agent.recovering,
                 "loaded": agent.registry.loaded(), "max_text": MAX_TEXT,
                 "max_upload_bytes": limit}  # fmt: skip
 
@@ -264,11 +265,12 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         kw = await _accept(session_id, text, file, region, who)
 
         def run() -> Any:
-            try:
-                with lock:
-                    return agent.chat(text, session=session_id, owner=who, **kw)
+            try:  # stored as a pending turn before waiting: a restart runs it if we die
+                accepted = agent.accept(text, session=session_id, owner=who, **kw)
             finally:
                 _cleanup(kw)
+            with lock:
+                return agent.run(accepted)
 
         turn = await asyncio.to_thread(run)
         return _turn_json(agent, turn, who)
@@ -284,6 +286,16 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         """Server-sent events: ``route``, ``call_started``, ``call_finished``, ``text``, then
         ``turn`` (the same JSON as the plain POST) or ``error``."""
         kw = await _accept(session_id, text, file, region, who)
+
+        def accept() -> Any:
+            try:
+                return agent.accept(text, session=session_id, owner=who, **kw)
+            finally:
+                _cleanup(kw)
+
+        # Checked and stored as a pending turn before the 200 and the wait for the turn lock:
+        # bad input is a plain 422, and an answered request survives the server's death.
+        accepted = await asyncio.to_thread(accept)
         events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
@@ -293,7 +305,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         def run() -> None:
             try:
                 with lock:
-                    turn = agent.chat(text, session=session_id, owner=who, on_event=put, **kw)
+                    turn = agent.run(accepted, on_event=put)
                 put({"type": "turn", "turn": _turn_json(agent, turn, who)})
             except SwitchboardError as exc:
                 put({"type": "error", "detail": str(exc)})
@@ -302,7 +314,6 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
                 put({"type": "error", "detail": said})
                 raise
             finally:
-                _cleanup(kw)
                 put(None)
 
         threading.Thread(target=run, daemon=True).start()

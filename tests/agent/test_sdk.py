@@ -270,11 +270,48 @@ def test_a_turn_cut_off_by_a_killed_process_resumes_from_its_checkpoint(tmp_path
     assert agent.chat("again", image=generate_scene(2).image).text == "Finished."
 
 
-def test_a_cut_off_turn_without_a_checkpoint_is_marked_failed_and_kept(tmp_path):
+def test_a_cut_off_turn_without_a_checkpoint_is_run_again_once_from_its_request(tmp_path):
     _kill_mid_turn(tmp_path)
     (tmp_path / "checkpoints.db").unlink()  # e.g. a home moved without its checkpoints
     for extra in ("checkpoints.db-wal", "checkpoints.db-shm"):
         (tmp_path / extra).unlink(missing_ok=True)
+    tools = _tools()
+    agent = Agent.load(home=tmp_path, policy=tools["Policy"](), registry=tools["registry"]())
+    assert agent.recovered == 1 and len(agent.resumed) == 1  # the accepted request is not lost
+    (session,) = agent.sessions()
+    (t,) = agent.history(session["id"])
+    assert t["status"] == "done" and t["error"] is None
+    assert [c["tool"] for c in t["calls"]] == ["invert", "forever"]  # run from its start
+    user = t["messages"][0]  # on the stored image
+    image = decode_image(agent.store.artifact(user["artifacts"][0]["sha256"])[0])
+    assert np.array_equal(image, generate_scene(1).image)
+
+
+def test_a_server_resumes_interrupted_turns_in_the_background(tmp_path):
+    """``recover="background"``: the agent is usable at once; the interrupted turn is resumed
+    on a thread that holds the turn lock, so a new turn runs after it."""
+    _kill_mid_turn(tmp_path)
+    tools = _tools()
+    agent = Agent.load(home=tmp_path, policy=tools["Policy"](), registry=tools["registry"](),
+                       recover="background")  # fmt: skip
+    assert agent.recovery is not None
+    agent.recovery.join(120)
+    assert agent.recovered == 1 and len(agent.resumed) == 1 and not agent.recovering
+    (session,) = agent.sessions()
+    assert [t["status"] for t in agent.history(session["id"])] == ["done"]
+
+
+def test_a_turn_that_died_on_its_rerun_is_marked_failed_and_kept(tmp_path):
+    _kill_mid_turn(tmp_path)
+    (tmp_path / "checkpoints.db").unlink()
+    for extra in ("checkpoints.db-wal", "checkpoints.db-shm"):
+        (tmp_path / extra).unlink(missing_ok=True)
+    from switchboard.agent.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'switchboard.db'}", tmp_path / "artifacts")
+    (turn_id,) = store.pending_turns()
+    assert store.claim_rerun(turn_id) and not store.claim_rerun(turn_id)  # a start died on it
+    store.engine.dispose()
     tools = _tools()
     agent = Agent.load(home=tmp_path, policy=tools["Policy"](), registry=tools["registry"]())
     assert agent.recovered == 1 and agent.resumed == []
@@ -283,8 +320,6 @@ def test_a_cut_off_turn_without_a_checkpoint_is_marked_failed_and_kept(tmp_path)
     assert t["status"] == "failed" and "stopped" in t["error"]
     (user,) = t["messages"]  # the request and its image are kept
     assert user["text"] == "invert, then hang"
-    image = decode_image(agent.store.artifact(user["artifacts"][0]["sha256"])[0])
-    assert np.array_equal(image, generate_scene(1).image)
 
 
 def test_the_trained_router_drives_the_specialists(tmp_path):
