@@ -482,9 +482,11 @@ class Agent:
                 snapshot = self.graph.get_state(config)
                 if not snapshot.values:  # accepted, but killed before its first step was saved
                     if self.store.claim_rerun(turn_id):  # once: a request that kills the
-                        self._rerun(turn_id, rt)  # process must not do so at every start
+                        self.store.mark_resumed(turn_id)  # process must not do so at every
+                        self._rerun(turn_id, rt)  # start
                         self.resumed.append(turn_id)
                     continue
+                self.store.mark_resumed(turn_id)
                 req = self.store.turn_request(turn_id)
                 for kind, data in req["inputs"]:
                     rt.media["input"] = _decode_input(kind, data)

@@ -136,6 +136,9 @@ class TurnRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # When a restart resumed it (the process running it had died); None for most turns.
+    # Added after the first release (:meth:`Store._add_missing_columns`).
+    resumed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     session: Mapped[SessionRow] = relationship(back_populates="turns")
     messages: Mapped[list[MessageRow]] = relationship(
         back_populates="turn", order_by="MessageRow.id", cascade="all, delete-orphan"
@@ -373,6 +376,7 @@ class Store:
     def _turn_dict(t: TurnRow) -> dict[str, Any]:
         return {
             "id": t.id, "index": t.index, "status": t.status, "error": t.error,
+            "resumed": t.resumed_at is not None,
             "outcome": turn_outcome([c.status for c in t.calls]),
             "messages": [{"role": m.role, "text": m.text, "region": m.region,
                           "artifacts": [{"sha256": a.sha256, "kind": a.kind, "name": a.name,
@@ -587,6 +591,13 @@ class Store:
                    "region": user.region}  # fmt: skip
         out["inputs"] = [(kind, self.files.get(sha)) for kind, sha in inputs]
         return out
+
+    def mark_resumed(self, turn_id: int) -> None:
+        """Note that a restart resumed this turn (its history says so)."""
+        with self.db() as s:
+            turn = s.get(TurnRow, turn_id)
+            if turn is not None:
+                turn.resumed_at = _now()
 
     RERUN = "re-run after a restart"
 

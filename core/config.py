@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # before decoding, and frame by frame while decoding (a file may understate them).
     max_video_mb: int = Field(1_024, gt=0)
     max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    # Turns a server holds at once (the one running and those waiting for it); past it a
+    # request is refused with 503 and Retry-After instead of queueing without bound.
+    max_queued_turns: int = Field(8, gt=0)
     # Bearer token(s) for the HTTP API, comma-separated; each sees only its own sessions.
     api_token: str | None = None
     home: Path = Field(default_factory=lambda: Path.home() / ".switchboard")

@@ -95,6 +95,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
     owners = {t: _owner(t) for t in tokens}
     limit = max_upload_bytes or settings.max_upload_bytes
     lock = agent.turn_lock  # one turn at a time, after any the agent is still resuming
+    queue = _Admission(settings.max_queued_turns)
     app = FastAPI(title="Switchboard", version="0.1", summary="An agent that sees and edits pixels")
     # The token and the body's size before the body is read (FastAPI reads it all first).
     app.add_middleware(BodyGuard, limit=limit, allowed=lambda header: not owners or (
@@ -262,17 +263,21 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         region: str | None = Form(None),
         who: str | None = Depends(owner),
     ) -> dict[str, Any]:
-        kw = await _accept(session_id, text, file, region, who)
+        queue.enter()
+        try:
+            kw = await _accept(session_id, text, file, region, who)
 
-        def run() -> Any:
-            try:  # stored as a pending turn before waiting: a restart runs it if we die
-                accepted = agent.accept(text, session=session_id, owner=who, **kw)
-            finally:
-                _cleanup(kw)
-            with lock:
-                return agent.run(accepted)
+            def run() -> Any:
+                try:  # stored as a pending turn before waiting: a restart runs it if we die
+                    accepted = agent.accept(text, session=session_id, owner=who, **kw)
+                finally:
+                    _cleanup(kw)
+                with lock:
+                    return agent.run(accepted)
 
-        turn = await asyncio.to_thread(run)
+            turn = await asyncio.to_thread(run)
+        finally:
+            queue.leave()
         return _turn_json(agent, turn, who)
 
     @app.post("/api/sessions/{session_id}/messages/stream")
@@ -285,17 +290,22 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
     ) -> StreamingResponse:
         """Server-sent events: ``route``, ``call_started``, ``call_finished``, ``text``, then
         ``turn`` (the same JSON as the plain POST) or ``error``."""
-        kw = await _accept(session_id, text, file, region, who)
+        queue.enter()
+        try:
+            kw = await _accept(session_id, text, file, region, who)
 
-        def accept() -> Any:
-            try:
-                return agent.accept(text, session=session_id, owner=who, **kw)
-            finally:
-                _cleanup(kw)
+            def accept() -> Any:
+                try:
+                    return agent.accept(text, session=session_id, owner=who, **kw)
+                finally:
+                    _cleanup(kw)
 
-        # Checked and stored as a pending turn before the 200 and the wait for the turn lock:
-        # bad input is a plain 422, and an answered request survives the server's death.
-        accepted = await asyncio.to_thread(accept)
+            # Checked and stored as a pending turn before the 200 and the wait for the turn
+            # lock: bad input is a plain 422, and an answered request survives our death.
+            accepted = await asyncio.to_thread(accept)
+        except BaseException:
+            queue.leave()
+            raise
         events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
@@ -314,6 +324,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
                 put({"type": "error", "detail": said})
                 raise
             finally:
+                queue.leave()
                 put(None)
 
         threading.Thread(target=run, daemon=True).start()
@@ -334,6 +345,27 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         return Response(data, media_type=media_type, headers=cache)
 
     return app
+
+
+class _Admission:
+    """How many turns the server holds (running or waiting for the turn lock): past ``limit``
+    a request is refused at once with 503 and ``Retry-After``, before anything of it is
+    decoded or stored (a waiting turn holds its decoded media and a thread)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.held, self._lock = limit, 0, threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            if self.held >= self.limit:
+                raise HTTPException(503, f"The server is busy with {self.held} requests; try "
+                                         "again in a little while.",
+                                    {"Retry-After": "5"})  # fmt: skip
+            self.held += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.held -= 1
 
 
 def _is_animated(data: bytes) -> bool:

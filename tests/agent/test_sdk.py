@@ -255,7 +255,7 @@ def test_a_turn_cut_off_by_a_killed_process_resumes_from_its_checkpoint(tmp_path
     assert agent.recovered == 1 and len(agent.resumed) == 1
     (session,) = agent.sessions()
     (t,) = agent.history(session["id"])
-    assert t["status"] == "done" and t["error"] is None
+    assert t["status"] == "done" and t["error"] is None and t["resumed"]  # says it was cut off
     assert [m["text"] for m in t["messages"]] == ["invert, then hang", "Finished."]
     # The first step was not run again (its result came from the checkpoint); the second ran
     # on the edited image the checkpoint restored, not on the input.

@@ -334,3 +334,45 @@ def test_a_malformed_region_is_a_422_or_an_error_event_never_a_500(client, scene
         assert "NaN" not in "".join(lines)
     else:
         assert s.status_code == 422
+
+
+class Slow:
+    """Answers after a pause (a turn that holds the server)."""
+
+    def step(self, messages, images, frame_index, regions, objects=None):
+        import time
+
+        time.sleep(1.5)
+        return Step(text="Done waiting.")
+
+
+def test_past_the_queue_bound_a_request_is_refused_with_retry_after(tmp_path, monkeypatch):
+    import threading
+
+    from switchboard.core.config import get_settings
+
+    monkeypatch.setenv("SWITCHBOARD_MAX_QUEUED_TURNS", "1")
+    get_settings.cache_clear()
+    try:
+        agent = Agent.load(home=tmp_path, policy=Slow(), registry=Registry(BUILTINS))
+        app = create_app(agent, tokens=[A])
+    finally:
+        get_settings.cache_clear()
+    with TestClient(app) as c:
+        sid = c.post("/api/sessions", headers=_h(A)).json()["id"]
+        url = f"/api/sessions/{sid}/messages"
+        first = []
+        t = threading.Thread(target=lambda: first.append(
+            c.post(url, headers=_h(A), data={"text": "hello"})))  # fmt: skip
+        t.start()
+        deadline = 50
+        while not agent.store.pending_turns() and deadline:  # the first turn is running
+            threading.Event().wait(0.05)
+            deadline -= 1
+        r = c.post(url, headers=_h(A), data={"text": "hello again"})
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        assert "busy" in r.json()["detail"]
+        t.join(30)
+        assert first[0].status_code == 200  # the one admitted ran; the refused one left no turn
+        assert len(c.get(f"/api/sessions/{sid}", headers=_h(A)).json()["turns"]) == 1
+        assert c.post(url, headers=_h(A), data={"text": "now"}).status_code == 200
