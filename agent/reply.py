@@ -153,7 +153,13 @@ def describe_call(result: dict[str, Any], objects: list[SceneObject] | None,
 
 
 def describe_turn(results: list[dict[str, Any]], objects: list[SceneObject] | None) -> str:
-    """The sentences of a turn's calls, in the order they ran."""
+    """The sentences of a turn's calls, in the order they ran; a sentence the turn already
+    said (the same failure twice) is said once."""
     counters: dict[str, int] = {}
     ordered = sorted(results, key=lambda r: (r["step"], r["index"]))
-    return " ".join(describe_call(r, objects, counters) for r in ordered)
+    said: list[str] = []
+    for r in ordered:
+        line = describe_call(r, objects, counters)
+        if line not in said:
+            said.append(line)
+    return " ".join(said)

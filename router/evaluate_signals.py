@@ -148,7 +148,7 @@ def evaluate_signals(
         call = reply.calls[0] if reply.calls else None
         text_masks = None
         if call is not None and call.tool == "segment":
-            text_masks = _safe(seg, image, call.args)
+            text_masks = _safe(seg, image, _as_agent(call.args, it.item, det))
         rows["text_only"][it.ref_kind].append(
             mask_iou(text_masks.masks[0], it.mask) if text_masks else 0.0
         )
@@ -204,7 +204,9 @@ def evaluate_signals(
             image = Image(pixels=pair.before.image)
             call = reply.calls[0] if reply.calls else None
             ok_call = call is not None and call.tool == "edit"
-            args = {**call.args, "steps": edit_steps, "seed": 0} if ok_call else None
+            args = None
+            if ok_call:
+                args = {**_as_agent(call.args, it.item, det), "steps": edit_steps, "seed": 0}
             out = _safe(editor, image, args) if ok_call else None
             edit_rows["text"][op].append(bool(out) and _judge(det, pair, out.image))
             if text_enc is None:
@@ -231,6 +233,19 @@ def evaluate_signals(
     res["discriminator_chance"] = _chance(disc_tools)
     res["seconds"] = round(time.time() - t0, 1)
     return res
+
+
+def _as_agent(args: dict[str, Any], item: Any, det: Any) -> dict[str, Any]:
+    """A text call's arguments as the agent hands them to the specialist: an ``object`` index
+    resolved against the item's object list to that detection's box (checked against the
+    call's words), as :func:`~switchboard.agent.graph.resolve_object` does in a turn."""
+    from switchboard.agent.graph import resolve_object
+
+    side = float(max(item.images[0].shape[:2])) if item.images else 0.0
+    try:
+        return resolve_object(dict(args), item.objects, det.class_names, side)
+    except InvalidInputError:  # not found, or no such object: the words alone, as sent
+        return {k: v for k, v in args.items() if k != "object"}
 
 
 def _mean(values: list[Any]) -> float | None:

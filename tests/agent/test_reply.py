@@ -83,6 +83,11 @@ def test_failures_read_as_failures():
     slow = _call("segment", {"object": 1}, status="timeout", error="segment took longer than 60 s")
     said = describe_call(slow, OBJECTS)
     assert said.startswith("I couldn't segment the small red circle (#1) in time")
+    # The same failure twice in a turn (the router tried again) is said once.
+    twice = describe_turn([nf, {**nf, "step": 1}], OBJECTS)
+    assert twice.count("I can't find a yellow bus") == 1
+    undo = _call("history", {"op": "undo"}, status="error", error="there is nothing to undo")
+    assert describe_call(undo, OBJECTS) == "I couldn't undo: there is nothing to undo."
 
 
 def test_masks_are_numbered_across_the_turn_as_the_page_shows_them():
