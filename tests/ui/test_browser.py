@@ -260,7 +260,7 @@ def test_sketch_detect_and_generate(server, page, files):
     assert '"mask"' in args and "target" not in args  # the sketch went to SAM as a mask prompt
 
     circles = sum(o.shape == "circle" for o in scene.objects)
-    _ask(page, "can you find the circles?")  # the image stays attached
+    _ask(page, "can you find the circles?")  # no file: it works on the session's current image
     turn = page.locator(".bubble.assistant").last
     overlay = turn.locator("canvas.overlay")
     overlay.wait_for()
@@ -268,7 +268,8 @@ def test_sketch_detect_and_generate(server, page, files):
     assert turn.locator(".trace td.tool").first.inner_text() == "detect"
     assert turn.locator("a.download", has_text="results.json").count() == 1
 
-    page.click("#remove-file")
+    page.click("#new-session")  # no current image there: a request without a file generates
+    assert page.locator("#current").is_hidden() and page.locator("#stage").is_hidden()
     _ask(page, "draw a red star and a green circle")
     image = page.locator(".bubble.assistant").last.locator("figure.generated img")
     image.wait_for()
@@ -381,6 +382,106 @@ def test_an_edit_in_the_left_half_is_seen_at_once(server, page, files):
     assert "90%" in view.locator(".after").evaluate("e => e.style.clipPath")
     view.locator("button.view-mode[data-mode=after]").click()
     assert view.locator("input.split").is_hidden()
+
+
+def _current(page, server) -> dict:
+    """The open session's current image, as ``GET /api/sessions/{id}`` has it."""
+    sid = page.evaluate("state.session")
+    r = page.request.get(server.url + f"api/sessions/{sid}",
+                         headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+    assert r.ok, r.text()
+    return r.json()["current"]
+
+
+def _indicator_shows(page, sha: str) -> None:
+    """Wait until the "Working on" indicator shows the artifact ``sha``: its image's source is
+    the object URL the page made of ``/api/artifacts/<sha>`` (fetched with the token)."""
+    page.wait_for_selector(f"#current-image[data-sha256='{sha}']")
+    page.wait_for_function(
+        "sha => { const i = document.querySelector('#current-image');"
+        " return i.src === state.urls.get(sha) && i.complete && i.naturalWidth === 256; }",
+        arg=sha,
+    )
+    assert page.locator("#current").is_visible()
+
+
+def test_the_next_request_works_on_the_current_image_and_undo_goes_back(server, page, files):
+    page.goto(server.url)
+    page.click("#new-session")
+    assert page.locator("#current").is_hidden()
+    _attach(page, files["image"])
+    scene = files["scene"]
+    box = [float(v) for v in scene.boxes[0]]  # the red square
+    _drag_box(page, box)
+    _ask(page, "segment this")
+    page.locator(".bubble.assistant").last.locator("canvas.overlay[data-masks='1']").wait_for()
+    # Sent, the file is not attached any more (nor kept for a reload): it is the current image.
+    upload = _current(page, server)
+    assert upload["source"] == "upload" and upload["parent_id"] is None, upload
+    _indicator_shows(page, upload["sha256"])
+    assert page.locator("#current-source").inner_text() == "(uploaded)"
+    assert page.evaluate("state.file") is None and page.locator("#remove-file").is_hidden()
+    deadline = time.monotonic() + 10
+    while _kept(page):
+        assert time.monotonic() < deadline, "the sent file is still kept for a reload"
+        time.sleep(0.1)
+    stage = page.locator("#stage")
+    assert stage.get_attribute("data-showing") == "current"
+    assert page.locator("#undo").is_disabled() and page.locator("#redo").is_disabled()
+
+    # No file attached: the edit works on the current image, and its result becomes current.
+    k = 3  # the cyan heart
+    obj = scene.objects[k]
+    _ask(page, f"make the {obj.color} {obj.shape} yellow")
+    view = page.locator(".bubble.assistant").last.locator("figure.before-after")
+    view.wait_for()
+    worked_on = page.locator(".bubble.user").last.locator("figure.worked-on")
+    assert worked_on.get_attribute("data-sha256") == upload["sha256"]
+    assert worked_on.locator("figcaption").inner_text() == "worked on the current image"
+    assert view.get_attribute("data-before") == upload["sha256"]
+    edited = _current(page, server)
+    assert edited["source"] == "edited" and edited["parent_id"] == upload["id"], edited
+    assert edited["sha256"] == view.get_attribute("data-after") != upload["sha256"]
+    _indicator_shows(page, edited["sha256"])
+    assert page.locator("#current-source").inner_text() == "(edited)"
+    assert stage.get_attribute("data-sha256") == edited["sha256"]  # a region is drawn on it
+    assert page.locator("#undo").is_enabled() and page.locator("#redo").is_disabled()
+
+    # Undo: the upload is current again; Redo: the edit; Undo again.
+    page.click("#undo")
+    _indicator_shows(page, upload["sha256"])
+    assert _current(page, server)["sha256"] == upload["sha256"]
+    assert page.locator("#current-source").inner_text() == "(uploaded)"
+    assert page.locator("#undo").is_disabled() and page.locator("#redo").is_enabled()
+    page.click("#redo")
+    _indicator_shows(page, edited["sha256"])
+    assert _current(page, server)["sha256"] == edited["sha256"]
+    page.click("#undo")
+    _indicator_shows(page, upload["sha256"])
+    assert page.locator("#composer-error").is_hidden()
+
+    # A reload reads the current image from the server: still the upload.
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']")
+    _indicator_shows(page, upload["sha256"])
+    assert _current(page, server)["sha256"] == upload["sha256"]
+    assert page.locator("#redo").is_enabled()  # the undone edit can still be redone
+
+    # A box drawn on the current image (no file attached) segments the object there.
+    page.wait_for_selector("#stage[data-showing='current'] #stage-canvas[data-ready='1']")
+    _drag_box(page, box)
+    _ask(page, "segment this")
+    turn = page.locator(".bubble.assistant").last
+    overlay = turn.locator("canvas.overlay")
+    overlay.wait_for()
+    assert overlay.get_attribute("data-masks") == "1"
+    inside, total = _overlay_pixels(page, ".bubble.assistant:last-of-type canvas.overlay",
+                                    [box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2])  # fmt: skip
+    assert total > 50 and inside / total > 0.95, (inside, total)
+    asked = page.locator(".bubble.user").last
+    assert asked.locator("figure.worked-on").get_attribute("data-sha256") == upload["sha256"]
+    assert asked.locator(".region").inner_text().startswith("region: box (")
+    _indicator_shows(page, upload["sha256"])  # segmenting makes no new image
 
 
 def test_track_a_video_draws_the_track(server, page, files):
@@ -580,7 +681,7 @@ def test_reload_and_restart_find_the_session(server, page, files, home):
     titles = page.locator("#sessions li .title").all_text_contents()
     assert any(t.startswith("segment this · ") for t in titles), titles
     first = page.locator("#sessions li", has_text="segment this").filter(has_text="1 turn")
-    first.click()  # the box test's session (the sketch test's has 3 turns)
+    first.click()  # the box test's session (the sketch test's has 2 turns)
     page.wait_for_selector(".bubble.assistant canvas.overlay[data-masks='1']")
     url = page.url
     assert "#session=" in url

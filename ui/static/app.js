@@ -15,7 +15,8 @@ const state = {
   session: null,
   token: localStorage.getItem("switchboard.token") || "",
   auth: false,
-  file: null,
+  file: null, // the file attached, not yet sent
+  current: null, // the session's current image or video (the server's), see setCurrent()
   region: null,
   busy: false,
   maxText: 4000, // the server's, from /api/health
@@ -73,12 +74,23 @@ async function api(path, opts = {}) {
   return r;
 }
 
+const fetching = new Map(); // sha256 -> the promise of its object URL, while it is fetched
+
+/** An artifact's object URL, fetched once (calls made while it is fetched share the fetch). */
 async function artifactURL(sha) {
-  if (!state.urls.has(sha)) {
-    const blob = await (await api(`/api/artifacts/${sha}`)).blob();
-    state.urls.set(sha, URL.createObjectURL(blob));
+  if (state.urls.has(sha)) return state.urls.get(sha);
+  if (!fetching.has(sha)) {
+    fetching.set(sha, (async () => {
+      try {
+        const blob = await (await api(`/api/artifacts/${sha}`)).blob();
+        state.urls.set(sha, URL.createObjectURL(blob));
+        return state.urls.get(sha);
+      } finally {
+        fetching.delete(sha);
+      }
+    })());
   }
-  return state.urls.get(sha);
+  return fetching.get(sha);
 }
 
 async function artifactJSON(sha) {
@@ -241,6 +253,7 @@ function trashIcon() {
 async function openSession(id) {
   state.session = id;
   history.replaceState(null, "", id ? `#session=${id}` : "#");
+  setCurrent(null);
   const box = $("#messages");
   box.replaceChildren();
   for (const li of document.querySelectorAll("#sessions li")) {
@@ -252,6 +265,7 @@ async function openSession(id) {
   }
   try {
     const session = await (await api(`/api/sessions/${id}`)).json();
+    if (state.session === id) setCurrent(session.current);
     for (const turn of session.turns) box.append(...renderTurn(turn));
     box.scrollTop = box.scrollHeight;
   } catch (err) {
@@ -285,7 +299,8 @@ function renderTurn(turn) {
 
   const userBubble = el("article", { class: "bubble user", "data-turn": turn.id },
     el("p", { class: "text", text: user ? user.text : "" }));
-  if (input) userBubble.append(thumbnail(input));
+  // an image sent with the request, or the session's current one that it worked on
+  if (input) userBubble.append(input.name === "current" ? workedOn(input) : thumbnail(input));
   if (user && user.region) {
     userBubble.append(el("p", { class: "region", text: `region: ${describeRegion(user.region)}` }));
   }
@@ -323,12 +338,21 @@ function outcomeOf(turn) {
   return ok ? "partial" : "failed";
 }
 
-function thumbnail(artifact) {
+function thumbnail(artifact, alt = "the attached image") {
   const node = artifact.kind === "video"
     ? el("video", { class: "thumb", muted: "", playsinline: "" })
-    : el("img", { class: "thumb", alt: "the attached image" });
+    : el("img", { class: "thumb", alt });
   artifactURL(artifact.sha256).then((url) => { node.src = url; }).catch(() => {});
   return node;
+}
+
+/** A request sent without a file worked on the session's current image (or video): a small
+ * thumbnail of it, said to be that — the person did not upload it with this request. */
+function workedOn(artifact) {
+  const what = artifact.kind === "video" ? "video" : "image";
+  return el("figure", { class: "worked-on", "data-sha256": artifact.sha256 },
+    thumbnail(artifact, `the ${what} this request worked on`),
+    el("figcaption", { text: `worked on the current ${what}` }));
 }
 
 async function drawResults(box, input, reply) {
@@ -693,6 +717,8 @@ function updateCounter() {
   counter.classList.toggle("over", n > state.maxText);
 }
 
+/** Attach `file` (null: remove the attached one). It is sent with the next request, and
+ * becomes the session's current image then; until it is sent it is kept across a reload. */
 function setFile(file, { keep = true } = {}) {
   if (file && !/^(image|video)\//.test(file.type)) {
     setError(`${file.name} is not an image or a video; attach an image (PNG, JPEG, WebP, GIF, BMP) or a video (MP4, WebM, AVI, MOV).`);
@@ -700,31 +726,162 @@ function setFile(file, { keep = true } = {}) {
   }
   setError("");
   state.file = file;
-  clearRegion();
   if (keep) keepAttachment(file);
+  showStage();
+}
+
+// -- the stage: what a region is drawn on ---------------------------------------------------
+// The attached file; with none, the session's current image (what the request will work on).
+let onStage = null; // the File, or the current version's sha256, that the stage shows
+
+function showStage() {
+  const file = state.file;
+  const cur = file ? null : state.current;
+  const what = file || (cur && cur.sha256) || null;
+  $("#remove-file").hidden = !file;
+  $("#drop-hint").hidden = !!file;
+  $("#drop-words").textContent = cur ? "Drop another image or video here, or" : "Drop an image or a video here, or";
+  $("#drop-instead").hidden = !cur;
+  $("#current-note").hidden = !(file && state.current);
+  const stage = $("#stage");
+  stage.hidden = !what;
+  stage.dataset.showing = file ? "file" : cur ? "current" : "";
+  stage.dataset.sha256 = cur ? cur.sha256 : "";
+  if (what === onStage) return; // the same picture: the region drawn on it stays
+  onStage = what;
+  clearRegion();
+  $("#stage-canvas").dataset.ready = "0";
+  if (!what) return;
   const img = $("#stage-image");
   const video = $("#stage-video");
-  $("#stage").hidden = !file;
-  $("#drop-hint").hidden = !!file;
-  $("#stage-canvas").dataset.ready = "0";
-  if (!file) return;
-  const url = URL.createObjectURL(file);
-  const isVideo = file.type.startsWith("video/") && file.type !== "image/gif";
+  const isVideo = file ? file.type.startsWith("video/") && file.type !== "image/gif" : cur.kind === "video";
   img.hidden = isVideo;
   video.hidden = !isVideo;
-  if (isVideo) {
-    video.onloadeddata = () => sizeCanvas(video.videoWidth, video.videoHeight);
-    video.src = url;
-  } else {
-    img.onload = () => { if (state.file === file) sizeCanvas(img.naturalWidth, img.naturalHeight); };
-    img.onerror = () => { // every type the server takes decodes here: this one is not an image
-      if (state.file !== file) return;
+  const show = (url) => {
+    if (onStage !== what) return; // replaced meanwhile
+    if (isVideo) {
+      video.onloadeddata = () => { if (onStage === what) sizeCanvas(video.videoWidth, video.videoHeight); };
+      video.src = url;
+      return;
+    }
+    img.onload = () => { if (onStage === what) sizeCanvas(img.naturalWidth, img.naturalHeight); };
+    img.onerror = () => {
+      if (onStage !== what) return;
+      if (!file) {
+        setError("The current image could not be shown; reload the page to try again.");
+        return;
+      }
+      // every type the server takes decodes here: this one is not an image
       $("#file").value = "";
       setFile(null);
       setError(`${file.name} is not an image I can read (it may be damaged or not an image).`);
     };
     img.src = url;
+  };
+  if (file) show(URL.createObjectURL(file));
+  else artifactURL(cur.sha256).then(show, (err) => setError(sayError(err)));
+}
+
+// -- the session's current image ------------------------------------------------------------
+// What a request sent without a file works on, kept by the server: the last image or video
+// sent, or the last one an edit or a generation made. Undo goes back to the one it was made
+// from; Redo forward again. The composer shows it: "Working on: [thumbnail] (edited)".
+const SOURCES = { upload: "uploaded", edited: "edited", generated: "generated" };
+// Per session (in this tab, across reloads): the versions known to have a version made from
+// them — where Redo has somewhere to go. Every current's parent is one; an undo makes another.
+const MADE_FROM = "switchboard.madeFrom";
+
+function madeFrom() {
+  try {
+    return JSON.parse(sessionStorage.getItem(MADE_FROM)) || {};
+  } catch (_) {
+    return {};
   }
+}
+
+function noteMadeFrom(id, yes = true) {
+  if (!state.session || id === null || id === undefined) return;
+  const all = madeFrom();
+  const ids = new Set(all[state.session] || []);
+  if (yes === ids.has(id)) return;
+  if (yes) ids.add(id); else ids.delete(id);
+  all[state.session] = [...ids];
+  sessionStorage.setItem(MADE_FROM, JSON.stringify(all));
+}
+
+function canRedo() {
+  const cur = state.current;
+  return !!(cur && state.session && (madeFrom()[state.session] || []).includes(cur.id));
+}
+
+/** The session's current version (the server's dict, or null): shown, and put on the stage
+ * when no file is attached. */
+function setCurrent(current) {
+  state.current = current || null;
+  if (current) noteMadeFrom(current.parent_id);
+  const box = $("#current");
+  box.hidden = !current;
+  box.dataset.source = current ? current.source : "";
+  const img = $("#current-image");
+  const video = $("#current-video");
+  for (const node of [img, video]) {
+    if (!current || node.dataset.sha256 !== current.sha256) {
+      node.removeAttribute("src");
+      delete node.dataset.sha256;
+    }
+  }
+  if (current) {
+    const isVideo = current.kind === "video";
+    img.hidden = isVideo;
+    video.hidden = !isVideo;
+    const node = isVideo ? video : img;
+    $("#current-source").textContent = `(${SOURCES[current.source] || current.source})`;
+    artifactURL(current.sha256).then((url) => {
+      if (state.current !== current) return;
+      node.src = url;
+      node.dataset.sha256 = current.sha256; // what it shows (the URL is the blob's)
+    }).catch((err) => setError(sayError(err)));
+  }
+  updateMoveButtons();
+  showStage();
+}
+
+function updateMoveButtons() {
+  const cur = state.current;
+  $("#undo").disabled = state.busy || !cur || cur.parent_id === null || cur.parent_id === undefined;
+  $("#redo").disabled = state.busy || !canRedo();
+}
+
+/** Undo (`back`) or redo: the server moves the current version; a 409's sentence is shown. */
+async function move(back) {
+  const id = state.session;
+  const from = state.current;
+  if (state.busy || !id || !from) return;
+  setError("");
+  $("#undo").disabled = true;
+  $("#redo").disabled = true;
+  try {
+    const r = await api(`/api/sessions/${id}/${back ? "undo" : "redo"}`, { method: "POST" });
+    const { current } = await r.json();
+    if (state.session !== id) return;
+    if (back) noteMadeFrom(current.id); // what was undone can be redone
+    setCurrent(current);
+  } catch (err) {
+    if (state.session !== id) return;
+    if (!back && err.status === 409 && /nothing to redo/i.test(err.detail)) noteMadeFrom(from.id, false);
+    updateMoveButtons();
+    setError(sayError(err));
+  }
+}
+
+/** Read the session's current version from the server again. */
+async function refreshCurrent() {
+  const id = state.session;
+  if (!id) return;
+  try {
+    const session = await (await api(`/api/sessions/${id}`)).json();
+    if (state.session === id) setCurrent(session.current);
+  } catch (_) { /* the page keeps what it showed */ }
 }
 
 // -- the attached file survives a reload ----------------------------------------------------
@@ -1003,18 +1160,22 @@ async function send(e) {
     setError(`${state.file.name} is ${megabytes(state.file.size)}; the largest file this server takes is ${megabytes(state.maxUpload)}.`);
     return;
   }
+  const sent = state.file; // with none, the server works on the session's current image
   state.busy = true;
   $("#send").disabled = true;
+  updateMoveButtons();
   setError("");
   const box = $("#messages");
   const empty = $("#empty");
   if (empty) empty.remove();
   const userBubble = el("article", { class: "bubble user pending" }, el("p", { class: "text", text }));
-  if (state.file) {
-    const thumb = state.file.type.startsWith("video/")
-      ? el("video", { class: "thumb", src: URL.createObjectURL(state.file), muted: "" })
-      : el("img", { class: "thumb", src: URL.createObjectURL(state.file), alt: "the attached image" });
+  if (sent) {
+    const thumb = sent.type.startsWith("video/")
+      ? el("video", { class: "thumb", src: URL.createObjectURL(sent), muted: "" })
+      : el("img", { class: "thumb", src: URL.createObjectURL(sent), alt: "the attached image" });
     userBubble.append(thumb);
+  } else if (state.current) {
+    userBubble.append(workedOn(state.current));
   }
   const progress = el("p", { class: "progress" });
   const live = el("article", { class: "bubble assistant streaming", "data-status": "streaming" },
@@ -1033,7 +1194,7 @@ async function send(e) {
     }
     const form = new FormData();
     form.append("text", text);
-    if (state.file) form.append("file", state.file, state.file.name);
+    if (sent) form.append("file", sent, sent.name);
     const region = regionJSON();
     if (region) form.append("region", region);
     const r = await api(`/api/sessions/${state.session}/messages/stream`, { method: "POST", body: form });
@@ -1044,15 +1205,25 @@ async function send(e) {
     live.replaceWith(a);
     $("#text").value = "";
     updateCounter();
-    clearRegion(); // the file stays attached for the next request on it
+    clearRegion();
+    // The file sent is the session's current image now: the next request works on it (or on
+    // what this one made of it) without sending it again.
+    if (turn.current !== undefined && turn.session === state.session) setCurrent(turn.current);
+    if (sent && state.file === sent) {
+      $("#file").value = "";
+      setFile(null);
+    }
+    if (turn.current === undefined) await refreshCurrent();
   } catch (err) {
     userBubble.remove();
     live.remove();
     setError(sayError(err)); // the text, file and region are kept
+    refreshCurrent(); // a turn that began and then failed may have made the upload current
   } finally {
     ticker.stop();
     state.busy = false;
     $("#send").disabled = false;
+    updateMoveButtons();
     box.scrollTop = box.scrollHeight;
     loadSessions();
   }
@@ -1137,7 +1308,8 @@ async function readEvents(response, live, trace, ticker) {
         ticker.stage("saving", "saving the results…");
       } else if (ev.type === "turn") {
         const t = ev.turn;
-        return { id: t.turn, status: "done", outcome: t.outcome, messages: t.messages, calls: t.calls };
+        return { id: t.turn, status: "done", outcome: t.outcome, messages: t.messages, calls: t.calls,
+          session: t.session, current: t.current };
       } else if (ev.type === "error") {
         throw new ApiError(422, ev.detail);
       }
@@ -1164,6 +1336,8 @@ async function start() {
     if ($("#composer-error").textContent === EXAMPLE) setError("");
   });
   $("#new-session").addEventListener("click", () => openSession(null));
+  $("#undo").addEventListener("click", () => move(true));
+  $("#redo").addEventListener("click", () => move(false));
   $("#token").addEventListener("change", (e) => {
     state.token = e.target.value.trim();
     localStorage.setItem("switchboard.token", state.token);
