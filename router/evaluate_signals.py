@@ -241,6 +241,8 @@ def _as_agent(args: dict[str, Any], item: Any, det: Any) -> dict[str, Any]:
     call's words), as :func:`~switchboard.agent.graph.resolve_object` does in a turn."""
     from switchboard.agent.graph import resolve_object
 
+    if not det.loaded:
+        det.load()
     side = float(max(item.images[0].shape[:2])) if item.images else 0.0
     try:
         return resolve_object(dict(args), item.objects, det.class_names, side)

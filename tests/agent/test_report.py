@@ -1,37 +1,63 @@
-"""`switchboard eval all --quick`: every eval runs through the same functions as its own
-command, and RESULTS.md shows exactly the numbers the run returned, with its plots."""
+"""`switchboard eval all`'s report: RESULTS.md shows exactly the numbers a run returned, with
+its plots, keeps the bench's section, and a re-run of some evals keeps the others.
+
+The input is a fixed run (``data/eval-all-test.json``: the run that wrote docs/RESULTS.md, its
+per-item miss lists cut short), so these tests evaluate nothing: each eval has its own tests on
+small inputs, and the whole evaluation is ``switchboard eval all``'s business."""
 
 from __future__ import annotations
 
+import copy
+import json
 import re
+from pathlib import Path
 
+import pytest
 from switchboard.agent.bench import BEGIN, END
-from switchboard.agent.report import EVALS, headline, run_evals, write_report
+from switchboard.agent.report import EVALS, headline, merge_runs, write_report
+
+FIXTURE = Path(__file__).parent / "data" / "eval-all-test.json"
 
 
-def test_eval_all_quick_writes_the_numbers_it_measured(tmp_path):
-    res = run_evals("test", quick=True, log=lambda _: None)
-    assert set(EVALS) <= set(res) and set(EVALS) <= set(res["seconds"])
+@pytest.fixture
+def run():
+    return json.loads(FIXTURE.read_text())
+
+
+def test_the_report_shows_the_numbers_the_run_measured(run, tmp_path):
+    assert set(EVALS) <= set(run) and set(EVALS) <= set(run["seconds"])
     bench = f"{BEGIN}\n## Speed and memory (`switchboard bench`)\n…\n{END}"
     (tmp_path / "RESULTS.md").write_text(f"# Results\n\nan earlier run\n\n{bench}\n")
-    md = write_report(res, tmp_path / "RESULTS.md", tmp_path / "results",
-                      "switchboard eval all --quick")  # fmt: skip
+    md = write_report(run, tmp_path / "RESULTS.md", tmp_path / "results",
+                      "switchboard eval all")  # fmt: skip
     text = md.read_text()
     assert "an earlier run" not in text and text.rstrip().endswith(bench)  # bench's part kept
-    assert "switchboard eval all --quick" in text and res["commit"] in text
-    for name in ("per_task", "router_vs_base", "signals", "contact_sheet"):
+    assert "switchboard eval all" in text and run["commit"] in text
+    for name in ("per_task", "router_vs_base", "signals"):
         png = tmp_path / "results" / f"{name}.png"
         assert png.read_bytes()[:4] == b"\x89PNG" and f"results/{name}.png" in text
-    rows = headline(res)
+    rows = headline(run)
     assert {task for task, *_ in rows} == {"segment", "detect", "track", "edit", "router",
                                            "signals", "agent"}  # fmt: skip
     for task, key, value, _ in rows:  # each headline number is in the table as measured
         assert re.search(rf"\| {re.escape(task)} \| {re.escape(key)} \| {value:.3f} \|", text)
-    assert f"| segment | box_mIoU | {res['segment']['box_mIoU']:.3f} |" in text
-    assert f"**{res['agent']['success']:.3f}**" in text
-    hybrid = res["agent"]["hybrid"]["success"]  # the agent with hybrid calls, beside text calls
-    assert f"| **all** | **{res['agent']['success']:.3f}** | **{hybrid:.3f}** |" in text
-    second = res["agent"]["conversation"]["after_turn_history_1"]["success"]
-    assert f"| 1 earlier turn(s), second turn | {second:.3f} |" in text
-    assert f"| generate | {res['edit']['generate_success']:.3f} |" in text
+    assert f"| segment | box_mIoU | {run['segment']['box_mIoU']:.3f} |" in text
+    assert f"**{run['agent']['success']:.3f}**" in text
+    hybrid = run["agent"]["hybrid"]["success"]  # the agent with hybrid calls, beside text calls
+    assert f"| **all** | **{run['agent']['success']:.3f}** | **{hybrid:.3f}** |" in text
+    assert f"| generate | {run['edit']['generate_success']:.3f} |" in text
     assert "| grounding_iou50 |" in text and "Per task (the items that call a tool)" in text
+
+
+def test_a_rerun_of_some_evals_keeps_the_others(run, tmp_path):
+    new = copy.deepcopy(run)
+    new["agent"]["success"] = 0.987
+    new["seconds"]["agent"] = 12.0
+    new["date"], new["commit"] = "2099-01-01 00:00 UTC", "abcdef0"
+    merged = merge_runs(run, new, ("agent",), "switchboard eval all --only agent", "evals")
+    assert merged["segment"] == run["segment"] and merged["router"] == run["router"]
+    assert merged["agent"]["success"] == 0.987 and merged["seconds"]["agent"] == 12.0
+    assert merged["updates"][-1]["evals"] == ["agent"]
+    md = write_report(merged, tmp_path / "RESULTS.md", tmp_path / "results",
+                      "switchboard eval all")  # fmt: skip
+    assert "**0.987**" in md.read_text()
