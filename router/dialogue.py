@@ -94,7 +94,11 @@ def _reply(call: HybridCall, t: ConvTurn, objects: Any, k_ids: list[int]) -> str
 
 def items_for_conversation(conv: Conversation, registry: Registry) -> list[Item]:
     """Every step of every turn of ``conv`` as an :class:`~.data.Item`, each with the earlier
-    turns' words in front."""
+    turns' words in front. ``registry`` gains the agent's own tools (undo is one) if it lacks
+    them, as the agent's registry has them."""
+    from switchboard.agent.tools import with_agent_tools
+
+    with_agent_tools(registry)
     history: list[dict[str, str]] = []
     out: list[Item] = []
     for t in conv.turns:
