@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from switchboard.world.language import NUMBER_WORDS
 from switchboard.world.metrics import box_iou, mask_iou
 from switchboard.world.requests import Request, make_request
 from switchboard.world.scene import generate_scene
@@ -394,8 +395,7 @@ def agent_table(res: dict[str, Any]) -> str:
 
 # -- conversations --------------------------------------------------------------------------
 CONVERSATIONS = 126  # 14 of each script: 42 chat/thanks/greeting turns with a picture at hand
-_ANSWER_WORDS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-                 "yes", "no"}  # fmt: skip
+_ANSWER_WORDS = {*NUMBER_WORDS, "yes", "no"}
 
 
 def _answer_ok(text: str, answer: str) -> bool:

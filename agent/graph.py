@@ -28,6 +28,7 @@ runtime's media cache.
 
 from __future__ import annotations
 
+import json
 import operator
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -287,8 +288,6 @@ def route(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
 
 
 def _signature(call: dict[str, Any]) -> str:
-    import json
-
     return json.dumps([call["tool"], call["args"]], sort_keys=True, default=str)
 
 

@@ -315,13 +315,12 @@ class Agent:
         if media is None and session is not None:  # the session's current image or video
             current = self.store.current(session, owner)
             if current is not None:
-                media = _decode_input(current["kind"], self.store.files.get(current["sha256"]))
+                media = self._version_media(current)
         regions = []
         if region is not None:
             if media is None:
                 raise InvalidInputError("a region needs an image or a video to point into")
-            h, w = (media.height, media.width) if isinstance(media, Video) else media.shape[:2]
-            regions = [_region(region, h, w)]
+            regions = [_region(region, *_size(media))]
         if session is None:
             session = self.store.create_session(owner=owner)
         else:
@@ -342,14 +341,12 @@ class Agent:
         if acc.current_id is not None:
             now = self.store.current(acc.session, acc.owner)
             if now is not None and now["id"] != acc.current_id:
-                acc.media = _decode_input(now["kind"], self.store.files.get(now["sha256"]))
+                acc.media = self._version_media(now)
                 acc.media_kind = now["kind"]
                 acc.current_id = now["id"]
                 self.store.set_turn_current(acc.turn_id, now["id"])
                 if acc.region is not None:  # the region is checked against the image it meets
-                    h, w = (acc.media.height, acc.media.width) if isinstance(
-                        acc.media, Video) else acc.media.shape[:2]  # fmt: skip
-                    acc.regions = [_region(acc.region, h, w)]
+                    acc.regions = [_region(acc.region, *_size(acc.media))]
         history = self._history(acc.session, acc.owner)
         rt = AgentRuntime(self.policy, self.registry, self.max_steps, self.timeout_s,
                           executor=self.executor, on_event=on_event,
@@ -374,9 +371,7 @@ class Agent:
     def current_media(self, session: str, owner: str | None = None) -> Any:
         """The current version decoded: an RGB array, a :class:`Video`, or None."""
         cur = self.store.current(session, owner)
-        if cur is None:
-            return None
-        return _decode_input(cur["kind"], self.store.files.get(cur["sha256"]))
+        return None if cur is None else self._version_media(cur)
 
     def undo(self, session: str, owner: str | None = None) -> dict[str, Any]:
         """Make the version before the current one current again (an edit undone); returns it.
@@ -389,15 +384,15 @@ class Agent:
         current one); :class:`InvalidInputError` when there is none."""
         return self.store.redo(session, owner)
 
+    def _version_media(self, version: dict[str, Any]) -> Any:
+        """A stored version of a session's media, decoded."""
+        return _decode_input(version["kind"], self.store.files.get(version["sha256"]))
+
     def _cursor(self, session: str, owner: str | None) -> VersionCursor:
         """The session's versions as the turn's undo/redo cursor (media decoded on demand)."""
         cur = self.store.current(session, owner)
-
-        def load(v: dict[str, Any]) -> Any:
-            return _decode_input(v["kind"], self.store.files.get(v["sha256"]))
-
         versions = self.store.versions(session, owner)
-        return VersionCursor(versions, cur and cur["id"], load)
+        return VersionCursor(versions, cur and cur["id"], self._version_media)
 
     def _config(self, turn_id: int, rt: AgentRuntime) -> dict[str, Any]:
         return {"configurable": {"runtime": rt, "thread_id": f"turn-{turn_id}"}}
@@ -483,7 +478,7 @@ class Agent:
                 if not snapshot.values:  # accepted, but killed before its first step was saved
                     if self.store.claim_rerun(turn_id):  # once: a request that kills the
                         self.store.mark_resumed(turn_id)  # process must not do so at every
-                        self._rerun(turn_id, rt)  # start
+                        self._rerun(turn_id)  # start
                         self.resumed.append(turn_id)
                     continue
                 self.store.mark_resumed(turn_id)
@@ -507,8 +502,9 @@ class Agent:
         self.store.recover()
         return len(pending)
 
-    def _rerun(self, turn_id: int, rt: AgentRuntime) -> None:
-        """Run a stored request from its start (its turn has no checkpoint)."""
+    def _rerun(self, turn_id: int) -> None:
+        """Run a stored request from its start (its turn has no checkpoint), as :meth:`run`
+        runs an accepted one."""
         req = self.store.turn_request(turn_id)
         media, kind = None, None
         for k, data in req["inputs"]:
@@ -517,15 +513,9 @@ class Agent:
         if req["region"] is not None:
             if req["region"] == {"mask": True}:
                 raise InvalidInputError("its drawn region was a mask, which is not stored")
-            h, w = (media.height, media.width) if isinstance(media, Video) else media.shape[:2]
-            regions = [_region(req["region"], h, w)]
-        rt.versions = self._cursor(req["session"], req["owner"])
-        history = self._history(req["session"], req["owner"])
-        state: dict[str, Any] = {"text": req["text"], "regions": regions, "history": history}
-        if media is not None:
-            rt.media["input"] = media
-            state.update(media="input", media_kind=kind)
-        self._run(req["session"], turn_id, rt, state)
+            regions = [_region(req["region"], *_size(media))]
+        self.run(Accepted(req["session"], turn_id, req["owner"], req["text"], media, kind,
+                          regions, None, req["region"], time.perf_counter()))  # fmt: skip
 
     def stream(self, text: str, **kw: Any) -> Iterator[dict[str, Any]]:
         """The turn's events as they happen (``route``, ``call_started``, ``call_finished``,
@@ -594,6 +584,11 @@ def _results_json(turn: Turn, media: Any) -> bytes:
                     "xyxy": [[float(v) for v in b] for b in t.xyxy]} for t in turn.tracks],
         "fps": fps,
     }, separators=(",", ":")).encode()  # fmt: skip
+
+
+def _size(media: Any) -> tuple[int, int]:
+    """(height, width) of an image array or a :class:`Video`."""
+    return (media.height, media.width) if isinstance(media, Video) else media.shape[:2]
 
 
 def _decode_input(kind: str, data: bytes) -> Any:
