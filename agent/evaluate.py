@@ -20,8 +20,9 @@ reply, masks, boxes, tracks and images — against the world's ground truth, nev
   of :func:`switchboard.specialists.evaluate.judge_edit` (the detector and pixel colour judge,
   never the editor);
 - multi-step: "remove every X" — every object of the group is gone (the detector finds none
-  where it was, and its pixels match the true background); "segment then recolour" — the mask
-  and the recoloured image both pass.
+  where it was, and its pixels match the true background); "make every X Y" — every member of the
+  group passes the recolour rule; "segment then recolour" — the mask and the recoloured image
+  both pass.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ TASK_TYPES: dict[str, tuple[str, ...]] = {
     "tracking": ("track",),
     "editing": ("recolor", "remove", "add", "move", "replace"),
     "generation": ("generate",),
-    "multi-step": ("remove_all", "segment_recolor"),
+    "multi-step": ("remove_all", "segment_recolor", "recolor_all"),
 }
 IOU = 0.5
 # Keep the suite's seeds apart from the other evals' first seeds (router, signals, edit use
@@ -164,6 +165,8 @@ def judge(request: Request, turn: Any) -> Verdict:
         return _judge_detect(scene, request.intents[0].targets, turn)
     if task == "remove_all":
         return _judge_remove_all(request, scene, turn)
+    if task == "recolor_all":
+        return _judge_recolor_all(request, scene, turn)
     if task == "segment_recolor":
         seg = _judge_mask(scene, request.intents[0].targets[0], turn)
         if not seg.ok:
@@ -261,6 +264,18 @@ def _judge_remove_all(request: Request, scene: Any, turn: Any) -> Verdict:
             left.append(it.targets[0])
     n = len(request.intents)
     return Verdict(not left, f"{n - len(left)}/{n} removed")
+
+
+def _judge_recolor_all(request: Request, scene: Any, turn: Any) -> Verdict:
+    """Every member of the group has the new colour (each judged as its own recolour)."""
+    n, ok = len(request.intents), 0
+    for it in request.intents:
+        one = replace(it, params={"color": it.params["color"]})
+        verdict = _judge_edit(request, scene, turn, one)
+        if verdict.why == "no image" or verdict.why.startswith("image ("):
+            return verdict
+        ok += verdict.ok
+    return Verdict(ok == n, f"{ok}/{n} recoloured")
 
 
 def _judge_generate(request: Request, turn: Any) -> Verdict:

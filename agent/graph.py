@@ -56,6 +56,8 @@ from switchboard.router.prompt import (
 from switchboard.specialists.objects import SceneObject, detect_objects, not_found
 from switchboard.specialists.queries import contradicts, resolve_referent, unknown_noun
 
+from .asked import question, said_words, unasked
+from .plans import GroupRun, run_every
 from .regions import bind_region
 from .reply import describe_turn
 from .tools import HISTORY, HistoryArgs, VersionCursor
@@ -146,6 +148,12 @@ class CallResult(TypedDict):
     result: Any  # the specialist's result (a pydantic Result: checkpointed with the state)
     with_signal: bool
     restored: NotRequired[str]  # history: the media key of the version made current
+    # A call on a group (``every``, agent/plans.py): the listed members edited (#k), the edits
+    # run in all, the members still there at the end, and the rounds it took.
+    members: NotRequired[list[int]]
+    edits: NotRequired[int]
+    left: NotRequired[int]
+    rounds: NotRequired[int]
 
 
 class TurnState(TypedDict, total=False):
@@ -284,6 +292,19 @@ def route(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
     fresh = [p for p in pending if _signature(p) not in tried]
     if pending and not fresh:
         return {"pending": [], "reply": ""}
+    # No unasked edits (agent/asked.py): a colour, shape or place the user never said is not
+    # painted; with nothing asked left to run, the agent asks instead.
+    said = said_words(state["text"], state.get("history"))
+    missing = {i: unasked(p["tool"], p["args"], said) for i, p in enumerate(fresh)}
+    refused = [i for i, m in missing.items() if m]
+    if refused:
+        rt.emit({"type": "refused", "step": state["step"],
+                 "calls": [{"tool": fresh[i]["tool"], "args": fresh[i]["args"],
+                            "unsaid": missing[i]} for i in refused]})  # fmt: skip
+        if len(refused) == len(fresh):
+            return {"pending": [], "reply": question(sorted({w for i in refused
+                                                             for w in missing[i]}))}  # fmt: skip
+        fresh = [p for i, p in enumerate(fresh) if i not in refused]
     return {"pending": fresh, "reply": step.text}
 
 
@@ -330,10 +351,14 @@ def call(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
              "args": args})  # fmt: skip
     t0 = time.perf_counter()
     status, error, result = "ok", None, None
-    restored = None
+    restored, extra = None, {}
     try:
         if tool == HISTORY:  # the session's versions, not pixels: the agent's own tool
             result, restored = _history(rt, args)
+        elif args.get("every") and isinstance(rt.media.get(state.get("current") or ""), np.ndarray):
+            group = _run_every(rt, state, tool, args, signal)  # one call per member, checked
+            result, extra = group.result, {"members": group.members, "edits": group.edits,
+                                           "left": group.left, "rounds": group.rounds}  # fmt: skip
         else:
             args = resolve_object(args, _objects(state), state.get("classes"), _side(rt, state))
             specialist = rt.registry.get(tool)
@@ -363,7 +388,28 @@ def call(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
                        "with_signal": signal is not None}  # fmt: skip
     if restored is not None:
         res["restored"] = restored
+    res.update(extra)  # type: ignore[typeddict-item]
     return {"results": [res]}
+
+
+def _run_every(rt: AgentRuntime, state: dict[str, Any], tool: str, args: dict[str, Any],
+               signal: Any) -> GroupRun:  # fmt: skip
+    """A call on a group (``every``): one call per listed member on the image the last one
+    made, the detector run again after each round (:mod:`.plans`)."""
+    objects, classes = _objects(state), state.get("classes")
+    if objects is None or not classes or not isinstance(args.get("target"), str):
+        raise InvalidInputError("an edit of every object needs the words that name them")
+    specialist = rt.registry.get(tool)
+    detector = rt.registry.get("detect")
+
+    def one(image: np.ndarray, member: dict[str, Any]) -> ImageOut:
+        future = rt.executor.submit(specialist, Image(pixels=image), member, signal)
+        return future.result(timeout=rt.timeout_s)
+
+    def relist(image: np.ndarray) -> list[SceneObject]:
+        return detect_objects(detector, image)
+
+    return run_every(one, rt.media[state["current"]], args, objects, classes, relist)
 
 
 def _history(rt: AgentRuntime, args: dict[str, Any]) -> tuple[Text, str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.core.results import Boxes, ImageOut, Masks, Text, Tracks
-from switchboard.core.vocabulary import article, count_words
+from switchboard.core.vocabulary import article, count_words, plural_noun, singular_noun
 from switchboard.specialists.objects import SceneObject
 
 # What each edit op did, and what failing at it reads as ("I couldn't recolour …").
@@ -74,6 +74,34 @@ def _edit_sentence(args: dict[str, Any], what: str) -> str:
     return _generate_sentence(args)
 
 
+def group_sentence(result: dict[str, Any]) -> str:
+    """A group edit in words: "I removed 3 blue shapes (#4, #2, #5)." and, when the check after
+    it still finds some, how many are left."""
+    args = result.get("args") or {}
+    op = args.get("op") or "recolor"
+    members, left = result["members"], result.get("left", 0)
+    words = str(args.get("target") or "objects").strip()
+    for lead in ("all the ", "all of the ", "all ", "every ", "each ", "the "):
+        if words.lower().startswith(lead):
+            words = words[len(lead) :]
+    one = singular_noun(words)
+    shown = f" ({', '.join(f'#{k}' for k in members)})" if members else ""
+    what = count_words(max(result.get("edits", 0), len(members)), one) + shown
+    if op == "recolor":
+        line = f"I recoloured {what} {args.get('color') or ''}".rstrip() + "."
+    elif op == "replace":
+        line = f"I replaced {what} with {plural_noun(str(args.get('shape') or 'new object'))}."
+    elif op == "move":
+        line = f"I moved {what}" + (f" to the {args['place']}." if args.get("place") else ".")
+    else:
+        line = f"I {_EDIT_DONE.get(op, 'edited')} {what}."
+    if left:
+        be = "is" if left == 1 else "are"
+        rounds = result.get("rounds", 1)
+        line += f" {count_words(left, one)} {be} still there after {rounds} rounds."
+    return line
+
+
 def _generate_sentence(args: dict[str, Any]) -> str:
     objs = args.get("objects") or []
     parts = []
@@ -118,6 +146,8 @@ def describe_call(result: dict[str, Any], objects: list[SceneObject] | None,
         if args.get("op") == "redo":
             return "I redid the change: the image after it is current again."
         return "I undid the last change: the image before it is current again."
+    if "members" in result and isinstance(res, ImageOut):
+        return group_sentence(result)
     if tool == "edit" and isinstance(res, ImageOut):
         return _edit_sentence(args, what)
     if tool == "generate" and isinstance(res, ImageOut):

@@ -38,6 +38,11 @@ from .graph import AgentRuntime, build_graph, restore_media, sqlite_checkpointer
 from .store import Store, turn_outcome
 from .tools import HISTORY, VersionCursor, with_agent_tools
 
+# The router's conversation is bounded: at most this many characters of earlier turns' words
+# (about 300 tokens; the scripted conversations it is trained on hold 1–4 earlier turns of
+# 60–500 characters), the oldest turns dropped first.
+HISTORY_CHARS = 1200
+
 
 @dataclass
 class CallRecord:
@@ -518,8 +523,8 @@ class Agent:
                           regions, None, req["region"], time.perf_counter()))  # fmt: skip
 
     def stream(self, text: str, **kw: Any) -> Iterator[dict[str, Any]]:
-        """The turn's events as they happen (``route``, ``call_started``, ``call_finished``,
-        ``text``), then ``{"type": "turn", "turn": Turn}``."""
+        """The turn's events as they happen (``route``, ``refused``, ``call_started``,
+        ``call_finished``, ``text``), then ``{"type": "turn", "turn": Turn}``."""
         events: queue.Queue[dict[str, Any]] = queue.Queue()
         box: dict[str, Any] = {}
 
@@ -544,17 +549,21 @@ class Agent:
         yield {"type": "turn", "turn": box["turn"]}
 
     def _history(self, session: str, owner: str | None) -> list[dict[str, str]]:
-        """The last ``history_turns`` done turns' words as the router's conversation."""
+        """The router's conversation: the words of the last ``history_turns`` done turns, the
+        oldest dropped first while they are over :data:`HISTORY_CHARS` (the newest turn is
+        kept whole). Earlier images are not in it: a turn works on the session's current image,
+        whose object list the prompt carries."""
         if self.history_turns <= 0:
             self.store.check_session(session, owner)  # someone else's session: NotFoundError
             return []
         done = [t for t in self.store.history(session, owner=owner) if t["status"] == "done"]
-        out = []
+        turns = []
         for t in done[-self.history_turns :]:
-            for m in t["messages"]:
-                role = "user" if m["role"] == "user" else "assistant"
-                out.append({"role": role, "content": m["text"]})
-        return out
+            turns.append([{"role": "user" if m["role"] == "user" else "assistant",
+                           "content": m["text"]} for m in t["messages"]])  # fmt: skip
+        while len(turns) > 1 and sum(len(m["content"]) for t in turns for m in t) > HISTORY_CHARS:
+            turns.pop(0)
+        return [m for t in turns for m in t]
 
     def close(self) -> None:
         """Shut the calls' thread pool down (waiting for running calls). The store and the

@@ -59,6 +59,22 @@ def article(words: str) -> str:
     return ("an " if w[:1].lower() in "aeiou" else "a ") + w
 
 
+def singular_noun(noun: str) -> str:
+    """The singular of a noun phrase's last word, as :func:`plural_noun` writes plurals
+    ("blue crosses" → "blue cross", "people" → "person", "ponies" → "pony"); a word that reads
+    as singular already is kept ("bus", "glass")."""
+    head, _, last = noun.rpartition(" ")
+    if last == "people":
+        last = "person"
+    elif last.endswith("ies") and len(last) > 4:
+        last = last[:-3] + "y"
+    elif last.endswith(("ses", "xes", "ches", "shes", "zes")):
+        last = last[:-2]
+    elif last.endswith("s") and not last.endswith(("ss", "us")):
+        last = last[:-1]
+    return f"{head} {last}" if head else last
+
+
 def count_words(n: int, noun: str) -> str:
     """A number of things in words a reply uses: "a red bus", "2 people", "no stars"."""
     if n == 0:

@@ -18,8 +18,8 @@ items rename the detector's classes, consistently over the list, the request, th
 answer, to nouns drawn from :data:`TRAIN_NOUNS`, so the router learns to read and copy the class
 words it is shown instead of memorising ShapeWorld's eight.
 
-Plans that need a step the user did not spell out are written here: "remove every diamond"
-becomes a ``detect`` of the group, then one ``remove`` per found object.
+A request over a group ("remove every diamond") is one call on the group's words with
+``every``; the agent carries it out member by member (:mod:`switchboard.agent.plans`).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ RENAME_SHARE = 0.5
 # Tasks whose every shape word names a detected object (add/replace/generate also name what
 # the editor is to paint: its vocabulary, not the detector's, so they keep ShapeWorld's words).
 RENAMABLE = ("segment", "detect", "track", "recolor", "remove", "move", "caption", "question",
-             "remove_all", "segment_recolor")  # fmt: skip
+             "remove_all", "segment_recolor", "recolor_all")  # fmt: skip
 MATCH_IOU = 0.5  # a detection is the referent's when their boxes overlap this much
 
 
@@ -192,19 +192,16 @@ def observe(
 
 
 def plan(request: Request, scene: Scene | None) -> list[tuple[Intent, list[int]]]:
-    """The request's steps as intents with the object ids each step concerns."""
-    steps: list[tuple[Intent, list[int]]] = []
+    """The request's steps as intents with the object ids each step concerns. A request over a
+    group ("remove every diamond", "make all the blue shapes red") is one call on the group's
+    words with ``every``: the agent runs it once per member (agent/plans.py) and checks that
+    none is left."""
     groups = [i for i in request.intents if "group" in i.params]
-    if groups and scene is not None:
-        group = groups[0].params["group"]
+    if groups:
+        first = groups[0]
         ids = [i for it in groups for i in it.targets]
-        many = " ".join(filter(None, (group.get("color"), group.get("shape")))) or "objects"
-        steps.append((Intent("detect", ids, many, dict(group)), ids))
-        for it in groups:
-            for oid in it.targets:
-                box = [int(v) for v in scene.boxes[scene.index(oid)]]
-                steps.append((Intent(it.task, [oid], None, {"box": box}), [oid]))
-        return steps
+        params = {k: v for k, v in first.params.items() if k != "group"} | {"every": True}
+        return [(Intent(first.task, ids, first.target_text, params), ids)]
     return [(it, list(it.targets)) for it in request.intents]
 
 
@@ -293,7 +290,13 @@ def items_for(
     calls = []
     for it, ids in steps:
         k = None
-        if scene is not None and ids and absent is None and it.task != "detect":
+        if (
+            scene is not None
+            and ids
+            and absent is None
+            and it.task != "detect"
+            and not it.params.get("every")
+        ):
             k = match_object(objects, scene.boxes[scene.index(ids[0])])
         calls.append(call_for(it, registry, k, said_names))
     if absent is not None and calls[0] is not None:

@@ -106,7 +106,7 @@ PRESETS = {
     # are turns of scripted conversations (follow-ups, corrections, undo/redo, thanks) with
     # the earlier turns in front; the rest as before, so single requests are kept.
     "conversations": RouterPreset(
-        steps=3000, minutes=100, ground_replay=0.25, conversation_share=0.3
+        steps=3000, minutes=85, ground_replay=0.25, conversation_share=0.3
     ),
     "smoke": RouterPreset(
         steps=2,

@@ -186,6 +186,11 @@ class EditArgs(BaseModel):
 
     op: Literal["recolor", "remove", "add", "replace", "move", "generate"] = "recolor"
     target: str | None = Field(None, description="referring expression of the object to edit")
+    every: bool = Field(
+        False,
+        description='edit every object ``target`` names ("all the blue shapes"): the agent '
+        "runs one edit per listed member and checks that none is left",
+    )
     object: int | None = Field(
         None,
         ge=1,
@@ -286,6 +291,8 @@ class EditSpecialist(Specialist):
         if op != "add":
             if intent.target_text:
                 args["target"] = intent.target_text
+                if p.get("every"):
+                    args["every"] = True
             elif "box" in p:  # e.g. one step of "remove every diamond", after a detect
                 args["box"] = [float(v) for v in p["box"]]
             else:

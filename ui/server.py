@@ -288,7 +288,8 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         region: str | None = Form(None),
         who: str | None = Depends(owner),
     ) -> StreamingResponse:
-        """Server-sent events: ``route``, ``call_started``, ``call_finished``, ``text``, then
+        """Server-sent events: ``route``, ``refused`` (an edit nobody asked for, not run),
+        ``call_started``, ``call_finished``, ``text``, then
         ``turn`` (the same JSON as the plain POST) or ``error``."""
         queue.enter()
         try:

@@ -197,6 +197,18 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "grab the {ref} and switch it to {color}",
         "mark the {ref} and fill it with {color}",
     ),
+    "recolor_all": (
+        "recolor every {group_one} {color}",
+        "make all the {group} {color}",
+        "paint all {group} {color}",
+        "turn every {group_one} {color}",
+        "change all the {group} to {color}",
+        "color all of the {group} {color}",
+        "make every {group_one} {color}",
+        "I want all the {group} to be {color}",
+        "recolor all {group} to {color}",
+        "give every {group_one} a {color} color",
+    ),
 }
 # More phrasings for the train split only (the val/test templates above stay as they are, so
 # held-out numbers stay comparable). None repeats a val/test template or its distinctive verb
@@ -353,6 +365,16 @@ TRAIN_ONLY_TEMPLATES: dict[str, tuple[str, ...]] = {
         "find the {ref}, then change its color to {color}",
         "segment the {ref}, then make it {color}",
         "get a mask of the {ref} and paint it {color}",
+        "select the {ref}, then I'd like it to be {color}",
+        "outline the {ref}; after that it should be {color}",
+    ),
+    "recolor_all": (
+        "recolour all the {group} {color}",
+        "make each {group_one} {color}",
+        "turn all the {group} {color}",
+        "can you paint every {group_one} {color}?",
+        "change every {group_one} to {color}",
+        "I'd like all {group} in {color}",
     ),
 }
 EXTRA_INDEX = 100  # train-only templates are numbered from here in ``Request.template``
@@ -374,6 +396,7 @@ IMAGE_TASKS = (
     "question",
     "remove_all",
     "segment_recolor",
+    "recolor_all",
 )
 TASKS = (*TEMPLATES, "ask_media")
 TASK_WEIGHTS = {t: 1.0 for t in TASKS} | {"segment": 2.0, "chat": 0.5, "ask_media": 0.5}
@@ -529,7 +552,16 @@ def make_request(seed: int, split: str = "train", task: str | None = None) -> Re
         text = template.format(group=many, group_one=one)
         if task == "detect":
             return done(text, [Intent("detect", ids, many, params)])
-        return done(text, [Intent("remove", [i], None, {"group": params}) for i in ids])
+        return done(text, [Intent("remove", [i], many, {"group": params}) for i in ids])
+    if task == "recolor_all":
+        params, many, one, ids = _group(scene, rng)
+        taken = {o.color for o in scene.objects if o.id in ids}
+        color = _pick(rng, tuple(c for c in COLOR_NAMES if c not in taken))
+        text = template.format(group=many, group_one=one, color=color)
+        return done(
+            text,
+            [Intent("recolor", [i], many, {"group": params, "color": color}) for i in ids],
+        )
     if task == "add":
         d = _desc(rng) | {"place": _pick(rng, tuple(PLACES))}
         desc = f"{d['size']} {d['color']} {d['shape']}"

@@ -74,13 +74,15 @@ class Scripted:
         return self.steps.pop(0) if self.steps else Step(text="Done.")
 
 
-def _run(policy: Scripted, image: np.ndarray | None = None, **kw: Any) -> tuple[dict, list]:
+def _run(
+    policy: Scripted, image: np.ndarray | None = None, text: str = "do it", **kw: Any
+) -> tuple[dict, list]:
     reg = Registry(BUILTINS)
     for cls in (Sleepy, Broken, Probe):
         reg.register(cls)
     events: list[dict] = []
     rt = AgentRuntime(policy, reg, on_event=events.append, **kw)
-    state: dict[str, Any] = {"text": "do it", "regions": [], "history": []}
+    state: dict[str, Any] = {"text": text, "regions": [], "history": []}
     if image is not None:
         rt.media["img"] = image
         state.update(media="img", media_kind="image")
@@ -237,3 +239,71 @@ def test_an_object_index_becomes_its_box_and_the_calls_words_are_checked():
     # Words that fit the indexed object (or name nothing to check) keep it.
     got = resolve_object({"target": "the one on the left", "object": 1}, objects, classes, 256)
     assert got["object"] == 1
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from switchboard.specialists import default_registry
+
+    det = default_registry().get("detect")
+    det.load()
+    return det
+
+
+def test_a_call_on_a_group_edits_every_member_and_checks_none_is_left(scene, detector):
+    """ "remove every purple shape": one call with ``every``; the agent runs one edit per
+    listed member on the image the last one made, then looks again with the detector."""
+    from switchboard.specialists.evaluate import removed
+    from switchboard.world.edits import apply_edit
+
+    purple = [o.id for o in scene.objects if o.color == "purple"]
+    assert len(purple) == 2
+    call = HybridCall(tool="edit", args={"op": "remove", "target": "purple shapes", "every": True})
+    out, _ = _run(Scripted([Step(calls=[call])]), scene.image)
+    (res,) = out["results"]
+    assert res["status"] == "ok" and res["left"] == 0 and len(res["members"]) == 2
+    image = res["result"].image
+    truth = scene
+    for oid in purple:
+        truth = apply_edit(truth, "remove", oid, {}, np.random.default_rng(0)).after
+    for oid in purple:
+        i = scene.index(oid)
+        assert removed(detector, image, scene.boxes[i], truth.image, scene.masks[i])
+    k1, k2 = res["members"]
+    assert out["final"] == f"I removed 2 purple shapes (#{k1}, #{k2})."
+
+
+def test_a_group_the_image_does_not_have_is_not_found_and_nothing_is_edited(scene):
+    call = HybridCall(tool="edit", args={"op": "recolor", "target": "yellow stars",
+                                         "every": True, "color": "red"})  # fmt: skip
+    out, _ = _run(Scripted([Step(calls=[call])]), scene.image, "make every yellow star red")
+    (res,) = out["results"]
+    assert res["status"] == "not_found" and res["result"] is None
+    assert out["final"].startswith("I can't find any yellow stars; I see ")
+
+
+def test_an_edit_with_a_colour_nobody_said_is_not_run_and_the_agent_asks(scene):
+    """A greeting with a picture read as "recolour something blue": nothing is painted."""
+    call = HybridCall(tool="edit", args={"op": "recolor", "object": 1, "color": "blue"})
+    policy = Scripted([Step(calls=[call])])
+    reg = Registry(BUILTINS)
+    events: list[dict] = []
+    rt = AgentRuntime(policy, reg, on_event=events.append)
+    rt.media["img"] = scene.image
+    state = {"text": "good morning!", "regions": [], "history": [], "media": "img",
+             "media_kind": "image"}  # fmt: skip
+    out = build_graph().invoke(state, config={"configurable": {"runtime": rt}})
+    assert not out.get("results")
+    assert out["final"] == (
+        "I haven't changed anything: you didn't mention \"blue\". What would you like me to do?"
+    )
+    (refused,) = [e for e in events if e["type"] == "refused"]
+    assert refused["calls"][0]["unsaid"] == ["blue"]
+    # The same call is run when the colour was said, in this turn or an earlier one.
+    earlier = [{"role": "user", "content": "paint it blue"}]
+    for text, history in (("make it blue", []), ("now that one", earlier)):
+        rt = AgentRuntime(Scripted([Step(calls=[call])]), reg)
+        rt.media["img"] = scene.image
+        out = build_graph().invoke({**state, "text": text, "history": history},
+                                   config={"configurable": {"runtime": rt}})  # fmt: skip
+        assert [r["status"] for r in out["results"]] == ["ok"]

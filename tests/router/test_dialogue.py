@@ -3,6 +3,8 @@ words in front as the agent writes them, pronouns by object index, undo by the a
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from switchboard.agent.tools import with_agent_tools
 from switchboard.core import Registry
@@ -48,3 +50,19 @@ def test_a_pronoun_finds_its_object_in_the_agents_earlier_reply(registry):
     earlier_reply = edit.messages[-2]["content"]
     k = parse_reply(edit.target, registry).calls[0].args["object"]
     assert earlier_reply.startswith("I segmented the ") and f"(#{k})" in earlier_reply
+
+
+def test_a_request_over_a_group_is_one_call_with_every(registry):
+    """ "remove every X" / "make all the X Y": one edit on the group's words with ``every``
+    (the agent runs it per member), never an object index of one member."""
+    from switchboard.router.data import items_for
+    from switchboard.world.requests import make_request
+
+    for task, op in (("remove_all", "remove"), ("recolor_all", "recolor")):
+        r = make_request(11, "train", task)
+        first, done = items_for(r, registry)
+        call = json.loads(first.target.removeprefix("<call>").removesuffix("</call>"))
+        assert call["tool"] == "edit" and call["args"]["op"] == op
+        assert call["args"]["every"] is True and "object" not in call["args"]
+        assert call["args"]["target"] == r.intents[0].target_text
+        assert done.target == "Done."

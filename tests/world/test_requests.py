@@ -55,15 +55,20 @@ def test_intents_refer_to_real_objects_and_no_tool_requests_carry_answers():
 
 
 def test_multi_step_requests():
-    seen_all = seen_two = False
+    seen_all = seen_two = seen_colour = False
     for r in make_requests("train", 800):
-        if r.task == "remove_all":
+        if r.task in ("remove_all", "recolor_all"):
             sc = generate_scene(r.seed)
             group = r.intents[0].params["group"]
             want = [o.id for o in sc.objects if all(getattr(o, k) == v for k, v in group.items())]
             assert [i.targets[0] for i in r.intents] == want
+            assert len({i.target_text for i in r.intents}) == 1  # the group's words, said once
             seen_all |= len(r.intents) > 1
+        if r.task == "recolor_all":  # a colour none of the members has already
+            (color,) = {i.params["color"] for i in r.intents}
+            assert color in r.text and all(sc.objects[sc.index(i)].color != color for i in want)
+            seen_colour = True
         if r.task == "segment_recolor":
             assert [i.task for i in r.intents] == ["segment", "recolor"]
             seen_two = True
-    assert seen_all and seen_two
+    assert seen_all and seen_two and seen_colour
