@@ -426,7 +426,9 @@ def eval_agent(
     signals: bool = typer.Option(False, help="Hybrid calls: send the router's signal embeddings."),
     folder: Path | None = typer.Option(None, help="Router folder (default router-tiny)."),
     after_turn: bool = typer.Option(False, help="Run each task as a session's second turn."),
-    history_turns: int = typer.Option(0, min=0, help="Earlier turns the router reads."),
+    history_turns: int | None = typer.Option(
+        None, min=0, help="Earlier turns the router reads (default: the agent's, 4)."
+    ),
     rename: bool = typer.Option(
         False,
         help="Renamed vocabulary: the detector's classes called by nouns never trained on "
@@ -456,7 +458,7 @@ def eval_agent(
     if rename:
         how += ", renamed vocabulary"
     if after_turn:
-        how += f", 2nd turn, router reads {history_turns} earlier turn(s)"
+        how += f", 2nd turn, router reads {res['history_turns']} earlier turn(s)"
     table = Table(title=f"agent ({split}, {res['tasks']} tasks, {how}, {res['seconds']:.0f} s)")
     for col in ("task type", "tasks", "success"):
         table.add_column(col, justify="left" if col == "task type" else "right")
@@ -474,7 +476,7 @@ def eval_agent(
                f"errors {res['errors']}")  # fmt: skip
     for m in res["misses"][:misses]:
         typer.echo(f"- [{m['task']}] {m['said']!r} -> {m['reply']!r} {m['calls']}: {m['why']}")
-    suffix = f"-after-turn-h{history_turns}" if after_turn else ""
+    suffix = f"-after-turn-h{res['history_turns']}" if after_turn else ""
     suffix += "-renamed" if rename else ""
     out = out or Path("runs/eval") / f"agent-{split}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -484,7 +486,7 @@ def eval_agent(
 
 
 def _eval_conversations(split: str, n: int | None, out: Path | None, misses: int,
-                        folder: Path | None, history_turns: int) -> None:  # fmt: skip
+                        folder: Path | None, history_turns: int | None) -> None:  # fmt: skip
     import json
 
     from switchboard.agent.evaluate import (
@@ -503,7 +505,7 @@ def _eval_conversations(split: str, n: int | None, out: Path | None, misses: int
     for m in res["misses"][:misses]:
         typer.echo(f"- [{m['script']} {m['position']}] {m['said']!r} -> {m['reply']!r} "
                    f"{m['calls']}: {m['why']}")  # fmt: skip
-    out = out or Path("runs/eval") / f"conversations-{split}-h{history_turns}.json"
+    out = out or Path("runs/eval") / f"conversations-{split}-h{res['history_turns']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     res["table"] = conversation_table(res)
     out.write_text(json.dumps(res, indent=2))

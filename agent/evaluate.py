@@ -314,7 +314,7 @@ def evaluate_agent(
     with_signals: bool = False,
     folder: Path | None = None,
     after_turn: bool = False,
-    history_turns: int = 0,
+    history_turns: int | None = None,
     rename: bool = False,
 ) -> dict[str, Any]:
     """Task success of ``agent`` (default: ``Agent.load()`` with a temporary home, the router
@@ -335,7 +335,8 @@ def evaluate_agent(
 
             router = Router.load(folder, default_registry())
             policy = RouterPolicy(router, with_signals=with_signals)
-            agent = Agent.load(home=Path(home), policy=policy, history_turns=history_turns)
+            agent = Agent.load(home=Path(home), policy=policy,
+                               **_history_kw(history_turns))  # fmt: skip
         tasks = suite(split, n)
         detector = agent.registry.get("detect") if rename else None
         if rename:  # the same requests of those types, said with the held-out nouns
@@ -422,6 +423,11 @@ def _answer_ok(text: str, answer: str) -> bool:
     return answer in words and not words & rivals
 
 
+def _history_kw(history_turns: int | None) -> dict[str, int]:
+    """``Agent`` keywords: the earlier turns the router reads (None: the agent's default)."""
+    return {} if history_turns is None else {"history_turns": history_turns}
+
+
 def judge_conversation_turn(spec: Any, turn: Any, before: list[Any], now: Any) -> Verdict:
     """Whether ``turn`` (an SDK Turn) did what the scripted turn ``spec`` (a
     :class:`~switchboard.world.conversations.ConvTurn`) asks. ``before``: the session's current
@@ -469,7 +475,7 @@ def evaluate_conversations(
     log: Callable[[str], None] | None = None,
     max_misses: int = 60,
     folder: Path | None = None,
-    history_turns: int = 0,
+    history_turns: int | None = None,
 ) -> dict[str, Any]:
     """Scripted conversations (:func:`~switchboard.world.conversations.conversations`): each
     is one session; the first turn sends its picture, later ones send none (the session's
@@ -488,7 +494,7 @@ def evaluate_conversations(
 
             router = Router.load(folder, default_registry())
             agent = Agent.load(home=Path(home), policy=RouterPolicy(router),
-                               history_turns=history_turns)  # fmt: skip
+                               **_history_kw(history_turns))  # fmt: skip
         convs = conversations(split, n)
         by_pos: dict[int, list[bool]] = {}
         by_kind: dict[str, list[bool]] = {}

@@ -25,20 +25,21 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-EVALS = ("segment", "detect", "track", "edit", "router", "signals", "agent", "photos")
+EVALS = ("segment", "detect", "track", "edit", "router", "signals", "agent", "conversations",
+         "photos")  # fmt: skip
 # Item counts: the full run (each task's own command's default) and the --quick smoke run.
 FULL = {"segment": 200, "detect": 200, "track": 30, "edit": 40, "router": 100, "signals": 90,
         "signals_track": 20, "signals_edit": 8, "agent": 210, "agent_turns": 42,
-        "photos": 3}  # fmt: skip
+        "conversations": 126, "photos": 3}  # fmt: skip
 QUICK = {"segment": 4, "detect": 4, "track": 2, "edit": 1, "router": 4, "signals": 3,
          "signals_track": 1, "signals_edit": 1, "agent": 7, "agent_turns": 7,
-         "photos": 1}  # fmt: skip
+         "conversations": 3, "photos": 1}  # fmt: skip
 # The targets the issues set (metric → minimum), shown beside each number.
 TARGETS = {
     ("segment", "box_mIoU"): 0.90, ("segment", "point_mIoU"): 0.80,
     ("detect", "mAP50"): 0.90, ("detect", "mAP50_95"): 0.70,
     ("track", "MOTA"): 0.85, ("track", "IDF1"): 0.85,
-    ("agent", "success"): 0.85,
+    ("agent", "success"): 0.85, ("conversations", "turn success"): 0.85,
 }  # fmt: skip
 EDIT_KINDS = ("recolor", "remove", "add", "move", "replace", "generate")
 ROUTER_KEYS = ("valid_calls", "decision", "tool_selection", "exact_call", "argument_accuracy",
@@ -147,6 +148,13 @@ def _agent(reg, split, n, log):
         res = evaluate_agent(split=split, n=k, after_turn=True, history_turns=h)
         out["conversation"][f"after_turn_history_{h}"] = _brief(res)
     return out
+
+
+def _conversations(reg, split, n, log):
+    """Scripted conversations through the default agent (it reads earlier turns)."""
+    from .evaluate import evaluate_conversations
+
+    return evaluate_conversations(split=split, n=n["conversations"], log=log)
 
 
 def _brief(res: dict[str, Any]) -> dict[str, Any]:
@@ -269,7 +277,8 @@ def _photo_sheet(shown, path: Path) -> None:
 
 _EVALS: dict[str, Callable[..., Any]] = {
     "segment": _segment, "detect": _detect, "track": _track, "edit": _edit,
-    "router": _router, "signals": _signals, "agent": _agent, "photos": _photos,
+    "router": _router, "signals": _signals, "agent": _agent, "conversations": _conversations,
+    "photos": _photos,
 }  # fmt: skip
 
 
@@ -309,7 +318,29 @@ def headline(res: dict[str, Any]) -> list[tuple[str, str, float, float | None]]:
     if "agent" in res:
         rows.append(("agent", "task success", float(res["agent"]["success"]),
                      TARGETS[("agent", "success")]))  # fmt: skip
+    if "conversations" in res:
+        rows.append(("conversations", "turn success", float(res["conversations"]["turn_success"]),
+                     TARGETS[("conversations", "turn success")]))  # fmt: skip
     return rows
+
+
+def _conversation_section(c: dict[str, Any]) -> list[str]:
+    from .evaluate import conversation_table
+
+    pos = {int(k): v["success"] for k, v in c["by_position"].items()}
+    later = [v for k, v in c["by_position"].items() if int(k) > 1]
+    later_mean = sum(v["success"] * v["n"] for v in later) / max(sum(v["n"] for v in later), 1)
+    return [f"## Conversations (`switchboard eval agent --conversations --split {c['split']}`)",
+            "", f"{c['conversations']} scripted conversations of 2–5 turns ({c['turns']} turns), "
+            f"the router reading up to {c['history_turns']} earlier turns:", "",
+            conversation_table(c), "",
+            f"Whole conversations right: {c['conversation_success']:.3f}. First turns "
+            f"{pos.get(1, 0.0):.3f}, later turns {later_mean:.3f}. Chat, greeting and thanks "
+            f"turns (a picture attached or current) that edited something: "
+            f"**{c['chat_turns_that_edited']} of {c['chat_turns_with_picture']}**. "
+            f"{c['errors']} errors; turn p50 {c['turn_s_p50']:.2f} s. Target ≥ 0.85 at every "
+            "turn position: " + ("met." if min(pos.values()) >= 0.85 else "**not met**."),
+            ""]  # fmt: skip
 
 
 def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> Path:
@@ -452,6 +483,8 @@ def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> 
                       *(f"| {h} earlier turn(s), second turn | "
                         f"{c[f'after_turn_history_{h}']['success']:.3f} |" for h in (0, 1)),
                       ""]  # fmt: skip
+    if "conversations" in res:
+        lines += _conversation_section(res["conversations"])
     if "photos" in res:
         ph = res["photos"]
         lines += ["## Real photographs (smoke run)", "",

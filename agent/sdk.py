@@ -42,6 +42,9 @@ from .tools import HISTORY, VersionCursor, with_agent_tools
 # (about 300 tokens; the scripted conversations it is trained on hold 1–4 earlier turns of
 # 60–500 characters), the oldest turns dropped first.
 HISTORY_CHARS = 1200
+# How many earlier turns the router reads by default (the scripted conversations it is trained
+# on have up to four before the last).
+HISTORY_TURNS = 4
 
 
 @dataclass
@@ -184,16 +187,14 @@ class Agent:
         max_steps: int = 6,
         timeout_s: float = 120.0,
         checkpointer: Any = None,
-        history_turns: int = 0,
+        history_turns: int = HISTORY_TURNS,
         single_pass: bool = False,
         memory_budget_mb: float | None = None,
         recover: str = "now",
     ) -> None:
         """``history_turns``: how many earlier turns of the session the router reads (their
-        words). 0 by default: the trained router learnt one request per conversation, and one
-        earlier turn in front of a request drops its task success from 0.619 to 0.214
-        (``switchboard eval agent --n 42 --after-turn --history-turns 1``; docs/agent.md). The
-        store keeps every turn either way.
+        words, bounded by :data:`HISTORY_CHARS`): "now make it yellow" refers to what the turn
+        before segmented. 0 reads the request alone. The store keeps every turn either way.
 
         ``single_pass``: the first route's calls are the turn's calls and the reply is written
         from their observations, without routing again (see ``AgentRuntime.single_pass``;

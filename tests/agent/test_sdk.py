@@ -120,6 +120,26 @@ def test_the_router_reads_earlier_turns_only_when_asked(tmp_path, scene):
         assert len(agent.history(first.session)) == 2  # the store keeps both either way
 
 
+def test_the_router_reads_earlier_turns_by_default_within_a_bounded_prompt(
+    tmp_path, scene, monkeypatch
+):
+    """History is on by default; past ``HISTORY_CHARS`` the oldest turns are dropped (the
+    newest earlier turn is kept whole)."""
+    from switchboard.agent import sdk
+
+    box = [float(v) for v in scene.boxes[0]]
+    policy = Recorder()
+    agent = Agent.load(home=tmp_path, policy=policy, registry=Registry(BUILTINS))
+    assert agent.history_turns == sdk.HISTORY_TURNS > 0
+    first = agent.chat("first request", image=scene.image, region=box)
+    agent.chat("second request", region=box, session=first.session)
+    monkeypatch.setattr(sdk, "HISTORY_CHARS", 30)  # one earlier turn's words fit, not two
+    agent.chat("third request", region=box, session=first.session)
+    second, third = policy.seen[2], policy.seen[4]  # each turn's first route
+    assert "first request" in " ".join(second)
+    assert "second request" in " ".join(third) and "first request" not in " ".join(third)
+
+
 def test_uploaded_videos_keep_their_media_type():
     from switchboard.agent.store import media_type
 

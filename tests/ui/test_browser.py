@@ -484,6 +484,50 @@ def test_the_next_request_works_on_the_current_image_and_undo_goes_back(server, 
     _indicator_shows(page, upload["sha256"])  # segmenting makes no new image
 
 
+def test_a_conversation_in_words_segment_then_make_it_yellow_then_undo(server, page, files):
+    """Three turns said in words, the router reading the earlier ones: segment an object,
+    "now make it yellow" (no file, no region: "it" is the segmented object), "undo" — the
+    recoloured image and then the original are current, and a reload finds both turns' images
+    and the original still current."""
+    from switchboard.core import mask_to_box
+    from switchboard.specialists.colors import color_in_box
+
+    page.goto(server.url)
+    page.click("#new-session")
+    _attach(page, files["image"])
+    scene = files["scene"]
+    k = 3  # the cyan heart
+    obj = scene.objects[k]
+    _ask(page, f"segment the {obj.color} {obj.shape}")
+    page.locator(".bubble.assistant").last.locator("canvas.overlay[data-masks='1']").wait_for()
+    upload = _current(page, server)
+    _indicator_shows(page, upload["sha256"])
+
+    _ask(page, "now make it yellow")
+    view = page.locator(".bubble.assistant").last.locator("figure.before-after")
+    view.wait_for()
+    edited = _current(page, server)
+    assert edited["source"] == "edited" and edited["parent_id"] == upload["id"], edited
+    _indicator_shows(page, edited["sha256"])
+    sid = page.evaluate("state.session")
+    image = server.agent.current_media(sid)
+    mask = scene.masks[k]
+    assert color_in_box(image, mask_to_box(mask), mask) == "yellow"
+
+    _ask(page, "undo")
+    reply = page.locator(".bubble.assistant").last.inner_text()
+    assert "undid" in reply, reply
+    _indicator_shows(page, upload["sha256"])
+    assert _current(page, server)["sha256"] == upload["sha256"]
+    assert page.locator("#redo").is_enabled()
+
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']")
+    _indicator_shows(page, upload["sha256"])
+    assert page.locator(".bubble.user").count() == 3
+    assert page.locator(".bubble.assistant figure.before-after").count() == 1
+
+
 def test_track_a_video_draws_the_track(server, page, files):
     page.goto(server.url)
     page.click("#new-session")
