@@ -36,6 +36,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     inspect,
     select,
     text,
@@ -326,19 +327,31 @@ class Store:
         with self.db() as s:
             self._session(s, session_id, owner)
 
-    def sessions(self, owner: str | None = None) -> list[dict[str, Any]]:
-        """The owner's sessions, newest activity first. ``title``: the name a person gave it,
-        else its first request's words (``named`` says which); times are UTC."""
+    def sessions(self, owner: str | None = None, limit: int | None = None, offset: int = 0
+                 ) -> list[dict[str, Any]]:  # fmt: skip
+        """The owner's sessions, newest activity first (``limit`` of them from ``offset``; all
+        by default). ``title``: the name a person gave it, else its first request's words
+        (``named`` says which); times are UTC. One query: turns are counted, not loaded."""
+        counts = (select(TurnRow.session_id, func.count().label("n"))
+                  .group_by(TurnRow.session_id).subquery())  # fmt: skip
+        query = (select(SessionRow, func.coalesce(counts.c.n, 0))
+                 .outerjoin(counts, counts.c.session_id == SessionRow.id)
+                 .where(SessionRow.owner == owner)
+                 .order_by(SessionRow.updated_at.desc(), SessionRow.id)
+                 .offset(offset).limit(limit))  # fmt: skip
         with self.db() as s:
-            rows = s.scalars(select(SessionRow).where(SessionRow.owner == owner)
-                             .order_by(SessionRow.updated_at.desc())).all()  # fmt: skip
-            return [self._session_dict(r) for r in rows]
+            return [self._session_dict(r, n) for r, n in s.execute(query)]
+
+    def count_sessions(self, owner: str | None = None) -> int:
+        with self.db() as s:
+            query = select(func.count()).select_from(SessionRow).where(SessionRow.owner == owner)
+            return int(s.scalar(query) or 0)
 
     @staticmethod
-    def _session_dict(r: SessionRow) -> dict[str, Any]:
+    def _session_dict(r: SessionRow, turns: int | None = None) -> dict[str, Any]:
         return {"id": r.id, "title": r.custom_title or r.title, "named": bool(r.custom_title),
                 "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat(),
-                "turns": len(r.turns)}  # fmt: skip
+                "turns": len(r.turns) if turns is None else int(turns)}  # fmt: skip
 
     def rename_session(self, session_id: str, title: str, owner: str | None = None
                        ) -> dict[str, Any]:  # fmt: skip

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     # Turns a server holds at once (the one running and those waiting for it); past it a
     # request is refused with 503 and Retry-After instead of queueing without bound.
     max_queued_turns: int = Field(8, gt=0)
+    # Requests that cost a turn or a session (messages, new sessions, undo/redo) per minute from
+    # one client (its token, else its address); past it 429 with Retry-After. A minute's worth
+    # may come at once.
+    rate_per_minute: int = Field(120, gt=0)
+    # Sessions one client may keep; creating one more is refused (429) until some are deleted.
+    max_sessions: int = Field(1_000, gt=0)
     # Bearer token(s) for the HTTP API, comma-separated; each sees only its own sessions.
     api_token: str | None = None
     home: Path = Field(default_factory=lambda: Path.home() / ".switchboard")

@@ -1,4 +1,5 @@
-"""The token and the size of a request, checked before its body is read.
+"""The token and the size of a request, checked before its body is read; and how many
+requests that cost a turn or a session one client may make (:class:`RateLimit`).
 
 FastAPI reads a request's whole body (spooling uploads to disk) before it runs the route's
 dependencies, so a bearer-token check written as a dependency answers 401 only after an
@@ -12,8 +13,13 @@ one (chunked) is cut off with 413 as soon as it passes the limit.
 from __future__ import annotations
 
 import json
+import math
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
+
+from fastapi import HTTPException
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -82,3 +88,35 @@ async def _reply(send: Any, status: int, detail: str,
                (b"content-length", str(len(body)).encode()), *extra]  # fmt: skip
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class RateLimit:
+    """Requests that cost a turn or a session, per client (its token's owner, else its
+    address): a token bucket of ``per_minute`` refilled evenly, holding at most ``burst`` (a
+    minute's worth by default).
+    Past it :meth:`take` raises a 429 with ``Retry-After`` (whole seconds until one is back)."""
+
+    def __init__(self, per_minute: int, burst: int | None = None) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(burst or per_minute)
+        self.buckets: dict[str, tuple[float, float]] = {}  # key → (tokens, when)
+        self._lock = threading.Lock()
+
+    def take(self, key: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, when = self.buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - when) * self.rate)
+            if tokens < 1.0:
+                wait = math.ceil((1.0 - tokens) / self.rate)
+                self.buckets[key] = (tokens, now)
+                raise HTTPException(429, f"Too many requests: this server takes "
+                                         f"{round(self.rate * 60)} a minute from each client; "
+                                         f"try again in {wait} s.",
+                                    {"Retry-After": str(wait)})  # fmt: skip
+            self.buckets[key] = (tokens - 1.0, now)
+            if len(self.buckets) > 10_000:  # forget the clients whose buckets are full again
+                full = [k for k, (t, w) in self.buckets.items()
+                        if t + (now - w) * self.rate >= self.burst]  # fmt: skip
+                for k in full:
+                    del self.buckets[k]

@@ -26,7 +26,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi import (
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    UploadFile,
+)
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -35,7 +45,7 @@ from switchboard.agent.store import TITLE_CHARS, NotFoundError, SessionBusyError
 from switchboard.core.errors import InvalidInputError, SwitchboardError
 from switchboard.core.media import VIDEO_MEDIA_TYPES, UnreadableImageError, decode_image
 
-from .limits import BodyGuard
+from .limits import BodyGuard, RateLimit
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"}
 VIDEO_TYPES = set(VIDEO_MEDIA_TYPES)
@@ -96,6 +106,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
     limit = max_upload_bytes or settings.max_upload_bytes
     lock = agent.turn_lock  # one turn at a time, after any the agent is still resuming
     queue = _Admission(settings.max_queued_turns)
+    rate = RateLimit(settings.rate_per_minute)
     app = FastAPI(title="Switchboard", version="0.1", summary="An agent that sees and edits pixels")
     # The token and the body's size before the body is read (FastAPI reads it all first).
     app.add_middleware(BodyGuard, limit=limit, allowed=lambda header: not owners or (
@@ -111,6 +122,12 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         if found is None:
             raise HTTPException(401, "invalid token", {"WWW-Authenticate": "Bearer"})
         return found
+
+    def metered(request: Request, who: str | None = Depends(owner)) -> str | None:
+        """The owner, once a request that costs a turn or a session is within the client's
+        rate (429 with Retry-After past it)."""
+        rate.take(who or f"ip:{request.client.host if request.client else '?'}")
+        return who
 
     @app.exception_handler(NotFoundError)
     async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
@@ -154,12 +171,31 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         return [s.model_dump(mode="json") for s in agent.registry.specs()]
 
     @app.post("/api/sessions", status_code=201)
-    def new_session(who: str | None = Depends(owner)) -> dict[str, str]:
+    def new_session(who: str | None = Depends(metered)) -> dict[str, str]:
+        """A new session; 429 past the client's quota of sessions (``SWITCHBOARD_MAX_SESSIONS``)."""
+        if agent.store.count_sessions(owner=who) >= settings.max_sessions:
+            raise HTTPException(429, f"You have {settings.max_sessions} sessions, the most this "
+                                     "server keeps for one user; delete some to start "
+                                     "another.")  # fmt: skip
         return {"id": agent.store.create_session(owner=who)}
 
     @app.get("/api/sessions")
-    def list_sessions(who: str | None = Depends(owner)) -> list[dict[str, Any]]:
-        return json.loads(json.dumps(agent.sessions(owner=who), default=str))
+    def list_sessions(
+        request: Request,
+        response: Response,
+        limit: int = Query(100, ge=1, le=500),
+        offset: int = Query(0, ge=0),
+        who: str | None = Depends(owner),
+    ) -> list[dict[str, Any]]:
+        """The sessions, newest activity first, ``limit`` from ``offset``; the total is in
+        ``X-Total-Count`` and the next page's URL in ``Link: <…>; rel="next"``."""
+        total = agent.store.count_sessions(owner=who)
+        response.headers["X-Total-Count"] = str(total)
+        if offset + limit < total:
+            nxt = request.url.include_query_params(limit=limit, offset=offset + limit)
+            response.headers["Link"] = f'<{nxt}>; rel="next"'
+        page = agent.store.sessions(owner=who, limit=limit, offset=offset)
+        return json.loads(json.dumps(page, default=str))
 
     @app.get("/api/sessions/{session_id}")
     def get_session(session_id: str, who: str | None = Depends(owner)) -> dict[str, Any]:
@@ -177,13 +213,13 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
             raise HTTPException(409, str(exc).capitalize() + ".") from None
 
     @app.post("/api/sessions/{session_id}/undo")
-    def undo(session_id: str, who: str | None = Depends(owner)) -> dict[str, Any]:
+    def undo(session_id: str, who: str | None = Depends(metered)) -> dict[str, Any]:
         """Make the image before the current one current again: the current version, or 409
         with "There is nothing to undo."."""
         return {"current": _move(session_id, who, back=True)}
 
     @app.post("/api/sessions/{session_id}/redo")
-    def redo(session_id: str, who: str | None = Depends(owner)) -> dict[str, Any]:
+    def redo(session_id: str, who: str | None = Depends(metered)) -> dict[str, Any]:
         """Make current again what the last undo left; 409 when there is nothing to redo."""
         return {"current": _move(session_id, who, back=False)}
 
@@ -261,7 +297,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         text: str = Form(..., min_length=1, max_length=MAX_TEXT),
         file: UploadFile | None = File(None),
         region: str | None = Form(None),
-        who: str | None = Depends(owner),
+        who: str | None = Depends(metered),
     ) -> dict[str, Any]:
         queue.enter()
         try:
@@ -286,7 +322,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         text: str = Form(..., min_length=1, max_length=MAX_TEXT),
         file: UploadFile | None = File(None),
         region: str | None = Form(None),
-        who: str | None = Depends(owner),
+        who: str | None = Depends(metered),
     ) -> StreamingResponse:
         """Server-sent events: ``route``, ``refused`` (an edit nobody asked for, not run),
         ``call_started``, ``call_finished``, ``text``, then

@@ -101,3 +101,76 @@ def test_a_chunked_upload_is_cut_off_past_the_limit_over_a_real_socket(app_and_l
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_the_rate_limit_refills_evenly_and_says_when_to_come_back():
+    from fastapi import HTTPException
+    from switchboard.ui.limits import RateLimit
+
+    rate = RateLimit(per_minute=60, burst=2)  # one a second, two at once
+    rate.take("a", now=0.0)
+    rate.take("a", now=0.0)
+    with pytest.raises(HTTPException) as refused:
+        rate.take("a", now=0.2)
+    assert refused.value.status_code == 429 and refused.value.headers["Retry-After"] == "1"
+    rate.take("b", now=0.2)  # another client has its own bucket
+    rate.take("a", now=1.3)  # a second later one is back
+
+
+def _server(tmp_path, monkeypatch, **env: str):
+    from switchboard.agent import Agent
+    from switchboard.agent.graph import Step
+    from switchboard.core import Registry
+    from switchboard.core.config import get_settings
+    from switchboard.specialists import BUILTINS
+    from switchboard.ui.server import create_app
+
+    class Words:
+        def step(self, messages, *a, **kw):
+            return Step(text="Hello.")
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    try:
+        agent = Agent.load(home=tmp_path, policy=Words(), registry=Registry(BUILTINS))
+        return TestClient(create_app(agent, tokens=["t1", "t2"]))
+    finally:
+        get_settings.cache_clear()
+
+
+def test_turns_past_a_clients_rate_get_429_with_retry_after(tmp_path, monkeypatch):
+    c = _server(tmp_path, monkeypatch, SWITCHBOARD_RATE_PER_MINUTE="3")
+    one, two = {"Authorization": "Bearer t1"}, {"Authorization": "Bearer t2"}
+    sid = c.post("/api/sessions", headers=one).json()["id"]
+    url = f"/api/sessions/{sid}/messages"
+    assert [c.post(url, headers=one, data={"text": "hi"}).status_code for _ in range(2)] == [
+        200, 200]  # fmt: skip
+    r = c.post(url, headers=one, data={"text": "hi"})
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    assert "Too many requests" in r.json()["detail"]
+    assert len(c.get(f"/api/sessions/{sid}", headers=one).json()["turns"]) == 2  # none stored
+    assert c.get("/api/sessions", headers=one).status_code == 200  # reading is not metered
+    assert c.post("/api/sessions", headers=two).status_code == 201  # the other client's own
+
+
+def test_sessions_past_the_quota_are_refused_and_the_list_is_paged(tmp_path, monkeypatch):
+    c = _server(tmp_path, monkeypatch, SWITCHBOARD_MAX_SESSIONS="5")
+    one = {"Authorization": "Bearer t1"}
+    made = [c.post("/api/sessions", headers=one).json()["id"] for _ in range(5)]
+    r = c.post("/api/sessions", headers=one)
+    assert r.status_code == 429 and "delete some" in r.json()["detail"]
+    first = c.get("/api/sessions", headers=one, params={"limit": 2})
+    assert first.headers["x-total-count"] == "5" and len(first.json()) == 2
+    seen = [s["id"] for s in first.json()]
+    nxt = first.headers["link"]
+    while nxt:
+        url = nxt.split(">")[0].lstrip("<")
+        page = c.get(url, headers=one)
+        seen += [s["id"] for s in page.json()]
+        nxt = page.headers.get("link")
+    assert sorted(seen) == sorted(made) and len(seen) == 5  # every session once
+    bad = c.get("/api/sessions", headers=one, params={"limit": 0})
+    assert bad.status_code == 422 and bad.json()["detail"] == "The limit is not valid."
+    c.delete(f"/api/sessions/{made[0]}", headers=one)
+    assert c.post("/api/sessions", headers=one).status_code == 201  # room again
