@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -109,7 +110,9 @@ def decode_image(
             "(PNG, JPEG, WebP, GIF, BMP, …)"
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UnreadableImageError(f"cannot decode image data ({len(data)} bytes): {exc}") from exc
+        raise UnreadableImageError(
+            f"cannot decode image data ({len(data)} bytes): {_reason(exc)}"
+        ) from exc
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
         raise InvalidInputError(f"image refused as a decompression bomb: {exc}") from exc
     return _to_rgb(img, convert)
@@ -256,10 +259,20 @@ def load_video(source: str | Path | np.ndarray | Video, *, fps: float | None = N
     try:
         meta = iio.immeta(path)
     except Exception as exc:  # imageio raises many backend-specific types for corrupt files
-        raise InvalidInputError(f"cannot decode video {path.name}: {exc}") from exc
+        raise InvalidInputError(f"cannot decode video {path.name}: {_reason(exc)}") from exc
     frames = _decode_frames(path, meta)
     rate = fps or meta.get("fps") or (1000.0 / meta["duration"] if meta.get("duration") else 10.0)
     return Video(frames=frames, fps=float(rate))
+
+
+def _reason(exc: BaseException) -> str:
+    """A decoder's error as one short line a client may read: its first line, file paths cut
+    to their names, at most 160 characters (ffmpeg's errors carry its whole build
+    configuration and the temporary file's path)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    first = lines[0] if lines else type(exc).__name__
+    first = re.sub(r"(?:[A-Za-z]:)?(?:[\\/][^\s:'\"\\/]+)+", lambda m: Path(m[0]).name, first)
+    return first if len(first) <= 160 else first[:157] + "…"
 
 
 def _decode_frames(path: Path, meta: dict[str, Any]) -> np.ndarray:
@@ -312,9 +325,9 @@ def _decode_frames(path: Path, meta: dict[str, Any]) -> np.ndarray:
     except InvalidInputError:
         raise
     except Exception as exc:  # imageio raises many backend-specific types for corrupt files
-        raise InvalidInputError(f"cannot decode video {path.name}: {exc}") from exc
+        raise InvalidInputError(f"cannot decode video {path.name}: {_reason(exc)}") from exc
     if out is None or n == 0:
-        raise InvalidInputError(f"video has no frames: {path}")
+        raise InvalidInputError(f"video {path.name} has no frames")
     return out[:n] if n == len(out) else out[:n].copy()
 
 

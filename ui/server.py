@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -368,7 +369,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
 
         async def body() -> Any:
             while (event := await events.get()) is not None:
-                yield f"event: {event['type']}\ndata: {json.dumps(event, default=str)}\n\n"
+                yield f"event: {event['type']}\ndata: {strict_json(event)}\n\n"
 
         return StreamingResponse(body(), media_type="text/event-stream")
 
@@ -405,6 +406,24 @@ class _Admission:
             self.held -= 1
 
 
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (a score, a coordinate) made None: JSON has no
+    NaN, and a browser's ``JSON.parse`` rejects the bare ``NaN`` Python's encoder writes."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def strict_json(value: Any) -> str:
+    """JSON any client parses: non-finite numbers as null, other objects as their text."""
+    plain = json.loads(json.dumps(value, default=str), parse_constant=lambda _: None)
+    return json.dumps(finite(plain), allow_nan=False)
+
+
 def _is_animated(data: bytes) -> bool:
     from io import BytesIO
 
@@ -434,22 +453,24 @@ def _turn_json(agent: Any, turn: Any, who: str | None) -> dict[str, Any]:
     hashes: fetch the bytes from ``/api/artifacts/<sha256>``), and the session's current image
     after it (``current``, as ``GET /api/sessions/{id}`` has it)."""
     stored = agent.store.turn(turn.turn_id, owner=who)
-    return {
-        "session": turn.session,
-        "turn": turn.turn_id,
-        "text": turn.text,
-        "outcome": turn.outcome,
-        "calls": [c.__dict__ for c in turn.calls],
-        "boxes": [{"xyxy": list(b), "label": lb, "score": s} for b, lb, s in turn.boxes],
-        "tracks": [
-            {
-                "track_id": t.track_id,
-                "label": t.label,
-                "frames": t.frames,
-                "xyxy": [list(b) for b in t.xyxy],
-            }
-            for t in turn.tracks
-        ],  # fmt: skip
-        "messages": json.loads(json.dumps(stored["messages"], default=str)),
-        "current": agent.current(turn.session, owner=who),
-    }
+    return finite(
+        {
+            "session": turn.session,
+            "turn": turn.turn_id,
+            "text": turn.text,
+            "outcome": turn.outcome,
+            "calls": [c.__dict__ for c in turn.calls],
+            "boxes": [{"xyxy": list(b), "label": lb, "score": s} for b, lb, s in turn.boxes],
+            "tracks": [
+                {
+                    "track_id": t.track_id,
+                    "label": t.label,
+                    "frames": t.frames,
+                    "xyxy": [list(b) for b in t.xyxy],
+                }
+                for t in turn.tracks
+            ],  # fmt: skip
+            "messages": json.loads(json.dumps(stored["messages"], default=str)),
+            "current": agent.current(turn.session, owner=who),
+        }
+    )

@@ -121,8 +121,12 @@ def test_video_roundtrip(tmp_path, suffix):
 def test_bad_videos_raise(tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 100)
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidInputError) as refused:
         load_video(bad)
+    # One short line naming the file: no ffmpeg build configuration, no temporary path.
+    said = str(refused.value)
+    assert said.startswith("cannot decode video bad.mp4: ") and "\n" not in said
+    assert str(tmp_path) not in said and "configuration" not in said and len(said) < 240
     txt = tmp_path / "x.txt"
     txt.write_text("hello")
     with pytest.raises(InvalidInputError, match="unsupported"):

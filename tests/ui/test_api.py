@@ -376,3 +376,15 @@ def test_past_the_queue_bound_a_request_is_refused_with_retry_after(tmp_path, mo
         assert first[0].status_code == 200  # the one admitted ran; the refused one left no turn
         assert len(c.get(f"/api/sessions/{sid}", headers=_h(A)).json()["turns"]) == 1
         assert c.post(url, headers=_h(A), data={"text": "now"}).status_code == 200
+
+
+def test_events_and_turns_are_strict_json():
+    """No bare NaN reaches a client (a browser's JSON.parse rejects it): non-finite numbers are
+    null, in the SSE events and the turn JSON alike."""
+    from switchboard.ui.server import finite, strict_json
+
+    event = {"type": "call_finished", "args": {"box": [1.0, float("nan"), 3.0, float("inf")]}}
+    text = strict_json(event)
+    assert json.loads(text) == {"type": "call_finished", "args": {"box": [1.0, None, 3.0, None]}}
+    assert "NaN" not in text and "Infinity" not in text
+    assert finite({"score": float("-inf"), "n": 2}) == {"score": None, "n": 2}
