@@ -108,6 +108,11 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
     lock = agent.turn_lock  # one turn at a time, after any the agent is still resuming
     queue = _Admission(settings.max_queued_turns)
     rate = RateLimit(settings.rate_per_minute)
+    # Uploaded videos wait here (the decoder reads files) until the request is accepted; what a
+    # killed process left behind is swept at start.
+    uploads = Path(agent.store.files.root).parent / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    sweep_uploads(uploads)
     app = FastAPI(title="Switchboard", version="0.1", summary="An agent that sees and edits pixels")
     # The token and the body's size before the body is read (FastAPI reads it all first).
     app.add_middleware(BodyGuard, limit=limit, allowed=lambda header: not owners or (
@@ -261,7 +266,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
             raise HTTPException(413, f"{name} is over {_mb(limit)}, the largest upload this "
                                      "server takes.")  # fmt: skip
         if kind in VIDEO_TYPES and (kind != "image/gif" or _is_animated(data)):
-            return {"video": _video_file(data, VIDEO_MEDIA_TYPES[kind])}
+            return {"video": _video_file(data, VIDEO_MEDIA_TYPES[kind], uploads)}
         # Decoded here, where the file's name is known: a file that is not an image (or a
         # damaged one) is refused as such, before a turn is begun.
         try:
@@ -440,12 +445,28 @@ def _cleanup(kw: dict[str, Any]) -> None:
         kw["video"].unlink(missing_ok=True)
 
 
-def _video_file(data: bytes, suffix: str) -> Path:
+def _video_file(data: bytes, suffix: str, folder: Path) -> Path:
     import tempfile
 
-    with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as f:
+    with tempfile.NamedTemporaryFile(suffix=suffix, dir=folder, delete=False) as f:
         f.write(data)
     return Path(f.name)
+
+
+def sweep_uploads(folder: Path, older_than_s: float = 300.0) -> int:
+    """Delete uploads a killed process left (older than ``older_than_s``: a live request
+    holds its file for seconds); returns how many."""
+    import time
+
+    gone = 0
+    for f in folder.iterdir():
+        try:
+            if f.is_file() and time.time() - f.stat().st_mtime > older_than_s:
+                f.unlink()
+                gone += 1
+        except OSError:  # another process swept it first
+            continue
+    return gone
 
 
 def _turn_json(agent: Any, turn: Any, who: str | None) -> dict[str, Any]:

@@ -388,3 +388,34 @@ def test_events_and_turns_are_strict_json():
     assert json.loads(text) == {"type": "call_finished", "args": {"box": [1.0, None, 3.0, None]}}
     assert "NaN" not in text and "Infinity" not in text
     assert finite({"score": float("-inf"), "n": 2}) == {"score": None, "n": 2}
+
+
+def test_uploaded_videos_leave_no_file_behind(tmp_path):
+    """A video waits in <home>/uploads only while its request is accepted: none is left after
+    a turn or a refused region, and what a killed process left is swept when a server starts."""
+    import os
+    import time
+
+    from switchboard.core.media import Video, save_video
+    from switchboard.world.video import generate_video
+
+    clip = generate_video(3)
+    path = tmp_path / "clip.mp4"
+    save_video(Video(frames=clip.frames[:6], fps=clip.fps), path)
+    uploads = tmp_path / "home" / "uploads"
+    uploads.mkdir(parents=True)
+    stale = uploads / "tmpkilled.mp4"
+    stale.write_bytes(b"left by a killed process")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    agent = Agent.load(home=tmp_path / "home", policy=SegmentTheBox(), registry=Registry(BUILTINS))
+    with TestClient(create_app(agent, tokens=[A])) as c:
+        assert not stale.exists()
+        sid = c.post("/api/sessions", headers=_h(A)).json()["id"]
+        url = f"/api/sessions/{sid}/messages"
+        video = {"file": ("clip.mp4", path.read_bytes(), "video/mp4")}
+        ok = c.post(url, headers=_h(A), data={"text": "what is this?"}, files=video)
+        assert ok.status_code == 200
+        bad = c.post(url, headers=_h(A), files=video,
+                     data={"text": "this one", "region": json.dumps({"box": "abcd"})})  # fmt: skip
+        assert bad.status_code == 422 and "box" in bad.json()["detail"]
+        assert list(uploads.iterdir()) == []
