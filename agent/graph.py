@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import operator
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -109,6 +110,9 @@ class AgentRuntime:
     # The session's versions of its media, for the history tool (undo/redo); None without a
     # session (a graph run on its own): then undo is refused in words.
     versions: VersionCursor | None = None
+    # Set when whoever waits for the turn has gone (a stream's client disconnected, with
+    # ``SWITCHBOARD_ON_DISCONNECT=cancel``): the turn stops before its next route.
+    cancel: threading.Event | None = None
 
     def emit(self, event: dict[str, Any]) -> None:
         if self.on_event is not None:
@@ -271,8 +275,17 @@ def _router_media(rt: AgentRuntime, state: TurnState) -> tuple[list[np.ndarray],
     return [media], [None]
 
 
+class TurnCancelled(SwitchboardError):
+    """The turn was cancelled (its client went away); calls already made stay made."""
+
+
+CANCELLED = "Cancelled: the client went away before the turn finished."
+
+
 def route(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
     rt = _runtime(config)
+    if rt.cancel is not None and rt.cancel.is_set():
+        raise TurnCancelled(CANCELLED)
     images, frames = _router_media(rt, state)
     t0 = time.perf_counter()
     try:

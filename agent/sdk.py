@@ -34,7 +34,14 @@ from switchboard.core.errors import InvalidInputError
 from switchboard.core.media import Video, encode_png, load_image, load_video
 from switchboard.core.results import Boxes, ImageOut, Masks, Tracks
 
-from .graph import AgentRuntime, build_graph, restore_media, sqlite_checkpointer
+from .graph import (
+    CANCELLED,
+    AgentRuntime,
+    TurnCancelled,
+    build_graph,
+    restore_media,
+    sqlite_checkpointer,
+)
 from .store import Store, turn_outcome
 from .tools import HISTORY, VersionCursor, with_agent_tools
 
@@ -174,6 +181,9 @@ class Accepted:
     current_id: int | None  # the session version it works on, when it sent no media
     region: Any = None  # the region as sent (re-checked if the current image changes)
     t_start: float = 0.0
+    # Set it to cancel the turn: before it starts it does not run; running, it stops before its
+    # next route. Either way it is stored failed, its reason "cancelled".
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 class Agent:
@@ -344,6 +354,8 @@ class Agent:
         the session's current image as it is now: when a turn of the same session ran after
         this one was accepted and changed it, the turn is pointed at the new one."""
         acc = accepted
+        if acc.cancel.is_set():  # its client left while it waited: never started
+            return self._cancelled(acc.session, acc.turn_id)
         if acc.current_id is not None:
             now = self.store.current(acc.session, acc.owner)
             if now is not None and now["id"] != acc.current_id:
@@ -357,7 +369,7 @@ class Agent:
         rt = AgentRuntime(self.policy, self.registry, self.max_steps, self.timeout_s,
                           executor=self.executor, on_event=on_event,
                           memory_budget_mb=self.memory_budget_mb,
-                          single_pass=self.single_pass)  # fmt: skip
+                          single_pass=self.single_pass, cancel=acc.cancel)  # fmt: skip
         rt.versions = self._cursor(acc.session, acc.owner)
         rt.timings.append(("perceive", time.perf_counter() - acc.t_start))
         state: dict[str, Any] = {"text": acc.text, "regions": acc.regions, "history": history}
@@ -408,6 +420,8 @@ class Agent:
         config = self._config(turn_id, rt)
         try:  # every step's checkpoint is written before the next step starts
             out = self.graph.invoke(state, config=config, durability="sync")
+        except TurnCancelled:
+            return self._cancelled(session, turn_id, config)
         except Exception as exc:  # the graph catches specialists; this is a bug: record it
             self.store.finish_turn(turn_id, f"The turn failed: {exc}", status="failed",
                                    error=f"{type(exc).__name__}: {exc}")  # fmt: skip
@@ -432,6 +446,19 @@ class Agent:
         """A finished turn's checkpoints are not needed any more (the store has the turn)."""
         if self.checkpointer is not None:
             self.checkpointer.delete_thread(f"turn-{turn_id}")
+
+    def _cancelled(self, session: str, turn_id: int, config: Any = None) -> Turn:
+        """Store a cancelled turn as failed with the calls it had made, and return it."""
+        turn = Turn(session, turn_id, CANCELLED)
+        if config is not None and self.checkpointer is not None:
+            for r in self.graph.get_state(config).values.get("results", []):
+                record = CallRecord(r["tool"], r["args"], r["status"], r["seconds"],
+                                    r["observation"], r["error"], r["with_signal"])  # fmt: skip
+                self.store.add_call(turn_id, **record.__dict__)
+                turn.calls.append(record)
+        self.store.finish_turn(turn_id, CANCELLED, status="failed", error="cancelled")
+        self._forget(turn_id)
+        return turn
 
     def _finish(self, session: str, turn_id: int, out: dict[str, Any], rt: AgentRuntime) -> Turn:
         """Store the turn's calls, its reply and its artifacts: masks and images as PNG, and the

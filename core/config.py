@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     # one client (its token, else its address); past it 429 with Retry-After. A minute's worth
     # may come at once.
     rate_per_minute: int = Field(120, gt=0)
+    # What happens to a streamed turn whose client disconnects before its end: "finish" (it
+    # runs to its end and is stored: a reload shows it) or "cancel" (it stops before its next
+    # step, or never starts if it was waiting, and is stored failed, "cancelled").
+    on_disconnect: Literal["finish", "cancel"] = "finish"
     # Sessions one client may keep; creating one more is refused (429) until some are deleted.
     max_sessions: int = Field(1_000, gt=0)
     # Bearer token(s) for the HTTP API, comma-separated; each sees only its own sessions.

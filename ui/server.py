@@ -52,6 +52,9 @@ IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"
 VIDEO_TYPES = set(VIDEO_MEDIA_TYPES)
 STATIC = Path(__file__).parent / "static"
 MAX_TEXT = 4000  # characters in one message
+# A stream waiting for its turn (or a long call) sends an SSE comment this often: proxies keep
+# it open, and a client that has gone is noticed (sending to it fails) while it waits.
+KEEPALIVE_S = 2.0
 FIELDS = {"text": "Your message", "title": "The session title", "region": "The drawn region",
           "file": "The attached file"}  # fmt: skip
 
@@ -373,8 +376,21 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         threading.Thread(target=run, daemon=True).start()
 
         async def body() -> Any:
-            while (event := await events.get()) is not None:
-                yield f"event: {event['type']}\ndata: {strict_json(event)}\n\n"
+            ended = False
+            try:
+                while True:
+                    try:
+                        event = await asyncio.wait_for(events.get(), KEEPALIVE_S)
+                    except TimeoutError:  # an SSE comment: a client that left fails to take it
+                        yield ": waiting\n\n"
+                        continue
+                    if event is None:
+                        break
+                    ended = event["type"] in ("turn", "error")
+                    yield f"event: {event['type']}\ndata: {strict_json(event)}\n\n"
+            finally:  # the client went away before the turn's end (the stream was cancelled)
+                if not ended and settings.on_disconnect == "cancel":
+                    accepted.cancel.set()
 
         return StreamingResponse(body(), media_type="text/event-stream")
 

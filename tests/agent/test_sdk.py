@@ -500,3 +500,34 @@ def test_a_session_works_on_its_current_image_and_undo_restores_the_one_before(t
     # A new session starts with nothing current: no image is carried over.
     other = agent.chat("hello")
     assert policy.seen[-1] is None and agent.current(other.session) is None
+
+
+def test_a_cancelled_turn_stops_before_its_next_step_and_is_stored_failed(tmp_path, scene):
+    """Cancelled while waiting: never runs. Cancelled while running (its client gone after
+    the first step): the call made stays recorded, the next route is not asked."""
+    from switchboard.agent.graph import CANCELLED
+
+    box = [float(v) for v in scene.boxes[0]]
+    policy = Recorder()
+    agent = _agent(tmp_path, policy)
+    waiting = agent.accept("segment this", image=scene.image, region=box)
+    waiting.cancel.set()
+    turn = agent.run(waiting)
+    assert turn.text == CANCELLED and not turn.calls and not policy.seen
+    stored = agent.store.turn(waiting.turn_id)
+    assert stored["status"] == "failed" and stored["error"] == "cancelled"
+
+    class LeavesAfterTheFirstStep(Recorder):
+        def step(self, messages, images, frame_index, regions, objects=None):
+            out = super().step(messages, images, frame_index, regions, objects)
+            running.cancel.set()  # the client goes while the call runs
+            return out
+
+    leaving = LeavesAfterTheFirstStep()
+    agent = _agent(tmp_path / "b", leaving)
+    running = agent.accept("segment this", image=scene.image, region=box)
+    turn = agent.run(running)
+    assert turn.text == CANCELLED and [c.tool for c in turn.calls] == ["segment"]
+    assert len(leaving.seen) == 1  # the route after the segment call was never asked
+    assert agent.store.turn(running.turn_id)["status"] == "failed"
+    assert not agent.store.pending_turns()

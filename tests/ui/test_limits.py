@@ -174,3 +174,70 @@ def test_sessions_past_the_quota_are_refused_and_the_list_is_paged(tmp_path, mon
     assert bad.status_code == 422 and bad.json()["detail"] == "The limit is not valid."
     c.delete(f"/api/sessions/{made[0]}", headers=one)
     assert c.post("/api/sessions", headers=one).status_code == 201  # room again
+
+
+def test_a_stream_whose_client_leaves_while_it_waits_is_cancelled(tmp_path, monkeypatch):
+    """With SWITCHBOARD_ON_DISCONNECT=cancel, over a real socket: a streamed request waiting
+    behind a running turn, whose client closes the connection, never runs and is stored
+    failed ("cancelled"); the running turn is not disturbed."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+    from switchboard.agent import Agent
+    from switchboard.agent.graph import Step
+    from switchboard.core import Registry
+    from switchboard.core.config import get_settings
+    from switchboard.specialists import BUILTINS
+    from switchboard.ui.server import _owner, create_app
+
+    asked: list[str] = []
+
+    class Slow:
+        def step(self, messages, *a, **kw):
+            asked.append(messages[-1]["content"])
+            time.sleep(3.0)
+            return Step(text="Done waiting.")
+
+    monkeypatch.setenv("SWITCHBOARD_ON_DISCONNECT", "cancel")
+    get_settings.cache_clear()
+    try:
+        agent = Agent.load(home=tmp_path, policy=Slow(), registry=Registry(BUILTINS))
+        app = create_app(agent, tokens=["t"])
+    finally:
+        get_settings.cache_clear()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        base, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer t"}
+        sid = httpx.post(f"{base}/api/sessions", headers=auth).json()["id"]
+        url = f"{base}/api/sessions/{sid}/messages"
+        first: list[httpx.Response] = []
+        runner = threading.Thread(target=lambda: first.append(
+            httpx.post(url, headers=auth, data={"text": "first"}, timeout=30)))  # fmt: skip
+        runner.start()
+        while not asked:  # the first turn holds the server
+            time.sleep(0.05)
+        with httpx.stream("POST", url + "/stream", headers=auth, data={"text": "second"},
+                          timeout=30) as r:  # fmt: skip
+            assert r.status_code == 200  # accepted (stored) and waiting: then the client goes
+        runner.join(30)
+        assert first[0].status_code == 200 and first[0].json()["text"] == "Done waiting."
+        deadline = time.monotonic() + 20
+        while agent.store.pending_turns():
+            assert time.monotonic() < deadline, "the abandoned turn is still pending"
+            time.sleep(0.1)
+        turns = agent.history(sid, owner=_owner("t"))
+        assert [t["status"] for t in turns] == ["done", "failed"]
+        assert turns[1]["error"] == "cancelled" and asked == ["first"]  # never routed
+    finally:
+        server.should_exit = True
+        thread.join(10)
