@@ -74,7 +74,7 @@ def _to_rgb(img: PILImage.Image, convert: bool) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
-def _pil_open() -> Any:
+def pil_open() -> Any:
     """PIL's own ``Image.open``. Ultralytics replaces it process-wide (``ultralytics.utils.
     patches``) with a wrapper that, on bytes PIL cannot identify, tries to pip-install and
     import ``pi-heif`` — offline a ``ModuleNotFoundError`` instead of our typed error, online a
@@ -98,7 +98,7 @@ def decode_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-            img = _pil_open()(io.BytesIO(data))
+            img = pil_open()(io.BytesIO(data))
             # The header gives the size before any pixel is decoded: refuse huge images cheaply.
             _check_pixels(img.height, img.width, max_pixels)
             img.load()

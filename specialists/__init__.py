@@ -7,9 +7,14 @@ one at run time. Importing this package loads no model: specialists load on firs
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from switchboard.core import Registry, Specialist
+# Nothing is installed at run time: Ultralytics would pip-install a missing requirement (e.g.
+# pi-heif, when PIL cannot identify an upload's bytes) unless told not to, before it is imported.
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+
+from switchboard.core import Registry, Specialist  # noqa: E402
 
 from .detect import DetectSpecialist
 from .edit import EditSpecialist

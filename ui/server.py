@@ -448,10 +448,10 @@ def strict_json(value: Any) -> str:
 def _is_animated(data: bytes) -> bool:
     from io import BytesIO
 
-    from PIL import Image
+    from switchboard.core.media import pil_open
 
-    try:
-        return getattr(Image.open(BytesIO(data)), "n_frames", 1) > 1
+    try:  # PIL's own open: Ultralytics' replacement tries to install a HEIF plugin
+        return getattr(pil_open()(BytesIO(data)), "n_frames", 1) > 1
     except Exception:
         return False
 
