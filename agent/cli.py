@@ -500,7 +500,9 @@ def _eval_conversations(split: str, n: int | None, out: Path | None, misses: int
     typer.echo(conversation_table(res))
     typer.echo(f"{res['conversations']} conversations, {res['turns']} turns; whole conversations "
                f"right {res['conversation_success']:.3f}; chat/greeting/thanks turns that edited: "
-               f"{res['chat_turns_that_edited']} of {res['chat_turns_with_picture']}; errors "
+               f"{res['chat_turns_that_edited']} of {res['chat_turns_with_picture']}; unasked "
+               f"edits not run: {res['turns_with_refused_edits']} turns "
+               f"({res['chat_turns_with_refused_edits']} chat); errors "
                f"{res['errors']}; {res['seconds']:.0f} s")  # fmt: skip
     for m in res["misses"][:misses]:
         typer.echo(f"- [{m['script']} {m['position']}] {m['said']!r} -> {m['reply']!r} "

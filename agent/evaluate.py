@@ -500,6 +500,7 @@ def evaluate_conversations(
         by_kind: dict[str, list[bool]] = {}
         by_script: dict[str, list[bool]] = {}
         whole, misses, errors, unasked, seconds = [], [], 0, 0, []
+        refused = quiet_refused = 0
         t_all = time.time()
         for k, conv in enumerate(convs):
             session, before, all_ok = None, [], True
@@ -507,8 +508,11 @@ def evaluate_conversations(
                 media = {"image": generate_scene(spec.seed).image} if spec.media == "image" else {}
                 before.append(agent.current(session) if session else None)
                 t0 = time.perf_counter()
+                stopped: list[dict[str, Any]] = []  # edits the router wrote that nobody asked for
                 try:
-                    turn = agent.chat(spec.text, session=session, **media)
+                    turn = agent.chat(spec.text, session=session, **media,
+                                      on_event=lambda e, out=stopped: out.append(e)
+                                      if e["type"] == "refused" else None)  # fmt: skip
                     session = turn.session
                     verdict = judge_conversation_turn(spec, turn, before,
                                                       agent.current(session))  # fmt: skip
@@ -522,6 +526,9 @@ def evaluate_conversations(
                     and (turn.images or any(c.tool == "edit" for c in turn.calls))
                 ):
                     unasked += 1
+                if stopped:
+                    refused += 1
+                    quiet_refused += spec.expect == "no_edit"
                 all_ok &= verdict.ok
                 by_pos.setdefault(pos, []).append(verdict.ok)
                 by_kind.setdefault(spec.kind, []).append(verdict.ok)
@@ -555,6 +562,10 @@ def evaluate_conversations(
         "by_kind": table(by_kind),
         "chat_turns_with_picture": quiet,
         "chat_turns_that_edited": unasked,
+        # turns where the router wrote an edit with a colour, shape or place nobody said, which
+        # the agent did not run (agent/asked.py): all turns, and chat/greeting/thanks ones
+        "turns_with_refused_edits": refused,
+        "chat_turns_with_refused_edits": quiet_refused,
         "errors": errors,
         "turn_s_p50": float(np.median(seconds)),
         "seconds": round(time.time() - t_all, 1),

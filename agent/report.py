@@ -337,7 +337,11 @@ def _conversation_section(c: dict[str, Any]) -> list[str]:
             f"Whole conversations right: {c['conversation_success']:.3f}. First turns "
             f"{pos.get(1, 0.0):.3f}, later turns {later_mean:.3f}. Chat, greeting and thanks "
             f"turns (a picture attached or current) that edited something: "
-            f"**{c['chat_turns_that_edited']} of {c['chat_turns_with_picture']}**. "
+            f"**{c['chat_turns_that_edited']} of {c['chat_turns_with_picture']}**; the router "
+            f"wrote an edit with a colour, shape or place nobody said on "
+            f"{c.get('turns_with_refused_edits', 0)} turns "
+            f"({c.get('chat_turns_with_refused_edits', 0)} of them chat, greeting or thanks), "
+            "which the agent did not run (it asked instead). "
             f"{c['errors']} errors; turn p50 {c['turn_s_p50']:.2f} s. Target ≥ 0.85 at every "
             "turn position: " + ("met." if min(pos.values()) >= 0.85 else "**not met**."),
             ""]  # fmt: skip

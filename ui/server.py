@@ -193,7 +193,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         request: Request,
         response: Response,
         limit: int = Query(100, ge=1, le=500),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=10**9),
         who: str | None = Depends(owner),
     ) -> list[dict[str, Any]]:
         """The sessions, newest activity first, ``limit`` from ``offset``; the total is in
