@@ -47,12 +47,14 @@ from typing import Any
 import numpy as np
 
 SECTIONS = ("loads", "world", "perception", "edit", "router", "stages", "passes", "lazy",
-            "server", "kernels")  # fmt: skip
+            "server", "hardening", "kernels")  # fmt: skip
 # Repeats per section: the full run and the --quick pipeline check.
 FULL = {"world": 1000, "perception": 30, "clips": 3, "edit": 10, "router": 20, "stages": 4,
-        "passes": 3, "lazy": 1, "clients": 8, "requests": 24, "kernels": 10}  # fmt: skip
+        "passes": 3, "lazy": 1, "clients": 8, "requests": 24, "kernels": 10,
+        "sequential": 200}  # fmt: skip
 QUICK = {"world": 50, "perception": 3, "clips": 1, "edit": 1, "router": 3, "stages": 1,
-         "passes": 1, "lazy": 1, "clients": 2, "requests": 3, "kernels": 2}  # fmt: skip
+         "passes": 1, "lazy": 1, "clients": 2, "requests": 3, "kernels": 2,
+         "sequential": 21}  # fmt: skip
 # The aims the issues set for a latency or a memory figure (lower is better).
 AIMS = {"segment_call_ms": 150, "detect_frame_ms": 60, "track_frame_ms": 150,
         "perception_rss_mb": 1536, "edit_ms": 1500, "route_ms": 400, "one_call_turn_s": 1.5,
@@ -576,6 +578,13 @@ def bench_server(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
     return out
 
 
+def bench_hardening(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    """``switchboard serve`` in its own process under hostile probes (:mod:`.bench_hardening`)."""
+    from .bench_hardening import bench_hardening as run
+
+    return run(n, log)
+
+
 def bench_kernels(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
     from switchboard.kernels.bench import run
 
@@ -588,7 +597,7 @@ _SECTIONS: dict[str, Callable[[dict[str, int], Callable[[str], None]], dict[str,
     "loads": bench_loads, "world": bench_world, "perception": bench_perception,
     "edit": bench_edit, "router": bench_router, "stages": bench_stages,
     "passes": bench_passes, "lazy": bench_lazy, "server": bench_server,
-    "kernels": bench_kernels,
+    "hardening": bench_hardening, "kernels": bench_kernels,
 }  # fmt: skip
 
 
@@ -677,6 +686,31 @@ def _s(d: dict[str, float]) -> str:
 
 def _aim(value: float, aim: float, unit: str) -> str:
     return f"≤ {aim:g} {unit} " + ("(met)" if value <= aim else "(**not met**)")
+
+
+def _hardening_markdown(h: dict[str, Any]) -> list[str]:
+    bm, up, rs = h["bad_media"], h["unauthenticated_post"], h["restart"]
+    ab, sq = h["abandoned_streams"], h["sequential"]
+    rows = [f"| {k} | {v['bytes'] / 1e3:.0f} kB | {v['status']} | "
+            f"{v['peak_above_idle_mb']:.0f} MB |" for k, v in bm["probes"].items()]  # fmt: skip
+    last = next(k for k in sq if k.startswith("rss_after_") and k != "rss_after_20_mb")
+    return ["### The server under hostile probes (`--only hardening`)", "",
+            f"`switchboard serve` in its own process (healthy {h['start_to_health_s']:.1f} s after "
+            f"its start; idle {bm['idle_rss_mb']:.0f} MB after one turn), its RSS sampled every "
+            "10 ms from outside:", "", "| bad upload | size | answer | peak RSS above idle |",
+            "|---|---|---|---|", *rows, "",
+            f"- An unauthenticated POST claiming {up['claimed_bytes'] / 1e9:.1f} GB: "
+            f"{up['status']} after {up['answered_s']:.3f} s, "
+            f"{up['sent_before_answer_mb']:.2f} MB sent by then.",
+            f"- `kill -9` with {rs['pending_at_kill']} turns pending, a new server on the same "
+            f"home: `/api/health` after **{rs['restart_to_health_s']:.1f} s**; the turns then "
+            f"ended {', '.join(rs['statuses_after'])} ({rs['resumed']} resumed).",
+            f"- {ab['clients']} clients at once, {ab['abandoned']} closing their stream at once "
+            f"(`SWITCHBOARD_ON_DISCONNECT=cancel`): **{ab['errors_of_the_others']} errors** for "
+            f"the others; the abandoned turns ended {ab['abandoned_statuses']}.",
+            f"- RSS over {sq['turns']} sequential segment turns: {sq['rss_after_20_mb']:.0f} MB "
+            f"after 20, {sq[last]:.0f} MB after {sq['turns']} ({sq['change_pct']:+.1f} %).",
+            ""]  # fmt: skip
 
 
 def bench_markdown(res: dict[str, Any], command: str) -> str:
@@ -770,6 +804,8 @@ def bench_markdown(res: dict[str, Any], command: str) -> str:
                   f"(turns run one at a time per process), turn latency with the queue "
                   f"{sv['turn_p50_s']:.1f} / {sv['turn_p95_s']:.1f} s, `/api/health` "
                   f"{sv['health_p50_ms']:.1f} / {sv['health_p95_ms']:.1f} ms.", ""]  # fmt: skip
+    if "hardening" in res:
+        lines += _hardening_markdown(res["hardening"])
     if "router" in res:
         ro = res["router"]
         lines += ["### Router", "",
