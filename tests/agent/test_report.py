@@ -38,7 +38,7 @@ def test_the_report_shows_the_numbers_the_run_measured(run, tmp_path):
         assert png.read_bytes()[:4] == b"\x89PNG" and f"results/{name}.png" in text
     rows = headline(run)
     assert {task for task, *_ in rows} == {"segment", "detect", "track", "edit", "router",
-                                           "signals", "agent"}  # fmt: skip
+                                           "signals", "agent", "conversations"}  # fmt: skip
     for task, key, value, _ in rows:  # each headline number is in the table as measured
         assert re.search(rf"\| {re.escape(task)} \| {re.escape(key)} \| {value:.3f} \|", text)
     assert f"| segment | box_mIoU | {run['segment']['box_mIoU']:.3f} |" in text
@@ -47,6 +47,9 @@ def test_the_report_shows_the_numbers_the_run_measured(run, tmp_path):
     assert f"| **all** | **{run['agent']['success']:.3f}** | **{hybrid:.3f}** |" in text
     assert f"| generate | {run['edit']['generate_success']:.3f} |" in text
     assert "| grounding_iou50 |" in text and "Per task (the items that call a tool)" in text
+    conv = run["conversations"]  # the conversation table, per turn position
+    assert f"| **all** | {conv['turns']} | **{conv['turn_success']:.3f}** |" in text
+    assert f"**{conv['chat_turns_that_edited']} of {conv['chat_turns_with_picture']}**" in text
 
 
 def test_a_rerun_of_some_evals_keeps_the_others(run, tmp_path):
