@@ -491,6 +491,7 @@ def test_a_conversation_in_words_segment_then_make_it_yellow_then_undo(server, p
     and the original still current."""
     from switchboard.core import mask_to_box
     from switchboard.specialists.colors import color_in_box
+    from switchboard.ui.server import _owner
 
     page.goto(server.url)
     page.click("#new-session")
@@ -510,7 +511,7 @@ def test_a_conversation_in_words_segment_then_make_it_yellow_then_undo(server, p
     assert edited["source"] == "edited" and edited["parent_id"] == upload["id"], edited
     _indicator_shows(page, edited["sha256"])
     sid = page.evaluate("state.session")
-    image = server.agent.current_media(sid)
+    image = server.agent.current_media(sid, owner=_owner(TOKEN))
     mask = scene.masks[k]
     assert color_in_box(image, mask_to_box(mask), mask) == "yellow"
 
