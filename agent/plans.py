@@ -44,7 +44,7 @@ def members_of(target: str, objects: list[SceneObject], classes: list[str]) -> l
     Raises :class:`NotFoundError` when the words name a class the list cannot have or fit none."""
     found = [] if unknown_noun(target, classes) else select(objects, _group_query(target, classes))
     if not found:
-        raise NotFoundError(f"I can't find any {_bare(target)}; I see {seen_words(objects)}")
+        raise NotFoundError(f"I can't find any {group_words(target)}; I see {seen_words(objects)}")
     return found
 
 
@@ -54,11 +54,12 @@ def _group_query(target: str, classes: list[str]) -> Query:
     return q
 
 
-def _bare(target: str) -> str:
+def group_words(target: str) -> str:
+    """The group's words without their quantifier: "all the blue shapes" → "blue shapes"."""
     t = target.strip()
-    for lead in ("the ", "all the ", "all ", "every ", "each "):
+    for lead in ("all of the ", "all the ", "all ", "every ", "each ", "the "):
         if t.lower().startswith(lead):
-            t = t[len(lead) :]
+            return t[len(lead) :]
     return t
 
 

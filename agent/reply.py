@@ -16,6 +16,8 @@ from switchboard.core.results import Boxes, ImageOut, Masks, Text, Tracks
 from switchboard.core.vocabulary import article, count_words, plural_noun, singular_noun
 from switchboard.specialists.objects import SceneObject
 
+from .plans import group_words
+
 # What each edit op did, and what failing at it reads as ("I couldn't recolour …").
 _EDIT_DONE = {"recolor": "recoloured", "remove": "removed", "add": "added", "move": "moved",
               "replace": "replaced", "generate": "drew"}  # fmt: skip
@@ -80,10 +82,7 @@ def group_sentence(result: dict[str, Any]) -> str:
     args = result.get("args") or {}
     op = args.get("op") or "recolor"
     members, left = result["members"], result.get("left", 0)
-    words = str(args.get("target") or "objects").strip()
-    for lead in ("all the ", "all of the ", "all ", "every ", "each ", "the "):
-        if words.lower().startswith(lead):
-            words = words[len(lead) :]
+    words = group_words(str(args.get("target") or "objects"))
     one = singular_noun(words)
     shown = f" ({', '.join(f'#{k}' for k in members)})" if members else ""
     what = count_words(max(result.get("edits", 0), len(members)), one) + shown

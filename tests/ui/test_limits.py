@@ -3,6 +3,8 @@ unauthenticated or oversized upload is refused having read (next to) nothing of 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 from fastapi import FastAPI, File, UploadFile
 from fastapi.testclient import TestClient
@@ -62,17 +64,15 @@ def test_an_upload_over_the_limit_is_cut_off(app_and_log):
         assert r.status_code == 200 and ran == [1000]
 
 
-def test_a_chunked_upload_is_cut_off_past_the_limit_over_a_real_socket(app_and_log):
-    """With no Content-Length the body is counted as it arrives and the request answered 413
-    once past the limit: the client is stopped long before it has sent all of its 52 MB."""
+@contextmanager
+def serving(app):
+    """``app`` under uvicorn on a free loopback port, in a thread; yields the port."""
     import socket
     import threading
     import time
 
-    import httpx
     import uvicorn
 
-    app, ran = app_and_log
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -80,10 +80,21 @@ def test_a_chunked_upload_is_cut_off_past_the_limit_over_a_real_socket(app_and_l
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        for _ in range(100):
-            if server.started:
-                break
+        while not server.started:
             time.sleep(0.05)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_a_chunked_upload_is_cut_off_past_the_limit_over_a_real_socket(app_and_log):
+    """With no Content-Length the body is counted as it arrives and the request answered 413
+    once past the limit: the client is stopped long before it has sent all of its 52 MB."""
+    import httpx
+
+    app, ran = app_and_log
+    with serving(app) as port:
         head = (
             b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n'
             b"Content-Type: application/octet-stream\r\n\r\n"
@@ -98,9 +109,6 @@ def test_a_chunked_upload_is_cut_off_past_the_limit_over_a_real_socket(app_and_l
         except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
             pass  # the server closed the connection on the rest of the body: also a refusal
         assert body.sent < 20_000_000 and not ran
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_the_rate_limit_refills_evenly_and_says_when_to_come_back():
@@ -182,12 +190,10 @@ def test_a_stream_whose_client_leaves_while_it_waits_is_cancelled(tmp_path, monk
     """With SWITCHBOARD_ON_DISCONNECT=cancel, over a real socket: a streamed request waiting
     behind a running turn, whose client closes the connection, never runs and is stored
     failed ("cancelled"); the running turn is not disturbed."""
-    import socket
     import threading
     import time
 
     import httpx
-    import uvicorn
     from switchboard.agent import Agent
     from switchboard.agent.graph import Step
     from switchboard.core import Registry
@@ -210,15 +216,7 @@ def test_a_stream_whose_client_leaves_while_it_waits_is_cancelled(tmp_path, monk
         app = create_app(agent, tokens=["t"])
     finally:
         get_settings.cache_clear()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.05)
+    with serving(app) as port:
         base, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer t"}
         sid = httpx.post(f"{base}/api/sessions", headers=auth).json()["id"]
         url = f"{base}/api/sessions/{sid}/messages"
@@ -240,6 +238,3 @@ def test_a_stream_whose_client_leaves_while_it_waits_is_cancelled(tmp_path, monk
         turns = agent.history(sid, owner=_owner("t"))
         assert [t["status"] for t in turns] == ["done", "failed"]
         assert turns[1]["error"] == "cancelled" and asked == ["first"]  # never routed
-    finally:
-        server.should_exit = True
-        thread.join(10)
