@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -543,18 +544,41 @@ def eval_all(
     unknown = set(chosen) - set(EVALS)
     if unknown:
         raise typer.BadParameter(f"unknown evals {sorted(unknown)}; choose from {EVALS}")
+    saved = saved_run("eval-all", split, quick)
+    earlier = earlier_run(saved, chosen, EVALS, "switchboard eval all") if only else None
     res = new = run_evals(split, quick, chosen, log=typer.echo, figures=figures)
-    tag = "-quick" if quick else ""
-    saved = Path("runs/eval") / f"all-{split}{tag}.json"
-    if only and saved.is_file():  # one eval re-run: the others' results are kept
-        res = merge_runs(json.loads(saved.read_text()), new, chosen,
-                         "switchboard " + " ".join(sys.argv[1:]), "evals")  # fmt: skip
+    if earlier is not None:  # some evals re-run: the others' results are kept
+        res = merge_runs(earlier, new, chosen, "switchboard " + " ".join(sys.argv[1:]), "evals")
     command = "switchboard " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else (
         f"switchboard eval all --split {split}" + (" --quick" if quick else ""))  # fmt: skip
     res.setdefault("command", command)
     typer.echo(f"wrote {save_json(res, saved)}")
     md = write_report(res, results, figures, res["command"])
     typer.echo(f"wrote {md} ({res['seconds']['all'] / 60:.1f} min)")
+
+
+def saved_run(kind: str, split: str | None, quick: bool) -> Path:
+    """Where a run's JSON is kept: a full run beside the report it wrote (docs/results/, in
+    the repository, so that ``--only`` on any clone keeps the other parts); a quick one, which
+    checks the pipeline only, under runs/."""
+    name = f"{kind}-{split}" if split else kind
+    return Path("runs") / f"{name}-quick.json" if quick else Path("docs/results") / f"{name}.json"
+
+
+def earlier_run(saved: Path, chosen: tuple[str, ...], parts: tuple[str, ...],
+                whole: str) -> dict[str, Any]:  # fmt: skip
+    """The saved run that ``--only`` merges into, checked before anything is measured: every
+    part not re-run must be in it, or the report would lose those parts."""
+    import json
+
+    earlier = json.loads(saved.read_text()) if saved.is_file() else {}
+    lacking = [p for p in parts if p not in chosen and p not in earlier]
+    if lacking:
+        raise typer.BadParameter(
+            f"--only keeps the other parts from {saved}, which lacks {', '.join(lacking)}: "
+            f"run `{whole}` whole, or name them in --only too"
+        )
+    return earlier
 
 
 @app.command("bench")
@@ -571,14 +595,14 @@ def bench(
     """Speed and memory on this machine, each section in a fresh process: model loads (cold and
     cached), per-stage turn latency, hybrid single-pass vs text two-pass routing, lazy vs eager
     loading, server throughput under concurrent clients, specialists, router, kernels. Written
-    into docs/RESULTS.md (its own section) and runs/bench/bench.json."""
+    into docs/RESULTS.md (its own section) and docs/results/bench.json."""
     import json
     import sys
 
     from switchboard.agent.bench import SECTIONS, run_bench, write_bench
     from switchboard.agent.report import merge_runs
 
-    saved = Path("runs/bench") / f"bench{'-quick' if quick else ''}.json"
+    saved = saved_run("bench", None, quick)
     if report_from is not None:
         res = json.loads(report_from.read_text())
         typer.echo(f"wrote {write_bench(res, results, res['command'])}")
@@ -587,11 +611,12 @@ def bench(
     unknown = set(chosen) - set(SECTIONS)
     if unknown:
         raise typer.BadParameter(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    earlier = earlier_run(saved, chosen, SECTIONS, "switchboard bench") if only else None
     res = new = run_bench(quick, chosen, log=typer.echo)
     command = "switchboard " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else (
         "switchboard bench" + (" --quick" if quick else ""))  # fmt: skip
-    if only and saved.is_file():  # some sections re-run: the others' results are kept
-        res = merge_runs(json.loads(saved.read_text()), new, chosen, command, "sections")
+    if earlier is not None:  # some sections re-run: the others' results are kept
+        res = merge_runs(earlier, new, chosen, command, "sections")
     res.setdefault("command", command)
     saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(res, indent=2))

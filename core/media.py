@@ -259,19 +259,26 @@ def load_video(source: str | Path | np.ndarray | Video, *, fps: float | None = N
     try:
         meta = iio.immeta(path)
     except Exception as exc:  # imageio raises many backend-specific types for corrupt files
-        raise InvalidInputError(f"cannot decode video {path.name}: {_reason(exc)}") from exc
+        raise InvalidInputError(f"cannot decode video {_shown(path)}: {_reason(exc)}") from exc
     frames = _decode_frames(path, meta)
     rate = fps or meta.get("fps") or (1000.0 / meta["duration"] if meta.get("duration") else 10.0)
     return Video(frames=frames, fps=float(rate))
 
 
+def _shown(path: str | Path) -> str:
+    """A file as an error names it: its name, or "the upload" for a temporary file."""
+    base = Path(path).name
+    return "the upload" if base.startswith("tmp") else base
+
+
 def _reason(exc: BaseException) -> str:
     """A decoder's error as one short line a client may read: its first line, file paths cut
     to their names, at most 160 characters (ffmpeg's errors carry its whole build
-    configuration and the temporary file's path)."""
+    configuration and the temporary file's path; a temporary file is "the upload")."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     first = lines[0] if lines else type(exc).__name__
-    first = re.sub(r"(?:[A-Za-z]:)?(?:[\\/][^\s:'\"\\/]+)+", lambda m: Path(m[0]).name, first)
+
+    first = re.sub(r"(?:[A-Za-z]:)?(?:[\\/][^\s:'\"\\/]+)+", lambda m: _shown(m[0]), first)
     return first if len(first) <= 160 else first[:157] + "…"
 
 
@@ -297,7 +304,7 @@ def _decode_frames(path: Path, meta: dict[str, Any]) -> np.ndarray:
                 raise InvalidInputError(f"video has about {expected} frames, above the limit of "
                                         f"{limit} (SWITCHBOARD_MAX_VIDEO_FRAMES)")  # fmt: skip
             if expected * h * w * 3 > budget:
-                raise InvalidInputError(f"video {path.name} ({expected} frames of {w}x{h}) "
+                raise InvalidInputError(f"video {_shown(path)} ({expected} frames of {w}x{h}) "
                                         + over)  # fmt: skip
     out: np.ndarray | None = None
     n = 0
@@ -313,9 +320,9 @@ def _decode_frames(path: Path, meta: dict[str, Any]) -> np.ndarray:
                 _check_pixels(f.shape[0], f.shape[1], None)
                 out = np.empty((max(expected, 1), *f.shape[:2], 3), np.uint8)
             elif f.shape[:2] != out.shape[1:3]:
-                raise InvalidInputError(f"frame {i} of {path.name} differs in size")
+                raise InvalidInputError(f"frame {i} of {_shown(path)} differs in size")
             if (i + 1) * f.nbytes > budget:
-                raise InvalidInputError(f"video {path.name} " + over)
+                raise InvalidInputError(f"video {_shown(path)} " + over)
             if i >= len(out):  # longer than the file said: grow by half
                 grown = np.empty((len(out) + len(out) // 2 + 1, *out.shape[1:]), np.uint8)
                 grown[: len(out)] = out
@@ -325,9 +332,9 @@ def _decode_frames(path: Path, meta: dict[str, Any]) -> np.ndarray:
     except InvalidInputError:
         raise
     except Exception as exc:  # imageio raises many backend-specific types for corrupt files
-        raise InvalidInputError(f"cannot decode video {path.name}: {_reason(exc)}") from exc
+        raise InvalidInputError(f"cannot decode video {_shown(path)}: {_reason(exc)}") from exc
     if out is None or n == 0:
-        raise InvalidInputError(f"video {path.name} has no frames")
+        raise InvalidInputError(f"video {_shown(path)} has no frames")
     return out[:n] if n == len(out) else out[:n].copy()
 
 

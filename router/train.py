@@ -29,7 +29,7 @@ from switchboard.agent.tools import with_agent_tools
 from switchboard.core import Registry
 from switchboard.core.config import models_dir
 from switchboard.world.language import attribute_expressions, best_name, questions
-from switchboard.world.requests import make_request
+from switchboard.world.requests import TASK_WEIGHTS, make_request
 from switchboard.world.scene import generate_scene
 from switchboard.world.splits import SPLITS
 
@@ -72,6 +72,12 @@ class RouterPreset:
     # Share of ``invoke`` items drawn from scripted conversations (router/dialogue.py): one
     # step of one turn, with the earlier turns' words in front.
     conversation_share: float = 0.0
+    # Extra weight on some tasks of the single-request draw (``world.requests.TASK_WEIGHTS``
+    # times this); the tasks not named keep their weight.
+    task_weights: dict[str, float] | None = None
+    # Seeds the draw of each step's requests: a continuation of a run takes another one, so
+    # its steps are not the same requests again.
+    draw_seed: int = 17
 
 
 PRESETS = {
@@ -108,6 +114,17 @@ PRESETS = {
     "conversations": RouterPreset(
         steps=3000, minutes=85, ground_replay=0.25, conversation_share=0.3
     ),
+    # Its continuation, aimed at what the conversations run wore away or never reached:
+    # tracking (a clip's "where does it go" was answered as a frame's "where is it", which
+    # the grounding rehearsal teaches) and plans of two steps or over a group.
+    "plans": RouterPreset(
+        steps=3000,
+        minutes=60,
+        ground_replay=0.2,
+        conversation_share=0.25,
+        task_weights={"track": 3.0, "segment_recolor": 3.0, "recolor_all": 1.5, "remove_all": 1.5},
+        draw_seed=29,
+    ),
     "smoke": RouterPreset(
         steps=2,
         batch=2,
@@ -129,9 +146,12 @@ def _box_words(box: Any, size: int) -> str:
 ABSENT_SHARE = 0.06  # invoke requests whose referent is named by a class the list lacks
 
 
-def stage_items(stage: str, seed: int, registry: Registry) -> list[Item]:
+def stage_items(
+    stage: str, seed: int, registry: Registry, task_weights: dict[str, float] | None = None
+) -> list[Item]:
     """The items of one training seed for ``stage`` (half of them with the detector's classes
-    renamed, :data:`~switchboard.router.data.RENAME_SHARE`)."""
+    renamed, :data:`~switchboard.router.data.RENAME_SHARE`); ``task_weights`` scales the
+    draw of an ``invoke`` request's task."""
     rng = np.random.default_rng([seed, 5])
     names = draw_names(rng) if rng.random() < RENAME_SHARE else None
     if stage == "invoke":
@@ -140,7 +160,12 @@ def stage_items(stage: str, seed: int, registry: Registry) -> list[Item]:
             taken = set((names or {}).values())
             free = [n for n in TRAIN_NOUNS if n not in taken]
             absent = free[int(rng.integers(len(free)))]
-        return items_for(make_request(seed, "train"), registry, names, absent)
+        task = None
+        if task_weights:
+            tasks = list(TASK_WEIGHTS)
+            w = np.array([TASK_WEIGHTS[t] * task_weights.get(t, 1.0) for t in tasks])
+            task = tasks[int(np.random.default_rng([seed, 23]).choice(len(tasks), p=w / w.sum()))]
+        return items_for(make_request(seed, "train", task), registry, names, absent)
     scene = generate_scene(seed)
     objects = scene_objects(scene.image, names)
     media = [scene.image], [None]
@@ -325,7 +350,7 @@ def draw_batch(stage: str, step: int, preset: RouterPreset, registry: Registry) 
     """The training items of ``step``: one random step of each drawn train-split request (or
     scene); in ``invoke``, a ``ground_replay`` share comes from ``ground``."""
     lo, _ = SPLITS["train"]
-    rng = np.random.default_rng([step, 17])
+    rng = np.random.default_rng([step, preset.draw_seed])
     items: list[Item] = []
     while len(items) < preset.batch:
         seed = lo + int(rng.integers(0, 900_000))
@@ -334,7 +359,7 @@ def draw_batch(stage: str, step: int, preset: RouterPreset, registry: Registry) 
         if talk:
             found = conversation_share_items(seed, registry)
         else:
-            found = stage_items("ground" if replay else stage, seed, registry)
+            found = stage_items("ground" if replay else stage, seed, registry, preset.task_weights)
         items.append(found[int(rng.integers(len(found)))])
     return items
 

@@ -56,3 +56,22 @@ def test_run_one_shot_writes_the_reply_and_the_mask(tmp_path):
     bad = runner.invoke(app, ["run", "segment this", "--image", str(image), "--box",
                               "0 0 999 10", "--out", str(out), *home])  # fmt: skip
     assert bad.exit_code == 2 and "outside" in bad.output
+
+
+def test_only_refuses_before_measuring_when_the_other_parts_are_not_saved(tmp_path, monkeypatch):
+    """``--only`` merges into the saved full run; a saved run that lacks some other part would
+    drop it from the report, so the command refuses before it measures anything."""
+    import json
+
+    from switchboard.agent.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    results = tmp_path / "docs" / "results"
+    results.mkdir(parents=True)
+    (results / "bench.json").write_text(json.dumps({"hardening": {}, "seconds": {}}))
+    out = runner.invoke(app, ["bench", "--only", "kernels"])
+    assert out.exit_code == 2
+    assert "lacks loads" in out.output and "switchboard bench" in out.output
+    out = runner.invoke(app, ["eval", "all", "--only", "agent"])
+    assert out.exit_code == 2 and "eval-all-test.json" in out.output
+    assert not (tmp_path / "runs").exists()  # nothing was measured or written

@@ -127,6 +127,12 @@ def test_bad_videos_raise(tmp_path):
     said = str(refused.value)
     assert said.startswith("cannot decode video bad.mp4: ") and "\n" not in said
     assert str(tmp_path) not in said and "configuration" not in said and len(said) < 240
+    # An upload's temporary file is "the upload", not its random name.
+    upload = tmp_path / "tmpk3j_x9a1.mp4"
+    upload.write_bytes(b"\x00" * 100)
+    with pytest.raises(InvalidInputError, match="^cannot decode video the upload: ") as refused:
+        load_video(upload)
+    assert "tmpk3j" not in str(refused.value)
     txt = tmp_path / "x.txt"
     txt.write_text("hello")
     with pytest.raises(InvalidInputError, match="unsupported"):
