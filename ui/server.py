@@ -20,7 +20,6 @@ for their turn in a worker thread, so the event loop keeps serving.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
 import threading
@@ -32,20 +31,22 @@ from fastapi import (
     FastAPI,
     File,
     Form,
-    Header,
     HTTPException,
     Query,
     Request,
+    Security,
     UploadFile,
 )
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from switchboard.agent.store import TITLE_CHARS, NotFoundError, SessionBusyError
 from switchboard.core.errors import InvalidInputError, SwitchboardError
 from switchboard.core.media import VIDEO_MEDIA_TYPES, UnreadableImageError, decode_image
 
+from .auth import BEARER, Tokens
 from .limits import BodyGuard, RateLimit
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"}
@@ -92,11 +93,6 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
 
 
-def _owner(token: str) -> str:
-    """A token's owner id: a hash, so tokens never reach the database."""
-    return hashlib.sha256(token.encode()).hexdigest()[:32]
-
-
 def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: int | None = None,
                ) -> FastAPI:  # fmt: skip
     """The API over ``agent`` (an :class:`~switchboard.agent.sdk.Agent`)."""
@@ -106,7 +102,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
     if tokens is None:
         raw = settings.api_token or ""
         tokens = [t.strip() for t in raw.split(",") if t.strip()]
-    owners = {t: _owner(t) for t in tokens}
+    owners = Tokens(tokens)
     limit = max_upload_bytes or settings.max_upload_bytes
     lock = agent.turn_lock  # one turn at a time, after any the agent is still resuming
     queue = _Admission(settings.max_queued_turns)
@@ -118,19 +114,10 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
     sweep_uploads(uploads)
     app = FastAPI(title="Switchboard", version="0.1", summary="An agent that sees and edits pixels")
     # The token and the body's size before the body is read (FastAPI reads it all first).
-    app.add_middleware(BodyGuard, limit=limit, allowed=lambda header: not owners or (
-        bool(header) and header.startswith("Bearer ")
-        and header.removeprefix("Bearer ").strip() in owners))  # fmt: skip
+    app.add_middleware(BodyGuard, limit=limit, allowed=owners.header_ok)
 
-    def owner(authorization: str | None = Header(None)) -> str | None:
-        if not owners:
-            return None
-        if not authorization or not authorization.startswith("Bearer "):
-            raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
-        found = owners.get(authorization.removeprefix("Bearer ").strip())
-        if found is None:
-            raise HTTPException(401, "invalid token", {"WWW-Authenticate": "Bearer"})
-        return found
+    def owner(credentials: HTTPAuthorizationCredentials | None = Security(BEARER)) -> str | None:
+        return owners.require(credentials)
 
     def metered(request: Request, who: str | None = Depends(owner)) -> str | None:
         """The owner, once a request that costs a turn or a session is within the client's

@@ -54,8 +54,16 @@ def test_health_specialists_and_openapi(client):
     assert client.get("/api/health").json()["status"] == "ok"
     specs = client.get("/api/specialists", headers=_h(A)).json()
     assert {s["name"] for s in specs} == set(BUILTINS) | {"history"}  # + the agent's undo/redo
-    paths = client.get("/openapi.json").json()["paths"]
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
     assert "/api/sessions/{session_id}/messages" in paths and "/api/artifacts/{sha256}" in paths
+    # The bearer scheme is declared, and every /api route but health asks for it.
+    assert spec["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http", "scheme": "bearer", "description": "One of SWITCHBOARD_API_TOKEN's tokens."
+    }  # fmt: skip
+    for path, ops in paths.items():
+        for op in ops.values():
+            assert ("security" in op) == (path != "/api/health"), path
 
 
 def test_the_page_and_its_files_are_served_without_a_token(client):
@@ -73,7 +81,28 @@ def test_tokens_are_required_and_checked(client):
     assert client.get("/api/sessions").status_code == 401
     assert client.get("/api/sessions", headers=_h("nope")).status_code == 401
     assert client.get("/api/sessions", headers={"Authorization": "Basic x"}).status_code == 401
+    said = client.get("/api/sessions", headers={"Authorization": f"Basic {A}"})
+    assert said.status_code == 401 and said.headers["WWW-Authenticate"] == "Bearer"
+    assert said.json()["detail"] == "a bearer token is required"
+    assert client.get("/api/sessions", headers=_h(A[:-1])).json()["detail"] == "invalid token"
     assert client.get("/api/sessions", headers=_h(A)).status_code == 200
+    # The scheme's name is case-insensitive (RFC 7235), before the body and after it.
+    lower = {"Authorization": f"bearer {A}"}
+    assert client.get("/api/sessions", headers=lower).status_code == 200
+    assert client.post("/api/sessions", headers=lower).status_code == 201
+
+
+def test_a_token_is_matched_whole_against_each_known_one():
+    from switchboard.ui.auth import Tokens, owner_id
+
+    tokens = Tokens(["alpha-token", "beta-token"])
+    assert tokens.owner("beta-token") == owner_id("beta-token") != owner_id("alpha-token")
+    for wrong in ("beta-toke", "beta-tokenX", "", "BETA-TOKEN", "alpha-token "):
+        assert tokens.owner(wrong) is None
+    assert tokens.header_ok("Bearer alpha-token") and tokens.header_ok("BEARER alpha-token")
+    assert not tokens.header_ok("Bearer") and not tokens.header_ok(None)
+    assert not tokens.header_ok("Token alpha-token")
+    assert Tokens([]).header_ok(None) and not Tokens([])
 
 
 def test_a_turn_round_trips_and_stays_with_its_owner(client, scene):

@@ -491,7 +491,7 @@ def test_a_conversation_in_words_segment_then_make_it_yellow_then_undo(server, p
     and the original still current."""
     from switchboard.core import mask_to_box
     from switchboard.specialists.colors import color_in_box
-    from switchboard.ui.server import _owner
+    from switchboard.ui.auth import owner_id as _owner
 
     page.goto(server.url)
     page.click("#new-session")

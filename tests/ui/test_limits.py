@@ -199,7 +199,8 @@ def test_a_stream_whose_client_leaves_while_it_waits_is_cancelled(tmp_path, monk
     from switchboard.core import Registry
     from switchboard.core.config import get_settings
     from switchboard.specialists import BUILTINS
-    from switchboard.ui.server import _owner, create_app
+    from switchboard.ui.auth import owner_id as _owner
+    from switchboard.ui.server import create_app
 
     asked: list[str] = []
 
