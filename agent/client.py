@@ -20,6 +20,7 @@ import numpy as np
 from switchboard.core.errors import InvalidInputError, SwitchboardError
 from switchboard.core.media import VIDEO_MEDIA_TYPES, decode_image, encode_png, load_image
 from switchboard.core.results import Track
+from switchboard.core.wire import TurnReply
 
 from .sdk import CallRecord, Turn
 
@@ -123,15 +124,17 @@ class Client:
         return f"/api/sessions/{session}/messages", form, files
 
     def _turn(self, d: dict[str, Any]) -> Turn:
-        turn = Turn(d["session"], d["turn"], d["text"])
-        turn.calls = [CallRecord(**c) for c in d["calls"]]
-        turn.boxes = [(tuple(b["xyxy"]), b["label"], b["score"]) for b in d["boxes"]]
-        turn.tracks = [Track(**t) for t in d["tracks"]]
-        reply = d["messages"][-1] if d["messages"] else {"artifacts": []}
-        for a in reply["artifacts"]:
-            data = decode_image(self.artifact(a["sha256"]), convert=True)
-            if a["kind"] == "mask":
+        """A :class:`~switchboard.core.wire.TurnReply` as the SDK's Turn, masks and images
+        fetched."""
+        reply = TurnReply.model_validate(d)
+        turn = Turn(reply.session, reply.turn, reply.text)
+        turn.calls = [CallRecord(**c.model_dump()) for c in reply.calls]
+        turn.boxes = [(tuple(b.xyxy), b.label, b.score) for b in reply.boxes]
+        turn.tracks = [Track(**t.model_dump()) for t in reply.tracks]
+        for a in reply.messages[-1].artifacts if reply.messages else []:
+            data = decode_image(self.artifact(a.sha256), convert=True)
+            if a.kind == "mask":
                 turn.masks.append(data[..., 0] > 127)
-            elif a["kind"] in ("edited", "generated"):
+            elif a.kind in ("edited", "generated"):
                 turn.images.append(data)
         return turn

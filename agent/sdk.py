@@ -33,6 +33,7 @@ from switchboard.core import Registry
 from switchboard.core.errors import InvalidInputError
 from switchboard.core.media import Video, encode_png, load_image, load_video
 from switchboard.core.results import Boxes, ImageOut, Masks, Tracks
+from switchboard.core.wire import Box, TrackOut, TurnReply
 
 from .graph import (
     CANCELLED,
@@ -83,6 +84,21 @@ class Turn:
     # "respond" (the reply and storing it with its artifacts)
     timings: list[tuple[str, float]] = field(default_factory=list)
 
+    def box_list(self) -> list[Box]:
+        return [Box(xyxy=[float(v) for v in b], label=lb, score=float(s))
+                for b, lb, s in self.boxes]  # fmt: skip
+
+    def track_list(self) -> list[TrackOut]:
+        return [
+            TrackOut(
+                track_id=t.track_id,
+                label=t.label,
+                frames=list(t.frames),
+                xyxy=[[float(v) for v in b] for b in t.xyxy],
+            )  # fmt: skip
+            for t in self.tracks
+        ]
+
     @property
     def outcome(self) -> str:
         """``"ok"`` (every call did its work, or no call was needed), ``"partial"`` (some calls
@@ -105,13 +121,10 @@ class Turn:
             out[-1].write_bytes(encode_png(im))
         if self.boxes:
             out.append(folder / "boxes.json")
-            out[-1].write_text(json.dumps([{"xyxy": list(b), "label": lb, "score": s}
-                                           for b, lb, s in self.boxes], indent=2))  # fmt: skip
+            out[-1].write_text(json.dumps([b.model_dump() for b in self.box_list()], indent=2))
         if self.tracks:
             out.append(folder / "tracks.json")
-            out[-1].write_text(json.dumps([{"track_id": t.track_id, "label": t.label,
-                                            "frames": t.frames, "xyxy": t.xyxy}
-                                           for t in self.tracks], indent=2))  # fmt: skip
+            out[-1].write_text(json.dumps([t.model_dump() for t in self.track_list()], indent=2))
         return out
 
 
@@ -610,15 +623,23 @@ class Agent:
     def history(self, session: str, owner: str | None = None) -> list[dict[str, Any]]:
         return self.store.history(session, owner)
 
+    def reply(self, turn: Turn, owner: str | None = None) -> TurnReply:
+        """``turn`` as the API sends it (:class:`~switchboard.core.wire.TurnReply`): with its
+        stored messages (the artifacts' hashes) and the session's current media after it."""
+        stored = self.store.turn(turn.turn_id, owner=owner)
+        return TurnReply(session=turn.session, turn=turn.turn_id, text=turn.text,
+                         outcome=turn.outcome, calls=[c.__dict__ for c in turn.calls],
+                         boxes=turn.box_list(), tracks=turn.track_list(),
+                         messages=stored["messages"],
+                         current=self.current(turn.session, owner=owner))  # fmt: skip
+
 
 def _results_json(turn: Turn, media: Any) -> bytes:
     """A turn's boxes and tracks as stored JSON (``fps``: the input video's, for playback)."""
     fps = media.fps if isinstance(media, Video) else None
     return json.dumps({
-        "boxes": [{"xyxy": [float(v) for v in b], "label": lb, "score": float(s)}
-                  for b, lb, s in turn.boxes],
-        "tracks": [{"track_id": t.track_id, "label": t.label, "frames": list(t.frames),
-                    "xyxy": [[float(v) for v in b] for b in t.xyxy]} for t in turn.tracks],
+        "boxes": [b.model_dump() for b in turn.box_list()],
+        "tracks": [t.model_dump() for t in turn.track_list()],
         "fps": fps,
     }, separators=(",", ":")).encode()  # fmt: skip
 

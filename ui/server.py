@@ -23,10 +23,13 @@ import asyncio
 import json
 import math
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastapi import (
+    APIRouter,
     Depends,
     FastAPI,
     File,
@@ -43,8 +46,17 @@ from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from switchboard.agent.store import TITLE_CHARS, NotFoundError, SessionBusyError
+from switchboard.core.calls import ToolSpec
 from switchboard.core.errors import InvalidInputError, SwitchboardError
 from switchboard.core.media import VIDEO_MEDIA_TYPES, UnreadableImageError, decode_image
+from switchboard.core.wire import (
+    Health,
+    Moved,
+    NewSession,
+    SessionDetail,
+    SessionSummary,
+    TurnReply,
+)
 
 from .auth import BEARER, Tokens
 from .limits import BodyGuard, RateLimit
@@ -95,36 +107,75 @@ def _mb(n: int) -> str:
 
 def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: int | None = None,
                ) -> FastAPI:  # fmt: skip
-    """The API over ``agent`` (an :class:`~switchboard.agent.sdk.Agent`)."""
-    from switchboard.core.config import get_settings
-
-    settings = get_settings()
-    if tokens is None:
-        raw = settings.api_token or ""
-        tokens = [t.strip() for t in raw.split(",") if t.strip()]
-    owners = Tokens(tokens)
-    limit = max_upload_bytes or settings.max_upload_bytes
-    lock = agent.turn_lock  # one turn at a time, after any the agent is still resuming
-    queue = _Admission(settings.max_queued_turns)
-    rate = RateLimit(settings.rate_per_minute)
-    # Uploaded videos wait here (the decoder reads files) until the request is accepted; what a
-    # killed process left behind is swept at start.
-    uploads = Path(agent.store.files.root).parent / "uploads"
-    uploads.mkdir(parents=True, exist_ok=True)
-    sweep_uploads(uploads)
+    """The API over ``agent`` (an :class:`~switchboard.agent.sdk.Agent`): the page, then one
+    router per resource (health and specialists, sessions, messages, artifacts)."""
+    ctx = _Server.build(agent, tokens, max_upload_bytes)
     app = FastAPI(title="Switchboard", version="0.1", summary="An agent that sees and edits pixels")
     # The token and the body's size before the body is read (FastAPI reads it all first).
-    app.add_middleware(BodyGuard, limit=limit, allowed=owners.header_ok)
+    app.add_middleware(BodyGuard, limit=ctx.limit, allowed=ctx.owners.header_ok)
+    _error_handlers(app)
+    _page(app)
+    for router in (_meta_routes(ctx), _session_routes(ctx), _message_routes(ctx),
+                   _artifact_routes(ctx)):  # fmt: skip
+        app.include_router(router)
+    return app
 
-    def owner(credentials: HTTPAuthorizationCredentials | None = Security(BEARER)) -> str | None:
-        return owners.require(credentials)
 
-    def metered(request: Request, who: str | None = Depends(owner)) -> str | None:
-        """The owner, once a request that costs a turn or a session is within the client's
-        rate (429 with Retry-After past it)."""
-        rate.take(who or f"ip:{request.client.host if request.client else '?'}")
-        return who
+@dataclass
+class _Server:
+    """What the routes share: the agent, the settings, the tokens, the limits, and the two
+    dependencies that say who a request is (``owner``) and, for requests that cost a turn or
+    a session, count it against the client's rate (``metered``)."""
 
+    agent: Any
+    settings: Any
+    owners: Tokens
+    limit: int  # bytes of one upload
+    queue: _Admission
+    rate: RateLimit
+    uploads: Path
+    owner: Callable[..., str | None] = field(init=False)
+    metered: Callable[..., str | None] = field(init=False)
+
+    @classmethod
+    def build(cls, agent: Any, tokens: list[str] | None, max_upload_bytes: int | None) -> _Server:
+        from switchboard.core.config import get_settings
+
+        settings = get_settings()
+        if tokens is None:
+            raw = settings.api_token or ""
+            tokens = [t.strip() for t in raw.split(",") if t.strip()]
+        # Uploaded videos wait here (the decoder reads files) until the request is accepted;
+        # what a killed process left behind is swept at start.
+        uploads = Path(agent.store.files.root).parent / "uploads"
+        uploads.mkdir(parents=True, exist_ok=True)
+        sweep_uploads(uploads)
+        return cls(agent, settings, Tokens(tokens), max_upload_bytes or settings.max_upload_bytes,
+                   _Admission(settings.max_queued_turns), RateLimit(settings.rate_per_minute),
+                   uploads)  # fmt: skip
+
+    def __post_init__(self) -> None:
+        owners, rate = self.owners, self.rate
+
+        def owner(credentials: HTTPAuthorizationCredentials | None = Security(BEARER),
+                  ) -> str | None:  # fmt: skip
+            return owners.require(credentials)
+
+        def metered(request: Request, who: str | None = Depends(owner)) -> str | None:
+            """The owner, once a request that costs a turn or a session is within the
+            client's rate (429 with Retry-After past it)."""
+            rate.take(who or f"ip:{request.client.host if request.client else '?'}")
+            return who
+
+        self.owner, self.metered = owner, metered
+
+    @property
+    def lock(self) -> Any:
+        """One turn at a time, after any the agent is still resuming."""
+        return self.agent.turn_lock
+
+
+def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFoundError)
     async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
         return JSONResponse({"detail": "not found"}, status_code=404)
@@ -143,6 +194,10 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
                 said.append(line)
         return JSONResponse({"detail": " ".join(said)}, status_code=422)
 
+
+def _page(app: FastAPI) -> None:
+    """The chat page and its files (no token: the page asks for one)."""
+
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> FileResponse:
         cache = {"Cache-Control": "public, max-age=86400"}
@@ -154,28 +209,40 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.get("/api/health")
+
+def _meta_routes(ctx: _Server) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["server"])
+    owner = ctx.owner
+
+    @router.get("/health", response_model=Health)
     def health() -> dict[str, Any]:
         """Open to all (no token): whether tokens are required, and the specialists."""
-        return {"status": "ok", "auth": bool(owners), "tools": agent.registry.names(),
-                "recovering": agent.recovering,
-                "loaded": agent.registry.loaded(), "max_text": MAX_TEXT,
-                "max_upload_bytes": limit}  # fmt: skip
+        return {"status": "ok", "auth": bool(ctx.owners), "tools": ctx.agent.registry.names(),
+                "recovering": ctx.agent.recovering,
+                "loaded": ctx.agent.registry.loaded(), "max_text": MAX_TEXT,
+                "max_upload_bytes": ctx.limit}  # fmt: skip
 
-    @app.get("/api/specialists")
-    def specialists(who: str | None = Depends(owner)) -> list[dict[str, Any]]:
-        return [s.model_dump(mode="json") for s in agent.registry.specs()]
+    @router.get("/specialists", response_model=list[ToolSpec])
+    def specialists(who: str | None = Depends(owner)) -> list[ToolSpec]:
+        return ctx.agent.registry.specs()
 
-    @app.post("/api/sessions", status_code=201)
+    return router
+
+
+def _session_routes(ctx: _Server) -> APIRouter:
+    router = APIRouter(prefix="/api/sessions", tags=["sessions"])
+    owner, metered = ctx.owner, ctx.metered
+
+    @router.post("", status_code=201, response_model=NewSession)
     def new_session(who: str | None = Depends(metered)) -> dict[str, str]:
         """A new session; 429 past the client's quota of sessions (``SWITCHBOARD_MAX_SESSIONS``)."""
-        if agent.store.count_sessions(owner=who) >= settings.max_sessions:
-            raise HTTPException(429, f"You have {settings.max_sessions} sessions, the most this "
-                                     "server keeps for one user; delete some to start "
-                                     "another.")  # fmt: skip
-        return {"id": agent.store.create_session(owner=who)}
+        if ctx.agent.store.count_sessions(owner=who) >= ctx.settings.max_sessions:
+            most = ctx.settings.max_sessions
+            raise HTTPException(429, f"You have {most} sessions, the most this server keeps "
+                                     "for one user; delete some to start another.")  # fmt: skip
+        return {"id": ctx.agent.store.create_session(owner=who)}
 
-    @app.get("/api/sessions")
+    @router.get("", response_model=list[SessionSummary])
     def list_sessions(
         request: Request,
         response: Response,
@@ -185,41 +252,39 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
     ) -> list[dict[str, Any]]:
         """The sessions, newest activity first, ``limit`` from ``offset``; the total is in
         ``X-Total-Count`` and the next page's URL in ``Link: <…>; rel="next"``."""
-        total = agent.store.count_sessions(owner=who)
+        total = ctx.agent.store.count_sessions(owner=who)
         response.headers["X-Total-Count"] = str(total)
         if offset + limit < total:
             nxt = request.url.include_query_params(limit=limit, offset=offset + limit)
             response.headers["Link"] = f'<{nxt}>; rel="next"'
-        page = agent.store.sessions(owner=who, limit=limit, offset=offset)
-        return json.loads(json.dumps(page, default=str))
+        return ctx.agent.store.sessions(owner=who, limit=limit, offset=offset)
 
-    @app.get("/api/sessions/{session_id}")
+    @router.get("/{session_id}", response_model=SessionDetail)
     def get_session(session_id: str, who: str | None = Depends(owner)) -> dict[str, Any]:
-        turns = agent.history(session_id, owner=who)
-        return {"id": session_id, "turns": json.loads(json.dumps(turns, default=str)),
-                "current": agent.current(session_id, owner=who)}  # fmt: skip
+        return finite({"id": session_id, "turns": ctx.agent.history(session_id, owner=who),
+                       "current": ctx.agent.current(session_id, owner=who)})  # fmt: skip
 
     def _move(session_id: str, who: str | None, back: bool) -> dict[str, Any]:
         try:
-            return (agent.undo if back else agent.redo)(session_id, owner=who)
+            return (ctx.agent.undo if back else ctx.agent.redo)(session_id, owner=who)
         except SessionBusyError:
             raise HTTPException(409, "This session is still answering a request; undo when "
                                      "the reply has come.") from None  # fmt: skip
         except InvalidInputError as exc:
             raise HTTPException(409, str(exc).capitalize() + ".") from None
 
-    @app.post("/api/sessions/{session_id}/undo")
+    @router.post("/{session_id}/undo", response_model=Moved)
     def undo(session_id: str, who: str | None = Depends(metered)) -> dict[str, Any]:
         """Make the image before the current one current again: the current version, or 409
         with "There is nothing to undo."."""
         return {"current": _move(session_id, who, back=True)}
 
-    @app.post("/api/sessions/{session_id}/redo")
+    @router.post("/{session_id}/redo", response_model=Moved)
     def redo(session_id: str, who: str | None = Depends(metered)) -> dict[str, Any]:
         """Make current again what the last undo left; 409 when there is nothing to redo."""
         return {"current": _move(session_id, who, back=False)}
 
-    @app.patch("/api/sessions/{session_id}")
+    @router.patch("/{session_id}", response_model=SessionSummary)
     def rename_session(session_id: str, body: Rename, who: str | None = Depends(owner),
                        ) -> dict[str, Any]:  # fmt: skip
         """Name a session: ``{"title": "…"}``, 1–120 characters (spaces trimmed)."""
@@ -229,65 +294,27 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         if len(title) > TITLE_CHARS:
             raise HTTPException(422, f"The session title is {len(title)} characters long; "
                                      f"the limit is {TITLE_CHARS}.")  # fmt: skip
-        return agent.store.rename_session(session_id, title, owner=who)
+        return ctx.agent.store.rename_session(session_id, title, owner=who)
 
-    @app.delete("/api/sessions/{session_id}", status_code=204)
+    @router.delete("/{session_id}", status_code=204)
     def delete_session(session_id: str, who: str | None = Depends(owner)) -> Response:
         """Delete a session with its turns (204); 409 while one of its turns is running."""
         try:
-            agent.store.delete_session(session_id, owner=who)
+            ctx.agent.store.delete_session(session_id, owner=who)
         except SessionBusyError:
             raise HTTPException(409, "This session is still answering a request; delete it "
                                      "when the reply has come.") from None  # fmt: skip
         return Response(status_code=204)
 
-    async def _inputs(file: UploadFile | None) -> dict[str, Any]:
-        if file is None:
-            return {}
-        name = Path(file.filename or "").name or "The attached file"
-        kind = (file.content_type or "").split(";")[0].strip().lower()
-        if kind not in IMAGE_TYPES | VIDEO_TYPES:
-            what = f"of type {kind}" if kind else "of no known type"
-            raise HTTPException(415, f"{name} is {what}; send an image (PNG, JPEG, WebP, GIF or "
-                                     "BMP) or a video (MP4, WebM, AVI, MOV or an animated "
-                                     "GIF).")  # fmt: skip
-        data = await file.read(limit + 1)
-        if len(data) > limit:
-            raise HTTPException(413, f"{name} is over {_mb(limit)}, the largest upload this "
-                                     "server takes.")  # fmt: skip
-        if kind in VIDEO_TYPES and (kind != "image/gif" or _is_animated(data)):
-            return {"video": _video_file(data, VIDEO_MEDIA_TYPES[kind], uploads)}
-        # Decoded here, where the file's name is known: a file that is not an image (or a
-        # damaged one) is refused as such, before a turn is begun.
-        try:
-            pixels = await asyncio.to_thread(decode_image, data, convert=True)
-        except UnreadableImageError:
-            raise HTTPException(422, f"{name} is not an image I can read (it may be damaged "
-                                     "or not an image).") from None  # fmt: skip
-        except InvalidInputError as exc:
-            raise HTTPException(422, f"{name} cannot be used: {exc}.") from None
-        return {"image": pixels}
+    return router
 
-    def _region(region: str | None) -> Any:
-        if not region:
-            return None
-        try:
-            return json.loads(region)
-        except (json.JSONDecodeError, RecursionError):
-            raise HTTPException(422, "The drawn region could not be read (it is not JSON); "
-                                     "clear it and draw it again.") from None  # fmt: skip
 
-    async def _accept(session_id: str, text: str, file: UploadFile | None, region: str | None,
-                      who: str | None) -> dict[str, Any]:  # fmt: skip
-        """The chat keywords of a posted message; 404 for an unknown (or someone else's)
-        session before any upload is read."""
-        agent.store.check_session(session_id, owner=who)
-        if not text.strip():
-            raise HTTPException(422, "Your message is empty.")
-        drawn = _region(region)  # before the upload is read: a bad region leaves no temp file
-        return await _inputs(file) | {"region": drawn}
+def _message_routes(ctx: _Server) -> APIRouter:
+    """``POST …/messages`` (the turn as JSON) and ``…/messages/stream`` (its events as SSE)."""
+    router = APIRouter(prefix="/api/sessions/{session_id}", tags=["messages"])
+    metered = ctx.metered
 
-    @app.post("/api/sessions/{session_id}/messages")
+    @router.post("/messages", response_model=TurnReply)
     async def post_message(
         session_id: str,
         text: str = Form(..., min_length=1, max_length=MAX_TEXT),
@@ -295,24 +322,24 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         region: str | None = Form(None),
         who: str | None = Depends(metered),
     ) -> dict[str, Any]:
-        queue.enter()
+        ctx.queue.enter()
         try:
-            kw = await _accept(session_id, text, file, region, who)
+            kw = await _accept(ctx, session_id, text, file, region, who)
 
             def run() -> Any:
                 try:  # stored as a pending turn before waiting: a restart runs it if we die
-                    accepted = agent.accept(text, session=session_id, owner=who, **kw)
+                    accepted = ctx.agent.accept(text, session=session_id, owner=who, **kw)
                 finally:
                     _cleanup(kw)
-                with lock:
-                    return agent.run(accepted)
+                with ctx.lock:
+                    return ctx.agent.run(accepted)
 
             turn = await asyncio.to_thread(run)
         finally:
-            queue.leave()
-        return _turn_json(agent, turn, who)
+            ctx.queue.leave()
+        return _turn_json(ctx.agent, turn, who)
 
-    @app.post("/api/sessions/{session_id}/messages/stream")
+    @router.post("/messages/stream")
     async def stream_message(
         session_id: str,
         text: str = Form(..., min_length=1, max_length=MAX_TEXT),
@@ -323,13 +350,13 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
         """Server-sent events: ``route``, ``refused`` (an edit nobody asked for, not run),
         ``call_started``, ``call_finished``, ``text``, then
         ``turn`` (the same JSON as the plain POST) or ``error``."""
-        queue.enter()
+        ctx.queue.enter()
         try:
-            kw = await _accept(session_id, text, file, region, who)
+            kw = await _accept(ctx, session_id, text, file, region, who)
 
             def accept() -> Any:
                 try:
-                    return agent.accept(text, session=session_id, owner=who, **kw)
+                    return ctx.agent.accept(text, session=session_id, owner=who, **kw)
                 finally:
                     _cleanup(kw)
 
@@ -337,7 +364,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
             # lock: bad input is a plain 422, and an answered request survives our death.
             accepted = await asyncio.to_thread(accept)
         except BaseException:
-            queue.leave()
+            ctx.queue.leave()
             raise
         events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -347,9 +374,9 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
 
         def run() -> None:
             try:
-                with lock:
-                    turn = agent.run(accepted, on_event=put)
-                put({"type": "turn", "turn": _turn_json(agent, turn, who)})
+                with ctx.lock:
+                    turn = ctx.agent.run(accepted, on_event=put)
+                put({"type": "turn", "turn": _turn_json(ctx.agent, turn, who)})
             except SwitchboardError as exc:
                 put({"type": "error", "detail": str(exc)})
             except Exception:  # a bug: the turn is stored failed; say so in words
@@ -357,7 +384,7 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
                 put({"type": "error", "detail": said})
                 raise
             finally:
-                queue.leave()
+                ctx.queue.leave()
                 put(None)
 
         threading.Thread(target=run, daemon=True).start()
@@ -376,21 +403,77 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
                     ended = event["type"] in ("turn", "error")
                     yield f"event: {event['type']}\ndata: {strict_json(event)}\n\n"
             finally:  # the client went away before the turn's end (the stream was cancelled)
-                if not ended and settings.on_disconnect == "cancel":
+                if not ended and ctx.settings.on_disconnect == "cancel":
                     accepted.cancel.set()
 
         return StreamingResponse(body(), media_type="text/event-stream")
 
-    @app.get("/api/artifacts/{sha256}")
+    return router
+
+
+def _artifact_routes(ctx: _Server) -> APIRouter:
+    router = APIRouter(prefix="/api/artifacts", tags=["artifacts"])
+    owner = ctx.owner
+
+    @router.get("/{sha256}")
     def artifact(sha256: str, who: str | None = Depends(owner)) -> Response:
         try:
-            data, media_type = agent.store.artifact(sha256, owner=who)
+            data, media_type = ctx.agent.store.artifact(sha256, owner=who)
         except (InvalidInputError, ValueError):
             raise HTTPException(404, "not found") from None
         cache = {"Cache-Control": "private, max-age=31536000, immutable"}
         return Response(data, media_type=media_type, headers=cache)
 
-    return app
+    return router
+
+
+async def _inputs(ctx: _Server, file: UploadFile | None) -> dict[str, Any]:
+    if file is None:
+        return {}
+    name = Path(file.filename or "").name or "The attached file"
+    kind = (file.content_type or "").split(";")[0].strip().lower()
+    if kind not in IMAGE_TYPES | VIDEO_TYPES:
+        what = f"of type {kind}" if kind else "of no known type"
+        raise HTTPException(415, f"{name} is {what}; send an image (PNG, JPEG, WebP, GIF or "
+                                 "BMP) or a video (MP4, WebM, AVI, MOV or an animated "
+                                 "GIF).")  # fmt: skip
+    data = await file.read(ctx.limit + 1)
+    if len(data) > ctx.limit:
+        raise HTTPException(413, f"{name} is over {_mb(ctx.limit)}, the largest upload this "
+                                 "server takes.")  # fmt: skip
+    if kind in VIDEO_TYPES and (kind != "image/gif" or _is_animated(data)):
+        return {"video": _video_file(data, VIDEO_MEDIA_TYPES[kind], ctx.uploads)}
+    # Decoded here, where the file's name is known: a file that is not an image (or a
+    # damaged one) is refused as such, before a turn is begun.
+    try:
+        pixels = await asyncio.to_thread(decode_image, data, convert=True)
+    except UnreadableImageError:
+        raise HTTPException(422, f"{name} is not an image I can read (it may be damaged "
+                                 "or not an image).") from None  # fmt: skip
+    except InvalidInputError as exc:
+        raise HTTPException(422, f"{name} cannot be used: {exc}.") from None
+    return {"image": pixels}
+
+
+def _region(region: str | None) -> Any:
+    if not region:
+        return None
+    try:
+        return json.loads(region)
+    except (json.JSONDecodeError, RecursionError):
+        raise HTTPException(422, "The drawn region could not be read (it is not JSON); "
+                                 "clear it and draw it again.") from None  # fmt: skip
+
+
+async def _accept(ctx: _Server, session_id: str, text: str, file: UploadFile | None,
+                  region: str | None, who: str | None) -> dict[str, Any]:  # fmt: skip
+    """The chat keywords of a posted message; 404 for an unknown (or someone else's)
+    session before any upload is read."""
+    ctx.agent.store.check_session(session_id, owner=who)
+    if not text.strip():
+        raise HTTPException(422, "Your message is empty.")
+    drawn = _region(region)  # before the upload is read: a bad region leaves no temp file
+    return await _inputs(ctx, file) | {"region": drawn}
 
 
 class _Admission:
@@ -473,28 +556,5 @@ def sweep_uploads(folder: Path, older_than_s: float = 300.0) -> int:
 
 
 def _turn_json(agent: Any, turn: Any, who: str | None) -> dict[str, Any]:
-    """A Turn as JSON: the reply, the calls, boxes and tracks, the stored artifacts (their
-    hashes: fetch the bytes from ``/api/artifacts/<sha256>``), and the session's current image
-    after it (``current``, as ``GET /api/sessions/{id}`` has it)."""
-    stored = agent.store.turn(turn.turn_id, owner=who)
-    return finite(
-        {
-            "session": turn.session,
-            "turn": turn.turn_id,
-            "text": turn.text,
-            "outcome": turn.outcome,
-            "calls": [c.__dict__ for c in turn.calls],
-            "boxes": [{"xyxy": list(b), "label": lb, "score": s} for b, lb, s in turn.boxes],
-            "tracks": [
-                {
-                    "track_id": t.track_id,
-                    "label": t.label,
-                    "frames": t.frames,
-                    "xyxy": [list(b) for b in t.xyxy],
-                }
-                for t in turn.tracks
-            ],  # fmt: skip
-            "messages": json.loads(json.dumps(stored["messages"], default=str)),
-            "current": agent.current(turn.session, owner=who),
-        }
-    )
+    """A Turn as the API sends it (:class:`~switchboard.core.wire.TurnReply`), finite."""
+    return finite(agent.reply(turn, owner=who).model_dump(mode="json"))

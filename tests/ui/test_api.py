@@ -65,6 +65,19 @@ def test_health_specialists_and_openapi(client):
         for op in ops.values():
             assert ("security" in op) == (path != "/api/health"), path
 
+    # One schema per resource (core/wire.py): what the SDK parses is what OpenAPI documents.
+    def returns(path, method):
+        body = paths[path][method]["responses"]
+        ok = body.get("200") or body.get("201")
+        return ok["content"]["application/json"]["schema"]
+
+    assert returns("/api/sessions/{session_id}/messages", "post")["$ref"].endswith("/TurnReply")
+    assert returns("/api/sessions/{session_id}", "get")["$ref"].endswith("/SessionDetail")
+    assert returns("/api/sessions", "get")["items"]["$ref"].endswith("/SessionSummary")
+    assert returns("/api/health", "get")["$ref"].endswith("/Health")
+    turn = spec["components"]["schemas"]["TurnReply"]["properties"]
+    assert {"text", "outcome", "calls", "boxes", "tracks", "messages", "current"} <= set(turn)
+
 
 def test_the_page_and_its_files_are_served_without_a_token(client):
     page = client.get("/")
@@ -182,8 +195,16 @@ def test_the_stream_sends_the_agent_events_then_the_turn(client, scene):
                        files={"file": png}) as r:  # fmt: skip
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
-        kinds = [ln.split(": ", 1)[1] for ln in r.iter_lines() if ln.startswith("event: ")]
+        lines = list(r.iter_lines())
+    kinds = [ln.split(": ", 1)[1] for ln in lines if ln.startswith("event: ")]
     assert kinds == ["route", "call_started", "call_finished", "route", "text", "turn"]
+    # The stream's turn is the schema POST …/messages answers with.
+    from switchboard.core.wire import TurnReply
+
+    last = json.loads([ln for ln in lines if ln.startswith("data: ")][-1].split(": ", 1)[1])
+    turn = TurnReply.model_validate(last["turn"])
+    assert turn.session == sid and turn.calls[0].tool == "segment" and turn.outcome == "ok"
+    assert [a.kind for a in turn.messages[-1].artifacts] == ["mask"]
 
 
 def test_the_sdk_client_has_the_agents_interface_over_http(client, scene, tmp_path):
