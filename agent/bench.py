@@ -726,164 +726,231 @@ def bench_markdown(res: dict[str, Any], command: str) -> str:
              "| section | time | peak RSS |", "|---|---|---|",
              *(f"| {k} | {res[k]['seconds']:.0f} s | {res[k]['peak_rss_mb']:.0f} MB |"
                for k in SECTIONS if k in res), ""]  # fmt: skip
-    if "loads" in res:
-        lo = res["loads"]
-        lines += ["### Model loads", "",
-                  "Cold: a fresh process (for the LLM also an empty cache: the GGUF file is "
-                  "dequantized). Cached: the LLM in a fresh process with its dequantized cache; a "
-                  "specialist loaded again in the same process after `unload()` (what the memory "
-                  f"budget does). Importing torch and the packages first: {lo['import_s']:.1f} s.",
-                  "", "| model | cold | cached | memory added |", "|---|---|---|---|",
-                  f"| router LLM (SmolLM2-135M) | {lo['llm']['cold_s']:.1f} s | "
-                  f"{lo['llm']['cached_s']:.2f} s | {lo['llm']['added_mb']:.0f} MB |",
-                  f"| router (LLM cached + vision tower + LoRA + signal heads) | — | "
-                  f"{lo['router']['cached_s']:.2f} s | {lo['router']['added_mb']:.0f} MB |",
-                  *(f"| {k} | {lo[k]['cold_s']:.2f} s | {lo[k]['cached_s']:.2f} s | "
-                    f"{lo[k]['added_mb']:.0f} MB |" for k in SPECIALISTS),
-                  ""]  # fmt: skip
-    if "stages" in res:
-        st = res["stages"]
-        per = st["turns"] // len(st["tasks"])
-        lines += ["### A turn, stage by stage", "",
-                  f"{st['turns']} turns of the default agent (text calls), {per} held-out "
-                  f"requests of each of the {len(st['tasks'])} tasks, after one warm-up turn "
-                  "per specialist. Whole turn "
-                  f"{_s(st['total'])}; {st['router_passes_mean']:.2f} router passes per turn.", "",
-                  "| stage | runs | p50 / p95 |", "|---|---|---|",
-                  *(f"| {k} | {v['n']} | {_s(v)} |" for k, v in st["stages"].items()
-                    if k == "perceive"),
-                  f"| route (first pass) | {st['route_first']['n']} | {_s(st['route_first'])} |",
-                  f"| route (later passes: KV prefix reused) | {st['route_later']['n']} | "
-                  f"{_s(st['route_later'])} |",
-                  *(f"| {k} | {v['n']} | {_s(v)} |" for k, v in st["stages"].items()
-                    if k not in ("route", "perceive")),
-                  *(f"| whole turn, {k} | {v['n']} | {_s(v)} |"
-                    for k, v in st["by_calls"].items()), ""]  # fmt: skip
-        seg = st.get("by_task", {}).get("segment")
-        if seg:  # issue 7's aim is a one-call turn: "segment the …" with its image
-            lines += [f"A one-call segment turn: p50 {seg['p50_s']:.2f} s, aim "
-                      f"{_aim(seg['p50_s'], AIMS['one_call_turn_s'], 's')}.", "",
-                      "| task | turns | whole turn p50 / p95 |", "|---|---|---|",
-                      *(f"| {k} | {v['n']} | {_s(v)} |" for k, v in st["by_task"].items()),
-                      ""]  # fmt: skip
-    if "passes" in res:
-        p = res["passes"]
-        rows = (("hybrid single pass (call + signals in one decode)", "hybrid_single_pass"),
-                ("text two passes (LLM → tool → LLM)", "text_two_pass"),
-                ("text single pass", "text_single_pass"))  # fmt: skip
-        r = p["hybrid_single_pass_vs_text_two_pass"]
-        lines += ["### Hybrid single-pass routing vs a text-only two-pass loop", "",
-                  f"The same {p['requests']} held-out single-call requests "
-                  f"({', '.join(p['tasks'])}), each judged as `switchboard eval agent` judges.",
-                  "", "| mode | turn p50 / p95 | mean | router passes | router time | success |",
-                  "|---|---|---|---|---|---|",
-                  *(f"| {name} | {_s(p[k])} | {p[k]['mean_s']:.2f} s | "
-                    f"{p[k]['router_passes_mean']:.2f} | {p[k]['router_s_mean']:.2f} s | "
-                    f"{p[k]['success']:.3f} |" for name, k in rows), "",
-                  f"**Hybrid single pass / text two passes: p50 ×{r['p50_ratio']:.2f}, mean "
-                  f"×{r['mean_ratio']:.2f}, success {r['success_diff']:+.3f}.**", ""]  # fmt: skip
-    if "lazy" in res:
-        lz, r = res["lazy"], res["lazy"]["lazy_vs_eager"]
-        lines += ["### Lazy loading vs every specialist loaded", "",
-                  "A fresh process each: the agent with the router loaded, then four turns "
-                  "(segment, recolour, detect, track).", "",
-                  "| | ready | memory at ready | first turn | four replies from start | peak |",
-                  "|---|---|---|---|---|---|",
-                  *(f"| {k} | {lz[k]['ready_s']:.1f} s | {lz[k]['ready_rss_mb']:.0f} MB | "
-                    f"{lz[k]['first_turns_s'][0]:.2f} s | {lz[k]['to_fourth_reply_s']:.1f} s | "
-                    f"{lz[k]['peak_rss_mb']:.0f} MB |" for k in ("lazy", "eager")), "",
-                  f"**Lazy / eager: ready ×{r['ready_time_ratio']:.2f}, memory at ready "
-                  f"×{r['ready_rss_ratio']:.2f}, first turn ×{r['first_turn_ratio']:.2f}, four "
-                  f"replies ×{r['to_fourth_reply_ratio']:.2f}.**", ""]  # fmt: skip
-    if "server" in res:
-        sv = res["server"]
-        lines += ["### HTTP server under concurrent clients", "",
-                  f"{sv['clients']} client threads on loopback share {sv['turns']} segment turns "
-                  "(each with its image, through the SDK's `Client`) while another polls "
-                  f"`/api/health`: **{sv['errors']} errors**, {sv['turns_per_s']:.2f} turns/s "
-                  f"(turns run one at a time per process), turn latency with the queue "
-                  f"{sv['turn_p50_s']:.1f} / {sv['turn_p95_s']:.1f} s, `/api/health` "
-                  f"{sv['health_p50_ms']:.1f} / {sv['health_p95_ms']:.1f} ms.", ""]  # fmt: skip
-    if "hardening" in res:
-        lines += _hardening_markdown(res["hardening"])
-    if "router" in res:
-        ro = res["router"]
-        lines += ["### Router", "",
-                  f"{ro['routes']} routes of held-out requests with a {ro['image_px']} px image "
-                  f"({ro['prompt_tokens']} prompt tokens): **{ro['route_p50_ms']:.0f} / "
-                  f"{ro['route_p95_ms']:.0f} ms** (aim "
-                  f"{_aim(ro['route_p50_ms'], AIMS['route_ms'], 'ms')}), "
-                  f"{ro['reply_tokens_mean']:.1f} reply tokens in {ro['forward_passes_mean']:.1f}"
-                  f" forward passes, {ro['tokens_per_s']:.1f} tokens/s; the decoding steps in "
-                  f"{ro.get('decode', 'float32')} after an fp32 prefill.", ""]  # fmt: skip
-        if "fp32" in ro:
-            f = ro["fp32"]
-            lines += [f"The same routes decoded in fp32 alone (`SWITCHBOARD_ROUTER_DECODE=float32`"
-                      f"): {f['route_p50_ms']:.0f} / {f['route_p95_ms']:.0f} ms, "
-                      f"{f['tokens_per_s']:.1f} tokens/s; {ro['decode']} decoding takes "
-                      f"**×{f['p50_ratio']:.2f}** the p50 and writes **{f['identical_replies']} "
-                      f"of {ro['routes']}** replies token for token as fp32 does.", ""]  # fmt: skip
-        if "object_list" in ro:
-            ol = ro["object_list"]
-            lines += [f"The object list ({ol['objects_mean']:.1f} objects per image on average) "
-                      f"costs a route ×{ol['p50_ratio_with_vs_without']:.2f} the p50 of the same "
-                      f"routes without it ({ol['route_p50_ms_without']:.0f} ms), and perceive "
-                      f"{ol['detect_list_ms_p50']:.0f} ms p50 to detect it.", ""]  # fmt: skip
-    if "perception" in res:
-        pe = res["perception"]
-        lines += ["### Perception specialists", "", "| measure | p50 / p95 | aim |",
-                  "|---|---|---|",
-                  f"| segment call after `set_image` | {_ms(pe['segment_call'])} | "
-                  f"{_aim(pe['segment_call']['p50_ms'], AIMS['segment_call_ms'], 'ms')} |",
-                  f"| segment `set_image` (SAM's image encoder) | {_ms(pe['segment_set_image'])}"
-                  " | — |",
-                  f"| detect, one 256 px frame | {_ms(pe['detect_frame'])} | "
-                  f"{_aim(pe['detect_frame']['p50_ms'], AIMS['detect_frame_ms'], 'ms')} |",
-                  f"| track with masks, per frame (mean) | {pe['track_frame_masks_ms']:.0f} ms | "
-                  f"{_aim(pe['track_frame_masks_ms'], AIMS['track_frame_ms'], 'ms')} |",
-                  f"| memory, all three loaded | {pe['rss_all_loaded_mb']:.0f} MB "
-                  f"({pe['rss_models_mb']:.0f} MB the models) | "
-                  f"{_aim(pe['rss_all_loaded_mb'], AIMS['perception_rss_mb'], 'MB')} |",
-                  ""]  # fmt: skip
-    if "edit" in res:
-        ed = res["edit"]
-        lines += ["### Edit specialist", "",
-                  f"On {ed['working_size']} px crops with {ed['sampler_steps']} sampler steps: "
-                  f"recolour {_ms(ed['recolor'])}, removal {_ms(ed['remove'])} (aim "
-                  f"{_aim(ed['recolor']['p50_ms'], AIMS['edit_ms'], 'ms')}), a two-object "
-                  f"generation {_ms(ed['generate_2_objects'])}; the pipeline adds "
-                  f"{ed['rss_added_mb']:.0f} MB.", ""]  # fmt: skip
-    if "world" in res:
-        w = res["world"]
-        lines += ["### ShapeWorld generation", "",
-                  f"{w['scenes']} scenes of 256 × 256 with masks: {w['workers_1_s']:.1f} s on one "
-                  f"worker, {w['workers_2_s']:.1f} s on two (aim "
-                  f"{_aim(w['workers_2_s'] * 1000 / w['scenes'], AIMS['world_1000_s'], 's')} "
-                  "per 1000).", ""]  # fmt: skip
-    if "kernels" in res:
-        k = res["kernels"]
-        lines += [
-            "### Kernels",
-            "",
-            f"Device: {k['device']}. " + (k.get("note", "") + ".")
-            if k["device"] == "cpu"
-            else f"Device: {k['device']}.",
-            "",
-            "| measure | torch p50 | kernel p50 | speed-up |",
-            "|---|---|---|---|",
-        ]
-        for key, name in (("linear_ce", "linear + CE fwd+bwd, "
-                           f"{k['linear_ce']['shape']['tokens']} tokens → 49 152"),
-                          ("masks_256_to_1024", "mask post-processing, 256 → 1024"),
-                          ("masks_sam_photo", "the same, SAM's photo case")):  # fmt: skip
-            v = k[key]
-            kern = f"{v['kernel']['p50_ms']:.1f} ms" if "kernel" in v else "— (interpreter only)"
-            sp = f"×{v['speedup']:.2f}" if "speedup" in v else "—"
-            lines.append(f"| {name} | {v['torch']['p50_ms']:.1f} ms | {kern} | {sp} |")
-        sig = k["signal_projection"]["output_mlps"]
-        lines += [f"| signal heads' output MLPs fwd+bwd | {sig['p50_ms']:.1f} ms | — | — |", ""]
+    for name, section in SECTION_MARKDOWN.items():
+        if name in res:
+            lines += section(res[name])
     lines.append(END)
     return "\n".join(lines)
+
+
+def _loads_markdown(res: dict[str, Any]) -> list[str]:
+    """The ``loads`` section's lines."""
+    lines: list[str] = []
+    lo = res
+    lines += ["### Model loads", "",
+              "Cold: a fresh process (for the LLM also an empty cache: the GGUF file is "
+              "dequantized). Cached: the LLM in a fresh process with its dequantized cache; a "
+              "specialist loaded again in the same process after `unload()` (what the memory "
+              f"budget does). Importing torch and the packages first: {lo['import_s']:.1f} s.",
+              "", "| model | cold | cached | memory added |", "|---|---|---|---|",
+              f"| router LLM (SmolLM2-135M) | {lo['llm']['cold_s']:.1f} s | "
+              f"{lo['llm']['cached_s']:.2f} s | {lo['llm']['added_mb']:.0f} MB |",
+              f"| router (LLM cached + vision tower + LoRA + signal heads) | — | "
+              f"{lo['router']['cached_s']:.2f} s | {lo['router']['added_mb']:.0f} MB |",
+              *(f"| {k} | {lo[k]['cold_s']:.2f} s | {lo[k]['cached_s']:.2f} s | "
+                f"{lo[k]['added_mb']:.0f} MB |" for k in SPECIALISTS),
+              ""]  # fmt: skip
+    return lines
+
+
+def _stages_markdown(res: dict[str, Any]) -> list[str]:
+    """The ``stages`` section's lines."""
+    lines: list[str] = []
+    st = res
+    per = st["turns"] // len(st["tasks"])
+    lines += ["### A turn, stage by stage", "",
+              f"{st['turns']} turns of the default agent (text calls), {per} held-out "
+              f"requests of each of the {len(st['tasks'])} tasks, after one warm-up turn "
+              "per specialist. Whole turn "
+              f"{_s(st['total'])}; {st['router_passes_mean']:.2f} router passes per turn.", "",
+              "| stage | runs | p50 / p95 |", "|---|---|---|",
+              *(f"| {k} | {v['n']} | {_s(v)} |" for k, v in st["stages"].items()
+                if k == "perceive"),
+              f"| route (first pass) | {st['route_first']['n']} | {_s(st['route_first'])} |",
+              f"| route (later passes: KV prefix reused) | {st['route_later']['n']} | "
+              f"{_s(st['route_later'])} |",
+              *(f"| {k} | {v['n']} | {_s(v)} |" for k, v in st["stages"].items()
+                if k not in ("route", "perceive")),
+              *(f"| whole turn, {k} | {v['n']} | {_s(v)} |"
+                for k, v in st["by_calls"].items()), ""]  # fmt: skip
+    seg = st.get("by_task", {}).get("segment")
+    if seg:  # issue 7's aim is a one-call turn: "segment the …" with its image
+        lines += [f"A one-call segment turn: p50 {seg['p50_s']:.2f} s, aim "
+                  f"{_aim(seg['p50_s'], AIMS['one_call_turn_s'], 's')}.", "",
+                  "| task | turns | whole turn p50 / p95 |", "|---|---|---|",
+                  *(f"| {k} | {v['n']} | {_s(v)} |" for k, v in st["by_task"].items()),
+                  ""]  # fmt: skip
+    return lines
+
+
+def _passes_markdown(res: dict[str, Any]) -> list[str]:
+    """The ``passes`` section's lines."""
+    lines: list[str] = []
+    p = res
+    rows = (("hybrid single pass (call + signals in one decode)", "hybrid_single_pass"),
+            ("text two passes (LLM → tool → LLM)", "text_two_pass"),
+            ("text single pass", "text_single_pass"))  # fmt: skip
+    r = p["hybrid_single_pass_vs_text_two_pass"]
+    lines += ["### Hybrid single-pass routing vs a text-only two-pass loop", "",
+              f"The same {p['requests']} held-out single-call requests "
+              f"({', '.join(p['tasks'])}), each judged as `switchboard eval agent` judges.",
+              "", "| mode | turn p50 / p95 | mean | router passes | router time | success |",
+              "|---|---|---|---|---|---|",
+              *(f"| {name} | {_s(p[k])} | {p[k]['mean_s']:.2f} s | "
+                f"{p[k]['router_passes_mean']:.2f} | {p[k]['router_s_mean']:.2f} s | "
+                f"{p[k]['success']:.3f} |" for name, k in rows), "",
+              f"**Hybrid single pass / text two passes: p50 ×{r['p50_ratio']:.2f}, mean "
+              f"×{r['mean_ratio']:.2f}, success {r['success_diff']:+.3f}.**", ""]  # fmt: skip
+    return lines
+
+
+def _lazy_markdown(res: dict[str, Any]) -> list[str]:
+    """The ``lazy`` section's lines."""
+    lines: list[str] = []
+    lz, r = res, res["lazy_vs_eager"]
+    lines += ["### Lazy loading vs every specialist loaded", "",
+              "A fresh process each: the agent with the router loaded, then four turns "
+              "(segment, recolour, detect, track).", "",
+              "| | ready | memory at ready | first turn | four replies from start | peak |",
+              "|---|---|---|---|---|---|",
+              *(f"| {k} | {lz[k]['ready_s']:.1f} s | {lz[k]['ready_rss_mb']:.0f} MB | "
+                f"{lz[k]['first_turns_s'][0]:.2f} s | {lz[k]['to_fourth_reply_s']:.1f} s | "
+                f"{lz[k]['peak_rss_mb']:.0f} MB |" for k in ("lazy", "eager")), "",
+              f"**Lazy / eager: ready ×{r['ready_time_ratio']:.2f}, memory at ready "
+              f"×{r['ready_rss_ratio']:.2f}, first turn ×{r['first_turn_ratio']:.2f}, four "
+              f"replies ×{r['to_fourth_reply_ratio']:.2f}.**", ""]  # fmt: skip
+    return lines
+
+
+def _server_markdown(res: dict[str, Any]) -> list[str]:
+    """The ``server`` section's lines."""
+    lines: list[str] = []
+    sv = res
+    lines += ["### HTTP server under concurrent clients", "",
+              f"{sv['clients']} client threads on loopback share {sv['turns']} segment turns "
+              "(each with its image, through the SDK's `Client`) while another polls "
+              f"`/api/health`: **{sv['errors']} errors**, {sv['turns_per_s']:.2f} turns/s "
+              f"(turns run one at a time per process), turn latency with the queue "
+              f"{sv['turn_p50_s']:.1f} / {sv['turn_p95_s']:.1f} s, `/api/health` "
+              f"{sv['health_p50_ms']:.1f} / {sv['health_p95_ms']:.1f} ms.", ""]  # fmt: skip
+    return lines
+
+
+def _router_markdown(res: dict[str, Any]) -> list[str]:
+    """The ``router`` section's lines."""
+    lines: list[str] = []
+    ro = res
+    lines += ["### Router", "",
+              f"{ro['routes']} routes of held-out requests with a {ro['image_px']} px image "
+              f"({ro['prompt_tokens']} prompt tokens): **{ro['route_p50_ms']:.0f} / "
+              f"{ro['route_p95_ms']:.0f} ms** (aim "
+              f"{_aim(ro['route_p50_ms'], AIMS['route_ms'], 'ms')}), "
+              f"{ro['reply_tokens_mean']:.1f} reply tokens in {ro['forward_passes_mean']:.1f}"
+              f" forward passes, {ro['tokens_per_s']:.1f} tokens/s; the decoding steps in "
+              f"{ro.get('decode', 'float32')} after an fp32 prefill.", ""]  # fmt: skip
+    if "fp32" in ro:
+        f = ro["fp32"]
+        lines += [f"The same routes decoded in fp32 alone (`SWITCHBOARD_ROUTER_DECODE=float32`"
+                  f"): {f['route_p50_ms']:.0f} / {f['route_p95_ms']:.0f} ms, "
+                  f"{f['tokens_per_s']:.1f} tokens/s; {ro['decode']} decoding takes "
+                  f"**×{f['p50_ratio']:.2f}** the p50 and writes **{f['identical_replies']} "
+                  f"of {ro['routes']}** replies token for token as fp32 does.", ""]  # fmt: skip
+    if "object_list" in ro:
+        ol = ro["object_list"]
+        lines += [f"The object list ({ol['objects_mean']:.1f} objects per image on average) "
+                  f"costs a route ×{ol['p50_ratio_with_vs_without']:.2f} the p50 of the same "
+                  f"routes without it ({ol['route_p50_ms_without']:.0f} ms), and perceive "
+                  f"{ol['detect_list_ms_p50']:.0f} ms p50 to detect it.", ""]  # fmt: skip
+    return lines
+
+
+def _perception_markdown(res: dict[str, Any]) -> list[str]:
+    """The ``perception`` section's lines."""
+    lines: list[str] = []
+    pe = res
+    lines += ["### Perception specialists", "", "| measure | p50 / p95 | aim |",
+              "|---|---|---|",
+              f"| segment call after `set_image` | {_ms(pe['segment_call'])} | "
+              f"{_aim(pe['segment_call']['p50_ms'], AIMS['segment_call_ms'], 'ms')} |",
+              f"| segment `set_image` (SAM's image encoder) | {_ms(pe['segment_set_image'])}"
+              " | — |",
+              f"| detect, one 256 px frame | {_ms(pe['detect_frame'])} | "
+              f"{_aim(pe['detect_frame']['p50_ms'], AIMS['detect_frame_ms'], 'ms')} |",
+              f"| track with masks, per frame (mean) | {pe['track_frame_masks_ms']:.0f} ms | "
+              f"{_aim(pe['track_frame_masks_ms'], AIMS['track_frame_ms'], 'ms')} |",
+              f"| memory, all three loaded | {pe['rss_all_loaded_mb']:.0f} MB "
+              f"({pe['rss_models_mb']:.0f} MB the models) | "
+              f"{_aim(pe['rss_all_loaded_mb'], AIMS['perception_rss_mb'], 'MB')} |",
+              ""]  # fmt: skip
+    return lines
+
+
+def _edit_markdown(res: dict[str, Any]) -> list[str]:
+    """The ``edit`` section's lines."""
+    lines: list[str] = []
+    ed = res
+    lines += ["### Edit specialist", "",
+              f"On {ed['working_size']} px crops with {ed['sampler_steps']} sampler steps: "
+              f"recolour {_ms(ed['recolor'])}, removal {_ms(ed['remove'])} (aim "
+              f"{_aim(ed['recolor']['p50_ms'], AIMS['edit_ms'], 'ms')}), a two-object "
+              f"generation {_ms(ed['generate_2_objects'])}; the pipeline adds "
+              f"{ed['rss_added_mb']:.0f} MB.", ""]  # fmt: skip
+    return lines
+
+
+def _world_markdown(res: dict[str, Any]) -> list[str]:
+    """The ``world`` section's lines."""
+    lines: list[str] = []
+    w = res
+    lines += ["### ShapeWorld generation", "",
+              f"{w['scenes']} scenes of 256 × 256 with masks: {w['workers_1_s']:.1f} s on one "
+              f"worker, {w['workers_2_s']:.1f} s on two (aim "
+              f"{_aim(w['workers_2_s'] * 1000 / w['scenes'], AIMS['world_1000_s'], 's')} "
+              "per 1000).", ""]  # fmt: skip
+    return lines
+
+
+def _kernels_markdown(res: dict[str, Any]) -> list[str]:
+    """The ``kernels`` section's lines."""
+    lines: list[str] = []
+    k = res
+    lines += [
+        "### Kernels",
+        "",
+        f"Device: {k['device']}. " + (k.get("note", "") + ".")
+        if k["device"] == "cpu"
+        else f"Device: {k['device']}.",
+        "",
+        "| measure | torch p50 | kernel p50 | speed-up |",
+        "|---|---|---|---|",
+    ]
+    for key, name in (("linear_ce", "linear + CE fwd+bwd, "
+                       f"{k['linear_ce']['shape']['tokens']} tokens → 49 152"),
+                      ("masks_256_to_1024", "mask post-processing, 256 → 1024"),
+                      ("masks_sam_photo", "the same, SAM's photo case")):  # fmt: skip
+        v = k[key]
+        kern = f"{v['kernel']['p50_ms']:.1f} ms" if "kernel" in v else "— (interpreter only)"
+        sp = f"×{v['speedup']:.2f}" if "speedup" in v else "—"
+        lines.append(f"| {name} | {v['torch']['p50_ms']:.1f} ms | {kern} | {sp} |")
+    sig = k["signal_projection"]["output_mlps"]
+    lines += [f"| signal heads' output MLPs fwd+bwd | {sig['p50_ms']:.1f} ms | — | — |", ""]
+    return lines
+
+
+# The sections in the order the report shows them.
+SECTION_MARKDOWN: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "loads": _loads_markdown,
+    "stages": _stages_markdown,
+    "passes": _passes_markdown,
+    "lazy": _lazy_markdown,
+    "server": _server_markdown,
+    "hardening": _hardening_markdown,
+    "router": _router_markdown,
+    "perception": _perception_markdown,
+    "edit": _edit_markdown,
+    "world": _world_markdown,
+    "kernels": _kernels_markdown,
+}
 
 
 def write_bench(res: dict[str, Any], md: Path, command: str) -> Path:

@@ -349,10 +349,6 @@ def _conversation_section(c: dict[str, Any]) -> list[str]:
 
 def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> Path:
     """``RESULTS.md`` and its plots from :func:`run_evals`' result."""
-    from switchboard.router.evaluate_signals import signals_table
-
-    from .evaluate import agent_table
-
     figures.mkdir(parents=True, exist_ok=True)
     rel = os.path.relpath(figures, md.parent)
     n, sp = (QUICK if res["quick"] else FULL), res["split"]  # the equivalent commands' counts
@@ -386,125 +382,9 @@ def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> 
     lines += ["", f"![per task]({rel}/per_task.png)", ""]
     _plot_headline(res, figures / "per_task.png")
 
-    if "segment" in res:
-        s = res["segment"]
-        lines += [f"## Segment (`switchboard eval segment --split {sp} --n {n['segment']}`)", "",
-                  f"{s['scenes']} scenes, {s['objects']} objects.", "",
-                  "| metric | value | target |", "|---|---|---|"]  # fmt: skip
-        for k in ("box_mIoU", "point_mIoU", "box_mIoU_small", "box_mIoU_medium", "box_mIoU_large"):
-            if k in s:
-                lines.append(f"| {k} | {s[k]:.3f} | {_target('segment', k, s[k])} |")
-        lines.append("")
-    if "detect" in res:
-        d = res["detect"]
-        lines += [
-            f"## Detect (`switchboard eval detect --split {sp} --n {n['detect']}`)",
-            "",
-            f"{d['images']} images.",
-            "",
-            "| metric | value | target |",
-            "|---|---|---|",
-        ]
-        for k in ("mAP50", "mAP50_95", "AP75", "color_accuracy"):
-            lines.append(f"| {k} | {d[k]:.3f} | {_target('detect', k, d[k])} |")
-        lines.append("")
-    if "track" in res:
-        t = res["track"]
-        lines += [f"## Track (`switchboard eval track --split {sp} --n {n['track']}`)", "",
-                  f"{t['clips']} clips, {t['frames']} frames.", "", "| metric | value | target |",
-                  "|---|---|---|"]  # fmt: skip
-        for k in ("MOTA", "IDF1", "FN", "FP", "IDSW"):
-            v = t[k]
-            lines.append(
-                f"| {k} | {_f(v)} | {_target('track', k, v) if isinstance(v, float) else ''} |"
-            )
-        lines.append("")
-    if "edit" in res:
-        e = res["edit"]
-        lines += [f"## Edit (`switchboard eval edit --split {sp} --n {n['edit']}`)", "",
-                  f"{e.get('per_kind')} edits per kind, {e.get('sampler_steps')} sampler steps.",
-                  "", "| kind | success | region PSNR (dB) |", "|---|---|---|"]  # fmt: skip
-        for k in EDIT_KINDS:
-            if f"{k}_success" in e:
-                lines.append(f"| {k} | {e[f'{k}_success']:.3f} | {_f(e.get(f'{k}_region_psnr'))} |")
-        lines.append("")
-    if "router" in res:
-        ours, base = res["router"][0], res["router"][1]
-        lines += ["## Router vs the prompt-only base model "
-                  f"(`switchboard eval router --split {sp} --n {n['router']}`)", "",
-                  f"{ours.get('items')} items of {n['router']} "
-                  "held-out requests; the base is SmolLM2-135M-Instruct prompted with the same "
-                  "tool specs, untuned.", "", f"| metric | {ours['model']} | {base['model']} |",
-                  "|---|---|---|"]  # fmt: skip
-        for k in ROUTER_KEYS:
-            lines.append(f"| {k} | {_f(ours.get(k))} | {_f(base.get(k))} |")
-        lines += ["", f"Route p50: router {ours['route_ms_p50']:.0f} ms, base "
-                  f"{base['route_ms_p50']:.0f} ms (the base writes free text until it stops).",
-                  "", "Per task (the items that call a tool):", "",
-                  "| task | calls | tool right | exact call | base tool | base exact |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
-        for task, v in sorted(ours.get("by_task", {}).items()):
-            b = base.get("by_task", {}).get(task, {})
-            lines.append(f"| {task} | {v['calls']} | {_f(v['tool'])} | {_f(v['exact'])} | "
-                         f"{_f(b.get('tool'))} | {_f(b.get('exact'))} |")  # fmt: skip
-        lines += ["", f"![router vs base]({rel}/router_vs_base.png)", ""]
-        _plot_router(ours, base, figures / "router_vs_base.png")
-    if "signals" in res:
-        lines += [
-            f"## Signals and synergy (`switchboard eval signals --split {sp} --n {n['signals']} "
-            f"--n-track {n['signals_track']} --n-edit {n['signals_edit']}`)",
-            "",
-            signals_table(res["signals"]),
-            "",
-            f"![signals]({rel}/signals.png)",
-            "",
-        ]
-        _plot_signals(res["signals"], figures / "signals.png")
-    if "agent" in res:
-        a = res["agent"]
-        lines += [f"## Agent task suite (`switchboard eval agent --split {sp} --n {n['agent']}`)",
-                  "",
-                  agent_table(a), "",
-                  f"Turn latency p50 {a['turn_s_p50']:.2f} s, p95 {a['turn_s_p95']:.2f} s; "
-                  f"{a['errors']} errors. Target ≥ 0.85: "
-                  + ("met." if a["success"] >= 0.85 else "**not met**."), ""]  # fmt: skip
-        if "hybrid" in a:
-            hy = a["hybrid"]
-            lines += ["The same tasks with hybrid calls (`--signals`: the router's signal "
-                      "embeddings sent with each call):", "",
-                      "| task type | text calls (default) | hybrid calls |", "|---|---|---|",
-                      *(f"| {k} | {v['success']:.3f} | "
-                        f"{_f(hy['by_type'].get(k, {}).get('success'))} |"
-                        for k, v in a["by_type"].items()),
-                      f"| **all** | **{a['success']:.3f}** | **{hy['success']:.3f}** |",
-                      ""]  # fmt: skip
-        if "conversation" in a:
-            c, k = a["conversation"], n["agent_turns"]
-            lines += [f"As the second turn of a conversation (`--n {k} --after-turn "
-                      "[--history-turns N]`: each task follows \"segment the biggest shape\" on "
-                      "another scene):", "", "| the router reads | success |", "|---|---|",
-                      f"| the request alone, first turn | {c['fresh']['success']:.3f} |",
-                      *(f"| {h} earlier turn(s), second turn | "
-                        f"{c[f'after_turn_history_{h}']['success']:.3f} |" for h in (0, 1)),
-                      ""]  # fmt: skip
-    if "conversations" in res:
-        lines += _conversation_section(res["conversations"])
-    if "photos" in res:
-        ph = res["photos"]
-        lines += ["## Real photographs (smoke run)", "",
-                  f"The whole pipeline on photographs shipped inside installed packages "
-                  f"({', '.join(ph['photos'])}) — {ph['turns']} turns, **{ph['errors']} "
-                  f"errors**, {ph['failed_calls']} specialist calls that reported a failure. The "
-                  "models were trained on ShapeWorld only: what they make of photos is recorded "
-                  "as it came, not judged.", "", "| photo | request | reply | calls | s |",
-                  "|---|---|---|---|---|"]  # fmt: skip
-        for r in ph["rows"]:
-            said = (r.get("reply") or r.get("error") or "").replace("|", "/")[:90]
-            calls = "; ".join(r.get("calls", [])).replace("|", "/")[:120]
-            lines.append(f"| {r['photo']} | {r['request']} | {said} | {calls} | {r['seconds']} |")
-        if (figures / "photos.png").exists():
-            lines += ["", f"![photos]({rel}/photos.png)"]
-        lines.append("")
+    for name, section in REPORT_SECTIONS.items():
+        if name in res:
+            lines += section(res[name], sp, n, rel, figures)
     lines += ["## Example outputs", "", f"![contact sheet]({rel}/contact_sheet.png)", "",
               "Test-split inputs and what the specialists made of them: a mask from a box "
               "prompt, the detector's boxes, a track over a clip, and an edit's before/after.",
@@ -516,6 +396,189 @@ def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> 
     md.parent.mkdir(parents=True, exist_ok=True)
     md.write_text("\n".join(lines).rstrip() + "\n" + (f"\n{kept}\n" if kept else ""))
     return md
+
+
+def _segment_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
+    """The ``segment`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
+    the figures' folder as the report links it)."""
+    lines: list[str] = []
+    s = res
+    lines += [f"## Segment (`switchboard eval segment --split {sp} --n {n['segment']}`)", "",
+              f"{s['scenes']} scenes, {s['objects']} objects.", "",
+              "| metric | value | target |", "|---|---|---|"]  # fmt: skip
+    for k in ("box_mIoU", "point_mIoU", "box_mIoU_small", "box_mIoU_medium", "box_mIoU_large"):
+        if k in s:
+            lines.append(f"| {k} | {s[k]:.3f} | {_target('segment', k, s[k])} |")
+    lines.append("")
+    return lines
+
+
+def _detect_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
+    """The ``detect`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
+    the figures' folder as the report links it)."""
+    lines: list[str] = []
+    d = res
+    lines += [
+        f"## Detect (`switchboard eval detect --split {sp} --n {n['detect']}`)",
+        "",
+        f"{d['images']} images.",
+        "",
+        "| metric | value | target |",
+        "|---|---|---|",
+    ]
+    for k in ("mAP50", "mAP50_95", "AP75", "color_accuracy"):
+        lines.append(f"| {k} | {d[k]:.3f} | {_target('detect', k, d[k])} |")
+    lines.append("")
+    return lines
+
+
+def _track_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
+    """The ``track`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
+    the figures' folder as the report links it)."""
+    lines: list[str] = []
+    t = res
+    lines += [f"## Track (`switchboard eval track --split {sp} --n {n['track']}`)", "",
+              f"{t['clips']} clips, {t['frames']} frames.", "", "| metric | value | target |",
+              "|---|---|---|"]  # fmt: skip
+    for k in ("MOTA", "IDF1", "FN", "FP", "IDSW"):
+        v = t[k]
+        lines.append(
+            f"| {k} | {_f(v)} | {_target('track', k, v) if isinstance(v, float) else ''} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _edit_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
+    """The ``edit`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
+    the figures' folder as the report links it)."""
+    lines: list[str] = []
+    e = res
+    lines += [f"## Edit (`switchboard eval edit --split {sp} --n {n['edit']}`)", "",
+              f"{e.get('per_kind')} edits per kind, {e.get('sampler_steps')} sampler steps.",
+              "", "| kind | success | region PSNR (dB) |", "|---|---|---|"]  # fmt: skip
+    for k in EDIT_KINDS:
+        if f"{k}_success" in e:
+            lines.append(f"| {k} | {e[f'{k}_success']:.3f} | {_f(e.get(f'{k}_region_psnr'))} |")
+    lines.append("")
+    return lines
+
+
+def _router_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
+    """The ``router`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
+    the figures' folder as the report links it)."""
+    lines: list[str] = []
+    ours, base = res[0], res[1]
+    lines += ["## Router vs the prompt-only base model "
+              f"(`switchboard eval router --split {sp} --n {n['router']}`)", "",
+              f"{ours.get('items')} items of {n['router']} "
+              "held-out requests; the base is SmolLM2-135M-Instruct prompted with the same "
+              "tool specs, untuned.", "", f"| metric | {ours['model']} | {base['model']} |",
+              "|---|---|---|"]  # fmt: skip
+    for k in ROUTER_KEYS:
+        lines.append(f"| {k} | {_f(ours.get(k))} | {_f(base.get(k))} |")
+    lines += ["", f"Route p50: router {ours['route_ms_p50']:.0f} ms, base "
+              f"{base['route_ms_p50']:.0f} ms (the base writes free text until it stops).",
+              "", "Per task (the items that call a tool):", "",
+              "| task | calls | tool right | exact call | base tool | base exact |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for task, v in sorted(ours.get("by_task", {}).items()):
+        b = base.get("by_task", {}).get(task, {})
+        lines.append(f"| {task} | {v['calls']} | {_f(v['tool'])} | {_f(v['exact'])} | "
+                     f"{_f(b.get('tool'))} | {_f(b.get('exact'))} |")  # fmt: skip
+    lines += ["", f"![router vs base]({rel}/router_vs_base.png)", ""]
+    _plot_router(ours, base, figures / "router_vs_base.png")
+    return lines
+
+
+def _signals_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
+    """The ``signals`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
+    the figures' folder as the report links it)."""
+    from switchboard.router.evaluate_signals import signals_table
+
+    lines: list[str] = []
+    lines += [
+        f"## Signals and synergy (`switchboard eval signals --split {sp} --n {n['signals']} "
+        f"--n-track {n['signals_track']} --n-edit {n['signals_edit']}`)",
+        "",
+        signals_table(res),
+        "",
+        f"![signals]({rel}/signals.png)",
+        "",
+    ]
+    _plot_signals(res, figures / "signals.png")
+    return lines
+
+
+def _agent_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
+    """The ``agent`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
+    the figures' folder as the report links it)."""
+    from .evaluate import agent_table
+
+    lines: list[str] = []
+    a = res
+    lines += [f"## Agent task suite (`switchboard eval agent --split {sp} --n {n['agent']}`)",
+              "",
+              agent_table(a), "",
+              f"Turn latency p50 {a['turn_s_p50']:.2f} s, p95 {a['turn_s_p95']:.2f} s; "
+              f"{a['errors']} errors. Target ≥ 0.85: "
+              + ("met." if a["success"] >= 0.85 else "**not met**."), ""]  # fmt: skip
+    if "hybrid" in a:
+        hy = a["hybrid"]
+        lines += ["The same tasks with hybrid calls (`--signals`: the router's signal "
+                  "embeddings sent with each call):", "",
+                  "| task type | text calls (default) | hybrid calls |", "|---|---|---|",
+                  *(f"| {k} | {v['success']:.3f} | "
+                    f"{_f(hy['by_type'].get(k, {}).get('success'))} |"
+                    for k, v in a["by_type"].items()),
+                  f"| **all** | **{a['success']:.3f}** | **{hy['success']:.3f}** |",
+                  ""]  # fmt: skip
+    if "conversation" in a:
+        c, k = a["conversation"], n["agent_turns"]
+        lines += [f"As the second turn of a conversation (`--n {k} --after-turn "
+                  "[--history-turns N]`: each task follows \"segment the biggest shape\" on "
+                  "another scene):", "", "| the router reads | success |", "|---|---|",
+                  f"| the request alone, first turn | {c['fresh']['success']:.3f} |",
+                  *(f"| {h} earlier turn(s), second turn | "
+                    f"{c[f'after_turn_history_{h}']['success']:.3f} |" for h in (0, 1)),
+                  ""]  # fmt: skip
+    return lines
+
+
+def _photos_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
+    """The ``photos`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
+    the figures' folder as the report links it)."""
+    lines: list[str] = []
+    ph = res
+    lines += ["## Real photographs (smoke run)", "",
+              f"The whole pipeline on photographs shipped inside installed packages "
+              f"({', '.join(ph['photos'])}) — {ph['turns']} turns, **{ph['errors']} "
+              f"errors**, {ph['failed_calls']} specialist calls that reported a failure. The "
+              "models were trained on ShapeWorld only: what they make of photos is recorded "
+              "as it came, not judged.", "", "| photo | request | reply | calls | s |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for r in ph["rows"]:
+        said = (r.get("reply") or r.get("error") or "").replace("|", "/")[:90]
+        calls = "; ".join(r.get("calls", [])).replace("|", "/")[:120]
+        lines.append(f"| {r['photo']} | {r['request']} | {said} | {calls} | {r['seconds']} |")
+    if (figures / "photos.png").exists():
+        lines += ["", f"![photos]({rel}/photos.png)"]
+    lines.append("")
+    return lines
+
+
+# The evals in the order the report shows them.
+REPORT_SECTIONS: dict[str, Callable[..., list[str]]] = {
+    "segment": _segment_section,
+    "detect": _detect_section,
+    "track": _track_section,
+    "edit": _edit_section,
+    "router": _router_section,
+    "signals": _signals_section,
+    "agent": _agent_section,
+    "conversations": lambda res, *_: _conversation_section(res),
+    "photos": _photos_section,
+}
 
 
 def _bar(ax, labels, groups: dict[str, list[float]], title: str) -> None:
