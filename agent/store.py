@@ -37,9 +37,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
-    inspect,
     select,
-    text,
 )
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -50,6 +48,8 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 from switchboard.core.errors import InvalidInputError
+
+from .migrations import upgrade as upgrade_schema
 
 TURN_STATUSES = ("pending", "done", "failed")
 CALL_STATUSES = ("ok", "not_found", "error", "timeout")
@@ -91,7 +91,7 @@ class SessionRow(Base):
     owner: Mapped[str | None] = mapped_column(String(64), index=True)
     title: Mapped[str] = mapped_column(String(200), default="")  # the first request's words
     # The title a person gave the session (rename); None until then. Added after the first
-    # release: :meth:`Store._add_missing_columns` adds it to an older database.
+    # release: adopting an older database adds it (``agent.migrations.adopt``).
     custom_title: Mapped[str | None] = mapped_column(String(TITLE_CHARS), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
@@ -138,7 +138,7 @@ class TurnRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     # When a restart resumed it (the process running it had died); None for most turns.
-    # Added after the first release (:meth:`Store._add_missing_columns`).
+    # Added after the first release (``agent.migrations.adopt``).
     resumed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     session: Mapped[SessionRow] = relationship(back_populates="turns")
     messages: Mapped[list[MessageRow]] = relationship(
@@ -278,30 +278,11 @@ class Store:
                 cur.execute("PRAGMA busy_timeout=5000")
                 cur.close()
 
-        Base.metadata.create_all(self.engine)
-        self._add_missing_columns()
+        # The schema by the migrations (agent/migrations): a new database is made, an older
+        # one upgraded, one made before the migrations adopted.
+        self.revision = upgrade_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.files = ArtifactFiles(artifacts)
-
-    def _add_missing_columns(self) -> None:
-        """A lightweight migration: ``create_all`` makes missing tables but never alters an
-        existing one, so a nullable column added to a model since a database was made is added
-        here (``ALTER TABLE … ADD COLUMN``, which SQLite and PostgreSQL both do in place)."""
-        found = inspect(self.engine)
-        tables = set(found.get_table_names())
-        adds = []
-        for table in Base.metadata.sorted_tables:
-            if table.name not in tables:
-                continue
-            have = {c["name"] for c in found.get_columns(table.name)}
-            for col in table.columns:
-                if col.name not in have and col.nullable and not col.primary_key:
-                    kind = col.type.compile(dialect=self.engine.dialect)
-                    adds.append(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}')
-        if adds:
-            with self.engine.begin() as conn:
-                for sql in adds:
-                    conn.execute(text(sql))
 
     @contextmanager
     def db(self) -> Iterator[Session]:

@@ -161,9 +161,12 @@ def test_postgresql_store_works_unchanged(postgres_url, tmp_path):
 
 
 def test_an_older_database_gains_the_new_columns(tmp_path):
-    """A database made before sessions could be renamed (no ``custom_title`` column) opens,
-    is given the column, and keeps its sessions; a pending turn's session cannot be deleted."""
+    """A database made before the migrations and before sessions could be renamed (no
+    ``custom_title`` column, no versions, no ``alembic_version``) opens, is adopted — given the
+    column and the table, stamped — and keeps its sessions; a pending turn's session cannot be
+    deleted."""
     from sqlalchemy import create_engine, text
+    from switchboard.agent import migrations
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     store = Store(url, tmp_path / "a")
@@ -174,9 +177,12 @@ def test_an_older_database_gains_the_new_columns(tmp_path):
         conn.execute(text("ALTER TABLE sessions DROP COLUMN custom_title"))
         conn.execute(text("ALTER TABLE sessions DROP COLUMN head_id"))
         conn.execute(text("DROP TABLE versions"))
+        conn.execute(text("DROP TABLE alembic_version"))
         cols = [r[1] for r in conn.execute(text("PRAGMA table_info(sessions)"))]
     assert "custom_title" not in cols and "head_id" not in cols
+    assert migrations.current(create_engine(url)) is None
     again = Store(url, tmp_path / "a")
+    assert again.revision == migrations.current(again.engine) == migrations.head()
     (session,) = again.sessions(owner="alice")
     assert session["title"] == "hi" and session["named"] is False
     assert again.rename_session(sid, "greetings", owner="alice")["named"] is True
@@ -187,6 +193,41 @@ def test_an_older_database_gains_the_new_columns(tmp_path):
     with pytest.raises(SessionBusyError):
         again.delete_session(sid, owner="alice")
     assert again.recover() == 1 and again.delete_session(sid, owner="alice") == 3
+
+
+def _schema_differences(url):
+    """What the models say that the migrated database lacks (or has more), by Alembic's own
+    comparison; empty when the migrations make exactly the models' schema."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+    from switchboard.agent.store import Base
+
+    with create_engine(url).connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn), Base.metadata)
+
+
+def test_the_migrations_make_the_models_schema(tmp_path):
+    """A new database is made by the migrations, stamped at the newest revision, with exactly the
+    tables, columns and indexes of the models; opening it again changes nothing."""
+    from switchboard.agent import migrations
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = Store(url, tmp_path / "a")
+    assert store.revision == migrations.current(store.engine) == migrations.head() == "0001"
+    assert _schema_differences(url) == []
+    sid = store.create_session(owner="alice")
+    store.engine.dispose()
+    again = Store(url, tmp_path / "a")
+    assert [s["id"] for s in again.sessions(owner="alice")] == [sid]
+
+
+def test_the_migrations_make_the_models_schema_on_postgresql(postgres_url, tmp_path):
+    from switchboard.agent import migrations
+
+    store = Store(postgres_url, tmp_path / "a")
+    assert migrations.current(store.engine) == migrations.head()
+    assert _schema_differences(postgres_url) == []
 
 
 def test_the_current_image_moves_with_edits_undo_and_redo(tmp_path):
