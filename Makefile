@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint install browser clean-venv
+.PHONY: run test test-wheel lint install browser clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+# A regular install of the built wheel, in a fresh venv, answers a turn (CI runs it after test).
+test-wheel: $(STAMP)
+	$(BIN)/python -m pytest -q -m wheel tests/packaging
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

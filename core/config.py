@@ -83,6 +83,10 @@ class Settings(BaseSettings):
         return value
 
 
+# The trained checkpoints ship inside the distribution as the package ``switchboard.trained_models``
+# (the top-level ``trained_models/`` folder): found through importlib.resources, so an installed
+# wheel finds its own copy and a source checkout (editable install) the folder itself.
+MODELS_PACKAGE = "switchboard.trained_models"
 REPO_MODELS_DIR = Path(__file__).resolve().parents[1] / "trained_models"
 
 
@@ -93,5 +97,19 @@ def get_settings() -> Settings:
 
 
 def models_dir() -> Path:
-    """Where trained checkpoints live: ``SWITCHBOARD_MODELS_DIR``, else ``trained_models/``."""
-    return get_settings().models_dir or REPO_MODELS_DIR
+    """Where trained checkpoints live: ``SWITCHBOARD_MODELS_DIR``, else the installed package's
+    ``trained_models`` (the repository's folder in a source checkout)."""
+    return get_settings().models_dir or packaged_models_dir()
+
+
+@lru_cache(maxsize=1)
+def packaged_models_dir() -> Path:
+    """The ``switchboard.trained_models`` package's folder (a plain folder on disk: installs
+    are unzipped), else the source tree's ``trained_models/``."""
+    from importlib import resources
+
+    try:
+        found = Path(str(resources.files(MODELS_PACKAGE)))
+    except (ModuleNotFoundError, TypeError):
+        return REPO_MODELS_DIR
+    return found if found.is_dir() else REPO_MODELS_DIR
