@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import typer
 
 SECTIONS = ("loads", "world", "perception", "edit", "router", "stages", "passes", "lazy",
             "server", "hardening", "kernels")  # fmt: skip
@@ -652,20 +653,27 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, CPU only"
 
 
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    ap = argparse.ArgumentParser(description="One section of switchboard bench, in this process.")
-    ap.add_argument("section", choices=SECTIONS)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args(argv)
-    res = run_section(args.section, args.quick, log=lambda s: print("  " + s, flush=True))
+def _one_section(
+    section: str = typer.Argument(..., help=f"one of: {', '.join(SECTIONS)}"),
+    quick: bool = typer.Option(False, "--quick", help="A few repeats: checks the pipeline only."),
+    out: Path | None = typer.Option(None, "--out", help="Write the JSON here (else print it)."),
+) -> None:
+    """One section of switchboard bench, in this process."""
+    if section not in SECTIONS:
+        raise typer.BadParameter(f"unknown section {section!r}; choose from {SECTIONS}")
+    res = run_section(section, quick, log=lambda s: print("  " + s, flush=True))
     text = json.dumps(res, indent=2)
-    if args.out:
-        args.out.write_text(text)
+    if out:
+        out.write_text(text)
     else:
         print(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m switchboard.agent.bench SECTION [--quick] [--out FILE]``."""
+    app = typer.Typer(add_completion=False)
+    app.command()(_one_section)
+    app(args=argv)
 
 
 if __name__ == "__main__":

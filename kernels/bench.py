@@ -24,7 +24,6 @@ paths are timed, and the signal-projection share is measured.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import typer
 
 
 def _sync(device: torch.device) -> None:
@@ -185,20 +185,27 @@ def run(device: str = "auto", repeats: int = 10, check: bool = False,
     return res
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--check", action="store_true", help="assert the targets (GPU)")
-    ap.add_argument("--tokens", type=int, default=None, help="default 8192 on a GPU, 1024 on CPU")
-    args = ap.parse_args()
-    res = run(args.device, args.repeats, args.check, args.tokens)
+def _bench(
+    device: str = typer.Option("auto", help='"auto": a GPU if there is one, else the CPU.'),
+    repeats: int = typer.Option(10, min=1),
+    check: bool = typer.Option(False, "--check", help="Assert the targets (GPU)."),
+    tokens: int | None = typer.Option(None, help="Default 8192 on a GPU, 1024 on the CPU."),
+) -> None:
+    """Our Triton kernels against torch on this machine's device; writes
+    runs/bench/kernels-<device>.json."""
+    res = run(device, repeats, check, tokens)
     gpu = res["device"] != "cpu"
     out = Path("runs") / "bench" / f"kernels-{'gpu' if gpu else 'cpu'}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))
     print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    app = typer.Typer(add_completion=False)
+    app.command()(_bench)
+    app(args=argv)
 
 
 if __name__ == "__main__":
