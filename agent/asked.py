@@ -45,5 +45,4 @@ def unasked(tool: str, args: dict[str, Any], said: str) -> list[str]:
 def question(missing: list[str]) -> str:
     """What the agent says instead of an edit nobody asked for."""
     words = " or ".join(f'"{w}"' for w in missing)
-    return (f"I haven't changed anything: you didn't mention {words}. "
-            "What would you like me to do?")  # fmt: skip
+    return f"I haven't changed anything: you didn't mention {words}. What would you like me to do?"

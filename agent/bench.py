@@ -123,8 +123,13 @@ print("BENCH " + json.dumps(out))
 
 
 def _child(code: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=1200)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=1200,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH "):
             return json.loads(line[6:])
@@ -208,8 +213,10 @@ def bench_perception(n: dict[str, int], log: Callable[[str], None]) -> dict[str,
     out["track_frame_masks_ms"] = round(float(np.mean(per_frame)), 1)
     out["rss_all_loaded_mb"] = rss_mb()
     out["rss_models_mb"] = round(out["rss_all_loaded_mb"] - rss0, 1)
-    log(f"segment {out['segment_call']['p50_ms']} ms, detect {out['detect_frame']['p50_ms']} ms,"
-        f" track {out['track_frame_masks_ms']} ms/frame")  # fmt: skip
+    log(
+        f"segment {out['segment_call']['p50_ms']} ms, detect {out['detect_frame']['p50_ms']} ms,"
+        f" track {out['track_frame_masks_ms']} ms/frame"
+    )
     return out
 
 
@@ -332,8 +339,10 @@ def bench_router(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
         "p50_ratio_with_vs_without": round(pct(r["times"], 50) / pct(runs["bare"]["times"], 50), 2),
         "detect_list_ms_p50": round(1000 * pct(listing, 50), 1),
     }
-    log(f"object list: route p50 without {out['object_list']['route_p50_ms_without']} ms, "
-        f"listing {out['object_list']['detect_list_ms_p50']} ms")  # fmt: skip
+    log(
+        f"object list: route p50 without {out['object_list']['route_p50_ms_without']} ms, "
+        f"listing {out['object_list']['detect_list_ms_p50']} ms"
+    )
     if default != "float32":
         f = runs["float32"]
         out["fp32"] = {
@@ -352,8 +361,11 @@ def _requests(tasks: tuple[str, ...], per_task: int, offset: int = 7_000) -> lis
     from switchboard.world.splits import SPLITS
 
     lo = SPLITS["test"][0] + offset
-    return [make_request(lo + 100 * i + k, "test", t)
-            for i, t in enumerate(tasks) for k in range(per_task)]  # fmt: skip
+    return [
+        make_request(lo + 100 * i + k, "test", t)
+        for i, t in enumerate(tasks)
+        for k in range(per_task)
+    ]
 
 
 def _agent(home: str, signals: bool = False, single_pass: bool = False) -> Any:
@@ -373,8 +385,11 @@ def _warm(agent: Any) -> None:
 
 
 def _summary(values: list[float]) -> dict[str, float]:
-    return {"n": len(values), "p50_s": round(pct(values, 50), 3),
-            "p95_s": round(pct(values, 95), 3)}  # fmt: skip
+    return {
+        "n": len(values),
+        "p50_s": round(pct(values, 50), 3),
+        "p95_s": round(pct(values, 95), 3),
+    }
 
 
 def _stage_order(item: tuple[str, Any]) -> tuple[int, str]:
@@ -609,12 +624,17 @@ def run_section(name: str, quick: bool = False, log: Callable[[str], None] = pri
 
     t0 = time.perf_counter()
     out = _SECTIONS[name](QUICK if quick else FULL, log)
-    return {**out, "seconds": round(time.perf_counter() - t0, 1), "peak_rss_mb": peak_rss_mb(),
-            "torch_threads": torch.get_num_threads()}  # fmt: skip
+    return {
+        **out,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_mb": peak_rss_mb(),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
-def run_bench(quick: bool = False, only: tuple[str, ...] = SECTIONS,
-              log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
+def run_bench(
+    quick: bool = False, only: tuple[str, ...] = SECTIONS, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Every section in ``only``, each in a fresh process, one after another."""
     from .report import commit
 
@@ -626,8 +646,12 @@ def run_bench(quick: bool = False, only: tuple[str, ...] = SECTIONS,
         log(f"== bench {name}")
         with tempfile.NamedTemporaryFile(suffix=".json") as f:
             cmd = [sys.executable, "-m", "switchboard.agent.bench", name, "--out", f.name]
-            proc = subprocess.run(cmd + (["--quick"] if quick else []), text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+            proc = subprocess.run(
+                cmd + (["--quick"] if quick else []),
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
             for line in proc.stdout.splitlines():
                 if line.startswith("  "):
                     log(line)
@@ -699,26 +723,35 @@ def _aim(value: float, aim: float, unit: str) -> str:
 def _hardening_markdown(h: dict[str, Any]) -> list[str]:
     bm, up, rs = h["bad_media"], h["unauthenticated_post"], h["restart"]
     ab, sq = h["abandoned_streams"], h["sequential"]
-    rows = [f"| {k} | {v['bytes'] / 1e3:.0f} kB | {v['status']} | "
-            f"{v['peak_above_idle_mb']:.0f} MB |" for k, v in bm["probes"].items()]  # fmt: skip
+    rows = [
+        f"| {k} | {v['bytes'] / 1e3:.0f} kB | {v['status']} | {v['peak_above_idle_mb']:.0f} MB |"
+        for k, v in bm["probes"].items()
+    ]
     last = next(k for k in sq if k.startswith("rss_after_") and k != "rss_after_20_mb")
-    return ["### The server under hostile probes (`--only hardening`)", "",
-            f"`switchboard serve` in its own process (healthy {h['start_to_health_s']:.1f} s after "
-            f"its start; idle {bm['idle_rss_mb']:.0f} MB after one turn), its RSS sampled every "
-            "10 ms from outside:", "", "| bad upload | size | answer | peak RSS above idle |",
-            "|---|---|---|---|", *rows, "",
-            f"- An unauthenticated POST claiming {up['claimed_bytes'] / 1e9:.1f} GB: "
-            f"{up['status']} after {up['answered_s']:.3f} s, "
-            f"{up['sent_before_answer_mb']:.2f} MB sent by then.",
-            f"- `kill -9` with {rs['pending_at_kill']} turns pending, a new server on the same "
-            f"home: `/api/health` after **{rs['restart_to_health_s']:.1f} s**; the turns then "
-            f"ended {', '.join(rs['statuses_after'])} ({rs['resumed']} resumed).",
-            f"- {ab['clients']} clients at once, {ab['abandoned']} closing their stream at once "
-            f"(`SWITCHBOARD_ON_DISCONNECT=cancel`): **{ab['errors_of_the_others']} errors** for "
-            f"the others; the abandoned turns ended {ab['abandoned_statuses']}.",
-            f"- RSS over {sq['turns']} sequential segment turns: {sq['rss_after_20_mb']:.0f} MB "
-            f"after 20, {sq[last]:.0f} MB after {sq['turns']} ({sq['change_pct']:+.1f} %).",
-            ""]  # fmt: skip
+    return [
+        "### The server under hostile probes (`--only hardening`)",
+        "",
+        f"`switchboard serve` in its own process (healthy {h['start_to_health_s']:.1f} s after "
+        f"its start; idle {bm['idle_rss_mb']:.0f} MB after one turn), its RSS sampled every "
+        "10 ms from outside:",
+        "",
+        "| bad upload | size | answer | peak RSS above idle |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        f"- An unauthenticated POST claiming {up['claimed_bytes'] / 1e9:.1f} GB: "
+        f"{up['status']} after {up['answered_s']:.3f} s, "
+        f"{up['sent_before_answer_mb']:.2f} MB sent by then.",
+        f"- `kill -9` with {rs['pending_at_kill']} turns pending, a new server on the same "
+        f"home: `/api/health` after **{rs['restart_to_health_s']:.1f} s**; the turns then "
+        f"ended {', '.join(rs['statuses_after'])} ({rs['resumed']} resumed).",
+        f"- {ab['clients']} clients at once, {ab['abandoned']} closing their stream at once "
+        f"(`SWITCHBOARD_ON_DISCONNECT=cancel`): **{ab['errors_of_the_others']} errors** for "
+        f"the others; the abandoned turns ended {ab['abandoned_statuses']}.",
+        f"- RSS over {sq['turns']} sequential segment turns: {sq['rss_after_20_mb']:.0f} MB "
+        f"after 20, {sq[last]:.0f} MB after {sq['turns']} ({sq['change_pct']:+.1f} %).",
+        "",
+    ]
 
 
 def bench_markdown(res: dict[str, Any], command: str) -> str:
@@ -745,19 +778,27 @@ def _loads_markdown(res: dict[str, Any]) -> list[str]:
     """The ``loads`` section's lines."""
     lines: list[str] = []
     lo = res
-    lines += ["### Model loads", "",
-              "Cold: a fresh process (for the LLM also an empty cache: the GGUF file is "
-              "dequantized). Cached: the LLM in a fresh process with its dequantized cache; a "
-              "specialist loaded again in the same process after `unload()` (what the memory "
-              f"budget does). Importing torch and the packages first: {lo['import_s']:.1f} s.",
-              "", "| model | cold | cached | memory added |", "|---|---|---|---|",
-              f"| router LLM (SmolLM2-135M) | {lo['llm']['cold_s']:.1f} s | "
-              f"{lo['llm']['cached_s']:.2f} s | {lo['llm']['added_mb']:.0f} MB |",
-              f"| router (LLM cached + vision tower + LoRA + signal heads) | — | "
-              f"{lo['router']['cached_s']:.2f} s | {lo['router']['added_mb']:.0f} MB |",
-              *(f"| {k} | {lo[k]['cold_s']:.2f} s | {lo[k]['cached_s']:.2f} s | "
-                f"{lo[k]['added_mb']:.0f} MB |" for k in SPECIALISTS),
-              ""]  # fmt: skip
+    lines += [
+        "### Model loads",
+        "",
+        "Cold: a fresh process (for the LLM also an empty cache: the GGUF file is "
+        "dequantized). Cached: the LLM in a fresh process with its dequantized cache; a "
+        "specialist loaded again in the same process after `unload()` (what the memory "
+        f"budget does). Importing torch and the packages first: {lo['import_s']:.1f} s.",
+        "",
+        "| model | cold | cached | memory added |",
+        "|---|---|---|---|",
+        f"| router LLM (SmolLM2-135M) | {lo['llm']['cold_s']:.1f} s | "
+        f"{lo['llm']['cached_s']:.2f} s | {lo['llm']['added_mb']:.0f} MB |",
+        f"| router (LLM cached + vision tower + LoRA + signal heads) | — | "
+        f"{lo['router']['cached_s']:.2f} s | {lo['router']['added_mb']:.0f} MB |",
+        *(
+            f"| {k} | {lo[k]['cold_s']:.2f} s | {lo[k]['cached_s']:.2f} s | "
+            f"{lo[k]['added_mb']:.0f} MB |"
+            for k in SPECIALISTS
+        ),
+        "",
+    ]
     return lines
 
 
@@ -766,28 +807,39 @@ def _stages_markdown(res: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     st = res
     per = st["turns"] // len(st["tasks"])
-    lines += ["### A turn, stage by stage", "",
-              f"{st['turns']} turns of the default agent (text calls), {per} held-out "
-              f"requests of each of the {len(st['tasks'])} tasks, after one warm-up turn "
-              "per specialist. Whole turn "
-              f"{_s(st['total'])}; {st['router_passes_mean']:.2f} router passes per turn.", "",
-              "| stage | runs | p50 / p95 |", "|---|---|---|",
-              *(f"| {k} | {v['n']} | {_s(v)} |" for k, v in st["stages"].items()
-                if k == "perceive"),
-              f"| route (first pass) | {st['route_first']['n']} | {_s(st['route_first'])} |",
-              f"| route (later passes: KV prefix reused) | {st['route_later']['n']} | "
-              f"{_s(st['route_later'])} |",
-              *(f"| {k} | {v['n']} | {_s(v)} |" for k, v in st["stages"].items()
-                if k not in ("route", "perceive")),
-              *(f"| whole turn, {k} | {v['n']} | {_s(v)} |"
-                for k, v in st["by_calls"].items()), ""]  # fmt: skip
+    lines += [
+        "### A turn, stage by stage",
+        "",
+        f"{st['turns']} turns of the default agent (text calls), {per} held-out "
+        f"requests of each of the {len(st['tasks'])} tasks, after one warm-up turn "
+        "per specialist. Whole turn "
+        f"{_s(st['total'])}; {st['router_passes_mean']:.2f} router passes per turn.",
+        "",
+        "| stage | runs | p50 / p95 |",
+        "|---|---|---|",
+        *(f"| {k} | {v['n']} | {_s(v)} |" for k, v in st["stages"].items() if k == "perceive"),
+        f"| route (first pass) | {st['route_first']['n']} | {_s(st['route_first'])} |",
+        f"| route (later passes: KV prefix reused) | {st['route_later']['n']} | "
+        f"{_s(st['route_later'])} |",
+        *(
+            f"| {k} | {v['n']} | {_s(v)} |"
+            for k, v in st["stages"].items()
+            if k not in ("route", "perceive")
+        ),
+        *(f"| whole turn, {k} | {v['n']} | {_s(v)} |" for k, v in st["by_calls"].items()),
+        "",
+    ]
     seg = st.get("by_task", {}).get("segment")
     if seg:  # issue 7's aim is a one-call turn: "segment the …" with its image
-        lines += [f"A one-call segment turn: p50 {seg['p50_s']:.2f} s, aim "
-                  f"{_aim(seg['p50_s'], AIMS['one_call_turn_s'], 's')}.", "",
-                  "| task | turns | whole turn p50 / p95 |", "|---|---|---|",
-                  *(f"| {k} | {v['n']} | {_s(v)} |" for k, v in st["by_task"].items()),
-                  ""]  # fmt: skip
+        lines += [
+            f"A one-call segment turn: p50 {seg['p50_s']:.2f} s, aim "
+            f"{_aim(seg['p50_s'], AIMS['one_call_turn_s'], 's')}.",
+            "",
+            "| task | turns | whole turn p50 / p95 |",
+            "|---|---|---|",
+            *(f"| {k} | {v['n']} | {_s(v)} |" for k, v in st["by_task"].items()),
+            "",
+        ]
     return lines
 
 
@@ -799,16 +851,25 @@ def _passes_markdown(res: dict[str, Any]) -> list[str]:
             ("text two passes (LLM → tool → LLM)", "text_two_pass"),
             ("text single pass", "text_single_pass"))  # fmt: skip
     r = p["hybrid_single_pass_vs_text_two_pass"]
-    lines += ["### Hybrid single-pass routing vs a text-only two-pass loop", "",
-              f"The same {p['requests']} held-out single-call requests "
-              f"({', '.join(p['tasks'])}), each judged as `switchboard eval agent` judges.",
-              "", "| mode | turn p50 / p95 | mean | router passes | router time | success |",
-              "|---|---|---|---|---|---|",
-              *(f"| {name} | {_s(p[k])} | {p[k]['mean_s']:.2f} s | "
-                f"{p[k]['router_passes_mean']:.2f} | {p[k]['router_s_mean']:.2f} s | "
-                f"{p[k]['success']:.3f} |" for name, k in rows), "",
-              f"**Hybrid single pass / text two passes: p50 ×{r['p50_ratio']:.2f}, mean "
-              f"×{r['mean_ratio']:.2f}, success {r['success_diff']:+.3f}.**", ""]  # fmt: skip
+    lines += [
+        "### Hybrid single-pass routing vs a text-only two-pass loop",
+        "",
+        f"The same {p['requests']} held-out single-call requests "
+        f"({', '.join(p['tasks'])}), each judged as `switchboard eval agent` judges.",
+        "",
+        "| mode | turn p50 / p95 | mean | router passes | router time | success |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {name} | {_s(p[k])} | {p[k]['mean_s']:.2f} s | "
+            f"{p[k]['router_passes_mean']:.2f} | {p[k]['router_s_mean']:.2f} s | "
+            f"{p[k]['success']:.3f} |"
+            for name, k in rows
+        ),
+        "",
+        f"**Hybrid single pass / text two passes: p50 ×{r['p50_ratio']:.2f}, mean "
+        f"×{r['mean_ratio']:.2f}, success {r['success_diff']:+.3f}.**",
+        "",
+    ]
     return lines
 
 
@@ -816,17 +877,26 @@ def _lazy_markdown(res: dict[str, Any]) -> list[str]:
     """The ``lazy`` section's lines."""
     lines: list[str] = []
     lz, r = res, res["lazy_vs_eager"]
-    lines += ["### Lazy loading vs every specialist loaded", "",
-              "A fresh process each: the agent with the router loaded, then four turns "
-              "(segment, recolour, detect, track).", "",
-              "| | ready | memory at ready | first turn | four replies from start | peak |",
-              "|---|---|---|---|---|---|",
-              *(f"| {k} | {lz[k]['ready_s']:.1f} s | {lz[k]['ready_rss_mb']:.0f} MB | "
-                f"{lz[k]['first_turns_s'][0]:.2f} s | {lz[k]['to_fourth_reply_s']:.1f} s | "
-                f"{lz[k]['peak_rss_mb']:.0f} MB |" for k in ("lazy", "eager")), "",
-              f"**Lazy / eager: ready ×{r['ready_time_ratio']:.2f}, memory at ready "
-              f"×{r['ready_rss_ratio']:.2f}, first turn ×{r['first_turn_ratio']:.2f}, four "
-              f"replies ×{r['to_fourth_reply_ratio']:.2f}.**", ""]  # fmt: skip
+    lines += [
+        "### Lazy loading vs every specialist loaded",
+        "",
+        "A fresh process each: the agent with the router loaded, then four turns "
+        "(segment, recolour, detect, track).",
+        "",
+        "| | ready | memory at ready | first turn | four replies from start | peak |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {k} | {lz[k]['ready_s']:.1f} s | {lz[k]['ready_rss_mb']:.0f} MB | "
+            f"{lz[k]['first_turns_s'][0]:.2f} s | {lz[k]['to_fourth_reply_s']:.1f} s | "
+            f"{lz[k]['peak_rss_mb']:.0f} MB |"
+            for k in ("lazy", "eager")
+        ),
+        "",
+        f"**Lazy / eager: ready ×{r['ready_time_ratio']:.2f}, memory at ready "
+        f"×{r['ready_rss_ratio']:.2f}, first turn ×{r['first_turn_ratio']:.2f}, four "
+        f"replies ×{r['to_fourth_reply_ratio']:.2f}.**",
+        "",
+    ]
     return lines
 
 
@@ -834,13 +904,17 @@ def _server_markdown(res: dict[str, Any]) -> list[str]:
     """The ``server`` section's lines."""
     lines: list[str] = []
     sv = res
-    lines += ["### HTTP server under concurrent clients", "",
-              f"{sv['clients']} client threads on loopback share {sv['turns']} segment turns "
-              "(each with its image, through the SDK's `Client`) while another polls "
-              f"`/api/health`: **{sv['errors']} errors**, {sv['turns_per_s']:.2f} turns/s "
-              f"(turns run one at a time per process), turn latency with the queue "
-              f"{sv['turn_p50_s']:.1f} / {sv['turn_p95_s']:.1f} s, `/api/health` "
-              f"{sv['health_p50_ms']:.1f} / {sv['health_p95_ms']:.1f} ms.", ""]  # fmt: skip
+    lines += [
+        "### HTTP server under concurrent clients",
+        "",
+        f"{sv['clients']} client threads on loopback share {sv['turns']} segment turns "
+        "(each with its image, through the SDK's `Client`) while another polls "
+        f"`/api/health`: **{sv['errors']} errors**, {sv['turns_per_s']:.2f} turns/s "
+        f"(turns run one at a time per process), turn latency with the queue "
+        f"{sv['turn_p50_s']:.1f} / {sv['turn_p95_s']:.1f} s, `/api/health` "
+        f"{sv['health_p50_ms']:.1f} / {sv['health_p95_ms']:.1f} ms.",
+        "",
+    ]
     return lines
 
 
@@ -848,27 +922,37 @@ def _router_markdown(res: dict[str, Any]) -> list[str]:
     """The ``router`` section's lines."""
     lines: list[str] = []
     ro = res
-    lines += ["### Router", "",
-              f"{ro['routes']} routes of held-out requests with a {ro['image_px']} px image "
-              f"({ro['prompt_tokens']} prompt tokens): **{ro['route_p50_ms']:.0f} / "
-              f"{ro['route_p95_ms']:.0f} ms** (aim "
-              f"{_aim(ro['route_p50_ms'], AIMS['route_ms'], 'ms')}), "
-              f"{ro['reply_tokens_mean']:.1f} reply tokens in {ro['forward_passes_mean']:.1f}"
-              f" forward passes, {ro['tokens_per_s']:.1f} tokens/s; the decoding steps in "
-              f"{ro.get('decode', 'float32')} after an fp32 prefill.", ""]  # fmt: skip
+    lines += [
+        "### Router",
+        "",
+        f"{ro['routes']} routes of held-out requests with a {ro['image_px']} px image "
+        f"({ro['prompt_tokens']} prompt tokens): **{ro['route_p50_ms']:.0f} / "
+        f"{ro['route_p95_ms']:.0f} ms** (aim "
+        f"{_aim(ro['route_p50_ms'], AIMS['route_ms'], 'ms')}), "
+        f"{ro['reply_tokens_mean']:.1f} reply tokens in {ro['forward_passes_mean']:.1f}"
+        f" forward passes, {ro['tokens_per_s']:.1f} tokens/s; the decoding steps in "
+        f"{ro.get('decode', 'float32')} after an fp32 prefill.",
+        "",
+    ]
     if "fp32" in ro:
         f = ro["fp32"]
-        lines += [f"The same routes decoded in fp32 alone (`SWITCHBOARD_ROUTER_DECODE=float32`"
-                  f"): {f['route_p50_ms']:.0f} / {f['route_p95_ms']:.0f} ms, "
-                  f"{f['tokens_per_s']:.1f} tokens/s; {ro['decode']} decoding takes "
-                  f"**×{f['p50_ratio']:.2f}** the p50 and writes **{f['identical_replies']} "
-                  f"of {ro['routes']}** replies token for token as fp32 does.", ""]  # fmt: skip
+        lines += [
+            f"The same routes decoded in fp32 alone (`SWITCHBOARD_ROUTER_DECODE=float32`"
+            f"): {f['route_p50_ms']:.0f} / {f['route_p95_ms']:.0f} ms, "
+            f"{f['tokens_per_s']:.1f} tokens/s; {ro['decode']} decoding takes "
+            f"**×{f['p50_ratio']:.2f}** the p50 and writes **{f['identical_replies']} "
+            f"of {ro['routes']}** replies token for token as fp32 does.",
+            "",
+        ]
     if "object_list" in ro:
         ol = ro["object_list"]
-        lines += [f"The object list ({ol['objects_mean']:.1f} objects per image on average) "
-                  f"costs a route ×{ol['p50_ratio_with_vs_without']:.2f} the p50 of the same "
-                  f"routes without it ({ol['route_p50_ms_without']:.0f} ms), and perceive "
-                  f"{ol['detect_list_ms_p50']:.0f} ms p50 to detect it.", ""]  # fmt: skip
+        lines += [
+            f"The object list ({ol['objects_mean']:.1f} objects per image on average) "
+            f"costs a route ×{ol['p50_ratio_with_vs_without']:.2f} the p50 of the same "
+            f"routes without it ({ol['route_p50_ms_without']:.0f} ms), and perceive "
+            f"{ol['detect_list_ms_p50']:.0f} ms p50 to detect it.",
+            "",
+        ]
     return lines
 
 
@@ -876,20 +960,23 @@ def _perception_markdown(res: dict[str, Any]) -> list[str]:
     """The ``perception`` section's lines."""
     lines: list[str] = []
     pe = res
-    lines += ["### Perception specialists", "", "| measure | p50 / p95 | aim |",
-              "|---|---|---|",
-              f"| segment call after `set_image` | {_ms(pe['segment_call'])} | "
-              f"{_aim(pe['segment_call']['p50_ms'], AIMS['segment_call_ms'], 'ms')} |",
-              f"| segment `set_image` (SAM's image encoder) | {_ms(pe['segment_set_image'])}"
-              " | — |",
-              f"| detect, one 256 px frame | {_ms(pe['detect_frame'])} | "
-              f"{_aim(pe['detect_frame']['p50_ms'], AIMS['detect_frame_ms'], 'ms')} |",
-              f"| track with masks, per frame (mean) | {pe['track_frame_masks_ms']:.0f} ms | "
-              f"{_aim(pe['track_frame_masks_ms'], AIMS['track_frame_ms'], 'ms')} |",
-              f"| memory, all three loaded | {pe['rss_all_loaded_mb']:.0f} MB "
-              f"({pe['rss_models_mb']:.0f} MB the models) | "
-              f"{_aim(pe['rss_all_loaded_mb'], AIMS['perception_rss_mb'], 'MB')} |",
-              ""]  # fmt: skip
+    lines += [
+        "### Perception specialists",
+        "",
+        "| measure | p50 / p95 | aim |",
+        "|---|---|---|",
+        f"| segment call after `set_image` | {_ms(pe['segment_call'])} | "
+        f"{_aim(pe['segment_call']['p50_ms'], AIMS['segment_call_ms'], 'ms')} |",
+        f"| segment `set_image` (SAM's image encoder) | {_ms(pe['segment_set_image'])} | — |",
+        f"| detect, one 256 px frame | {_ms(pe['detect_frame'])} | "
+        f"{_aim(pe['detect_frame']['p50_ms'], AIMS['detect_frame_ms'], 'ms')} |",
+        f"| track with masks, per frame (mean) | {pe['track_frame_masks_ms']:.0f} ms | "
+        f"{_aim(pe['track_frame_masks_ms'], AIMS['track_frame_ms'], 'ms')} |",
+        f"| memory, all three loaded | {pe['rss_all_loaded_mb']:.0f} MB "
+        f"({pe['rss_models_mb']:.0f} MB the models) | "
+        f"{_aim(pe['rss_all_loaded_mb'], AIMS['perception_rss_mb'], 'MB')} |",
+        "",
+    ]
     return lines
 
 
@@ -897,12 +984,16 @@ def _edit_markdown(res: dict[str, Any]) -> list[str]:
     """The ``edit`` section's lines."""
     lines: list[str] = []
     ed = res
-    lines += ["### Edit specialist", "",
-              f"On {ed['working_size']} px crops with {ed['sampler_steps']} sampler steps: "
-              f"recolour {_ms(ed['recolor'])}, removal {_ms(ed['remove'])} (aim "
-              f"{_aim(ed['recolor']['p50_ms'], AIMS['edit_ms'], 'ms')}), a two-object "
-              f"generation {_ms(ed['generate_2_objects'])}; the pipeline adds "
-              f"{ed['rss_added_mb']:.0f} MB.", ""]  # fmt: skip
+    lines += [
+        "### Edit specialist",
+        "",
+        f"On {ed['working_size']} px crops with {ed['sampler_steps']} sampler steps: "
+        f"recolour {_ms(ed['recolor'])}, removal {_ms(ed['remove'])} (aim "
+        f"{_aim(ed['recolor']['p50_ms'], AIMS['edit_ms'], 'ms')}), a two-object "
+        f"generation {_ms(ed['generate_2_objects'])}; the pipeline adds "
+        f"{ed['rss_added_mb']:.0f} MB.",
+        "",
+    ]
     return lines
 
 
@@ -910,11 +1001,15 @@ def _world_markdown(res: dict[str, Any]) -> list[str]:
     """The ``world`` section's lines."""
     lines: list[str] = []
     w = res
-    lines += ["### ShapeWorld generation", "",
-              f"{w['scenes']} scenes of 256 × 256 with masks: {w['workers_1_s']:.1f} s on one "
-              f"worker, {w['workers_2_s']:.1f} s on two (aim "
-              f"{_aim(w['workers_2_s'] * 1000 / w['scenes'], AIMS['world_1000_s'], 's')} "
-              "per 1000).", ""]  # fmt: skip
+    lines += [
+        "### ShapeWorld generation",
+        "",
+        f"{w['scenes']} scenes of 256 × 256 with masks: {w['workers_1_s']:.1f} s on one "
+        f"worker, {w['workers_2_s']:.1f} s on two (aim "
+        f"{_aim(w['workers_2_s'] * 1000 / w['scenes'], AIMS['world_1000_s'], 's')} "
+        "per 1000).",
+        "",
+    ]
     return lines
 
 
@@ -932,10 +1027,11 @@ def _kernels_markdown(res: dict[str, Any]) -> list[str]:
         "| measure | torch p50 | kernel p50 | speed-up |",
         "|---|---|---|---|",
     ]
-    for key, name in (("linear_ce", "linear + CE fwd+bwd, "
-                       f"{k['linear_ce']['shape']['tokens']} tokens → 49 152"),
-                      ("masks_256_to_1024", "mask post-processing, 256 → 1024"),
-                      ("masks_sam_photo", "the same, SAM's photo case")):  # fmt: skip
+    for key, name in (
+        ("linear_ce", f"linear + CE fwd+bwd, {k['linear_ce']['shape']['tokens']} tokens → 49 152"),
+        ("masks_256_to_1024", "mask post-processing, 256 → 1024"),
+        ("masks_sam_photo", "the same, SAM's photo case"),
+    ):
         v = k[key]
         kern = f"{v['kernel']['p50_ms']:.1f} ms" if "kernel" in v else "— (interpreter only)"
         sp = f"×{v['speedup']:.2f}" if "speedup" in v else "—"

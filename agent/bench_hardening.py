@@ -45,8 +45,9 @@ class ServeProcess:
                "SWITCHBOARD_RATE_PER_MINUTE": "100000", **(env or {})}  # fmt: skip
         cmd = [sys.executable, "-m", "switchboard.agent.cli", "serve", "--port", str(self.port)]
         self.t0 = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
     def wait_healthy(self, timeout: float = 120.0) -> float:
         """Seconds from the process's start until ``/api/health`` answers 200."""
@@ -113,9 +114,11 @@ def _bad_media(folder: Path) -> dict[str, tuple[str, bytes, str]]:
     iio.imwrite(huge, np.zeros((2, 6000, 8000, 3), np.uint8), fps=1, codec="libx264")
     claim = folder / "claim.png"  # a header that claims 30000x30000 (a decompression bomb)
     Image.new("1", (30000, 30000)).save(claim, optimize=True)
-    return {"400 black 720p frames": ("black.mp4", black.read_bytes(), "video/mp4"),
-            "two 8000x6000 frames": ("huge.mp4", huge.read_bytes(), "video/mp4"),
-            "30000x30000 PNG": ("claim.png", claim.read_bytes(), "image/png")}  # fmt: skip
+    return {
+        "400 black 720p frames": ("black.mp4", black.read_bytes(), "video/mp4"),
+        "two 8000x6000 frames": ("huge.mp4", huge.read_bytes(), "video/mp4"),
+        "30000x30000 PNG": ("claim.png", claim.read_bytes(), "image/png"),
+    }
 
 
 def _session(url: str) -> str:
@@ -137,8 +140,13 @@ def _post(url: str, sid: str, k: int, timeout: float = 300.0) -> Any:
     import httpx
 
     text, png = _segment_request(k)
-    return httpx.post(f"{url}/api/sessions/{sid}/messages", headers=AUTH, timeout=timeout,
-                      data={"text": text}, files={"file": ("s.png", png, "image/png")})  # fmt: skip
+    return httpx.post(
+        f"{url}/api/sessions/{sid}/messages",
+        headers=AUTH,
+        timeout=timeout,
+        data={"text": text},
+        files={"file": ("s.png", png, "image/png")},
+    )
 
 
 def _probe_media(server: ServeProcess, folder: Path) -> dict[str, Any]:
@@ -152,9 +160,13 @@ def _probe_media(server: ServeProcess, folder: Path) -> dict[str, Any]:
     rows = {}
     for what, (name, data, kind) in files.items():
         with PeakRss(server) as peak:
-            r = httpx.post(f"{server.url}/api/sessions/{sid}/messages", headers=AUTH,
-                           data={"text": "what is this?"}, files={"file": (name, data, kind)},
-                           timeout=120)  # fmt: skip
+            r = httpx.post(
+                f"{server.url}/api/sessions/{sid}/messages",
+                headers=AUTH,
+                data={"text": "what is this?"},
+                files={"file": (name, data, kind)},
+                timeout=120,
+            )
         rows[what] = {"bytes": len(data), "status": r.status_code,
                       "peak_above_idle_mb": round(peak.peak - idle, 1),
                       "detail": r.json().get("detail", "")[:160]}  # fmt: skip
@@ -174,7 +186,7 @@ def _probe_unauthenticated(server: ServeProcess, size: int = 1_500_000_000) -> d
         f"POST /api/sessions/x/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {size}\r\n\r\n"
     )
-    chunk, sent, answer = b"x" * 65536, 0, b""  # fmt: skip
+    chunk, sent, answer = b"x" * 65536, 0, b""
     t0 = time.perf_counter()
     sock.sendall(head.encode())
     while time.perf_counter() - t0 < 30 and sent < size:
@@ -193,8 +205,12 @@ def _probe_unauthenticated(server: ServeProcess, size: int = 1_500_000_000) -> d
     seconds = time.perf_counter() - t0
     sock.close()
     status = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/") else "closed"
-    return {"claimed_bytes": size, "status": status, "answered_s": round(seconds, 3),
-            "sent_before_answer_mb": round(sent / 2**20, 2)}  # fmt: skip
+    return {
+        "claimed_bytes": size,
+        "status": status,
+        "answered_s": round(seconds, 3),
+        "sent_before_answer_mb": round(sent / 2**20, 2),
+    }
 
 
 def _probe_restart(home: Path) -> dict[str, Any]:
@@ -204,8 +220,12 @@ def _probe_restart(home: Path) -> dict[str, Any]:
     server = ServeProcess(home)
     server.wait_healthy()
     sid = _session(server.url)
-    threads = [threading.Thread(target=lambda k=k: _swallow(lambda: _post(server.url, sid, k)),
-                                daemon=True) for k in range(3)]  # fmt: skip
+    threads = [
+        threading.Thread(
+            target=lambda k=k: _swallow(lambda: _post(server.url, sid, k)), daemon=True
+        )
+        for k in range(3)
+    ]
     for t in threads:
         t.start()
         time.sleep(0.3)
@@ -226,9 +246,12 @@ def _probe_restart(home: Path) -> dict[str, Any]:
             break
         time.sleep(0.2)
     again.stop()
-    return {"pending_at_kill": pending, "restart_to_health_s": round(healthy_s, 2),
-            "statuses_after": [t["status"] for t in turns],
-            "resumed": sum(bool(t.get("resumed")) for t in turns)}  # fmt: skip
+    return {
+        "pending_at_kill": pending,
+        "restart_to_health_s": round(healthy_s, 2),
+        "statuses_after": [t["status"] for t in turns],
+        "resumed": sum(bool(t.get("resumed")) for t in turns),
+    }
 
 
 def _swallow(fn: Callable[[], Any]) -> None:
@@ -239,8 +262,10 @@ def _swallow(fn: Callable[[], Any]) -> None:
 def _probe_abandoned(home: Path, clients: int = 16) -> dict[str, Any]:
     import httpx
 
-    server = ServeProcess(home, {"SWITCHBOARD_ON_DISCONNECT": "cancel",
-                                 "SWITCHBOARD_MAX_QUEUED_TURNS": str(2 * clients)})  # fmt: skip
+    server = ServeProcess(
+        home,
+        {"SWITCHBOARD_ON_DISCONNECT": "cancel", "SWITCHBOARD_MAX_QUEUED_TURNS": str(2 * clients)},
+    )
     server.wait_healthy()
     errors: list[str] = []
     abandoned: list[str] = []
@@ -268,8 +293,9 @@ def _probe_abandoned(home: Path, clients: int = 16) -> dict[str, Any]:
                 errors.append(f"stream {r.status_code}")
 
     t0 = time.perf_counter()
-    threads = [threading.Thread(target=(leave if k % 2 else stay), args=(k,))
-               for k in range(clients)]  # fmt: skip
+    threads = [
+        threading.Thread(target=(leave if k % 2 else stay), args=(k,)) for k in range(clients)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -312,9 +338,12 @@ def _probe_sequential(home: Path, turns: int) -> dict[str, Any]:
             rss[k + 1] = server.rss_mb()
     server.stop()
     first, last = rss[20], rss[turns]
-    return {"turns": turns, "rss_after_20_mb": round(first, 1),
-            f"rss_after_{turns}_mb": round(last, 1),
-            "change_pct": round(100 * (last - first) / first, 1)}  # fmt: skip
+    return {
+        "turns": turns,
+        "rss_after_20_mb": round(first, 1),
+        f"rss_after_{turns}_mb": round(last, 1),
+        "change_pct": round(100 * (last - first) / first, 1),
+    }
 
 
 def bench_hardening(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:

@@ -186,9 +186,16 @@ def train_router(
         names = [t.strip() for t in tools.split(",") if t.strip()] if tools else None
         minutes = 0.0 if preset == "smoke" else 20.0
         steps = 2 if preset == "smoke" else steps
-        folder = teach(names, router, out, steps=steps, minutes=minutes,
-                       plugin_share=plugin_share, hard_share=hard_share,
-                       log=typer.echo)  # fmt: skip
+        folder = teach(
+            names,
+            router,
+            out,
+            steps=steps,
+            minutes=minutes,
+            plugin_share=plugin_share,
+            hard_share=hard_share,
+            log=typer.echo,
+        )
         typer.echo(f"wrote {folder}")
         return
     if stage is None:
@@ -452,9 +459,16 @@ def eval_agent(
     if conversations:
         _eval_conversations(split, None if n == 210 else n, out, misses, folder, history_turns)
         return
-    res = evaluate_agent(split=split, n=n, log=typer.echo, with_signals=signals, folder=folder,
-                         after_turn=after_turn, history_turns=history_turns,
-                         rename=rename)  # fmt: skip
+    res = evaluate_agent(
+        split=split,
+        n=n,
+        log=typer.echo,
+        with_signals=signals,
+        folder=folder,
+        after_turn=after_turn,
+        history_turns=history_turns,
+        rename=rename,
+    )
     how = "hybrid calls" if signals else "text calls only"
     if rename:
         how += ", renamed vocabulary"
@@ -473,8 +487,9 @@ def eval_agent(
     for k, v in res["by_task"].items():
         per.add_row(k, str(v["n"]), f"{v['success']:.3f}")
     Console().print(per)
-    typer.echo(f"turn p50 {res['turn_s_p50']:.2f} s, p95 {res['turn_s_p95']:.2f} s; "
-               f"errors {res['errors']}")  # fmt: skip
+    typer.echo(
+        f"turn p50 {res['turn_s_p50']:.2f} s, p95 {res['turn_s_p95']:.2f} s; errors {res['errors']}"
+    )
     for m in res["misses"][:misses]:
         typer.echo(f"- [{m['task']}] {m['said']!r} -> {m['reply']!r} {m['calls']}: {m['why']}")
     suffix = f"-after-turn-h{res['history_turns']}" if after_turn else ""
@@ -486,8 +501,14 @@ def eval_agent(
     typer.echo(f"wrote {out}")
 
 
-def _eval_conversations(split: str, n: int | None, out: Path | None, misses: int,
-                        folder: Path | None, history_turns: int | None) -> None:  # fmt: skip
+def _eval_conversations(
+    split: str,
+    n: int | None,
+    out: Path | None,
+    misses: int,
+    folder: Path | None,
+    history_turns: int | None,
+) -> None:
     import json
 
     from switchboard.agent.evaluate import (
@@ -496,18 +517,27 @@ def _eval_conversations(split: str, n: int | None, out: Path | None, misses: int
         evaluate_conversations,
     )
 
-    res = evaluate_conversations(split=split, n=n or CONVERSATIONS, log=typer.echo,
-                                 folder=folder, history_turns=history_turns)  # fmt: skip
+    res = evaluate_conversations(
+        split=split,
+        n=n or CONVERSATIONS,
+        log=typer.echo,
+        folder=folder,
+        history_turns=history_turns,
+    )
     typer.echo(conversation_table(res))
-    typer.echo(f"{res['conversations']} conversations, {res['turns']} turns; whole conversations "
-               f"right {res['conversation_success']:.3f}; chat/greeting/thanks turns that edited: "
-               f"{res['chat_turns_that_edited']} of {res['chat_turns_with_picture']}; unasked "
-               f"edits not run: {res['turns_with_refused_edits']} turns "
-               f"({res['chat_turns_with_refused_edits']} chat); errors "
-               f"{res['errors']}; {res['seconds']:.0f} s")  # fmt: skip
+    typer.echo(
+        f"{res['conversations']} conversations, {res['turns']} turns; whole conversations "
+        f"right {res['conversation_success']:.3f}; chat/greeting/thanks turns that edited: "
+        f"{res['chat_turns_that_edited']} of {res['chat_turns_with_picture']}; unasked "
+        f"edits not run: {res['turns_with_refused_edits']} turns "
+        f"({res['chat_turns_with_refused_edits']} chat); errors "
+        f"{res['errors']}; {res['seconds']:.0f} s"
+    )
     for m in res["misses"][:misses]:
-        typer.echo(f"- [{m['script']} {m['position']}] {m['said']!r} -> {m['reply']!r} "
-                   f"{m['calls']}: {m['why']}")  # fmt: skip
+        typer.echo(
+            f"- [{m['script']} {m['position']}] {m['said']!r} -> {m['reply']!r} "
+            f"{m['calls']}: {m['why']}"
+        )
     out = out or Path("runs/eval") / f"conversations-{split}-h{res['history_turns']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     res["table"] = conversation_table(res)
@@ -549,8 +579,11 @@ def eval_all(
     res = new = run_evals(split, quick, chosen, log=typer.echo, figures=figures)
     if earlier is not None:  # some evals re-run: the others' results are kept
         res = merge_runs(earlier, new, chosen, "switchboard " + " ".join(sys.argv[1:]), "evals")
-    command = "switchboard " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else (
-        f"switchboard eval all --split {split}" + (" --quick" if quick else ""))  # fmt: skip
+    command = (
+        "switchboard " + " ".join(sys.argv[1:])
+        if sys.argv[1:2] == ["eval"]
+        else (f"switchboard eval all --split {split}" + (" --quick" if quick else ""))
+    )
     res.setdefault("command", command)
     typer.echo(f"wrote {save_json(res, saved)}")
     md = write_report(res, results, figures, res["command"])
@@ -565,8 +598,9 @@ def saved_run(kind: str, split: str | None, quick: bool) -> Path:
     return Path("runs") / f"{name}-quick.json" if quick else Path("docs/results") / f"{name}.json"
 
 
-def earlier_run(saved: Path, chosen: tuple[str, ...], parts: tuple[str, ...],
-                whole: str) -> dict[str, Any]:  # fmt: skip
+def earlier_run(
+    saved: Path, chosen: tuple[str, ...], parts: tuple[str, ...], whole: str
+) -> dict[str, Any]:
     """The saved run that ``--only`` merges into, checked before anything is measured: every
     part not re-run must be in it, or the report would lose those parts."""
     import json
@@ -613,8 +647,11 @@ def bench(
         raise typer.BadParameter(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
     earlier = earlier_run(saved, chosen, SECTIONS, "switchboard bench") if only else None
     res = new = run_bench(quick, chosen, log=typer.echo)
-    command = "switchboard " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else (
-        "switchboard bench" + (" --quick" if quick else ""))  # fmt: skip
+    command = (
+        "switchboard " + " ".join(sys.argv[1:])
+        if sys.argv[1:2] == ["bench"]
+        else ("switchboard bench" + (" --quick" if quick else ""))
+    )
     if earlier is not None:  # some sections re-run: the others' results are kept
         res = merge_runs(earlier, new, chosen, command, "sections")
     res.setdefault("command", command)
@@ -696,8 +733,9 @@ def run_once(
 
     try:
         agent = Agent.load(home=home, signals=signals, **_budget(memory_budget_mb))
-        turn = agent.chat(request, image=image, video=video, region=_parse_box(box),
-                          session=session)  # fmt: skip
+        turn = agent.chat(
+            request, image=image, video=video, region=_parse_box(box), session=session
+        )
     except SwitchboardError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -784,8 +822,9 @@ def serve(
 
     typer.echo("loading the agent (router, specialists on first use)…")
     # Interrupted turns are resumed on a thread: the server answers at once.
-    agent = Agent.load(home=home, signals=signals, recover="background",
-                       **_budget(memory_budget_mb))  # fmt: skip
+    agent = Agent.load(
+        home=home, signals=signals, recover="background", **_budget(memory_budget_mb)
+    )
     app_ = create_app(agent)
     typer.echo(f"Switchboard: open http://{host}:{port}/ (API docs: http://{host}:{port}/docs)")
     uvicorn.run(app_, host=host, port=port, log_level="warning")

@@ -52,13 +52,25 @@ class Client:
         return r
 
     # -- the Agent interface -----------------------------------------------------------------
-    def chat(self, text: str, image: Any = None, video: Any = None, region: Any = None,
-             session: str | None = None) -> Turn:  # fmt: skip
+    def chat(
+        self,
+        text: str,
+        image: Any = None,
+        video: Any = None,
+        region: Any = None,
+        session: str | None = None,
+    ) -> Turn:
         url, form, files = self._request(text, image, video, region, session)
         return self._turn(self._check(self.http.post(url, data=form, files=files)).json())
 
-    def stream(self, text: str, image: Any = None, video: Any = None, region: Any = None,
-               session: str | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
+    def stream(
+        self,
+        text: str,
+        image: Any = None,
+        video: Any = None,
+        region: Any = None,
+        session: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """The server's events (``route``, ``call_started``, ``call_finished``, ``text``), then
         ``{"type": "turn", "turn": Turn}``."""
         url, form, files = self._request(text, image, video, region, session)
@@ -101,8 +113,9 @@ class Client:
         self.http.close()
 
     # -- helpers -----------------------------------------------------------------------------
-    def _request(self, text: str, image: Any, video: Any, region: Any,
-                 session: str | None) -> tuple[str, dict[str, str], dict[str, Any]]:  # fmt: skip
+    def _request(
+        self, text: str, image: Any, video: Any, region: Any, session: str | None
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
         if image is not None and video is not None:
             raise InvalidInputError("send an image or a video, not both")
         if session is None:

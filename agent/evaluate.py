@@ -237,9 +237,12 @@ def _judge_edit(request: Any, scene: Any, turn: Any, intent: Any) -> Verdict:
     if op == "add":  # the user named a place, not a box: the object must be found in it
         cell = place_cell(params["place"], scene.size)
         ok = _find(det, image, params["shape"], params["color"], cell)
-        return Verdict(ok, f"{params['color']} {params['shape']} found in the {params['place']}"
-                       if ok else f"no {params['color']} {params['shape']} in the "
-                       f"{params['place']}")  # fmt: skip
+        return Verdict(
+            ok,
+            f"{params['color']} {params['shape']} found in the {params['place']}"
+            if ok
+            else f"no {params['color']} {params['shape']} in the {params['place']}",
+        )
     target = intent.targets[0]
     pair = apply_edit(scene, op, target, params, np.random.default_rng(request.seed))
     ok, _ = judge_edit(det, pair, image)
@@ -335,8 +338,7 @@ def evaluate_agent(
 
             router = Router.load(folder, default_registry())
             policy = RouterPolicy(router, with_signals=with_signals)
-            agent = Agent.load(home=Path(home), policy=policy,
-                               **_history_kw(history_turns))  # fmt: skip
+            agent = Agent.load(home=Path(home), policy=policy, **_history_kw(history_turns))
         tasks = suite(split, n)
         detector = agent.registry.get("detect") if rename else None
         if rename:  # the same requests of those types, said with the held-out nouns
@@ -364,15 +366,25 @@ def evaluate_agent(
             by_type[kind].append(verdict.ok)
             by_task.setdefault(req.task, []).append(verdict.ok)
             if not verdict.ok and len(misses) < max_misses:
-                misses.append({
-                    "type": kind, "task": req.task, "seed": req.seed, "said": req.text,
-                    "reply": turn.text if turn else None,
-                    "calls": [f"{c.tool} {c.args} → {c.observation}" for c in turn.calls]
-                    if turn else [], "why": verdict.why})  # fmt: skip
+                misses.append(
+                    {
+                        "type": kind,
+                        "task": req.task,
+                        "seed": req.seed,
+                        "said": req.text,
+                        "reply": turn.text if turn else None,
+                        "calls": [f"{c.tool} {c.args} → {c.observation}" for c in turn.calls]
+                        if turn
+                        else [],
+                        "why": verdict.why,
+                    }
+                )
             if log and (k + 1) % 10 == 0:
                 done = [v for vs in by_type.values() for v in vs]
-                log(f"{k + 1}/{len(tasks)} tasks, success {np.mean(done):.3f}, "
-                    f"{time.time() - t_all:.0f} s")  # fmt: skip
+                log(
+                    f"{k + 1}/{len(tasks)} tasks, success {np.mean(done):.3f}, "
+                    f"{time.time() - t_all:.0f} s"
+                )
         if detector is not None:
             detector.rename = None
     every = [v for vs in by_type.values() for v in vs]
@@ -386,10 +398,10 @@ def evaluate_agent(
         "success": float(np.mean(every)),
         "by_type": {
             k: {"n": len(v), "success": float(np.mean(v))} for k, v in by_type.items() if v
-        },  # fmt: skip
+        },
         "by_task": {
             k: {"n": len(v), "success": float(np.mean(v))} for k, v in sorted(by_task.items())
-        },  # fmt: skip
+        },
         "errors": errors,
         "turn_s_p50": float(np.median(seconds)),
         "turn_s_p95": float(np.percentile(seconds, 95)),
@@ -446,8 +458,9 @@ def judge_conversation_turn(spec: Any, turn: Any, before: list[Any], now: Any) -
     if spec.expect == "answer":
         if turn.calls:
             return Verdict(False, f"called {[c.tool for c in turn.calls]} instead of answering")
-        return Verdict(_answer_ok(turn.text, spec.answer), f"said {turn.text!r}, truth "
-                       f"{spec.answer!r}")  # fmt: skip
+        return Verdict(
+            _answer_ok(turn.text, spec.answer), f"said {turn.text!r}, truth {spec.answer!r}"
+        )
     if spec.expect == "no_edit":
         ok = not edits and not turn.images
         return Verdict(ok, "no edit" if ok else f"edited: {[c.args for c in edits]}")
@@ -456,15 +469,18 @@ def judge_conversation_turn(spec: Any, turn: Any, before: list[Any], now: Any) -
         if cur is None or cur.get("parent_id") is None:
             return Verdict(False, "nothing was changed to undo")
         ok = now is not None and now["id"] == cur["parent_id"]
-        return Verdict(ok, "undone" if ok else f"current is version {now and now['id']}, not "
-                       f"{cur['parent_id']}")  # fmt: skip
+        return Verdict(
+            ok,
+            "undone" if ok else f"current is version {now and now['id']}, not {cur['parent_id']}",
+        )
     if spec.expect == "redo":  # forward to what the undo before it left
         want = before[-2] if len(before) >= 2 else None
         if want is None or cur is None or want["id"] == cur["id"]:
             return Verdict(False, "nothing was undone to redo")
         ok = now is not None and now["id"] == want["id"]
-        return Verdict(ok, "redone" if ok else f"current is version {now and now['id']}, not "
-                       f"{want['id']}")  # fmt: skip
+        return Verdict(
+            ok, "redone" if ok else f"current is version {now and now['id']}, not {want['id']}"
+        )
     raise ValueError(f"unknown expectation {spec.expect!r}")
 
 
@@ -493,8 +509,9 @@ def evaluate_conversations(
             from switchboard.specialists import default_registry
 
             router = Router.load(folder, default_registry())
-            agent = Agent.load(home=Path(home), policy=RouterPolicy(router),
-                               **_history_kw(history_turns))  # fmt: skip
+            agent = Agent.load(
+                home=Path(home), policy=RouterPolicy(router), **_history_kw(history_turns)
+            )
         convs = conversations(split, n)
         by_pos: dict[int, list[bool]] = {}
         by_kind: dict[str, list[bool]] = {}
@@ -510,12 +527,16 @@ def evaluate_conversations(
                 t0 = time.perf_counter()
                 stopped: list[dict[str, Any]] = []  # edits the router wrote that nobody asked for
                 try:
-                    turn = agent.chat(spec.text, session=session, **media,
-                                      on_event=lambda e, out=stopped: out.append(e)
-                                      if e["type"] == "refused" else None)  # fmt: skip
+                    turn = agent.chat(
+                        spec.text,
+                        session=session,
+                        **media,
+                        on_event=lambda e, out=stopped: (
+                            out.append(e) if e["type"] == "refused" else None
+                        ),
+                    )
                     session = turn.session
-                    verdict = judge_conversation_turn(spec, turn, before,
-                                                      agent.current(session))  # fmt: skip
+                    verdict = judge_conversation_turn(spec, turn, before, agent.current(session))
                 except Exception as exc:  # a crash is a failed turn, reported
                     errors += 1
                     turn, verdict = None, Verdict(False, f"{type(exc).__name__}: {exc}")
@@ -534,16 +555,26 @@ def evaluate_conversations(
                 by_kind.setdefault(spec.kind, []).append(verdict.ok)
                 by_script.setdefault(conv.script, []).append(verdict.ok)
                 if not verdict.ok and len(misses) < max_misses:
-                    misses.append({
-                        "script": conv.script, "seed": conv.seed, "position": pos,
-                        "said": spec.text, "reply": turn.text if turn else None,
-                        "calls": [f"{c.tool} {c.args} → {c.observation}" for c in turn.calls]
-                        if turn else [], "why": verdict.why})  # fmt: skip
+                    misses.append(
+                        {
+                            "script": conv.script,
+                            "seed": conv.seed,
+                            "position": pos,
+                            "said": spec.text,
+                            "reply": turn.text if turn else None,
+                            "calls": [f"{c.tool} {c.args} → {c.observation}" for c in turn.calls]
+                            if turn
+                            else [],
+                            "why": verdict.why,
+                        }
+                    )
             whole.append(all_ok)
             if log and (k + 1) % 9 == 0:
                 done = [v for vs in by_pos.values() for v in vs]
-                log(f"{k + 1}/{len(convs)} conversations, turn success {np.mean(done):.3f}, "
-                    f"{time.time() - t_all:.0f} s")  # fmt: skip
+                log(
+                    f"{k + 1}/{len(convs)} conversations, turn success {np.mean(done):.3f}, "
+                    f"{time.time() - t_all:.0f} s"
+                )
     every = [v for vs in by_pos.values() for v in vs]
 
     def table(d: dict[Any, list[bool]]) -> dict[str, dict[str, float]]:
@@ -577,7 +608,11 @@ def conversation_table(res: dict[str, Any]) -> str:
     """Markdown: success per turn position and per kind of turn."""
     lines = ["| turn | turns | success |", "|---|---|---|"]
     lines += [f"| {p} | {v['n']} | {v['success']:.3f} |" for p, v in res["by_position"].items()]
-    lines += [f"| **all** | {res['turns']} | **{res['turn_success']:.3f}** |", "",
-              "| kind of turn | turns | success |", "|---|---|---|"]  # fmt: skip
+    lines += [
+        f"| **all** | {res['turns']} | **{res['turn_success']:.3f}** |",
+        "",
+        "| kind of turn | turns | success |",
+        "|---|---|---|",
+    ]
     lines += [f"| {k} | {v['n']} | {v['success']:.3f} |" for k, v in res["by_kind"].items()]
     return "\n".join(lines)

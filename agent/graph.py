@@ -128,8 +128,10 @@ class AgentRuntime:
         import psutil
 
         proc, dropped = psutil.Process(), []
-        loaded = sorted((n for n in self.registry.loaded() if n != keep),
-                        key=lambda n: self.last_used.get(n, 0.0))  # fmt: skip
+        loaded = sorted(
+            (n for n in self.registry.loaded() if n != keep),
+            key=lambda n: self.last_used.get(n, 0.0),
+        )
         while loaded and proc.memory_info().rss / 2**20 > self.memory_budget_mb:
             name = loaded.pop(0)
             self.registry.get(name).unload()
@@ -197,8 +199,14 @@ def perceive(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
                 {"role": "user", "content": user}]  # fmt: skip
     listed = None if objects is None else [o.to_json() for o in objects]
     classes = rt.registry.get("detect").class_names if objects is not None else None
-    return {"messages": messages, "current": state.get("media"), "step": 0, "pending": [],
-            "objects": listed, "classes": classes}  # fmt: skip
+    return {
+        "messages": messages,
+        "current": state.get("media"),
+        "step": 0,
+        "pending": [],
+        "objects": listed,
+        "classes": classes,
+    }
 
 
 def _object_list(rt: AgentRuntime, key: str | None) -> list[SceneObject] | None:
@@ -289,13 +297,20 @@ def route(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
     images, frames = _router_media(rt, state)
     t0 = time.perf_counter()
     try:
-        step = rt.policy.step(state["messages"], images, frames, state.get("regions") or [],
-                              objects=_objects(state))  # fmt: skip
+        step = rt.policy.step(
+            state["messages"], images, frames, state.get("regions") or [], objects=_objects(state)
+        )
     except SwitchboardError as exc:  # e.g. a region off the image: say so, end the turn
         step = Step(text=f"I could not work on that: {exc}")
-    rt.emit({"type": "route", "step": state["step"], "text": step.text,
-             "calls": [{"tool": c.tool, "args": c.args} for c in step.calls],
-             "seconds": round(time.perf_counter() - t0, 4)})  # fmt: skip
+    rt.emit(
+        {
+            "type": "route",
+            "step": state["step"],
+            "text": step.text,
+            "calls": [{"tool": c.tool, "args": c.args} for c in step.calls],
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
+    )
     # Signals as float32 arrays: the state is checkpointed (msgpack holds arrays, not tensors).
     pending = [{"tool": c.tool, "args": c.args, "signal": _array(c.signal)} for c in step.calls]
     # A call that already failed this turn, written again word for word, would fail again: it
@@ -311,12 +326,21 @@ def route(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
     missing = {i: unasked(p["tool"], p["args"], said) for i, p in enumerate(fresh)}
     refused = [i for i, m in missing.items() if m]
     if refused:
-        rt.emit({"type": "refused", "step": state["step"],
-                 "calls": [{"tool": fresh[i]["tool"], "args": fresh[i]["args"],
-                            "unsaid": missing[i]} for i in refused]})  # fmt: skip
+        rt.emit(
+            {
+                "type": "refused",
+                "step": state["step"],
+                "calls": [
+                    {"tool": fresh[i]["tool"], "args": fresh[i]["args"], "unsaid": missing[i]}
+                    for i in refused
+                ],
+            }
+        )
         if len(refused) == len(fresh):
-            return {"pending": [], "reply": question(sorted({w for i in refused
-                                                             for w in missing[i]}))}  # fmt: skip
+            return {
+                "pending": [],
+                "reply": question(sorted({w for i in refused for w in missing[i]})),
+            }
         fresh = [p for i, p in enumerate(fresh) if i not in refused]
     return {"pending": fresh, "reply": step.text}
 
@@ -360,8 +384,7 @@ def call(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     if regions and tool in rt.registry.names():  # "segment this": the drawn region's pixels
         schema = rt.registry.cls(tool).spec().args_schema
         args = bind_region(schema, args, regions[0], state.get("text"))
-    rt.emit({"type": "call_started", "step": state["step"], "index": i, "tool": tool,
-             "args": args})  # fmt: skip
+    rt.emit({"type": "call_started", "step": state["step"], "index": i, "tool": tool, "args": args})
     t0 = time.perf_counter()
     status, error, result = "ok", None, None
     restored, extra = None, {}
@@ -392,9 +415,18 @@ def call(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         obs = observe_result(tool, result, _objects(state))
     else:
         obs = f"[{tool} → {status}: {error}]"
-    rt.emit({"type": "call_finished", "step": state["step"], "index": i, "tool": tool,
-             "status": status, "seconds": round(seconds, 4), "observation": obs,
-             "error": error})  # fmt: skip
+    rt.emit(
+        {
+            "type": "call_finished",
+            "step": state["step"],
+            "index": i,
+            "tool": tool,
+            "status": status,
+            "seconds": round(seconds, 4),
+            "observation": obs,
+            "error": error,
+        }
+    )
     res: CallResult = {"step": state["step"], "index": i, "tool": tool, "args": args,
                        "status": status, "seconds": seconds, "observation": obs,
                        "error": error, "result": result,
@@ -405,8 +437,9 @@ def call(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     return {"results": [res]}
 
 
-def _run_every(rt: AgentRuntime, state: dict[str, Any], tool: str, args: dict[str, Any],
-               signal: Any) -> GroupRun:  # fmt: skip
+def _run_every(
+    rt: AgentRuntime, state: dict[str, Any], tool: str, args: dict[str, Any], signal: Any
+) -> GroupRun:
     """A call on a group (``every``): one call per listed member on the image the last one
     made, the detector run again after each round (:mod:`.plans`)."""
     objects, classes = _objects(state), state.get("classes")
@@ -442,8 +475,9 @@ def observe(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
     from switchboard.router.codec import format_reply
 
     step = state["step"]
-    mine = sorted((r for r in state.get("results", []) if r["step"] == step),
-                  key=lambda r: r["index"])  # fmt: skip
+    mine = sorted(
+        (r for r in state.get("results", []) if r["step"] == step), key=lambda r: r["index"]
+    )
     calls = [HybridCall(tool=p["tool"], args=p["args"]) for p in state["pending"]]
     written = format_reply(state.get("reply", ""), calls, rt.registry, with_signals=False)
     messages = [*state["messages"], {"role": "assistant", "content": written},
@@ -461,8 +495,13 @@ def observe(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
             current = r["restored"]
     status = {r["index"]: r["status"] for r in mine}
     failed = [_signature(p) for i, p in enumerate(state["pending"]) if status.get(i) != "ok"]
-    return {"messages": messages, "current": current, "step": step + 1, "pending": [],
-            "failed_calls": [*(state.get("failed_calls") or []), *failed]}  # fmt: skip
+    return {
+        "messages": messages,
+        "current": current,
+        "step": step + 1,
+        "pending": [],
+        "failed_calls": [*(state.get("failed_calls") or []), *failed],
+    }
 
 
 def after_observe(state: TurnState, config: RunnableConfig) -> str:
@@ -565,8 +604,13 @@ def _timed(name: str, node: Any) -> Any:
 def build_graph(checkpointer: Any = None) -> Any:
     """The compiled graph (``checkpointer``: a LangGraph saver, e.g. SQLite, or None)."""
     g = StateGraph(TurnState)
-    for name, node in (("perceive", perceive), ("route", route), ("call", call),
-                       ("observe", observe), ("respond", respond)):  # fmt: skip
+    for name, node in (
+        ("perceive", perceive),
+        ("route", route),
+        ("call", call),
+        ("observe", observe),
+        ("respond", respond),
+    ):
         g.add_node(name, _timed(name, node))
     g.add_edge(START, "perceive")
     g.add_edge("perceive", "route")

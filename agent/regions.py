@@ -27,8 +27,10 @@ _PRONOUNS = {"it", "here", "there", "them"}
 _ARTICLES = {"the", "a", "an"}
 _DEICTIC_NOUNS = {"", "one", "object", "shape", "thing", "region", "area", "part", "box",
                   "selection", "spot", "bit", "item"}  # fmt: skip
-_SELECTED = re.compile(r"^(the )?(selected|marked|highlighted|drawn|chosen|outlined|boxed|circled|"
-                       r"sketched|pointed)( at)? ?(\w+)?$")  # fmt: skip
+_SELECTED = re.compile(
+    r"^(the )?(selected|marked|highlighted|drawn|chosen|outlined|boxed|circled|"
+    r"sketched|pointed)( at)? ?(\w+)?$"
+)
 
 
 def is_deictic(target: str) -> bool:
@@ -58,8 +60,12 @@ def said(target: str, text: str) -> bool:
     return all(w in words for w in re.findall(r"[a-z]+", target.lower()) if w not in _ARTICLES)
 
 
-def bind_region(schema: dict[str, Any], args: dict[str, Any], region: dict[str, Any] | None,
-                text: str | None = None) -> dict[str, Any]:  # fmt: skip
+def bind_region(
+    schema: dict[str, Any],
+    args: dict[str, Any],
+    region: dict[str, Any] | None,
+    text: str | None = None,
+) -> dict[str, Any]:
     """``args`` with the drawn ``region`` (``{"box"|"point"|"mask": …}``) in the location field
     the tool's JSON ``schema`` has, when the call points at it; otherwise ``args`` unchanged.
     ``text``: the user's request — a target it never said was read off the region."""

@@ -107,8 +107,14 @@ def _generate_sentence(args: dict[str, Any]) -> str:
     for o in objs:
         o = o if isinstance(o, dict) else o.model_dump()
         place = f" in the {o['place']}" if o.get("place") else ""
-        parts.append(article(f"{o.get('size') or ''} {o.get('color', '')} {o.get('shape', '')}"
-                        .replace("  ", " ").strip()) + place)  # fmt: skip
+        parts.append(
+            article(
+                f"{o.get('size') or ''} {o.get('color', '')} {o.get('shape', '')}".replace(
+                    "  ", " "
+                ).strip()
+            )
+            + place
+        )
     if parts:
         listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
         return f"I drew a new image of {listed}."
@@ -117,8 +123,11 @@ def _generate_sentence(args: dict[str, Any]) -> str:
     return "I drew a new image."
 
 
-def describe_call(result: dict[str, Any], objects: list[SceneObject] | None,
-                  counters: dict[str, int] | None = None) -> str:  # fmt: skip
+def describe_call(
+    result: dict[str, Any],
+    objects: list[SceneObject] | None,
+    counters: dict[str, int] | None = None,
+) -> str:
     """One sentence for one call (a :class:`~switchboard.agent.graph.CallResult`).
     ``counters`` numbers the turn's masks and tracks as the page shows them (mask 1, 2 …)."""
     counters = counters if counters is not None else {}
@@ -172,8 +181,7 @@ def describe_call(result: dict[str, Any], objects: list[SceneObject] | None,
         t = res.tracks[0]
         first = counters.get("track", 0) + 1
         counters["track"] = first + len(res.tracks) - 1
-        return (f"I tracked {what} on {len(t.frames)} of {res.num_frames} frames "
-                f"— track {first}.")  # fmt: skip
+        return f"I tracked {what} on {len(t.frames)} of {res.num_frames} frames — track {first}."
     if isinstance(res, ImageOut):
         return f"I ran {tool}; it made a new image."
     if isinstance(res, Text):

@@ -48,18 +48,31 @@ ROUTER_KEYS = ("valid_calls", "decision", "tool_selection", "exact_call", "argum
 
 def commit() -> str:
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                             capture_output=True, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, text=True, capture_output=True).stdout.strip()  # fmt: skip
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+        ).stdout.strip()
         return sha + ("+changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
-def run_evals(split: str = "test", quick: bool = False, only: tuple[str, ...] = EVALS,
-              log: Callable[[str], None] = print, figures: Path | None = None,
-              ) -> dict[str, Any]:  # fmt: skip
+def run_evals(
+    split: str = "test",
+    quick: bool = False,
+    only: tuple[str, ...] = EVALS,
+    log: Callable[[str], None] = print,
+    figures: Path | None = None,
+) -> dict[str, Any]:
     """Every eval in ``only``; each result with the seconds it took (``figures``: where the
     photo smoke run draws its sheet)."""
     from switchboard.specialists import default_registry
@@ -129,8 +142,9 @@ def _signals(reg, split, n, log):
     router = Router.load(folder, reg)
     ablation_dir = folder / "signals-nosynergy"
     ablation = SignalHeads.load(ablation_dir) if SignalHeads.exists(ablation_dir) else None
-    return evaluate_signals(router, ablation, split, n["signals"], n["signals_track"],
-                            n["signals_edit"], log=log)  # fmt: skip
+    return evaluate_signals(
+        router, ablation, split, n["signals"], n["signals_track"], n["signals_edit"], log=log
+    )
 
 
 def _agent(reg, split, n, log):
@@ -167,8 +181,11 @@ def photo_paths() -> list[Path]:
     import importlib.util
 
     found = []
-    for package, rel in (("ultralytics", "assets/bus.jpg"), ("ultralytics", "assets/zidane.jpg"),
-                         ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg")):  # fmt: skip
+    for package, rel in (
+        ("ultralytics", "assets/bus.jpg"),
+        ("ultralytics", "assets/zidane.jpg"),
+        ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+    ):
         spec = importlib.util.find_spec(package)
         if spec and spec.origin and (path := Path(spec.origin).parent / rel).is_file():
             found.append(path)
@@ -215,11 +232,15 @@ def _photos(reg, split, n, log, figures: Path | None = None):
                        "region": region, "seconds": round(time.perf_counter() - t0, 2),
                        "error": error}  # fmt: skip
                 if turn is not None:
-                    row |= {"reply": turn.text,
-                            "calls": [f"{c.tool}({json.dumps(c.args)[:80]}) → {c.status}"
-                                      for c in turn.calls],
-                            "masks": len(turn.masks), "boxes": len(turn.boxes),
-                            "images": len(turn.images)}  # fmt: skip
+                    row |= {
+                        "reply": turn.text,
+                        "calls": [
+                            f"{c.tool}({json.dumps(c.args)[:80]}) → {c.status}" for c in turn.calls
+                        ],
+                        "masks": len(turn.masks),
+                        "boxes": len(turn.boxes),
+                        "images": len(turn.images),
+                    }
                     if turn.masks or turn.boxes or turn.images:
                         shown.append((image, turn, text))
                 rows.append(row)
@@ -245,11 +266,15 @@ def _photos(reg, split, n, log, figures: Path | None = None):
             rows.append(row)
     if figures is not None and shown:
         _photo_sheet(shown[:8], figures / "photos.png")
-    return {"photos": [p.name for p in photos], "turns": len(rows),
-            "errors": sum(r["error"] is not None for r in rows),
-            "failed_calls": sum(c.endswith("error") or c.endswith("timeout")
-                                for r in rows for c in r.get("calls", [])),
-            "rows": rows}  # fmt: skip
+    return {
+        "photos": [p.name for p in photos],
+        "turns": len(rows),
+        "errors": sum(r["error"] is not None for r in rows),
+        "failed_calls": sum(
+            c.endswith("error") or c.endswith("timeout") for r in rows for c in r.get("calls", [])
+        ),
+        "rows": rows,
+    }
 
 
 def _photo_sheet(shown, path: Path) -> None:
@@ -300,27 +325,43 @@ def _target(task: str, key: str, value: float) -> str:
 def headline(res: dict[str, Any]) -> list[tuple[str, str, float, float | None]]:
     """(task, metric, value, target) — one row per task's main numbers."""
     rows = []
-    for task, keys in (("segment", ("box_mIoU", "point_mIoU")), ("detect", ("mAP50", "mAP50_95")),
-                       ("track", ("MOTA", "IDF1"))):  # fmt: skip
+    for task, keys in (
+        ("segment", ("box_mIoU", "point_mIoU")),
+        ("detect", ("mAP50", "mAP50_95")),
+        ("track", ("MOTA", "IDF1")),
+    ):
         if task in res:
             rows += [(task, k, float(res[task][k]), TARGETS.get((task, k))) for k in keys]
     if "edit" in res:
-        rows += [("edit", f"{k} success", float(res["edit"][f"{k}_success"]), None)
-                 for k in EDIT_KINDS if f"{k}_success" in res["edit"]]  # fmt: skip
+        rows += [
+            ("edit", f"{k} success", float(res["edit"][f"{k}_success"]), None)
+            for k in EDIT_KINDS
+            if f"{k}_success" in res["edit"]
+        ]
     if "router" in res:
-        rows += [("router", k, float(res["router"][0][k]), None)
-                 for k in ("tool_selection", "exact_call")]  # fmt: skip
+        rows += [
+            ("router", k, float(res["router"][0][k]), None)
+            for k in ("tool_selection", "exact_call")
+        ]
     if "signals" in res:
         s = res["signals"]
         paths = [p for p in ("text_only", "hybrid") if s.get(f"segment_{p}_miou") is not None]
-        rows += [("signals", f"referring mIoU ({p})", float(s[f"segment_{p}_miou"]), None)
-                 for p in paths]  # fmt: skip
+        rows += [
+            ("signals", f"referring mIoU ({p})", float(s[f"segment_{p}_miou"]), None) for p in paths
+        ]
     if "agent" in res:
-        rows.append(("agent", "task success", float(res["agent"]["success"]),
-                     TARGETS[("agent", "success")]))  # fmt: skip
+        rows.append(
+            ("agent", "task success", float(res["agent"]["success"]), TARGETS[("agent", "success")])
+        )
     if "conversations" in res:
-        rows.append(("conversations", "turn success", float(res["conversations"]["turn_success"]),
-                     TARGETS[("conversations", "turn success")]))  # fmt: skip
+        rows.append(
+            (
+                "conversations",
+                "turn success",
+                float(res["conversations"]["turn_success"]),
+                TARGETS[("conversations", "turn success")],
+            )
+        )
     return rows
 
 
@@ -330,21 +371,26 @@ def _conversation_section(c: dict[str, Any]) -> list[str]:
     pos = {int(k): v["success"] for k, v in c["by_position"].items()}
     later = [v for k, v in c["by_position"].items() if int(k) > 1]
     later_mean = sum(v["success"] * v["n"] for v in later) / max(sum(v["n"] for v in later), 1)
-    return [f"## Conversations (`switchboard eval agent --conversations --split {c['split']}`)",
-            "", f"{c['conversations']} scripted conversations of 2–5 turns ({c['turns']} turns), "
-            f"the router reading up to {c['history_turns']} earlier turns:", "",
-            conversation_table(c), "",
-            f"Whole conversations right: {c['conversation_success']:.3f}. First turns "
-            f"{pos.get(1, 0.0):.3f}, later turns {later_mean:.3f}. Chat, greeting and thanks "
-            f"turns (a picture attached or current) that edited something: "
-            f"**{c['chat_turns_that_edited']} of {c['chat_turns_with_picture']}**; the router "
-            f"wrote an edit with a colour, shape or place nobody said on "
-            f"{c.get('turns_with_refused_edits', 0)} turns "
-            f"({c.get('chat_turns_with_refused_edits', 0)} of them chat, greeting or thanks), "
-            "which the agent did not run (it asked instead). "
-            f"{c['errors']} errors; turn p50 {c['turn_s_p50']:.2f} s. Target ≥ 0.85 at every "
-            "turn position: " + ("met." if min(pos.values()) >= 0.85 else "**not met**."),
-            ""]  # fmt: skip
+    return [
+        f"## Conversations (`switchboard eval agent --conversations --split {c['split']}`)",
+        "",
+        f"{c['conversations']} scripted conversations of 2–5 turns ({c['turns']} turns), "
+        f"the router reading up to {c['history_turns']} earlier turns:",
+        "",
+        conversation_table(c),
+        "",
+        f"Whole conversations right: {c['conversation_success']:.3f}. First turns "
+        f"{pos.get(1, 0.0):.3f}, later turns {later_mean:.3f}. Chat, greeting and thanks "
+        f"turns (a picture attached or current) that edited something: "
+        f"**{c['chat_turns_that_edited']} of {c['chat_turns_with_picture']}**; the router "
+        f"wrote an edit with a colour, shape or place nobody said on "
+        f"{c.get('turns_with_refused_edits', 0)} turns "
+        f"({c.get('chat_turns_with_refused_edits', 0)} of them chat, greeting or thanks), "
+        "which the agent did not run (it asked instead). "
+        f"{c['errors']} errors; turn p50 {c['turn_s_p50']:.2f} s. Target ≥ 0.85 at every "
+        "turn position: " + ("met." if min(pos.values()) >= 0.85 else "**not met**."),
+        "",
+    ]
 
 
 def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> Path:
@@ -385,10 +431,15 @@ def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> 
     for name, section in REPORT_SECTIONS.items():
         if name in res:
             lines += section(res[name], sp, n, rel, figures)
-    lines += ["## Example outputs", "", f"![contact sheet]({rel}/contact_sheet.png)", "",
-              "Test-split inputs and what the specialists made of them: a mask from a box "
-              "prompt, the detector's boxes, a track over a clip, and an edit's before/after.",
-              ""]  # fmt: skip
+    lines += [
+        "## Example outputs",
+        "",
+        f"![contact sheet]({rel}/contact_sheet.png)",
+        "",
+        "Test-split inputs and what the specialists made of them: a mask from a box "
+        "prompt, the detector's boxes, a track over a clip, and an edit's before/after.",
+        "",
+    ]
     contact_sheet(figures / "contact_sheet.png")
     from .bench import bench_block
 
@@ -403,9 +454,14 @@ def _segment_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Pa
     the figures' folder as the report links it)."""
     lines: list[str] = []
     s = res
-    lines += [f"## Segment (`switchboard eval segment --split {sp} --n {n['segment']}`)", "",
-              f"{s['scenes']} scenes, {s['objects']} objects.", "",
-              "| metric | value | target |", "|---|---|---|"]  # fmt: skip
+    lines += [
+        f"## Segment (`switchboard eval segment --split {sp} --n {n['segment']}`)",
+        "",
+        f"{s['scenes']} scenes, {s['objects']} objects.",
+        "",
+        "| metric | value | target |",
+        "|---|---|---|",
+    ]
     for k in ("box_mIoU", "point_mIoU", "box_mIoU_small", "box_mIoU_medium", "box_mIoU_large"):
         if k in s:
             lines.append(f"| {k} | {s[k]:.3f} | {_target('segment', k, s[k])} |")
@@ -437,9 +493,14 @@ def _track_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path
     the figures' folder as the report links it)."""
     lines: list[str] = []
     t = res
-    lines += [f"## Track (`switchboard eval track --split {sp} --n {n['track']}`)", "",
-              f"{t['clips']} clips, {t['frames']} frames.", "", "| metric | value | target |",
-              "|---|---|---|"]  # fmt: skip
+    lines += [
+        f"## Track (`switchboard eval track --split {sp} --n {n['track']}`)",
+        "",
+        f"{t['clips']} clips, {t['frames']} frames.",
+        "",
+        "| metric | value | target |",
+        "|---|---|---|",
+    ]
     for k in ("MOTA", "IDF1", "FN", "FP", "IDSW"):
         v = t[k]
         lines.append(
@@ -454,9 +515,14 @@ def _edit_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path)
     the figures' folder as the report links it)."""
     lines: list[str] = []
     e = res
-    lines += [f"## Edit (`switchboard eval edit --split {sp} --n {n['edit']}`)", "",
-              f"{e.get('per_kind')} edits per kind, {e.get('sampler_steps')} sampler steps.",
-              "", "| kind | success | region PSNR (dB) |", "|---|---|---|"]  # fmt: skip
+    lines += [
+        f"## Edit (`switchboard eval edit --split {sp} --n {n['edit']}`)",
+        "",
+        f"{e.get('per_kind')} edits per kind, {e.get('sampler_steps')} sampler steps.",
+        "",
+        "| kind | success | region PSNR (dB) |",
+        "|---|---|---|",
+    ]
     for k in EDIT_KINDS:
         if f"{k}_success" in e:
             lines.append(f"| {k} | {e[f'{k}_success']:.3f} | {_f(e.get(f'{k}_region_psnr'))} |")
@@ -469,23 +535,35 @@ def _router_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Pat
     the figures' folder as the report links it)."""
     lines: list[str] = []
     ours, base = res[0], res[1]
-    lines += ["## Router vs the prompt-only base model "
-              f"(`switchboard eval router --split {sp} --n {n['router']}`)", "",
-              f"{ours.get('items')} items of {n['router']} "
-              "held-out requests; the base is SmolLM2-135M-Instruct prompted with the same "
-              "tool specs, untuned.", "", f"| metric | {ours['model']} | {base['model']} |",
-              "|---|---|---|"]  # fmt: skip
+    lines += [
+        "## Router vs the prompt-only base model "
+        f"(`switchboard eval router --split {sp} --n {n['router']}`)",
+        "",
+        f"{ours.get('items')} items of {n['router']} "
+        "held-out requests; the base is SmolLM2-135M-Instruct prompted with the same "
+        "tool specs, untuned.",
+        "",
+        f"| metric | {ours['model']} | {base['model']} |",
+        "|---|---|---|",
+    ]
     for k in ROUTER_KEYS:
         lines.append(f"| {k} | {_f(ours.get(k))} | {_f(base.get(k))} |")
-    lines += ["", f"Route p50: router {ours['route_ms_p50']:.0f} ms, base "
-              f"{base['route_ms_p50']:.0f} ms (the base writes free text until it stops).",
-              "", "Per task (the items that call a tool):", "",
-              "| task | calls | tool right | exact call | base tool | base exact |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        f"Route p50: router {ours['route_ms_p50']:.0f} ms, base "
+        f"{base['route_ms_p50']:.0f} ms (the base writes free text until it stops).",
+        "",
+        "Per task (the items that call a tool):",
+        "",
+        "| task | calls | tool right | exact call | base tool | base exact |",
+        "|---|---|---|---|---|---|",
+    ]
     for task, v in sorted(ours.get("by_task", {}).items()):
         b = base.get("by_task", {}).get(task, {})
-        lines.append(f"| {task} | {v['calls']} | {_f(v['tool'])} | {_f(v['exact'])} | "
-                     f"{_f(b.get('tool'))} | {_f(b.get('exact'))} |")  # fmt: skip
+        lines.append(
+            f"| {task} | {v['calls']} | {_f(v['tool'])} | {_f(v['exact'])} | "
+            f"{_f(b.get('tool'))} | {_f(b.get('exact'))} |"
+        )
     lines += ["", f"![router vs base]({rel}/router_vs_base.png)", ""]
     _plot_router(ours, base, figures / "router_vs_base.png")
     return lines
@@ -517,31 +595,48 @@ def _agent_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path
 
     lines: list[str] = []
     a = res
-    lines += [f"## Agent task suite (`switchboard eval agent --split {sp} --n {n['agent']}`)",
-              "",
-              agent_table(a), "",
-              f"Turn latency p50 {a['turn_s_p50']:.2f} s, p95 {a['turn_s_p95']:.2f} s; "
-              f"{a['errors']} errors. Target ≥ 0.85: "
-              + ("met." if a["success"] >= 0.85 else "**not met**."), ""]  # fmt: skip
+    lines += [
+        f"## Agent task suite (`switchboard eval agent --split {sp} --n {n['agent']}`)",
+        "",
+        agent_table(a),
+        "",
+        f"Turn latency p50 {a['turn_s_p50']:.2f} s, p95 {a['turn_s_p95']:.2f} s; "
+        f"{a['errors']} errors. Target ≥ 0.85: "
+        + ("met." if a["success"] >= 0.85 else "**not met**."),
+        "",
+    ]
     if "hybrid" in a:
         hy = a["hybrid"]
-        lines += ["The same tasks with hybrid calls (`--signals`: the router's signal "
-                  "embeddings sent with each call):", "",
-                  "| task type | text calls (default) | hybrid calls |", "|---|---|---|",
-                  *(f"| {k} | {v['success']:.3f} | "
-                    f"{_f(hy['by_type'].get(k, {}).get('success'))} |"
-                    for k, v in a["by_type"].items()),
-                  f"| **all** | **{a['success']:.3f}** | **{hy['success']:.3f}** |",
-                  ""]  # fmt: skip
+        lines += [
+            "The same tasks with hybrid calls (`--signals`: the router's signal "
+            "embeddings sent with each call):",
+            "",
+            "| task type | text calls (default) | hybrid calls |",
+            "|---|---|---|",
+            *(
+                f"| {k} | {v['success']:.3f} | {_f(hy['by_type'].get(k, {}).get('success'))} |"
+                for k, v in a["by_type"].items()
+            ),
+            f"| **all** | **{a['success']:.3f}** | **{hy['success']:.3f}** |",
+            "",
+        ]
     if "conversation" in a:
         c, k = a["conversation"], n["agent_turns"]
-        lines += [f"As the second turn of a conversation (`--n {k} --after-turn "
-                  "[--history-turns N]`: each task follows \"segment the biggest shape\" on "
-                  "another scene):", "", "| the router reads | success |", "|---|---|",
-                  f"| the request alone, first turn | {c['fresh']['success']:.3f} |",
-                  *(f"| {h} earlier turn(s), second turn | "
-                    f"{c[f'after_turn_history_{h}']['success']:.3f} |" for h in (0, 1)),
-                  ""]  # fmt: skip
+        lines += [
+            f"As the second turn of a conversation (`--n {k} --after-turn "
+            '[--history-turns N]`: each task follows "segment the biggest shape" on '
+            "another scene):",
+            "",
+            "| the router reads | success |",
+            "|---|---|",
+            f"| the request alone, first turn | {c['fresh']['success']:.3f} |",
+            *(
+                f"| {h} earlier turn(s), second turn | "
+                f"{c[f'after_turn_history_{h}']['success']:.3f} |"
+                for h in (0, 1)
+            ),
+            "",
+        ]
     return lines
 
 
@@ -550,13 +645,18 @@ def _photos_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Pat
     the figures' folder as the report links it)."""
     lines: list[str] = []
     ph = res
-    lines += ["## Real photographs (smoke run)", "",
-              f"The whole pipeline on photographs shipped inside installed packages "
-              f"({', '.join(ph['photos'])}) — {ph['turns']} turns, **{ph['errors']} "
-              f"errors**, {ph['failed_calls']} specialist calls that reported a failure. The "
-              "models were trained on ShapeWorld only: what they make of photos is recorded "
-              "as it came, not judged.", "", "| photo | request | reply | calls | s |",
-              "|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "## Real photographs (smoke run)",
+        "",
+        f"The whole pipeline on photographs shipped inside installed packages "
+        f"({', '.join(ph['photos'])}) — {ph['turns']} turns, **{ph['errors']} "
+        f"errors**, {ph['failed_calls']} specialist calls that reported a failure. The "
+        "models were trained on ShapeWorld only: what they make of photos is recorded "
+        "as it came, not judged.",
+        "",
+        "| photo | request | reply | calls | s |",
+        "|---|---|---|---|---|",
+    ]
     for r in ph["rows"]:
         said = (r.get("reply") or r.get("error") or "").replace("|", "/")[:90]
         calls = "; ".join(r.get("calls", [])).replace("|", "/")[:120]
@@ -622,9 +722,12 @@ def _plot_router(ours, base, path):
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
     keys = [k for k in ROUTER_KEYS if ours.get(k) is not None]
-    _bar(ax, keys, {ours["model"]: [ours[k] for k in keys],
-                    base["model"]: [base.get(k) or 0.0 for k in keys]},
-         "router vs prompt-only base (test split)")  # fmt: skip
+    _bar(
+        ax,
+        keys,
+        {ours["model"]: [ours[k] for k in keys], base["model"]: [base.get(k) or 0.0 for k in keys]},
+        "router vs prompt-only base (test split)",
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -687,8 +790,9 @@ def contact_sheet(path: Path, seed_offset: int = 0) -> Path:
         boxes = reg.get("detect")(Image(pixels=scene.image), {})
         ax[2].imshow(scene.image)
         for (bx1, by1, bx2, by2), label in zip(boxes.xyxy, boxes.labels, strict=True):
-            ax[2].add_patch(patches.Rectangle((bx1, by1), bx2 - bx1, by2 - by1, fill=False,
-                                              ec="lime"))  # fmt: skip
+            ax[2].add_patch(
+                patches.Rectangle((bx1, by1), bx2 - bx1, by2 - by1, fill=False, ec="lime")
+            )
             ax[2].text(bx1, by1, label, fontsize=6, color="black", backgroundcolor="lime")
         ax[2].set_title(f"detect ({len(boxes.xyxy)} boxes)", fontsize=8)
         clip = generate_video(seed)
@@ -702,9 +806,10 @@ def contact_sheet(path: Path, seed_offset: int = 0) -> Path:
         req = make_request(seed, "test", "recolor")
         intent = req.intents[0]
         before = generate_scene(req.seed).image
-        edited = reg.get("edit")(Image(pixels=before),
-                                 {"op": "recolor", "target": intent.target_text,
-                                  "color": intent.params.get("color")})  # fmt: skip
+        edited = reg.get("edit")(
+            Image(pixels=before),
+            {"op": "recolor", "target": intent.target_text, "color": intent.params.get("color")},
+        )
         ax[4].imshow(np.concatenate([before, edited.image], axis=1))
         ax[4].set_title(f"edit: {req.text}"[:48], fontsize=7)
         for a in ax:
@@ -715,8 +820,9 @@ def contact_sheet(path: Path, seed_offset: int = 0) -> Path:
     return path
 
 
-def merge_runs(earlier: dict[str, Any], new: dict[str, Any], chosen: tuple[str, ...],
-               command: str, kind: str) -> dict[str, Any]:  # fmt: skip
+def merge_runs(
+    earlier: dict[str, Any], new: dict[str, Any], chosen: tuple[str, ...], command: str, kind: str
+) -> dict[str, Any]:
     """A run of some evals (or bench sections: ``kind`` ``"evals"`` / ``"sections"``) merged
     into the earlier full run: the chosen parts and their seconds replaced, the others kept,
     and the update recorded (what was re-run, when, at which commit, by which command)."""

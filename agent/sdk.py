@@ -85,8 +85,9 @@ class Turn:
     timings: list[tuple[str, float]] = field(default_factory=list)
 
     def box_list(self) -> list[Box]:
-        return [Box(xyxy=[float(v) for v in b], label=lb, score=float(s))
-                for b, lb, s in self.boxes]  # fmt: skip
+        return [
+            Box(xyxy=[float(v) for v in b], label=lb, score=float(s)) for b, lb, s in self.boxes
+        ]
 
     def track_list(self) -> list[TrackOut]:
         return [
@@ -95,7 +96,7 @@ class Turn:
                 label=t.label,
                 frames=list(t.frames),
                 xyxy=[[float(v) for v in b] for b in t.xyxy],
-            )  # fmt: skip
+            )
             for t in self.tracks
         ]
 
@@ -157,8 +158,11 @@ def _region(region: Any, height: int, width: int) -> dict[str, Any]:
         return _region(mask, height, width)
     if isinstance(region, list | tuple) and len(region) == 4:
         region = {"box": region}
-    if not isinstance(region, dict) or len(region) != 1 or next(iter(region)) not in (
-        "box", "point", "mask"):  # fmt: skip
+    if (
+        not isinstance(region, dict)
+        or len(region) != 1
+        or next(iter(region)) not in ("box", "point", "mask")
+    ):
         raise InvalidInputError("a region is a box (x1, y1, x2, y2), {'point': (x, y)} or a mask")
     ((kind, value),) = region.items()
     if kind in ("box", "point"):
@@ -250,8 +254,9 @@ class Agent:
         self.recovered: int | None = None
         self.recovery: threading.Thread | None = None
         if recover == "background":
-            self.recovery = threading.Thread(target=self._recover_locked, daemon=True,
-                                             name="switchboard-recover")  # fmt: skip
+            self.recovery = threading.Thread(
+                target=self._recover_locked, daemon=True, name="switchboard-recover"
+            )
             self.recovery.start()
         elif recover == "now":
             self.recovered = self._recover()
@@ -354,13 +359,27 @@ class Agent:
             session = self.store.create_session(owner=owner)
         else:
             self.store.check_session(session, owner)
-        stored_region = None if not regions else {k: v for k, v in regions[0].items()
-                                                  if k != "mask"} or {"mask": True}  # fmt: skip
-        turn_id = self.store.begin_turn(session, text, inputs, stored_region, owner=owner,
-                                        current=current and current["id"])  # fmt: skip
+        stored_region = (
+            None
+            if not regions
+            else {k: v for k, v in regions[0].items() if k != "mask"} or {"mask": True}
+        )
+        turn_id = self.store.begin_turn(
+            session, text, inputs, stored_region, owner=owner, current=current and current["id"]
+        )
         kind = None if media is None else ("video" if isinstance(media, Video) else "image")
-        return Accepted(session, turn_id, owner, text, media, kind, regions,
-                        current and current["id"], region, t_start)  # fmt: skip
+        return Accepted(
+            session,
+            turn_id,
+            owner,
+            text,
+            media,
+            kind,
+            regions,
+            current and current["id"],
+            region,
+            t_start,
+        )
 
     def run(self, accepted: Accepted, on_event: Any = None) -> Turn:
         """Run an accepted turn to its end and store it. A request sent without media works on
@@ -379,10 +398,17 @@ class Agent:
                 if acc.region is not None:  # the region is checked against the image it meets
                     acc.regions = [_region(acc.region, *_size(acc.media))]
         history = self._history(acc.session, acc.owner)
-        rt = AgentRuntime(self.policy, self.registry, self.max_steps, self.timeout_s,
-                          executor=self.executor, on_event=on_event,
-                          memory_budget_mb=self.memory_budget_mb,
-                          single_pass=self.single_pass, cancel=acc.cancel)  # fmt: skip
+        rt = AgentRuntime(
+            self.policy,
+            self.registry,
+            self.max_steps,
+            self.timeout_s,
+            executor=self.executor,
+            on_event=on_event,
+            memory_budget_mb=self.memory_budget_mb,
+            single_pass=self.single_pass,
+            cancel=acc.cancel,
+        )
         rt.versions = self._cursor(acc.session, acc.owner)
         rt.timings.append(("perceive", time.perf_counter() - acc.t_start))
         state: dict[str, Any] = {"text": acc.text, "regions": acc.regions, "history": history}
@@ -436,8 +462,12 @@ class Agent:
         except TurnCancelled:
             return self._cancelled(session, turn_id, config)
         except Exception as exc:  # the graph catches specialists; this is a bug: record it
-            self.store.finish_turn(turn_id, f"The turn failed: {exc}", status="failed",
-                                   error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            self.store.finish_turn(
+                turn_id,
+                f"The turn failed: {exc}",
+                status="failed",
+                error=f"{type(exc).__name__}: {exc}",
+            )
             self._forget(turn_id)
             raise
         t0 = time.perf_counter()
@@ -465,8 +495,15 @@ class Agent:
         turn = Turn(session, turn_id, CANCELLED)
         if config is not None and self.checkpointer is not None:
             for r in self.graph.get_state(config).values.get("results", []):
-                record = CallRecord(r["tool"], r["args"], r["status"], r["seconds"],
-                                    r["observation"], r["error"], r["with_signal"])  # fmt: skip
+                record = CallRecord(
+                    r["tool"],
+                    r["args"],
+                    r["status"],
+                    r["seconds"],
+                    r["observation"],
+                    r["error"],
+                    r["with_signal"],
+                )
                 self.store.add_call(turn_id, **record.__dict__)
                 turn.calls.append(record)
         self.store.finish_turn(turn_id, CANCELLED, status="failed", error="cancelled")
@@ -481,8 +518,15 @@ class Agent:
         image_kind = "edited" if out.get("media_kind") == "image" else "generated"
         outputs: list[tuple[str, bytes]] = []
         for r in out.get("results", []):
-            record = CallRecord(r["tool"], r["args"], r["status"], r["seconds"],
-                                r["observation"], r["error"], r["with_signal"])  # fmt: skip
+            record = CallRecord(
+                r["tool"],
+                r["args"],
+                r["status"],
+                r["seconds"],
+                r["observation"],
+                r["error"],
+                r["with_signal"],
+            )
             self.store.add_call(turn_id, **record.__dict__)
             turn.calls.append(record)
             res = r["result"]
@@ -515,9 +559,15 @@ class Agent:
         for turn_id in pending:
             if self.checkpointer is None:
                 break
-            rt = AgentRuntime(self.policy, self.registry, self.max_steps, self.timeout_s,
-                              executor=self.executor, memory_budget_mb=self.memory_budget_mb,
-                              single_pass=self.single_pass)  # fmt: skip
+            rt = AgentRuntime(
+                self.policy,
+                self.registry,
+                self.max_steps,
+                self.timeout_s,
+                executor=self.executor,
+                memory_budget_mb=self.memory_budget_mb,
+                single_pass=self.single_pass,
+            )
             config = self._config(turn_id, rt)
             try:
                 snapshot = self.graph.get_state(config)
@@ -541,9 +591,11 @@ class Agent:
             except Exception as exc:  # could not resume: the turn is failed, nothing is lost
                 if turn_id in self.store.pending_turns():
                     self.store.finish_turn(
-                        turn_id, "The turn could not be resumed.", status="failed",
+                        turn_id,
+                        "The turn could not be resumed.",
+                        status="failed",
                         error=f"resume failed: {type(exc).__name__}: {exc}",
-                    )  # fmt: skip
+                    )
                 self._forget(turn_id)
         self.store.recover()
         return len(pending)
@@ -560,8 +612,20 @@ class Agent:
             if req["region"] == {"mask": True}:
                 raise InvalidInputError("its drawn region was a mask, which is not stored")
             regions = [_region(req["region"], *_size(media))]
-        self.run(Accepted(req["session"], turn_id, req["owner"], req["text"], media, kind,
-                          regions, None, req["region"], time.perf_counter()))  # fmt: skip
+        self.run(
+            Accepted(
+                req["session"],
+                turn_id,
+                req["owner"],
+                req["text"],
+                media,
+                kind,
+                regions,
+                None,
+                req["region"],
+                time.perf_counter(),
+            )
+        )
 
     def stream(self, text: str, **kw: Any) -> Iterator[dict[str, Any]]:
         """The turn's events as they happen (``route``, ``refused``, ``call_started``,
@@ -600,8 +664,12 @@ class Agent:
         done = [t for t in self.store.history(session, owner=owner) if t["status"] == "done"]
         turns = []
         for t in done[-self.history_turns :]:
-            turns.append([{"role": "user" if m["role"] == "user" else "assistant",
-                           "content": m["text"]} for m in t["messages"]])  # fmt: skip
+            turns.append(
+                [
+                    {"role": "user" if m["role"] == "user" else "assistant", "content": m["text"]}
+                    for m in t["messages"]
+                ]
+            )
         while len(turns) > 1 and sum(len(m["content"]) for t in turns for m in t) > HISTORY_CHARS:
             turns.pop(0)
         return [m for t in turns for m in t]
@@ -627,21 +695,30 @@ class Agent:
         """``turn`` as the API sends it (:class:`~switchboard.core.wire.TurnReply`): with its
         stored messages (the artifacts' hashes) and the session's current media after it."""
         stored = self.store.turn(turn.turn_id, owner=owner)
-        return TurnReply(session=turn.session, turn=turn.turn_id, text=turn.text,
-                         outcome=turn.outcome, calls=[c.__dict__ for c in turn.calls],
-                         boxes=turn.box_list(), tracks=turn.track_list(),
-                         messages=stored["messages"],
-                         current=self.current(turn.session, owner=owner))  # fmt: skip
+        return TurnReply(
+            session=turn.session,
+            turn=turn.turn_id,
+            text=turn.text,
+            outcome=turn.outcome,
+            calls=[c.__dict__ for c in turn.calls],
+            boxes=turn.box_list(),
+            tracks=turn.track_list(),
+            messages=stored["messages"],
+            current=self.current(turn.session, owner=owner),
+        )
 
 
 def _results_json(turn: Turn, media: Any) -> bytes:
     """A turn's boxes and tracks as stored JSON (``fps``: the input video's, for playback)."""
     fps = media.fps if isinstance(media, Video) else None
-    return json.dumps({
-        "boxes": [b.model_dump() for b in turn.box_list()],
-        "tracks": [t.model_dump() for t in turn.track_list()],
-        "fps": fps,
-    }, separators=(",", ":")).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "boxes": [b.model_dump() for b in turn.box_list()],
+            "tracks": [t.model_dump() for t in turn.track_list()],
+            "fps": fps,
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def _size(media: Any) -> tuple[int, int]:

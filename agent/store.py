@@ -308,18 +308,25 @@ class Store:
         with self.db() as s:
             self._session(s, session_id, owner)
 
-    def sessions(self, owner: str | None = None, limit: int | None = None, offset: int = 0
-                 ) -> list[dict[str, Any]]:  # fmt: skip
+    def sessions(
+        self, owner: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[dict[str, Any]]:
         """The owner's sessions, newest activity first (``limit`` of them from ``offset``; all
         by default). ``title``: the name a person gave it, else its first request's words
         (``named`` says which); times are UTC. One query: turns are counted, not loaded."""
-        counts = (select(TurnRow.session_id, func.count().label("n"))
-                  .group_by(TurnRow.session_id).subquery())  # fmt: skip
-        query = (select(SessionRow, func.coalesce(counts.c.n, 0))
-                 .outerjoin(counts, counts.c.session_id == SessionRow.id)
-                 .where(SessionRow.owner == owner)
-                 .order_by(SessionRow.updated_at.desc(), SessionRow.id)
-                 .offset(offset).limit(limit))  # fmt: skip
+        counts = (
+            select(TurnRow.session_id, func.count().label("n"))
+            .group_by(TurnRow.session_id)
+            .subquery()
+        )
+        query = (
+            select(SessionRow, func.coalesce(counts.c.n, 0))
+            .outerjoin(counts, counts.c.session_id == SessionRow.id)
+            .where(SessionRow.owner == owner)
+            .order_by(SessionRow.updated_at.desc(), SessionRow.id)
+            .offset(offset)
+            .limit(limit)
+        )
         with self.db() as s:
             return [self._session_dict(r, n) for r, n in s.execute(query)]
 
@@ -330,12 +337,18 @@ class Store:
 
     @staticmethod
     def _session_dict(r: SessionRow, turns: int | None = None) -> dict[str, Any]:
-        return {"id": r.id, "title": r.custom_title or r.title, "named": bool(r.custom_title),
-                "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat(),
-                "turns": len(r.turns) if turns is None else int(turns)}  # fmt: skip
+        return {
+            "id": r.id,
+            "title": r.custom_title or r.title,
+            "named": bool(r.custom_title),
+            "created_at": r.created_at.isoformat(),
+            "updated_at": r.updated_at.isoformat(),
+            "turns": len(r.turns) if turns is None else int(turns),
+        }
 
-    def rename_session(self, session_id: str, title: str, owner: str | None = None
-                       ) -> dict[str, Any]:  # fmt: skip
+    def rename_session(
+        self, session_id: str, title: str, owner: str | None = None
+    ) -> dict[str, Any]:
         """Give a session a name (1–120 characters after trimming; ``ValueError`` else).
         Returns the session as :meth:`sessions` lists it."""
         title = " ".join(title.split())
@@ -369,18 +382,42 @@ class Store:
     @staticmethod
     def _turn_dict(t: TurnRow) -> dict[str, Any]:
         return {
-            "id": t.id, "index": t.index, "status": t.status, "error": t.error,
+            "id": t.id,
+            "index": t.index,
+            "status": t.status,
+            "error": t.error,
             "resumed": t.resumed_at is not None,
             "outcome": turn_outcome([c.status for c in t.calls]),
-            "messages": [{"role": m.role, "text": m.text, "region": m.region,
-                          "artifacts": [{"sha256": a.sha256, "kind": a.kind, "name": a.name,
-                                         "media_type": a.artifact.media_type}
-                                        for a in m.artifacts]}
-                         for m in t.messages],
-            "calls": [{"tool": c.tool, "args": c.args, "status": c.status,
-                       "seconds": c.seconds, "observation": c.observation, "error": c.error,
-                       "with_signal": c.with_signal} for c in t.calls],
-        }  # fmt: skip
+            "messages": [
+                {
+                    "role": m.role,
+                    "text": m.text,
+                    "region": m.region,
+                    "artifacts": [
+                        {
+                            "sha256": a.sha256,
+                            "kind": a.kind,
+                            "name": a.name,
+                            "media_type": a.artifact.media_type,
+                        }
+                        for a in m.artifacts
+                    ],
+                }
+                for m in t.messages
+            ],
+            "calls": [
+                {
+                    "tool": c.tool,
+                    "args": c.args,
+                    "status": c.status,
+                    "seconds": c.seconds,
+                    "observation": c.observation,
+                    "error": c.error,
+                    "with_signal": c.with_signal,
+                }
+                for c in t.calls
+            ],
+        }
 
     # -- turns -------------------------------------------------------------------------------
     def begin_turn(
@@ -439,8 +476,14 @@ class Store:
     def _add_version(
         s: Session, sess: SessionRow, sha: str, kind: str, source: str, turn_id: int | None
     ) -> VersionRow:
-        v = VersionRow(session_id=sess.id, parent_id=sess.head_id, sha256=sha, kind=kind,
-                       source=source, turn_id=turn_id)  # fmt: skip
+        v = VersionRow(
+            session_id=sess.id,
+            parent_id=sess.head_id,
+            sha256=sha,
+            kind=kind,
+            source=source,
+            turn_id=turn_id,
+        )
         sess.versions.append(v)
         s.flush()
         sess.head_id = v.id
@@ -450,8 +493,14 @@ class Store:
     def _version_dict(v: VersionRow | None) -> dict[str, Any] | None:
         if v is None:
             return None
-        return {"id": v.id, "sha256": v.sha256, "kind": v.kind, "source": v.source,
-                "turn_id": v.turn_id, "parent_id": v.parent_id}  # fmt: skip
+        return {
+            "id": v.id,
+            "sha256": v.sha256,
+            "kind": v.kind,
+            "source": v.source,
+            "turn_id": v.turn_id,
+            "parent_id": v.parent_id,
+        }
 
     def current(self, session_id: str, owner: str | None = None) -> dict[str, Any] | None:
         """The session's current version (``id``, ``sha256``, ``kind``, ``source``,
@@ -523,9 +572,18 @@ class Store:
         with self.db() as s:
             if s.get(TurnRow, turn_id) is None:
                 raise NotFoundError(f"no turn {turn_id}")
-            s.add(CallRow(turn_id=turn_id, tool=tool, args=args, status=status,
-                          seconds=float(seconds), observation=observation, error=error,
-                          with_signal=with_signal))  # fmt: skip
+            s.add(
+                CallRow(
+                    turn_id=turn_id,
+                    tool=tool,
+                    args=args,
+                    status=status,
+                    seconds=float(seconds),
+                    observation=observation,
+                    error=error,
+                    with_signal=with_signal,
+                )
+            )
 
     def finish_turn(
         self,
@@ -544,8 +602,9 @@ class Store:
         moves = {i: kind for i, (kind, _) in enumerate(outputs) if kind in ("undo", "redo")}
         shas = [
             (kind, self.files.put(data), media_type(kind, data), len(data))
-            for i, (kind, data) in enumerate(outputs) if i not in moves
-        ]  # fmt: skip
+            for i, (kind, data) in enumerate(outputs)
+            if i not in moves
+        ]
         with self.db() as s:
             turn = s.get(TurnRow, turn_id)
             if turn is None:

@@ -20,8 +20,9 @@ HISTORY = "history"
 
 
 class HistoryArgs(BaseModel):
-    op: Literal["undo", "redo"] = Field(description="undo: back to the image before the last "
-                                        "change; redo: forward again")  # fmt: skip
+    op: Literal["undo", "redo"] = Field(
+        description="undo: back to the image before the last change; redo: forward again"
+    )
 
 
 class HistoryTool(Specialist):
@@ -68,8 +69,12 @@ class VersionCursor:
     decoded media; the moves are written when the turn is stored, in order with the images
     the turn made."""
 
-    def __init__(self, versions: list[dict[str, Any]], head: int | None,
-                 load: Callable[[dict[str, Any]], Any]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        versions: list[dict[str, Any]],
+        head: int | None,
+        load: Callable[[dict[str, Any]], Any],
+    ) -> None:
         self.versions = {v["id"]: v for v in versions}
         self.head, self.load = head, load
         self._made: dict[int, Any] = {}  # images this turn made: not stored yet

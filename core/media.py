@@ -291,8 +291,10 @@ def _decode_frames(path: Path, meta: dict[str, Any]) -> np.ndarray:
 
     settings = get_settings()
     limit, budget = settings.max_video_frames, settings.max_video_mb * 2**20
-    over = (f"decodes to more than {settings.max_video_mb} MB of frames "
-            "(SWITCHBOARD_MAX_VIDEO_MB); send a shorter or smaller clip")  # fmt: skip
+    over = (
+        f"decodes to more than {settings.max_video_mb} MB of frames "
+        "(SWITCHBOARD_MAX_VIDEO_MB); send a shorter or smaller clip"
+    )
     size, fps, duration = meta.get("size"), meta.get("fps"), meta.get("duration")
     expected = 0
     if size and len(size) == 2:
@@ -301,11 +303,14 @@ def _decode_frames(path: Path, meta: dict[str, Any]) -> np.ndarray:
         if fps and duration and np.isfinite(fps * duration):
             expected = int(np.ceil(float(fps) * float(duration)))
             if expected > limit:
-                raise InvalidInputError(f"video has about {expected} frames, above the limit of "
-                                        f"{limit} (SWITCHBOARD_MAX_VIDEO_FRAMES)")  # fmt: skip
+                raise InvalidInputError(
+                    f"video has about {expected} frames, above the limit of "
+                    f"{limit} (SWITCHBOARD_MAX_VIDEO_FRAMES)"
+                )
             if expected * h * w * 3 > budget:
-                raise InvalidInputError(f"video {_shown(path)} ({expected} frames of {w}x{h}) "
-                                        + over)  # fmt: skip
+                raise InvalidInputError(
+                    f"video {_shown(path)} ({expected} frames of {w}x{h}) " + over
+                )
     out: np.ndarray | None = None
     n = 0
     try:

@@ -32,10 +32,24 @@ PLACES: dict[str, tuple[int, int]] = {
     "bottom right": (2, 2),
 }
 # Nouns that name no class: "every object", "the red things", "all items".
-GENERIC_NOUNS = frozenset({
-    "object", "objects", "shape", "shapes", "thing", "things", "item", "items", "everything",
-    "anything", "all", "any", "one", "ones",
-})  # fmt: skip
+GENERIC_NOUNS = frozenset(
+    {
+        "object",
+        "objects",
+        "shape",
+        "shapes",
+        "thing",
+        "things",
+        "item",
+        "items",
+        "everything",
+        "anything",
+        "all",
+        "any",
+        "one",
+        "ones",
+    }
+)
 
 
 def plural_noun(noun: str) -> str:

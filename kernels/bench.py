@@ -93,7 +93,7 @@ def bench_linear_ce(device, tokens, d, vocab, dtype, repeats, check):
         out["max_abs_diff"] = {
             name: float((a.float() - b.float()).abs().max())
             for name, a, b in zip(("loss", "grad_h", "grad_w"), ours, ref, strict=True)
-        }  # fmt: skip
+        }
         torch.testing.assert_close(ours[0], ref[0], rtol=2e-2, atol=2e-2)
         out["kernel"] = timed(lambda: step(linear_cross_entropy, use_kernel=True), device, repeats)
         out["speedup"] = out["torch"]["p50_ms"] / out["kernel"]["p50_ms"]
@@ -122,8 +122,9 @@ def bench_masks(device, n, low, pad, input_size, original, repeats, check, bandw
         assert out["differing_pixels"] <= n * 4, out["differing_pixels"]
         out["kernel"] = timed(
             lambda: postprocess_masks(logits, pad, input_size, original, use_kernel=True),
-            device, repeats,
-        )  # fmt: skip
+            device,
+            repeats,
+        )
         out["speedup"] = out["torch"]["p50_ms"] / out["kernel"]["p50_ms"]
         moved = logits.numel() * 4 + n * original[0] * original[1]  # bytes in + bytes out
         achieved = moved / (out["kernel"]["min_ms"] / 1000) / 1e9
@@ -152,18 +153,25 @@ def bench_signal_projection(device, repeats):
     total_params = sum(p.numel() for p in heads.parameters())
     mlp_params = sum(p.numel() for p in heads.out.parameters())
     return {
-        "rows": batch * k, "width": width,
+        "rows": batch * k,
+        "width": width,
         "output_mlps": timed(mlps, device, repeats),
         "mlp_share_of_head_parameters": mlp_params / total_params,
-    }  # fmt: skip
+    }
 
 
-def run(device: str = "auto", repeats: int = 10, check: bool = False,
-        tokens: int | None = None) -> dict[str, Any]:  # fmt: skip
+def run(
+    device: str = "auto", repeats: int = 10, check: bool = False, tokens: int | None = None
+) -> dict[str, Any]:
     """Every kernel benchmark on ``device`` ("auto": a GPU if there is one); ``check`` asserts
     issue 9's targets (GPU)."""
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
-                       else "cpu" if device == "auto" else device)  # fmt: skip
+    dev = torch.device(
+        "cuda"
+        if device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if device == "auto"
+        else device
+    )
     gpu = dev.type == "cuda"
     name = torch.cuda.get_device_name(dev) if gpu else "cpu"
     bandwidth = copy_bandwidth(dev)
@@ -180,8 +188,10 @@ def run(device: str = "auto", repeats: int = 10, check: bool = False,
     )
     res["signal_projection"] = bench_signal_projection(dev, repeats)
     if not gpu:
-        res["note"] = ("No GPU: the kernels run here only under Triton's interpreter (tested for "
-                       "correctness, not timed); torch's paths are timed")  # fmt: skip
+        res["note"] = (
+            "No GPU: the kernels run here only under Triton's interpreter (tested for "
+            "correctness, not timed); torch's paths are timed"
+        )
     return res
 
 

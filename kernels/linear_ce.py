@@ -95,8 +95,11 @@ if triton_available():
         if y == ignore_index:
             for start in range(0, vocab, BLOCK):
                 idx = start + cols
-                tl.store(base + idx, tl.zeros([BLOCK], tl.float32).to(base.dtype.element_ty),
-                         mask=idx < vocab)  # fmt: skip
+                tl.store(
+                    base + idx,
+                    tl.zeros([BLOCK], tl.float32).to(base.dtype.element_ty),
+                    mask=idx < vocab,
+                )
             tl.store(loss_ptr + row, 0.0)
         else:
             m = tl.full([], float("-inf"), tl.float32)
@@ -145,9 +148,15 @@ def _forward(h, weight, target, ignore_index, reduction):
         hc = h[start:end]
         logits = hc @ weight.T  # [chunk, vocab] in the inputs' dtype (fp32 accumulate)
         _ce_rows_kernel[(end - start,)](
-            logits, logits.stride(0), target[start:end].contiguous(), loss_rows[start:end],
-            vocab, ignore_index, scale, BLOCK=block,
-        )  # fmt: skip
+            logits,
+            logits.stride(0),
+            target[start:end].contiguous(),
+            loss_rows[start:end],
+            vocab,
+            ignore_index,
+            scale,
+            BLOCK=block,
+        )
         grad_h[start:end] = logits @ weight
         grad_w += logits.T @ hc  # one rounding per chunk, summed in fp32
     if reduction == "mean":  # no valid token: NaN, as F.cross_entropy gives
@@ -160,8 +169,9 @@ def _forward(h, weight, target, ignore_index, reduction):
 class _LinearCrossEntropyFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, target, ignore_index, reduction):
-        loss, grad_h, grad_w = _forward(h.contiguous(), weight.contiguous(), target,
-                                        ignore_index, reduction)  # fmt: skip
+        loss, grad_h, grad_w = _forward(
+            h.contiguous(), weight.contiguous(), target, ignore_index, reduction
+        )
         ctx.save_for_backward(grad_h, grad_w)
         return loss
 

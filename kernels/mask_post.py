@@ -130,13 +130,26 @@ if triton_available():
 
     @triton.jit
     def _postprocess_kernel(
-        low_ptr, out_ptr, logits_ptr, area_ptr, box_ptr,
-        h, w, hi, wi, ho, wo,
-        sh, sw,  # stage 1 scales: h / pad, w / pad
-        th, tw,  # stage 2 scales: hi / ho, wi / wo
+        low_ptr,
+        out_ptr,
+        logits_ptr,
+        area_ptr,
+        box_ptr,
+        h,
+        w,
+        hi,
+        wi,
+        ho,
+        wo,
+        sh,
+        sw,  # stage 1 scales: h / pad, w / pad
+        th,
+        tw,  # stage 2 scales: hi / ho, wi / wo
         threshold,
-        WRITE_LOGITS: tl.constexpr, BLOCK_Y: tl.constexpr, BLOCK_X: tl.constexpr,
-    ):  # fmt: skip
+        WRITE_LOGITS: tl.constexpr,
+        BLOCK_Y: tl.constexpr,
+        BLOCK_X: tl.constexpr,
+    ):
         n = tl.program_id(0)
         oy = tl.program_id(1) * BLOCK_Y + tl.arange(0, BLOCK_Y)[:, None]
         ox = tl.program_id(2) * BLOCK_X + tl.arange(0, BLOCK_X)[None, :]
@@ -184,13 +197,30 @@ def _kernel(low_res, pad, input_size, original_size, threshold, return_logits):
     by, bx = (16, 64) if not interpreting() else (64, 128)
     grid = (n, triton.cdiv(ho, by), triton.cdiv(wo, bx))
     _postprocess_kernel[grid](
-        low, out, logits, areas, boxes, h, w, hi, wi, ho, wo,
-        float(h) / pad, float(w) / pad, float(hi) / ho, float(wi) / wo, float(threshold),
-        WRITE_LOGITS=return_logits, BLOCK_Y=by, BLOCK_X=bx,
-    )  # fmt: skip
+        low,
+        out,
+        logits,
+        areas,
+        boxes,
+        h,
+        w,
+        hi,
+        wi,
+        ho,
+        wo,
+        float(h) / pad,
+        float(w) / pad,
+        float(hi) / ho,
+        float(wi) / wo,
+        float(threshold),
+        WRITE_LOGITS=return_logits,
+        BLOCK_Y=by,
+        BLOCK_X=bx,
+    )
     boxes[areas == 0] = 0
-    return PostprocessedMasks(out.view(torch.bool), areas.long(), boxes.long(),
-                              logits if return_logits else None)  # fmt: skip
+    return PostprocessedMasks(
+        out.view(torch.bool), areas.long(), boxes.long(), logits if return_logits else None
+    )
 
 
 def postprocess_masks(
@@ -220,6 +250,7 @@ class MaskPostprocess(nn.Module):
         super().__init__()
         self.pad, self.threshold = pad, threshold
 
-    def forward(self, low_res: torch.Tensor, input_size: tuple[int, int],
-                original_size: tuple[int, int]) -> PostprocessedMasks:  # fmt: skip
+    def forward(
+        self, low_res: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
+    ) -> PostprocessedMasks:
         return postprocess_masks(low_res, self.pad, input_size, original_size, self.threshold)

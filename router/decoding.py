@@ -78,9 +78,10 @@ def tools_for_media(registry: Registry, kind: str) -> list[str] | None:
     if kind == "none":
         return None
     names = [
-        n for n in registry.names()
+        n
+        for n in registry.names()
         if kind in registry.cls(n).media or not {"image", "video"} & set(registry.cls(n).media)
-    ]  # fmt: skip
+    ]
     return names if names and len(names) < len(registry.names()) else None
 
 

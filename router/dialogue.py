@@ -78,9 +78,11 @@ def _reply(call: HybridCall, t: ConvTurn, objects: Any, k_ids: list[int]) -> str
         result: Any = Masks(masks=[scene.masks[scene.index(k_ids[0])]], scores=[1.0])
     elif call.tool == "detect":
         idx = [scene.index(i) for i in k_ids]
-        result = Boxes(xyxy=[tuple(float(v) for v in scene.boxes[i]) for i in idx],
-                       labels=[scene.objects[i].shape for i in idx],
-                       scores=[1.0] * len(idx))  # fmt: skip
+        result = Boxes(
+            xyxy=[tuple(float(v) for v in scene.boxes[i]) for i in idx],
+            labels=[scene.objects[i].shape for i in idx],
+            scores=[1.0] * len(idx),
+        )
     elif call.tool == "edit":
         result = ImageOut(image=scene.image)
     else:
@@ -109,17 +111,32 @@ def items_for_conversation(conv: Conversation, registry: Registry) -> list[Item]
         user = {"role": "user", "content": user_message(t.text, True, objects, 0)}
         messages = [{"role": "system", "content": SYSTEM}, *history, user]
 
-        def item(msgs: list[dict[str, str]], target: str, _t: ConvTurn = t,
-                 _images: list = images, _objects: Any = objects, **kw: Any) -> Item:  # fmt: skip
-            return Item(list(msgs), _images, [None], target, f"conversation:{_t.kind}",
-                        objects=_objects, **kw)  # fmt: skip
+        def item(
+            msgs: list[dict[str, str]],
+            target: str,
+            _t: ConvTurn = t,
+            _images: list = images,
+            _objects: Any = objects,
+            **kw: Any,
+        ) -> Item:
+            return Item(
+                list(msgs),
+                _images,
+                [None],
+                target,
+                f"conversation:{_t.kind}",
+                objects=_objects,
+                **kw,
+            )
 
         calls = _calls(t, objects, registry)
         if not calls:
             words = _words(t)
             out.append(item(messages, words, answer=words))
-            history += [{"role": "user", "content": t.text},
-                        {"role": "assistant", "content": words}]  # fmt: skip
+            history += [
+                {"role": "user", "content": t.text},
+                {"role": "assistant", "content": words},
+            ]
             continue
         said = []
         for step, (call, ids) in enumerate(calls):
@@ -130,8 +147,10 @@ def items_for_conversation(conv: Conversation, registry: Registry) -> list[Item]
                         {"role": "user", "content": seen}]  # fmt: skip
             said.append(_reply(call, t, objects, ids))
         out.append(item(messages, DONE, step=len(calls), answer=DONE))
-        history += [{"role": "user", "content": t.text},
-                    {"role": "assistant", "content": " ".join(said)}]  # fmt: skip
+        history += [
+            {"role": "user", "content": t.text},
+            {"role": "assistant", "content": " ".join(said)},
+        ]
     return out
 
 

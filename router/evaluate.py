@@ -85,9 +85,14 @@ def score(items: list[Item], replies: list[Reply | None], registry: Registry) ->
             said = [m["content"] for m in item.messages if m["role"] == "user"] or [""]
             said = said[-1].replace("{media}", "")
             misses.append(
-                {"task": item.task, "step": item.step, "said": said, "want": item.target,
-                 "got": got}
-            )  # fmt: skip
+                {
+                    "task": item.task,
+                    "step": item.step,
+                    "said": said,
+                    "want": item.target,
+                    "got": got,
+                }
+            )
 
     for item, reply in zip(items, replies, strict=True):
         valid.append(reply is not None)

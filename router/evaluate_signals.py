@@ -140,8 +140,9 @@ def evaluate_signals(
 
     # -- referring segmentation ------------------------------------------------------------
     pointers: dict[str, list[bool]] = {name: [] for name in heads}
-    rows: dict[str, dict[str, list[float]]] = {p: {k: [] for k in REF_KINDS}
-                                               for p in ("text_only", *heads)}  # fmt: skip
+    rows: dict[str, dict[str, list[float]]] = {
+        p: {k: [] for k in REF_KINDS} for p in ("text_only", *heads)
+    }
     for i, it in enumerate(_segment_items(split, n, registry)):
         reply, first, sigs = route(it)
         image = Image(pixels=it.item.images[0])
@@ -190,8 +191,9 @@ def evaluate_signals(
     res["track_n"] = len(track_rows["text_only"])
 
     # -- edit: text vs signal conditioning --------------------------------------------------
-    edit_rows: dict[str, dict[str, list[bool]]] = {p: {op: [] for op in EDIT_OPS_SIGNAL}
-                                                   for p in ("text", *heads)}  # fmt: skip
+    edit_rows: dict[str, dict[str, list[bool]]] = {
+        p: {op: [] for op in EDIT_OPS_SIGNAL} for p in ("text", *heads)
+    }
     cosines: dict[str, list[float]] = {p: [] for p in heads}
     text_enc = None
     for op in EDIT_OPS_SIGNAL:
@@ -285,28 +287,38 @@ def signals_table(res: dict[str, Any]) -> str:
 
     paths = ("text_only", "hybrid", "hybrid_nosynergy")
     lines = ["| metric | text-only | hybrid (synergy) | hybrid, no synergy |", "|---|---|---|---|"]
-    for suffix, label in [("", "referring segmentation mIoU, all"),
-                          *((f"_{k}", f"… {k}") for k in REF_KINDS)]:  # fmt: skip
+    for suffix, label in [
+        ("", "referring segmentation mIoU, all"),
+        *((f"_{k}", f"… {k}") for k in REF_KINDS),
+    ]:
         vals = [f(res.get(f"segment_{p}_miou{suffix}")) for p in paths]
         count = res.get(f"segment_n{suffix}", res["segment_n"])
         lines.append(f"| {label} (n={count}) | " + " | ".join(vals) + " |")
-    lines.append("| … the heads' pointer on the referent (diagnostic) | — | "
-                 f"{f(res.get('segment_hybrid_pointer_hit'))} | "
-                 f"{f(res.get('segment_hybrid_nosynergy_pointer_hit'))} |")  # fmt: skip
+    lines.append(
+        "| … the heads' pointer on the referent (diagnostic) | — | "
+        f"{f(res.get('segment_hybrid_pointer_hit'))} | "
+        f"{f(res.get('segment_hybrid_nosynergy_pointer_hit'))} |"
+    )
     vals = [f(res.get(f"track_first_frame_{p}_miou")) for p in paths]
     label = f"track, referent on frame 0, mIoU (n={res['track_n']})"
     lines.append(f"| {label} | " + " | ".join(vals) + " |")
     epaths = ("text", "hybrid", "hybrid_nosynergy")
-    for suffix, label in [("", "edit success, all"),
-                          *((f"_{op}", f"… {op}") for op in EDIT_OPS_SIGNAL)]:  # fmt: skip
+    for suffix, label in [
+        ("", "edit success, all"),
+        *((f"_{op}", f"… {op}") for op in EDIT_OPS_SIGNAL),
+    ]:
         vals = [f(res.get(f"edit_{p}{suffix}_success")) for p in epaths]
         n_edit = res["edit_n_per_op"] * (len(EDIT_OPS_SIGNAL) if not suffix else 1)
         lines.append(f"| {label} (n={n_edit}) | " + " | ".join(vals) + " |")
-    lines.append("| edit signal cosine to the text tokens | — | "
-                 f"{f(res.get('edit_hybrid_cosine_to_text'))} | "
-                 f"{f(res.get('edit_hybrid_nosynergy_cosine_to_text'))} |")  # fmt: skip
-    lines.append(f"| task discriminator accuracy on the invariant half (chance "
-                 f"{res['discriminator_chance']:.2f}) | — | "
-                 f"{f(res.get('discriminator_acc_hybrid'))} | "
-                 f"{f(res.get('discriminator_acc_hybrid_nosynergy'))} |")  # fmt: skip
+    lines.append(
+        "| edit signal cosine to the text tokens | — | "
+        f"{f(res.get('edit_hybrid_cosine_to_text'))} | "
+        f"{f(res.get('edit_hybrid_nosynergy_cosine_to_text'))} |"
+    )
+    lines.append(
+        f"| task discriminator accuracy on the invariant half (chance "
+        f"{res['discriminator_chance']:.2f}) | — | "
+        f"{f(res.get('discriminator_acc_hybrid'))} | "
+        f"{f(res.get('discriminator_acc_hybrid_nosynergy'))} |"
+    )
     return "\n".join(lines)

@@ -135,9 +135,14 @@ class Router:
             )
             past = None if with_signals else self._reusable(emb[0])
             decoded = self.decoder.generate(
-                self.model.llm, emb, max_new_tokens=max_new_tokens, with_signals=with_signals,
-                past=past, step_llm=self.step_llm, tools=tools_for_media(self.registry, kind),
-            )  # fmt: skip
+                self.model.llm,
+                emb,
+                max_new_tokens=max_new_tokens,
+                with_signals=with_signals,
+                past=past,
+                step_llm=self.step_llm,
+                tools=tools_for_media(self.registry, kind),
+            )
             self._remember(emb[0], decoded)
         text = decoded.text.replace(self.model.tokenizer.eos_token or "\0", "")
         reply = parse_reply(text, self.registry)

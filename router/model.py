@@ -391,9 +391,11 @@ def _is_base_tokenizer(tokenizer: Any, config: RouterConfig) -> bool:
         base = base_tokenizer(config)
     except Exception:  # no base to rebuild from here: keep a copy
         return False
-    return (tokenizer.get_vocab() == base.get_vocab()
-            and tokenizer.chat_template == base.chat_template
-            and tokenizer.special_tokens_map == base.special_tokens_map)  # fmt: skip
+    return (
+        tokenizer.get_vocab() == base.get_vocab()
+        and tokenizer.chat_template == base.chat_template
+        and tokenizer.special_tokens_map == base.special_tokens_map
+    )
 
 
 def _has_module(model: nn.Module, suffix: str) -> bool:

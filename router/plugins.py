@@ -136,18 +136,26 @@ def plugin_items(cls: Any, seed: int, registry: Registry, tool: Any = None) -> l
     except Exception:  # the tool refused this scene (e.g. nothing matched): teach the call only
         return [first]
     history = [*base, {"role": "assistant", "content": target}, {"role": "user", "content": seen}]
-    return [first, Item(history, [scene.image], [None], DONE, cls.name, 1, answer=DONE,
-                        objects=objects)]  # fmt: skip
+    return [
+        first,
+        Item(history, [scene.image], [None], DONE, cls.name, 1, answer=DONE, objects=objects),
+    ]
 
 
 class _Words(dict):
     """Placeholder values for reading phrasings as sentences ("blur the red circle")."""
 
     def __missing__(self, key: str) -> str:
-        return {"color": "red", "shape": "square", "place": "top left",
-                "q": "how many circles are there?", "group": "red circles",
-                "group_one": "red circle", "desc": "small red circle",
-                "desc_list": "a small red circle"}.get(key, "red circle")  # fmt: skip
+        return {
+            "color": "red",
+            "shape": "square",
+            "place": "top left",
+            "q": "how many circles are there?",
+            "group": "red circles",
+            "group_one": "red circle",
+            "desc": "small red circle",
+            "desc_list": "a small red circle",
+        }.get(key, "red circle")
 
 
 def confusable_tasks(names: list[str], registry: Registry, top: int = 3) -> list[str]:
@@ -170,8 +178,9 @@ def confusable_tasks(names: list[str], registry: Registry, top: int = 3) -> list
         return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1)
 
     words = _Words()
-    mine = embed([e.request.format_map(words) for n in names
-                  for e in examples_of(registry.cls(n), "train")])  # fmt: skip
+    mine = embed(
+        [e.request.format_map(words) for n in names for e in examples_of(registry.cls(n), "train")]
+    )
     scores = {}
     for task in TEMPLATES:
         if task == "chat":
@@ -248,8 +257,10 @@ def add_tools(
         history.append((step, loss))
         done = step + 1
         if done % 10 == 0:
-            log(f"step {done}/{steps} loss {np.mean([v for _, v in history[-10:]]):.3f} "
-                f"{time.time() - t0:.0f} s")  # fmt: skip
+            log(
+                f"step {done}/{steps} loss {np.mean([v for _, v in history[-10:]]):.3f} "
+                f"{time.time() - t0:.0f} s"
+            )
         if minutes and time.time() - t0 > minutes * 60:
             break
     router.save_pretrained(out, fp16=True)
@@ -317,9 +328,14 @@ def evaluate_plugins(
             same = tool_ok[-1] and _norm_args(registry, call) == _norm_args(registry, want)
             exact_ok.append(bool(same))
             if not same and len(misses) < 20:
-                misses.append({"said": text, "want": want.args,
-                               "got": None if call is None else [call.tool, call.args],
-                               "prose": reply.prose})  # fmt: skip
+                misses.append(
+                    {
+                        "said": text,
+                        "want": want.args,
+                        "got": None if call is None else [call.tool, call.args],
+                        "prose": reply.prose,
+                    }
+                )
         res["tools"][name] = {
             "requests": n,
             "held_out_phrasings": [e.request for e in examples_of(cls, "test")],

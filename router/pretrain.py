@@ -163,8 +163,12 @@ def evaluate_dense(vision: nn.Module, heads: DenseHeads, scenes: list[Scene]) ->
     apart from object patches, background kind and object count per image."""
     was = vision.training
     vision.eval()
-    feats = torch.cat([vision(to_pixels([sc.image for sc in scenes[i : i + 16]], vision.image_size))
-                       for i in range(0, len(scenes), 16)])  # fmt: skip
+    feats = torch.cat(
+        [
+            vision(to_pixels([sc.image for sc in scenes[i : i + 16]], vision.image_size))
+            for i in range(0, len(scenes), 16)
+        ]
+    )
     out = heads(feats)
     t = batch_targets(scenes, vision.grid)
     fg = t["color"] > 0
@@ -214,9 +218,17 @@ def pretrain_vision(router: Any, preset_name: str, run: Path) -> dict[str, Any]:
         step0, history, elapsed = st["step"], st["history"], st["elapsed"]
 
     def checkpoint(step: int) -> None:
-        torch.save({"vision": vision.state_dict(), "heads": heads.state_dict(),
-                    "opt": opt.state_dict(), "step": step, "history": history,
-                    "elapsed": elapsed}, state_path)  # fmt: skip
+        torch.save(
+            {
+                "vision": vision.state_dict(),
+                "heads": heads.state_dict(),
+                "opt": opt.state_dict(),
+                "step": step,
+                "history": history,
+                "elapsed": elapsed,
+            },
+            state_path,
+        )
 
     vision.train()
     lo, _ = SPLITS["train"]
@@ -225,8 +237,7 @@ def pretrain_vision(router: Any, preset_name: str, run: Path) -> dict[str, Any]:
     bar = tqdm(range(step0, preset.steps), initial=step0, total=preset.steps, desc="vision")
     for step in bar:
         rng = np.random.default_rng([step, 23])
-        scenes = [generate_scene(lo + int(rng.integers(0, 900_000)))
-                  for _ in range(preset.batch)]  # fmt: skip
+        scenes = [generate_scene(lo + int(rng.integers(0, 900_000))) for _ in range(preset.batch)]
         frac = (time.time() - t0) / (preset.minutes * 60) if preset.minutes else 0.0
         lr = cosine_lr(preset.lr, step, preset.steps, preset.warmup, frac)
         for g in opt.param_groups:

@@ -147,8 +147,14 @@ class RelationLayer(nn.Module):
         """``x`` ``[B, M, w]``, ``boxes`` ``[B, M, 4]``, ``valid`` ``[B, M]`` → ``[B, M, w]``."""
         h = self.norm(x)
         m = h.shape[1]
-        pair = torch.cat([h[:, :, None].expand(-1, -1, m, -1), h[:, None].expand(-1, m, -1, -1),
-                          4 * self.geometry(boxes)], -1)  # fmt: skip
+        pair = torch.cat(
+            [
+                h[:, :, None].expand(-1, -1, m, -1),
+                h[:, None].expand(-1, m, -1, -1),
+                4 * self.geometry(boxes),
+            ],
+            -1,
+        )
         keep = valid[:, None, :] & ~torch.eye(m, dtype=torch.bool, device=x.device)
         e = (self.edge(pair) * keep[..., None]).sum(2)
         return x + self.out(e) * valid[..., None]
@@ -242,8 +248,7 @@ class ReferPointer(nn.Module):
 
 def _layer(w: int, heads: int, decoder: bool) -> nn.Module:
     cls = nn.TransformerDecoderLayer if decoder else nn.TransformerEncoderLayer
-    return cls(w, heads, 2 * w, dropout=0.0, activation="gelu", batch_first=True,
-               norm_first=True)  # fmt: skip
+    return cls(w, heads, 2 * w, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
 
 
 class SignalHeads(nn.Module):
@@ -308,11 +313,17 @@ class SignalHeads(nn.Module):
         self.register_buffer("code_fourier", torch.randn(2, CODE_FOURIER) * 2.0, persistent=True)
         self.box_code = nn.ModuleDict(
             {
-                t: nn.Sequential(nn.Linear(4 * CODE_FOURIER, w), nn.GELU(), nn.Linear(w, w),
-                                 nn.GELU(), nn.Linear(w, c.tools[t][0] * c.tools[t][1]))
-                for t in c.located if t in c.tools
+                t: nn.Sequential(
+                    nn.Linear(4 * CODE_FOURIER, w),
+                    nn.GELU(),
+                    nn.Linear(w, w),
+                    nn.GELU(),
+                    nn.Linear(w, c.tools[t][0] * c.tools[t][1]),
+                )
+                for t in c.located
+                if t in c.tools
             }
-        )  # fmt: skip
+        )
         self.progress = 1.0  # share of training done (the trainer sets it; drives the GRL ramp)
 
     def spec(self, tool: str) -> tuple[int, int]:
@@ -440,13 +451,15 @@ class SignalHeads(nn.Module):
                 # after the fusion, the words held the objects too, a shortcut the pointer
                 # learnt instead of its modules (their weights stayed at "attribute" for every
                 # expression).
-                scores, modules = self.refer(reading, ~pad[:, g2 : g2 + n_text], obj_rows,
-                                             objects[..., :4], slot_ok[:, g2:])  # fmt: skip
+                scores, modules = self.refer(
+                    reading, ~pad[:, g2 : g2 + n_text], obj_rows, objects[..., :4], slot_ok[:, g2:]
+                )
                 pointer = torch.cat([pointer[:, :g2], scores], 1)
             attn = pointer.softmax(-1)
             box = (attn[:, None] @ boxes)[:, 0]  # [B, 4]: the box pointed at (soft)
-            where = self.where(torch.cat([(attn[:, None] @ slots)[:, 0],
-                                          self.box_features(box)], dim=-1))  # fmt: skip
+            where = self.where(
+                torch.cat([(attn[:, None] @ slots)[:, 0], self.box_features(box)], dim=-1)
+            )
         inv = self.invariant(f)
         both = torch.cat([self.specific[tool](f), inv, where[:, None].expand(-1, k, -1)], dim=-1)
         signal = self.out[tool](both)
@@ -472,8 +485,9 @@ class SignalHeads(nn.Module):
         b = boxes[..., None, :]
         inside = (x >= b[..., 0]) & (x <= b[..., 2]) & (y >= b[..., 1]) & (y <= b[..., 3])
         centre = (boxes[..., :2] + boxes[..., 2:]) / 2
-        nearest = F.one_hot(torch.cdist(centre, c[None].expand(boxes.shape[0], -1, -1))
-                            .argmin(-1), n).bool()  # fmt: skip
+        nearest = F.one_hot(
+            torch.cdist(centre, c[None].expand(boxes.shape[0], -1, -1)).argmin(-1), n
+        ).bool()
         w = torch.where(inside.any(-1, keepdim=True), inside, nearest).to(boxes)
         return w / w.sum(-1, keepdim=True).clamp_min(1.0)
 

@@ -173,8 +173,9 @@ def stage_items(
 
     def qa(question: str, answer: str, task: str, regions: int = 0, box: Any = None) -> Item:
         user = {"role": "user", "content": user_message(question, True, objects, regions)}
-        return Item([system, user], *media, answer, task, answer=answer, objects=objects,
-                    ground_box=box)  # fmt: skip
+        return Item(
+            [system, user], *media, answer, task, answer=answer, objects=objects, ground_box=box
+        )
 
     if stage == "align":
         text = caption_for(scene, objects, names)
@@ -235,9 +236,16 @@ def video_where_item(
     objects = scene_objects(frames[0], names)
     question = f"Where is the {name} in frame {k}?"
     user = {"role": "user", "content": user_message(question, True, objects, 0)}
-    return Item([{"role": "system", "content": SYSTEM}, user], frames, list(range(len(idx))),
-                box, "ground", answer=box, objects=objects,
-                ground_box=clip.boxes[t, n])  # fmt: skip
+    return Item(
+        [{"role": "system", "content": SYSTEM}, user],
+        frames,
+        list(range(len(idx))),
+        box,
+        "ground",
+        answer=box,
+        objects=objects,
+        ground_box=clip.boxes[t, n],
+    )
 
 
 # -- tokenization and loss -------------------------------------------------------------------
@@ -263,9 +271,10 @@ def batch_loss(
         ids, lab = encode(router, item)
         regions = [Region.of(*m.shape, mask=m) for m in item.regions]
         embeds.append(
-            router.embed(ids, item.images, regions, item.frame_index or None,
-                         objects=item.objects)[0]
-        )  # fmt: skip
+            router.embed(ids, item.images, regions, item.frame_index or None, objects=item.objects)[
+                0
+            ]
+        )
         labels.append(lab)
     n = max(len(e) for e in embeds)
     d = embeds[0].shape[-1]
@@ -468,8 +477,11 @@ def train(
     }
     (run / "train.json").write_text(json.dumps(record, indent=2))
     if out != run / "model":
-        stages = {s: json.loads((work / s / "train.json").read_text()) for s in STAGES
-                  if (work / s / "train.json").is_file()}  # fmt: skip
+        stages = {
+            s: json.loads((work / s / "train.json").read_text())
+            for s in STAGES
+            if (work / s / "train.json").is_file()
+        }
         (out / "train.json").write_text(json.dumps(stages, indent=2))
     return out
 

@@ -114,7 +114,7 @@ SIGNAL_PRESETS = {
         minutes=10,
         pointer_steps=2000,  # ~18 min before the full steps; shared with the ablation
         depth=1,  # the fusion below the trunk does the reading; 2 cost 1.6 MB per head set
-    ),  # fmt: skip
+    ),
     "gpu": SignalPreset(steps=3000, batch=32, lr=2e-4, end_to_end=True),
     "smoke": SignalPreset(
         cache=(CacheSource("smoke", 0, 6),),
@@ -190,9 +190,13 @@ def signal_items(request: Any, registry: Registry) -> list[SignalItem]:
 
 
 def draw_signal_items(
-    split: str, n: int, seed: int, registry: Registry, tasks: dict[str, float] | None = None,
+    split: str,
+    n: int,
+    seed: int,
+    registry: Registry,
+    tasks: dict[str, float] | None = None,
     kind_keep: dict[str, float] | None = None,
-) -> list[SignalItem]:  # fmt: skip
+) -> list[SignalItem]:
     """``n`` signal items of ``split``, tasks weighted by ``tasks`` (:data:`SIGNAL_TASKS`); an
     item whose referring expression is of kind ``k`` is kept with probability
     ``kind_keep.get(k, 1)`` (more relational and ordinal expressions than the requests give)."""
@@ -237,7 +241,7 @@ def encode_for_signals(
         embeds.append(
             router.embed(
                 ids, item.images, regions, item.frame_index if video else None, feats, item.objects
-            )[0]  # fmt: skip
+            )[0]
         )
         pos = [i for i, t in enumerate(ids.tolist()) if t in sig_ids]
         positions.append(pos)
@@ -333,8 +337,10 @@ def examples_for(
             ex.mask = targets.low_res(s.mask, 4 * ex.embedding.shape[-1])
             ys, xs = np.nonzero(s.mask)
             h, w = s.mask.shape
-            ex.box = torch.tensor([xs.min() / w, ys.min() / h, (xs.max() + 1) / w,
-                                   (ys.max() + 1) / h], dtype=torch.float32)  # fmt: skip
+            ex.box = torch.tensor(
+                [xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h],
+                dtype=torch.float32,
+            )
         if s.text is not None:
             ex.text = targets.text_tokens(s.text)
         out.append(ex)
@@ -354,9 +360,15 @@ def head_inputs(heads: SignalHeads, group: list[Example]) -> dict[str, torch.Ten
     objects = objects_mask = None
     if memory is not None and all(e.objects is not None for e in group):
         objects, objects_mask = pad_objects([e.objects for e in group], heads.obj_dim)
-    return {"hidden": torch.stack([e.hidden for e in group]).float(), "memory": memory,
-            "text": text, "text_mask": text_mask, "words": words, "objects": objects,
-            "objects_mask": objects_mask}  # fmt: skip
+    return {
+        "hidden": torch.stack([e.hidden for e in group]).float(),
+        "memory": memory,
+        "text": text,
+        "text_mask": text_mask,
+        "words": words,
+        "objects": objects,
+        "objects_mask": objects_mask,
+    }
 
 
 def signal_losses(
@@ -383,17 +395,28 @@ def signal_losses(
         inputs = head_inputs(heads, group)
         out = heads(tool, **inputs)
         if out.modules is not None:
-            kinds = torch.tensor([REFER_KINDS.index(e.kind) if e.kind in REFER_KINDS else -100
-                                  for e in group])  # fmt: skip
+            kinds = torch.tensor(
+                [REFER_KINDS.index(e.kind) if e.kind in REFER_KINDS else -100 for e in group]
+            )
             if (kinds >= 0).any():
-                nll = F.nll_loss(out.modules.clamp_min(1e-6).log(), kinds, ignore_index=-100,
-                                 reduction="none")  # fmt: skip
+                nll = F.nll_loss(
+                    out.modules.clamp_min(1e-6).log(), kinds, ignore_index=-100, reduction="none"
+                )
                 kind_l.append(nll[kinds >= 0])
         if pointer_only:
             target = torch.stack([e.mask for e in group])
-            point_l.append(pointer_loss(out.pointer, pointer_target(
-                target, inputs["memory"].shape[1], inputs["objects"], inputs["objects_mask"],
-                torch.stack([e.box for e in group]))))  # fmt: skip
+            point_l.append(
+                pointer_loss(
+                    out.pointer,
+                    pointer_target(
+                        target,
+                        inputs["memory"].shape[1],
+                        inputs["objects"],
+                        inputs["objects_mask"],
+                        torch.stack([e.box for e in group]),
+                    ),
+                )
+            )
             continue
         if not synergy:  # the ablation: the discriminator only probes (no gradient back)
             out.task_logits = heads.discriminator(out.invariant.detach())
@@ -407,8 +430,14 @@ def signal_losses(
             boxes = torch.stack([e.box for e in group])
             mask_l.append(dice_bce(logits, target))
             grid_n = inputs["memory"].shape[1]
-            point_l.append(pointer_loss(out.pointer, pointer_target(
-                target, grid_n, inputs["objects"], inputs["objects_mask"], boxes)))  # fmt: skip
+            point_l.append(
+                pointer_loss(
+                    out.pointer,
+                    pointer_target(
+                        target, grid_n, inputs["objects"], inputs["objects_mask"], boxes
+                    ),
+                )
+            )
             prompt_l.append(prompt_loss(sam, out.signal, boxes))
             box_l.append(F.l1_loss(out.box, boxes, reduction="none").sum(-1))
         elif tool == "edit":
@@ -465,9 +494,12 @@ def fit_location_code(
 
 
 def fit_pointer(
-    heads: SignalHeads, preset: SignalPreset, cache: list[Example], rng: np.random.Generator,
+    heads: SignalHeads,
+    preset: SignalPreset,
+    cache: list[Example],
+    rng: np.random.Generator,
     log: Any = print,
-) -> float:  # fmt: skip
+) -> float:
     """Train what points (the fusion, the modular pointer, the patch pointer) on the pointer
     and kind losses alone for ``preset.pointer_steps`` steps before the heads' full training:
     without SAM's decoder in the step it runs ~3x faster, and in the full steps' 18 minutes
@@ -489,8 +521,10 @@ def fit_pointer(
         opt.step()
         loss = losses["pointer"]
         if step % 200 == 0:
-            log(f"pointer step {step} pointer {float(loss):.3f} kind "
-                f"{float(losses['kind']):.3f} ({time.time() - t0:.0f} s)")  # fmt: skip
+            log(
+                f"pointer step {step} pointer {float(loss):.3f} kind "
+                f"{float(losses['kind']):.3f} ({time.time() - t0:.0f} s)"
+            )
     return float(loss)
 
 
@@ -524,14 +558,22 @@ def validate_signals(heads: SignalHeads, sam: Any, examples: list[Example]) -> d
 
 # -- the stage ---------------------------------------------------------------------------------
 def build_cache(
-    router: RouterModel, targets: SpecialistTargets, proposer: Any, source: CacheSource,
-    registry: Registry, work: Path, batch: int = 8, log: Any = print,
-) -> list[Example]:  # fmt: skip
+    router: RouterModel,
+    targets: SpecialistTargets,
+    proposer: Any,
+    source: CacheSource,
+    registry: Registry,
+    work: Path,
+    batch: int = 8,
+    log: Any = print,
+) -> list[Example]:
     """The examples of ``source`` with the router frozen (no grad): chunk files
     ``<work>/cache-<name>-s<seed>-<k>.pt`` are loaded when they exist and built when not, so
     an interrupted build resumes where it stopped."""
-    paths = [work / f"cache-{source.name}-s{source.seed}-{k:02d}.pt"
-             for k in range(-(-source.n // CACHE_CHUNK))]  # fmt: skip
+    paths = [
+        work / f"cache-{source.name}-s{source.seed}-{k:02d}.pt"
+        for k in range(-(-source.n // CACHE_CHUNK))
+    ]
     items: list[SignalItem] | None = None
     out: list[Example] = []
     t0 = time.time()
@@ -540,8 +582,9 @@ def build_cache(
             out += torch.load(path, weights_only=False)
             continue
         if items is None:
-            items = draw_signal_items("train", source.n, source.seed, registry,
-                                      dict(source.tasks), dict(source.kind_keep))  # fmt: skip
+            items = draw_signal_items(
+                "train", source.n, source.seed, registry, dict(source.tasks), dict(source.kind_keep)
+            )
         chunk: list[Example] = []
         todo = items[k * CACHE_CHUNK : (k + 1) * CACHE_CHUNK]
         with torch.no_grad():
@@ -560,9 +603,14 @@ def build_cache(
 
 
 def start_heads(
-    heads: SignalHeads, sam: Any, preset: SignalPreset, preset_name: str, cache: list[Example],
-    work: Path, log: Any = print,
-) -> None:  # fmt: skip
+    heads: SignalHeads,
+    sam: Any,
+    preset: SignalPreset,
+    preset_name: str,
+    cache: list[Example],
+    work: Path,
+    log: Any = print,
+) -> None:
     """The heads' starting point: the location code fitted (:func:`fit_location_code`, then
     frozen) and the pointer trained first (:func:`fit_pointer`). Neither involves the
     discriminator, so the synergy run and its ablation share it: it is saved in ``work`` under
@@ -573,11 +621,20 @@ def start_heads(
     cfg = asdict(heads.config)
     for k in ("synergy", "synergy_weight", "grl_lambda", "grl_ramp"):
         cfg.pop(k)
-    key = json.dumps({"config": cfg, "preset": preset_name, "code_steps": preset.code_steps,
-                      "pointer_steps": preset.pointer_steps, "lr": preset.lr,
-                      "batch": preset.batch, "kind_weight": preset.kind_weight,
-                      "cache": [asdict(c) for c in preset.cache]},
-                     sort_keys=True, default=str)  # fmt: skip
+    key = json.dumps(
+        {
+            "config": cfg,
+            "preset": preset_name,
+            "code_steps": preset.code_steps,
+            "pointer_steps": preset.pointer_steps,
+            "lr": preset.lr,
+            "batch": preset.batch,
+            "kind_weight": preset.kind_weight,
+            "cache": [asdict(c) for c in preset.cache],
+        },
+        sort_keys=True,
+        default=str,
+    )
     path, keyfile = work / f"start-{preset_name}.safetensors", work / f"start-{preset_name}.json"
     if path.is_file() and keyfile.is_file() and keyfile.read_text() == key:
         heads.load_state_dict(load_file(str(path)))
@@ -625,10 +682,15 @@ def train_signals(
     targets = SpecialistTargets(preset.tune_decoder)
     proposer = ObjectProposer(models_dir() / "detect-tiny")
     cfg = SignalConfig.from_registry(
-        registry, llm_dim=router.llm.get_input_embeddings().weight.shape[1],
-        vision_dim=router.vision.width, grid=router.vision.grid, width=preset.width,
-        depth=preset.depth, synergy=synergy, num_classes=proposer.num_classes,
-    )  # fmt: skip
+        registry,
+        llm_dim=router.llm.get_input_embeddings().weight.shape[1],
+        vision_dim=router.vision.width,
+        grid=router.vision.grid,
+        width=preset.width,
+        depth=preset.depth,
+        synergy=synergy,
+        num_classes=proposer.num_classes,
+    )
     heads = SignalHeads(cfg).train()
     work.mkdir(parents=True, exist_ok=True)
     cache: list[Example] = []
@@ -671,8 +733,11 @@ def train_signals(
         history.append((step, losses["total"].item()))
         done = step + 1
         if step % 100 == 0:
-            log(f"step {step} " + " ".join(f"{k} {float(v):.3f}" for k, v in losses.items())
-                + f" lr {lr:.1e} ({time.time() - t0:.0f} s)")  # fmt: skip
+            log(
+                f"step {step} "
+                + " ".join(f"{k} {float(v):.3f}" for k, v in losses.items())
+                + f" lr {lr:.1e} ({time.time() - t0:.0f} s)"
+            )
         if preset.minutes and time.time() - t0 > preset.minutes * 60:
             break
     heads.eval().save(out, fp16=True)
@@ -681,8 +746,10 @@ def train_signals(
     if preset.tune_decoder:
         from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in targets.sam.mask_decoder.state_dict().items()},
-                  str(out / "sam_mask_decoder.safetensors"))  # fmt: skip
+        save_file(
+            {k: v.contiguous() for k, v in targets.sam.mask_decoder.state_dict().items()},
+            str(out / "sam_mask_decoder.safetensors"),
+        )
     _plot(history, out / ("signals-loss.png" if synergy else "loss.png"))
     record = {"stage": "signals", "preset": preset_name, **asdict(preset), "synergy": synergy,
               "steps_done": done, "wall_time_s": round(time.time() - t0, 1),

@@ -134,12 +134,15 @@ class DetectorStem(nn.Module):
 
     def load_detector(self, folder: str | Path | None = None) -> None:
         """Copy a detector folder's weights in (default: ``config.detector``)."""
-        mine = {k: v.float() if v.is_floating_point() else v
-                for k, v in self.detector_state(folder).items()}  # fmt: skip
+        mine = {
+            k: v.float() if v.is_floating_point() else v
+            for k, v in self.detector_state(folder).items()
+        }
         missing, _ = self.layers.load_state_dict(mine, strict=False)
         if missing:
-            raise ValueError(f"the detector {folder or self.detector} does not fit: "
-                             f"missing {missing[:5]}")  # fmt: skip
+            raise ValueError(
+                f"the detector {folder or self.detector} does not fit: missing {missing[:5]}"
+            )
 
     def is_detector_copy(self) -> bool:
         """Whether the frozen layers hold exactly ``config.detector``'s weights (then a saved

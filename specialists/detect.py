@@ -179,8 +179,7 @@ class DetectSpecialist(Specialist):
         if args.shape is not None:
             shape = args.shape.lower().strip()
             if shape not in self.class_names and shape.endswith("s"):  # "circles", "crosses"
-                shape = next((c for c in (shape[:-1], shape[:-2]) if c in self.class_names),
-                             shape)  # fmt: skip
+                shape = next((c for c in (shape[:-1], shape[:-2]) if c in self.class_names), shape)
             if shape in GENERIC_SHAPES:  # "detect every object": no class filter
                 shape = None
             elif shape not in self.class_names:

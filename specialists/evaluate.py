@@ -144,8 +144,9 @@ def _gone(det: Any, image: np.ndarray, box: Any) -> bool:
     return all(box_iou(np.array(b), np.array(box)) < 0.5 for b in boxes)
 
 
-def removed(det: Any, image: np.ndarray, box: Any, background: np.ndarray, mask: np.ndarray
-            ) -> bool:  # fmt: skip
+def removed(
+    det: Any, image: np.ndarray, box: Any, background: np.ndarray, mask: np.ndarray
+) -> bool:
     """An object at ``box`` is removed from ``image``: the detector no longer finds it and the
     pixels of its ``mask`` match the true ``background`` image (max channel gap of the means
     <= 25)."""

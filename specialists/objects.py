@@ -101,10 +101,17 @@ def list_objects(
         found.append((b, names[int(classes[i])], float(scores[i])))
     found.sort(key=lambda f: ((f[0][0] + f[0][2]) / 2, (f[0][1] + f[0][3]) / 2))
     return [
-        SceneObject(k + 1, b, label, color_in_box(image, b, strict=True), size_word(b, side),
-                    place_word(b, w, h), round(score, 3))
+        SceneObject(
+            k + 1,
+            b,
+            label,
+            color_in_box(image, b, strict=True),
+            size_word(b, side),
+            place_word(b, w, h),
+            round(score, 3),
+        )
         for k, (b, label, score) in enumerate(found)
-    ]  # fmt: skip
+    ]
 
 
 def detect_objects(detector: Any, image: np.ndarray, conf: float = LIST_CONF) -> list[SceneObject]:

@@ -45,8 +45,12 @@ class Query:
 
 def class_of(word: str, classes: dict[str, str]) -> str | None:
     """The class (of ``classes``: lower-case → name) ``word`` names, singular or plural."""
-    for w in (word, _IRREGULAR.get(word), word[:-1] if word.endswith("s") else None,
-              word[:-2] if word.endswith("es") else None):  # fmt: skip
+    for w in (
+        word,
+        _IRREGULAR.get(word),
+        word[:-1] if word.endswith("s") else None,
+        word[:-2] if word.endswith("es") else None,
+    ):
         if w and w in classes:
             return classes[w]
     return None
@@ -74,17 +78,28 @@ def parse_query(text: str, class_names: list[str]) -> Query:
             q.single = False
     for i, w in enumerate(words[:-1]):  # "the left person", "the right one": a side as adjective
         after, before = words[i + 1], words[i - 1] if i else ""
-        if (w in _SIDES and before not in _SIDES and after not in _SIDES
-                and (after in COLOR_NAMES or after in SIZE_WORDS or after in GENERIC_NOUNS
-                     or class_of(after, classes) is not None)):  # fmt: skip
+        if (
+            w in _SIDES
+            and before not in _SIDES
+            and after not in _SIDES
+            and (
+                after in COLOR_NAMES
+                or after in SIZE_WORDS
+                or after in GENERIC_NOUNS
+                or class_of(after, classes) is not None
+            )
+        ):
             q.extreme, q.single = _SIDES[w], True
     joined = " ".join(words)
     for key, name in classes.items():  # multi-word class names ("traffic light")
         if " " in key and (key in joined or key + "s" in joined):
             q.shape = name
-    m = re.search(r"\b(?:in|at|on|to) the (top left|top right|bottom left|bottom right|top|"
-                  r"bottom|left|right|center|centre|middle)\b(?: corner| side| part| half)?"
-                  r"(?: of the (?:picture|image|photo|frame))?", t)  # fmt: skip
+    m = re.search(
+        r"\b(?:in|at|on|to) the (top left|top right|bottom left|bottom right|top|"
+        r"bottom|left|right|center|centre|middle)\b(?: corner| side| part| half)?"
+        r"(?: of the (?:picture|image|photo|frame))?",
+        t,
+    )
     if m:
         where = {"centre": "center", "middle": "center"}.get(m.group(1), m.group(1))
         if where in ("left", "right", "top", "bottom") and not re.search(r"corner|of the", m[0]):
@@ -95,9 +110,13 @@ def parse_query(text: str, class_names: list[str]) -> Query:
 
 
 def _filter(objects: list[SceneObject], q: Query) -> list[SceneObject]:
-    return [o for o in objects
-            if (q.shape is None or o.label == q.shape) and (q.color is None or o.color == q.color)
-            and (q.place is None or o.place == q.place)]  # fmt: skip
+    return [
+        o
+        for o in objects
+        if (q.shape is None or o.label == q.shape)
+        and (q.color is None or o.color == q.color)
+        and (q.place is None or o.place == q.place)
+    ]
 
 
 def _key(o: SceneObject, what: str) -> float:
@@ -106,8 +125,12 @@ def _key(o: SceneObject, what: str) -> float:
 
 def _relation(a: SceneObject, rel: str, b: SceneObject, margin: float) -> bool:
     dx, dy = a.center[0] - b.center[0], a.center[1] - b.center[1]
-    return {"left of": dx < -margin, "right of": dx > margin, "above": dy < -margin,
-            "below": dy > margin}[rel]  # fmt: skip
+    return {
+        "left of": dx < -margin,
+        "right of": dx > margin,
+        "above": dy < -margin,
+        "below": dy > margin,
+    }[rel]
 
 
 def select(objects: list[SceneObject], q: Query) -> list[SceneObject]:
@@ -144,8 +167,11 @@ def resolve_referent(
     has another reading, the router's object index, keeps it)."""
     t = text.lower()
     margin = LEVEL_MARGIN * image_side
-    m = re.search(r"(first|second|third|fourth|fifth|sixth|seventh|eighth) (.+?) from the "
-                  r"(left|right|top|bottom)", t)  # fmt: skip
+    m = re.search(
+        r"(first|second|third|fourth|fifth|sixth|seventh|eighth) (.+?) from the "
+        r"(left|right|top|bottom)",
+        t,
+    )
     if m:
         q = parse_query(m.group(2), class_names)
         if q.shape is None and q.color is None and not _generic(m.group(2)):
@@ -213,14 +239,74 @@ def _names_something(text: str, class_names: list[str]) -> bool:
     return False
 
 
-_FUNCTION_WORDS = frozenset({
-    "the", "a", "an", "of", "in", "on", "at", "to", "from", "and", "then", "it", "its", "that",
-    "this", "one", "ones", "please", "me", "my", "can", "you", "with", "for", "is", "are", "be",
-    "there", "here", "left", "right", "top", "bottom", "center", "centre", "middle", "corner",
-    "side", "picture", "image", "photo", "frame", "clip", "video", "big", "small", "medium",
-    "large", "every", "each", "some", "above", "below", "under", "over", "beside", "near",
-    "next", "between", "behind", "front", "other", "another", "piece",
-})  # fmt: skip
+_FUNCTION_WORDS = frozenset(
+    {
+        "the",
+        "a",
+        "an",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "from",
+        "and",
+        "then",
+        "it",
+        "its",
+        "that",
+        "this",
+        "one",
+        "ones",
+        "please",
+        "me",
+        "my",
+        "can",
+        "you",
+        "with",
+        "for",
+        "is",
+        "are",
+        "be",
+        "there",
+        "here",
+        "left",
+        "right",
+        "top",
+        "bottom",
+        "center",
+        "centre",
+        "middle",
+        "corner",
+        "side",
+        "picture",
+        "image",
+        "photo",
+        "frame",
+        "clip",
+        "video",
+        "big",
+        "small",
+        "medium",
+        "large",
+        "every",
+        "each",
+        "some",
+        "above",
+        "below",
+        "under",
+        "over",
+        "beside",
+        "near",
+        "next",
+        "between",
+        "behind",
+        "front",
+        "other",
+        "another",
+        "piece",
+    }
+)
 
 
 def unknown_noun(text: str, class_names: list[str]) -> bool:

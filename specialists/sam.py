@@ -315,9 +315,13 @@ class SignalSamPredictor(SamPredictor):
         )
         b, c = low_res.shape[:2]
         post = postprocess_masks(
-            low_res.flatten(0, 1), self.model.image_encoder.img_size, self.input_size,
-            self.original_size, self.model.mask_threshold, use_kernel=self.use_kernel,
-        )  # fmt: skip
+            low_res.flatten(0, 1),
+            self.model.image_encoder.img_size,
+            self.input_size,
+            self.original_size,
+            self.model.mask_threshold,
+            use_kernel=self.use_kernel,
+        )
         masks = post.masks.reshape(b, c, *post.masks.shape[1:])
         return masks.cpu().numpy(), iou, low_res
 

@@ -49,8 +49,10 @@ def clip_to_box(masks: np.ndarray, box: np.ndarray) -> np.ndarray:
     dx, dy = max(2.0, BOX_SLACK * (x2 - x1)), max(2.0, BOX_SLACK * (y2 - y1))
     h, w = masks.shape[-2:]
     keep = np.zeros((h, w), bool)
-    keep[max(0, int(y1 - dy)) : min(h, int(np.ceil(y2 + dy))),
-         max(0, int(x1 - dx)) : min(w, int(np.ceil(x2 + dx)))] = True  # fmt: skip
+    keep[
+        max(0, int(y1 - dy)) : min(h, int(np.ceil(y2 + dy))),
+        max(0, int(x1 - dx)) : min(w, int(np.ceil(x2 + dx))),
+    ] = True
     return masks & keep
 
 

@@ -290,8 +290,9 @@ class TrackSpecialist(Specialist):
         return masks
 
     @staticmethod
-    def _masks_locked(predictor: Any, frames: np.ndarray, raw: dict[int, dict[str, list]]
-                      ) -> dict[int, list]:  # fmt: skip
+    def _masks_locked(
+        predictor: Any, frames: np.ndarray, raw: dict[int, dict[str, list]]
+    ) -> dict[int, list]:
         masks: dict[int, list] = {tid: [] for tid in raw}
         todo = sorted({t for tr in raw.values() for t in tr["frames"]})
         for at in range(0, len(todo), FRAME_BATCH):

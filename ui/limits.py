@@ -36,14 +36,18 @@ class BodyGuard:
     """ASGI middleware: ``allowed(authorization header or None)`` says whether a token is
     good; ``limit`` is the largest upload in bytes (bodies may carry :data:`FORM_SLACK` more)."""
 
-    def __init__(self, app: Any, allowed: Callable[[str | None], bool], limit: int,
-                 prefix: str = "/api/") -> None:  # fmt: skip
+    def __init__(
+        self, app: Any, allowed: Callable[[str | None], bool], limit: int, prefix: str = "/api/"
+    ) -> None:
         self.app, self.allowed, self.prefix = app, allowed, prefix
         self.limit, self.most = limit, limit + FORM_SLACK
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if (scope["type"] != "http" or scope["method"] not in _BODY_METHODS
-                or not scope["path"].startswith(self.prefix)):  # fmt: skip
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in _BODY_METHODS
+            or not scope["path"].startswith(self.prefix)
+        ):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -81,8 +85,9 @@ class BodyGuard:
         return f"The upload is over {mb:.1f} MB, the largest upload this server takes."
 
 
-async def _reply(send: Any, status: int, detail: str,
-                 extra: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]  # fmt: skip
+async def _reply(
+    send: Any, status: int, detail: str, extra: list[tuple[bytes, bytes]] = ()
+) -> None:  # type: ignore[assignment]
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode()), *extra]  # fmt: skip
@@ -110,13 +115,19 @@ class RateLimit:
             if tokens < 1.0:
                 wait = math.ceil((1.0 - tokens) / self.rate)
                 self.buckets[key] = (tokens, now)
-                raise HTTPException(429, f"Too many requests: this server takes "
-                                         f"{round(self.rate * 60)} a minute from each client; "
-                                         f"try again in {wait} s.",
-                                    {"Retry-After": str(wait)})  # fmt: skip
+                raise HTTPException(
+                    429,
+                    f"Too many requests: this server takes "
+                    f"{round(self.rate * 60)} a minute from each client; "
+                    f"try again in {wait} s.",
+                    {"Retry-After": str(wait)},
+                )
             self.buckets[key] = (tokens - 1.0, now)
             if len(self.buckets) > 10_000:  # forget the clients whose buckets are full again
-                full = [k for k, (t, w) in self.buckets.items()
-                        if t + (now - w) * self.rate >= self.burst]  # fmt: skip
+                full = [
+                    k
+                    for k, (t, w) in self.buckets.items()
+                    if t + (now - w) * self.rate >= self.burst
+                ]
                 for k in full:
                     del self.buckets[k]

@@ -105,8 +105,11 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
 
 
-def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: int | None = None,
-               ) -> FastAPI:  # fmt: skip
+def create_app(
+    agent: Any,
+    tokens: list[str] | None = None,
+    max_upload_bytes: int | None = None,
+) -> FastAPI:
     """The API over ``agent`` (an :class:`~switchboard.agent.sdk.Agent`): the page, then one
     router per resource (health and specialists, sessions, messages, artifacts)."""
     ctx = _Server.build(agent, tokens, max_upload_bytes)
@@ -115,8 +118,12 @@ def create_app(agent: Any, tokens: list[str] | None = None, max_upload_bytes: in
     app.add_middleware(BodyGuard, limit=ctx.limit, allowed=ctx.owners.header_ok)
     _error_handlers(app)
     _page(app)
-    for router in (_meta_routes(ctx), _session_routes(ctx), _message_routes(ctx),
-                   _artifact_routes(ctx)):  # fmt: skip
+    for router in (
+        _meta_routes(ctx),
+        _session_routes(ctx),
+        _message_routes(ctx),
+        _artifact_routes(ctx),
+    ):
         app.include_router(router)
     return app
 
@@ -150,15 +157,22 @@ class _Server:
         uploads = Path(agent.store.files.root).parent / "uploads"
         uploads.mkdir(parents=True, exist_ok=True)
         sweep_uploads(uploads)
-        return cls(agent, settings, Tokens(tokens), max_upload_bytes or settings.max_upload_bytes,
-                   _Admission(settings.max_queued_turns), RateLimit(settings.rate_per_minute),
-                   uploads)  # fmt: skip
+        return cls(
+            agent,
+            settings,
+            Tokens(tokens),
+            max_upload_bytes or settings.max_upload_bytes,
+            _Admission(settings.max_queued_turns),
+            RateLimit(settings.rate_per_minute),
+            uploads,
+        )
 
     def __post_init__(self) -> None:
         owners, rate = self.owners, self.rate
 
-        def owner(credentials: HTTPAuthorizationCredentials | None = Security(BEARER),
-                  ) -> str | None:  # fmt: skip
+        def owner(
+            credentials: HTTPAuthorizationCredentials | None = Security(BEARER),
+        ) -> str | None:
             return owners.require(credentials)
 
         def metered(request: Request, who: str | None = Depends(owner)) -> str | None:
@@ -217,10 +231,15 @@ def _meta_routes(ctx: _Server) -> APIRouter:
     @router.get("/health", response_model=Health)
     def health() -> dict[str, Any]:
         """Open to all (no token): whether tokens are required, and the specialists."""
-        return {"status": "ok", "auth": bool(ctx.owners), "tools": ctx.agent.registry.names(),
-                "recovering": ctx.agent.recovering,
-                "loaded": ctx.agent.registry.loaded(), "max_text": MAX_TEXT,
-                "max_upload_bytes": ctx.limit}  # fmt: skip
+        return {
+            "status": "ok",
+            "auth": bool(ctx.owners),
+            "tools": ctx.agent.registry.names(),
+            "recovering": ctx.agent.recovering,
+            "loaded": ctx.agent.registry.loaded(),
+            "max_text": MAX_TEXT,
+            "max_upload_bytes": ctx.limit,
+        }
 
     @router.get("/specialists", response_model=list[ToolSpec])
     def specialists(who: str | None = Depends(owner)) -> list[ToolSpec]:
@@ -238,8 +257,11 @@ def _session_routes(ctx: _Server) -> APIRouter:
         """A new session; 429 past the client's quota of sessions (``SWITCHBOARD_MAX_SESSIONS``)."""
         if ctx.agent.store.count_sessions(owner=who) >= ctx.settings.max_sessions:
             most = ctx.settings.max_sessions
-            raise HTTPException(429, f"You have {most} sessions, the most this server keeps "
-                                     "for one user; delete some to start another.")  # fmt: skip
+            raise HTTPException(
+                429,
+                f"You have {most} sessions, the most this server keeps "
+                "for one user; delete some to start another.",
+            )
         return {"id": ctx.agent.store.create_session(owner=who)}
 
     @router.get("", response_model=list[SessionSummary])
@@ -261,15 +283,21 @@ def _session_routes(ctx: _Server) -> APIRouter:
 
     @router.get("/{session_id}", response_model=SessionDetail)
     def get_session(session_id: str, who: str | None = Depends(owner)) -> dict[str, Any]:
-        return finite({"id": session_id, "turns": ctx.agent.history(session_id, owner=who),
-                       "current": ctx.agent.current(session_id, owner=who)})  # fmt: skip
+        return finite(
+            {
+                "id": session_id,
+                "turns": ctx.agent.history(session_id, owner=who),
+                "current": ctx.agent.current(session_id, owner=who),
+            }
+        )
 
     def _move(session_id: str, who: str | None, back: bool) -> dict[str, Any]:
         try:
             return (ctx.agent.undo if back else ctx.agent.redo)(session_id, owner=who)
         except SessionBusyError:
-            raise HTTPException(409, "This session is still answering a request; undo when "
-                                     "the reply has come.") from None  # fmt: skip
+            raise HTTPException(
+                409, "This session is still answering a request; undo when the reply has come."
+            ) from None
         except InvalidInputError as exc:
             raise HTTPException(409, str(exc).capitalize() + ".") from None
 
@@ -285,15 +313,20 @@ def _session_routes(ctx: _Server) -> APIRouter:
         return {"current": _move(session_id, who, back=False)}
 
     @router.patch("/{session_id}", response_model=SessionSummary)
-    def rename_session(session_id: str, body: Rename, who: str | None = Depends(owner),
-                       ) -> dict[str, Any]:  # fmt: skip
+    def rename_session(
+        session_id: str,
+        body: Rename,
+        who: str | None = Depends(owner),
+    ) -> dict[str, Any]:
         """Name a session: ``{"title": "…"}``, 1–120 characters (spaces trimmed)."""
         title = " ".join(body.title.split())
         if not title:
             raise HTTPException(422, "The session title is empty.")
         if len(title) > TITLE_CHARS:
-            raise HTTPException(422, f"The session title is {len(title)} characters long; "
-                                     f"the limit is {TITLE_CHARS}.")  # fmt: skip
+            raise HTTPException(
+                422,
+                f"The session title is {len(title)} characters long; the limit is {TITLE_CHARS}.",
+            )
         return ctx.agent.store.rename_session(session_id, title, owner=who)
 
     @router.delete("/{session_id}", status_code=204)
@@ -302,8 +335,9 @@ def _session_routes(ctx: _Server) -> APIRouter:
         try:
             ctx.agent.store.delete_session(session_id, owner=who)
         except SessionBusyError:
-            raise HTTPException(409, "This session is still answering a request; delete it "
-                                     "when the reply has come.") from None  # fmt: skip
+            raise HTTPException(
+                409, "This session is still answering a request; delete it when the reply has come."
+            ) from None
         return Response(status_code=204)
 
     return router
@@ -434,13 +468,17 @@ async def _inputs(ctx: _Server, file: UploadFile | None) -> dict[str, Any]:
     kind = (file.content_type or "").split(";")[0].strip().lower()
     if kind not in IMAGE_TYPES | VIDEO_TYPES:
         what = f"of type {kind}" if kind else "of no known type"
-        raise HTTPException(415, f"{name} is {what}; send an image (PNG, JPEG, WebP, GIF or "
-                                 "BMP) or a video (MP4, WebM, AVI, MOV or an animated "
-                                 "GIF).")  # fmt: skip
+        raise HTTPException(
+            415,
+            f"{name} is {what}; send an image (PNG, JPEG, WebP, GIF or "
+            "BMP) or a video (MP4, WebM, AVI, MOV or an animated "
+            "GIF).",
+        )
     data = await file.read(ctx.limit + 1)
     if len(data) > ctx.limit:
-        raise HTTPException(413, f"{name} is over {_mb(ctx.limit)}, the largest upload this "
-                                 "server takes.")  # fmt: skip
+        raise HTTPException(
+            413, f"{name} is over {_mb(ctx.limit)}, the largest upload this server takes."
+        )
     if kind in VIDEO_TYPES and (kind != "image/gif" or _is_animated(data)):
         return {"video": _video_file(data, VIDEO_MEDIA_TYPES[kind], ctx.uploads)}
     # Decoded here, where the file's name is known: a file that is not an image (or a
@@ -448,8 +486,9 @@ async def _inputs(ctx: _Server, file: UploadFile | None) -> dict[str, Any]:
     try:
         pixels = await asyncio.to_thread(decode_image, data, convert=True)
     except UnreadableImageError:
-        raise HTTPException(422, f"{name} is not an image I can read (it may be damaged "
-                                 "or not an image).") from None  # fmt: skip
+        raise HTTPException(
+            422, f"{name} is not an image I can read (it may be damaged or not an image)."
+        ) from None
     except InvalidInputError as exc:
         raise HTTPException(422, f"{name} cannot be used: {exc}.") from None
     return {"image": pixels}
@@ -461,12 +500,19 @@ def _region(region: str | None) -> Any:
     try:
         return json.loads(region)
     except (json.JSONDecodeError, RecursionError):
-        raise HTTPException(422, "The drawn region could not be read (it is not JSON); "
-                                 "clear it and draw it again.") from None  # fmt: skip
+        raise HTTPException(
+            422, "The drawn region could not be read (it is not JSON); clear it and draw it again."
+        ) from None
 
 
-async def _accept(ctx: _Server, session_id: str, text: str, file: UploadFile | None,
-                  region: str | None, who: str | None) -> dict[str, Any]:  # fmt: skip
+async def _accept(
+    ctx: _Server,
+    session_id: str,
+    text: str,
+    file: UploadFile | None,
+    region: str | None,
+    who: str | None,
+) -> dict[str, Any]:
     """The chat keywords of a posted message; 404 for an unknown (or someone else's)
     session before any upload is read."""
     ctx.agent.store.check_session(session_id, owner=who)
@@ -487,9 +533,11 @@ class _Admission:
     def enter(self) -> None:
         with self._lock:
             if self.held >= self.limit:
-                raise HTTPException(503, f"The server is busy with {self.held} requests; try "
-                                         "again in a little while.",
-                                    {"Retry-After": "5"})  # fmt: skip
+                raise HTTPException(
+                    503,
+                    f"The server is busy with {self.held} requests; try again in a little while.",
+                    {"Retry-After": "5"},
+                )
             self.held += 1
 
     def leave(self) -> None:

@@ -109,8 +109,12 @@ class Conversation:
     turns: list[ConvTurn]
 
     def to_json(self) -> dict[str, Any]:
-        return {"seed": self.seed, "split": self.split, "script": self.script,
-                "turns": [t.to_json() for t in self.turns]}  # fmt: skip
+        return {
+            "seed": self.seed,
+            "split": self.split,
+            "script": self.script,
+            "turns": [t.to_json() for t in self.turns],
+        }
 
 
 class _Builder:
@@ -167,16 +171,31 @@ class _Skip(Exception):
 
 
 def _segment(b: _Builder, r: Referring) -> None:
-    b.add(ConvTurn(b.template("segment", ref=r.text), "mask", targets=[r.target], ref=r.text,
-                   kind="segment"))  # fmt: skip
+    b.add(
+        ConvTurn(
+            b.template("segment", ref=r.text),
+            "mask",
+            targets=[r.target],
+            ref=r.text,
+            kind="segment",
+        )
+    )
 
 
 def _recolor(b: _Builder, r: Referring, text: str, kind: str, named: bool = False) -> str:
     """A recolour of ``r``'s object; ``named``: the words say ``r`` (else "it", "that one")."""
     color = b.color_for(r.target)
-    b.add(ConvTurn(text.format(color=color), "edit", task="recolor", targets=[r.target],
-                   params={"color": color}, ref=r.text if named else None,
-                   kind=kind))  # fmt: skip
+    b.add(
+        ConvTurn(
+            text.format(color=color),
+            "edit",
+            task="recolor",
+            targets=[r.target],
+            params={"color": color},
+            ref=r.text if named else None,
+            kind=kind,
+        )
+    )
     b.edit("recolor", r.target, {"color": color})
     return color
 
@@ -194,8 +213,11 @@ def _correction(b: _Builder) -> None:
     first = b.ref()
     _segment(b, first)
     r = b.ref(other_than=first.target)
-    b.add(ConvTurn(b.say("correct", ref=r.text), "mask", targets=[r.target], ref=r.text,
-                   kind="correct"))  # fmt: skip
+    b.add(
+        ConvTurn(
+            b.say("correct", ref=r.text), "mask", targets=[r.target], ref=r.text, kind="correct"
+        )
+    )
     _recolor(b, r, b.say("recolor_that", color="{color}"), "recolor_that")
 
 
@@ -209,8 +231,16 @@ def _colours(b: _Builder) -> None:
 
 def _count(b: _Builder) -> None:
     params, many, one, ids = _group(b.scene, b.rng)
-    b.add(ConvTurn(b.template("detect", group=many, group_one=one), "boxes", targets=ids,
-                   params=params, ref=many, kind="detect"))  # fmt: skip
+    b.add(
+        ConvTurn(
+            b.template("detect", group=many, group_one=one),
+            "boxes",
+            targets=ids,
+            params=params,
+            ref=many,
+            kind="detect",
+        )
+    )
     b.add(ConvTurn(b.say("how_many"), "answer", answer=NUMBER_WORDS[len(ids)], kind="how_many"))
     b.add(ConvTurn(b.say("thanks"), "no_edit", kind="thanks"))
 
@@ -223,8 +253,15 @@ def _topic(b: _Builder) -> None:
     b.versions[b.head + 1 :] = [generate_scene(other)]
     b.head += 1
     r = b.ref()
-    turn = ConvTurn(b.template("segment", ref=r.text), "mask", media="image", seed=other,
-                    targets=[r.target], ref=r.text, kind="new_topic")  # fmt: skip
+    turn = ConvTurn(
+        b.template("segment", ref=r.text),
+        "mask",
+        media="image",
+        seed=other,
+        targets=[r.target],
+        ref=r.text,
+        kind="new_topic",
+    )
     b.add(turn)
 
 
@@ -234,15 +271,32 @@ def _also(b: _Builder) -> None:
     r2 = b.ref(other_than=r.target)
     if b.scene.objects[b.scene.index(r2.target)].color == color:
         raise _Skip
-    b.add(ConvTurn(b.say("also", ref=r2.text), "edit", task="recolor", targets=[r2.target],
-                   params={"color": color}, ref=r2.text, kind="also"))  # fmt: skip
+    b.add(
+        ConvTurn(
+            b.say("also", ref=r2.text),
+            "edit",
+            task="recolor",
+            targets=[r2.target],
+            params={"color": color},
+            ref=r2.text,
+            kind="also",
+        )
+    )
     b.edit("recolor", r2.target, {"color": color})
 
 
 def _undo_redo(b: _Builder) -> None:
     r = b.ref()
-    b.add(ConvTurn(b.template("remove", ref=r.text), "edit", task="remove", targets=[r.target],
-                   ref=r.text, kind="remove"))  # fmt: skip
+    b.add(
+        ConvTurn(
+            b.template("remove", ref=r.text),
+            "edit",
+            task="remove",
+            targets=[r.target],
+            ref=r.text,
+            kind="remove",
+        )
+    )
     b.edit("remove", r.target, {})
     b.add(ConvTurn(b.say("undo"), "undo", kind="undo"))  # a turn's scene: what it works on
     b.head -= 1
@@ -263,8 +317,16 @@ def _long(b: _Builder) -> None:
     b.add(ConvTurn(b.say("undo"), "undo", kind="undo"))
     b.head -= 1
     r2 = b.ref(other_than=r.target)
-    b.add(ConvTurn(b.template("remove", ref=r2.text), "edit", task="remove",
-                   targets=[r2.target], ref=r2.text, kind="remove"))  # fmt: skip
+    b.add(
+        ConvTurn(
+            b.template("remove", ref=r2.text),
+            "edit",
+            task="remove",
+            targets=[r2.target],
+            ref=r2.text,
+            kind="remove",
+        )
+    )
     b.edit("remove", r2.target, {})
 
 

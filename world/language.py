@@ -172,8 +172,12 @@ def superlative_expressions(scene: Scene, i: int) -> list[Referring]:
     for side, (axis, reverse) in ORDER_FROM.items():
         gap = c[i, axis] - c[others, axis]
         if ((gap > m) if reverse else (gap < -m)).all():
-            word = {"left": "leftmost", "right": "rightmost", "top": "topmost",
-                    "bottom": "bottommost"}[side]  # fmt: skip
+            word = {
+                "left": "leftmost",
+                "right": "rightmost",
+                "top": "topmost",
+                "bottom": "bottommost",
+            }[side]
             out.append(Referring(f"{word} {o.shape}", o.id, "superlative"))
             if len(same) == 2 and side in ("left", "right"):
                 out.append(Referring(f"{o.shape} on the {side}", o.id, "superlative"))

@@ -18,7 +18,10 @@ if connection is None:  # the alembic command line: the URL from alembic.ini or 
     )
     connection = create_engine(url).connect()
 # SQLite cannot ALTER most things in place: batch mode copies the table instead.
-context.configure(connection=connection, target_metadata=target,
-                  render_as_batch=connection.dialect.name == "sqlite")  # fmt: skip
+context.configure(
+    connection=connection,
+    target_metadata=target,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
 with context.begin_transaction():
     context.run_migrations()

@@ -53,15 +53,20 @@ def test_a_rerun_of_one_section_keeps_the_others(run, tmp_path):
     new["router"]["route_p50_ms"] = 4321.0
     new["seconds"]["router"] = 99.0
     new["date"], new["commit"] = "2099-01-01 00:00 UTC", "abcdef0"
-    merged = merge_runs(run, new, ("router",), "switchboard bench --quick --only router",
-                        "sections")  # fmt: skip
+    merged = merge_runs(
+        run, new, ("router",), "switchboard bench --quick --only router", "sections"
+    )
     assert merged["world"] == run["world"] and merged["perception"] == run["perception"]
     assert merged["router"]["route_p50_ms"] == 4321.0 and merged["seconds"]["router"] == 99.0
     others = sum(v for k, v in run["seconds"].items() if k not in ("all", "router"))
     assert merged["seconds"]["all"] == round(others + 99.0, 1)
     command = "switchboard bench --quick --only router"
-    assert merged["updates"][-1] == {"sections": ["router"], "date": new["date"],
-                                     "commit": "abcdef0", "command": command}  # fmt: skip
+    assert merged["updates"][-1] == {
+        "sections": ["router"],
+        "date": new["date"],
+        "commit": "abcdef0",
+        "command": command,
+    }
     md = tmp_path / "R.md"
     write_bench(merged, md, "switchboard bench --quick")
     text = md.read_text()

@@ -48,13 +48,26 @@ def test_run_one_shot_writes_the_reply_and_the_mask(tmp_path):
     image.write_bytes(encode_png(scene.image))
     out = tmp_path / "out"
     home = ["--home", str(tmp_path / "home")]
-    result = runner.invoke(app, ["run", f"segment the {name}", "--image", str(image),
-                                 "--out", str(out), *home])  # fmt: skip
+    result = runner.invoke(
+        app, ["run", f"segment the {name}", "--image", str(image), "--out", str(out), *home]
+    )
     assert result.exit_code == 0, result.output
     assert "[segment ok" in result.output
     assert {"reply.txt", "calls.json", "mask_0.png"} <= {p.name for p in out.iterdir()}
-    bad = runner.invoke(app, ["run", "segment this", "--image", str(image), "--box",
-                              "0 0 999 10", "--out", str(out), *home])  # fmt: skip
+    bad = runner.invoke(
+        app,
+        [
+            "run",
+            "segment this",
+            "--image",
+            str(image),
+            "--box",
+            "0 0 999 10",
+            "--out",
+            str(out),
+            *home,
+        ],
+    )
     assert bad.exit_code == 2 and "outside" in bad.output
 
 

@@ -109,8 +109,13 @@ def test_one_call_runs_the_specialist_and_the_router_reads_its_observation(scene
     assert last.startswith("[segment → 1 mask, area ") and last == res["observation"]
     assert policy.shown[1][-2]["content"].startswith('<call>{"tool":"segment"')
     assert out["final"] == "I segmented the object in the box — mask 1."  # not "Done."
-    assert [e["type"] for e in events] == ["route", "call_started", "call_finished", "route",
-                                           "text"]  # fmt: skip
+    assert [e["type"] for e in events] == [
+        "route",
+        "call_started",
+        "call_finished",
+        "route",
+        "text",
+    ]
 
 
 def test_calls_of_one_step_run_in_parallel():
@@ -128,10 +133,12 @@ def test_calls_of_one_step_run_in_parallel():
 def test_a_chained_call_works_on_the_edited_image(scene):
     Probe.seen.clear()
     box = [float(v) for v in scene.boxes[0]]
-    policy = Scripted([
-        Step(calls=[HybridCall(tool="edit", args={"op": "remove", "box": box})]),
-        Step(calls=[HybridCall(tool="probe", args={})]),
-    ])  # fmt: skip
+    policy = Scripted(
+        [
+            Step(calls=[HybridCall(tool="edit", args={"op": "remove", "box": box})]),
+            Step(calls=[HybridCall(tool="probe", args={})]),
+        ]
+    )
     out, _ = _run(policy, scene.image)
     assert [r["tool"] for r in out["results"]] == ["edit", "probe"]
     assert out["results"][0]["observation"] == "[edit → new image]"
@@ -154,15 +161,21 @@ def test_a_failed_call_repeated_word_for_word_is_not_run_again():
     assert len(out["results"]) == 1 and len(policy.shown) == 2
     assert "stopped after" not in out["final"] and "I couldn't run broken:" in out["final"]
     # A different call after a failure still runs.
-    policy = Scripted([Step(calls=[broken]), Step(calls=[HybridCall(tool="sleepy", args={})]),
-                       Step(text="Slept instead.")])  # fmt: skip
+    policy = Scripted(
+        [
+            Step(calls=[broken]),
+            Step(calls=[HybridCall(tool="sleepy", args={})]),
+            Step(text="Slept instead."),
+        ]
+    )
     out, _ = _run(policy)
     assert [r["status"] for r in out["results"]] == ["error", "ok"]
 
 
 def test_a_crashing_specialist_becomes_a_message_and_an_observation():
-    policy = Scripted([Step(calls=[HybridCall(tool="broken", args={})]),
-                       Step(text="Sorry, that did not work.")])  # fmt: skip
+    policy = Scripted(
+        [Step(calls=[HybridCall(tool="broken", args={})]), Step(text="Sorry, that did not work.")]
+    )
     out, events = _run(policy)
     (res,) = out["results"]
     assert res["status"] == "error" and "corrupt" in res["error"]
@@ -195,14 +208,20 @@ def test_specialists_load_on_first_use_and_unload_over_the_memory_budget(scene):
     reg = Registry(BUILTINS)
     reg.register(Probe)
     box = [float(v) for v in scene.boxes[0]]
-    policy = Scripted([Step(calls=[HybridCall(tool="segment", args={"box": box})]),
-                       Step(calls=[HybridCall(tool="probe", args={})])])  # fmt: skip
+    policy = Scripted(
+        [
+            Step(calls=[HybridCall(tool="segment", args={"box": box})]),
+            Step(calls=[HybridCall(tool="probe", args={})]),
+        ]
+    )
     events: list[dict] = []
     rt = AgentRuntime(policy, reg, on_event=events.append, memory_budget_mb=1.0)
     rt.media["img"] = scene.image
     assert reg.loaded() == []  # nothing is loaded before a call needs it
-    build_graph().invoke({"text": "x", "media": "img", "regions": [], "history": []},
-                         config={"configurable": {"runtime": rt}})  # fmt: skip
+    build_graph().invoke(
+        {"text": "x", "media": "img", "regions": [], "history": []},
+        config={"configurable": {"runtime": rt}},
+    )
     # Over a 1 MiB budget every specialist but the one just used is unloaded after a step
     # (detect first: perceive ran it for the object list).
     assert reg.loaded() == ["probe"]
@@ -274,8 +293,9 @@ def test_a_call_on_a_group_edits_every_member_and_checks_none_is_left(scene, det
 
 
 def test_a_group_the_image_does_not_have_is_not_found_and_nothing_is_edited(scene):
-    call = HybridCall(tool="edit", args={"op": "recolor", "target": "yellow stars",
-                                         "every": True, "color": "red"})  # fmt: skip
+    call = HybridCall(
+        tool="edit", args={"op": "recolor", "target": "yellow stars", "every": True, "color": "red"}
+    )
     out, _ = _run(Scripted([Step(calls=[call])]), scene.image, "make every yellow star red")
     (res,) = out["results"]
     assert res["status"] == "not_found" and res["result"] is None
@@ -304,6 +324,7 @@ def test_an_edit_with_a_colour_nobody_said_is_not_run_and_the_agent_asks(scene):
     for text, history in (("make it blue", []), ("now that one", earlier)):
         rt = AgentRuntime(Scripted([Step(calls=[call])]), reg)
         rt.media["img"] = scene.image
-        out = build_graph().invoke({**state, "text": text, "history": history},
-                                   config={"configurable": {"runtime": rt}})  # fmt: skip
+        out = build_graph().invoke(
+            {**state, "text": text, "history": history}, config={"configurable": {"runtime": rt}}
+        )
         assert [r["status"] for r in out["results"]] == ["ok"]

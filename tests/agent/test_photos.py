@@ -74,8 +74,12 @@ EMPTY = _known("tiny SAM's mask for the loose left-person box on zidane.jpg is e
 
 
 def _inside(box, outer, slack=4.0) -> bool:
-    return (box[0] >= outer[0] - slack and box[1] >= outer[1] - slack
-            and box[2] <= outer[2] + slack and box[3] <= outer[3] + slack)  # fmt: skip
+    return (
+        box[0] >= outer[0] - slack
+        and box[1] >= outer[1] - slack
+        and box[2] <= outer[2] + slack
+        and box[3] <= outer[3] + slack
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +87,14 @@ def photos():
     weights = Path(next(iter(SPEC.submodule_search_locations))) / "models" / "best.pt"
     env = {**os.environ, "SWITCHBOARD_DETECT_WEIGHTS": str(weights),
            "SWITCHBOARD_DETECT_NAMES": "Normal=person,Fall=person"}  # fmt: skip
-    run = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                         env=env, timeout=900, check=True)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=True,
+    )
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 

@@ -18,14 +18,35 @@ from switchboard.world.scene import generate_scene
 SCHEMAS = {s.name: s.args_schema for s in Registry(BUILTINS).specs()}
 
 
-@pytest.mark.parametrize("words", ["this", "That one", "it", "this circle", "here", "the box",
-                                   "the selected region", "marked", "this object."])  # fmt: skip
+@pytest.mark.parametrize(
+    "words",
+    [
+        "this",
+        "That one",
+        "it",
+        "this circle",
+        "here",
+        "the box",
+        "the selected region",
+        "marked",
+        "this object.",
+    ],
+)
 def test_deictic_targets(words):
     assert is_deictic(words)
 
 
-@pytest.mark.parametrize("words", ["the red circle", "the blue one", "circles", "the star on the "
-                                   "left", "everything", "the selected red star"])  # fmt: skip
+@pytest.mark.parametrize(
+    "words",
+    [
+        "the red circle",
+        "the blue one",
+        "circles",
+        "the star on the left",
+        "everything",
+        "the selected red star",
+    ],
+)
 def test_named_targets_are_not_deictic(words):
     assert not is_deictic(words)
 
@@ -36,15 +57,19 @@ def test_each_specialist_gets_the_region_in_its_own_argument():
     mask[20:50, 30:70] = True
     assert bind_region(SCHEMAS["segment"], {"target": "this"}, box) == {"box": [10, 20, 60, 90]}
     assert bind_region(SCHEMAS["segment"], {"target": "it"}, point) == {
-        "points": [[30.0, 40.0]], "point_labels": [1]}  # fmt: skip
+        "points": [[30.0, 40.0]],
+        "point_labels": [1],
+    }
     seg = bind_region(SCHEMAS["segment"], {}, {"mask": mask})
     assert np.array_equal(decode_rle(seg["mask"]), mask)
-    edit = bind_region(SCHEMAS["edit"], {"op": "recolor", "target": "this", "color": "red"},
-                       {"mask": mask})  # fmt: skip
+    edit = bind_region(
+        SCHEMAS["edit"], {"op": "recolor", "target": "this", "color": "red"}, {"mask": mask}
+    )
     assert edit["op"] == "recolor" and "target" not in edit
     assert np.array_equal(decode_rle(edit["region"]), mask)
     assert bind_region(SCHEMAS["track"], {"target": "that one"}, {"mask": mask}) == {
-        "box": [30.0, 20.0, 70.0, 50.0]}  # fmt: skip
+        "box": [30.0, 20.0, 70.0, 50.0]
+    }
     # left alone: a named target, a call with its own box, a tool with no place for it
     named = {"target": "the red circle"}
     assert bind_region(SCHEMAS["segment"], named, box) is named

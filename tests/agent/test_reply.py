@@ -15,8 +15,17 @@ OBJECTS = [
 
 
 def _call(tool, args, status="ok", result=None, error=None, step=0, index=0):
-    return {"step": step, "index": index, "tool": tool, "args": args, "status": status,
-            "error": error, "result": result, "observation": "", "seconds": 0.1}  # fmt: skip
+    return {
+        "step": step,
+        "index": index,
+        "tool": tool,
+        "args": args,
+        "status": status,
+        "error": error,
+        "result": result,
+        "observation": "",
+        "seconds": 0.1,
+    }
 
 
 def _mask():

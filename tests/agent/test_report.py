@@ -28,8 +28,7 @@ def test_the_report_shows_the_numbers_the_run_measured(run, tmp_path):
     assert set(EVALS) <= set(run) and set(EVALS) <= set(run["seconds"])
     bench = f"{BEGIN}\n## Speed and memory (`switchboard bench`)\n…\n{END}"
     (tmp_path / "RESULTS.md").write_text(f"# Results\n\nan earlier run\n\n{bench}\n")
-    md = write_report(run, tmp_path / "RESULTS.md", tmp_path / "results",
-                      "switchboard eval all")  # fmt: skip
+    md = write_report(run, tmp_path / "RESULTS.md", tmp_path / "results", "switchboard eval all")
     text = md.read_text()
     assert "an earlier run" not in text and text.rstrip().endswith(bench)  # bench's part kept
     assert "switchboard eval all" in text and run["commit"] in text
@@ -37,8 +36,16 @@ def test_the_report_shows_the_numbers_the_run_measured(run, tmp_path):
         png = tmp_path / "results" / f"{name}.png"
         assert png.read_bytes()[:4] == b"\x89PNG" and f"results/{name}.png" in text
     rows = headline(run)
-    assert {task for task, *_ in rows} == {"segment", "detect", "track", "edit", "router",
-                                           "signals", "agent", "conversations"}  # fmt: skip
+    assert {task for task, *_ in rows} == {
+        "segment",
+        "detect",
+        "track",
+        "edit",
+        "router",
+        "signals",
+        "agent",
+        "conversations",
+    }
     for task, key, value, _ in rows:  # each headline number is in the table as measured
         assert re.search(rf"\| {re.escape(task)} \| {re.escape(key)} \| {value:.3f} \|", text)
     assert f"| segment | box_mIoU | {run['segment']['box_mIoU']:.3f} |" in text
@@ -61,6 +68,5 @@ def test_a_rerun_of_some_evals_keeps_the_others(run, tmp_path):
     assert merged["segment"] == run["segment"] and merged["router"] == run["router"]
     assert merged["agent"]["success"] == 0.987 and merged["seconds"]["agent"] == 12.0
     assert merged["updates"][-1]["evals"] == ["agent"]
-    md = write_report(merged, tmp_path / "RESULTS.md", tmp_path / "results",
-                      "switchboard eval all")  # fmt: skip
+    md = write_report(merged, tmp_path / "RESULTS.md", tmp_path / "results", "switchboard eval all")
     assert "**0.987**" in md.read_text()

@@ -30,8 +30,9 @@ print(json.dumps({"world": world, "masks": len(turn.masks), "text": found.text,
 
 
 def test_a_real_turn_imports_no_world_module():
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                         timeout=600, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600, check=True
+    )
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["world"] == []
     assert res["masks"] == 1

@@ -70,8 +70,9 @@ def test_turns_and_artifacts_survive_a_restart(tmp_path, scene):
             seen.append(messages)
             return Step(text="ok")
 
-    reader = Agent.load(home=tmp_path, policy=Reader(), registry=Registry(BUILTINS),
-                        history_turns=1)  # fmt: skip
+    reader = Agent.load(
+        home=tmp_path, policy=Reader(), registry=Registry(BUILTINS), history_turns=1
+    )
     reader.chat("and now?", session=turn.session)
     assert [m["content"] for m in seen[0][1:3]] == ["segment this", "Here it is."]
 
@@ -94,7 +95,8 @@ def test_boxes_and_tracks_are_stored_with_the_turn(tmp_path, scene):
     found = json.loads(data)
     assert media_type == "application/json" and found["tracks"] == [] and found["fps"] is None
     assert [(b["xyxy"], b["label"]) for b in found["boxes"]] == [
-        ([float(v) for v in b], lb) for b, lb, _ in turn.boxes]  # fmt: skip
+        ([float(v) for v in b], lb) for b, lb, _ in turn.boxes
+    ]
 
 
 class Recorder(SegmentTheBox):
@@ -110,8 +112,12 @@ def test_the_router_reads_earlier_turns_only_when_asked(tmp_path, scene):
     box = [float(v) for v in scene.boxes[0]]
     for turns, expect_earlier in ((0, False), (1, True)):
         policy = Recorder()
-        agent = Agent.load(home=tmp_path / str(turns), policy=policy, registry=Registry(BUILTINS),
-                           history_turns=turns)  # fmt: skip
+        agent = Agent.load(
+            home=tmp_path / str(turns),
+            policy=policy,
+            registry=Registry(BUILTINS),
+            history_turns=turns,
+        )
         first = agent.chat("first request", image=scene.image, region=box)
         agent.chat("second request", image=scene.image, region=box, session=first.session)
         routed = policy.seen[2]  # the second turn's first route
@@ -161,8 +167,11 @@ def test_events_stream_in_order(tmp_path, scene):
 
 def test_bad_input_is_refused_before_anything_is_stored(tmp_path, scene):
     agent = _agent(tmp_path)
-    for kw in ({"region": [0, 0, 900, 10]}, {"region": [10, 10, 5, 20]},
-               {"region": {"point": [-1, 3]}}):  # fmt: skip
+    for kw in (
+        {"region": [0, 0, 900, 10]},
+        {"region": [10, 10, 5, 20]},
+        {"region": {"point": [-1, 3]}},
+    ):
         with pytest.raises(InvalidInputError):
             agent.chat("segment this", image=scene.image, **kw)
     with pytest.raises(InvalidInputError):
@@ -248,8 +257,9 @@ KILLED = TOOLS + textwrap.dedent("""
 
 def _kill_mid_turn(home) -> None:
     """Run a turn in another process and SIGKILL it while its second call hangs."""
-    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(home)],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(home)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "RUNNING"  # the turn is in its second call
     finally:
@@ -312,8 +322,9 @@ def test_a_server_resumes_interrupted_turns_in_the_background(tmp_path):
     on a thread that holds the turn lock, so a new turn runs after it."""
     _kill_mid_turn(tmp_path)
     tools = _tools()
-    agent = Agent.load(home=tmp_path, policy=tools["Policy"](), registry=tools["registry"](),
-                       recover="background")  # fmt: skip
+    agent = Agent.load(
+        home=tmp_path, policy=tools["Policy"](), registry=tools["registry"](), recover="background"
+    )
     assert agent.recovery is not None
     agent.recovery.join(120)
     assert agent.recovered == 1 and len(agent.resumed) == 1 and not agent.recovering
@@ -373,8 +384,13 @@ def test_a_turn_reports_each_stages_time_and_single_pass_skips_the_second_route(
     one = _agent(tmp_path / "one", SegmentTheBox())
     one.single_pass = True
     turn = one.chat("segment this", image=scene.image, region=box)
-    assert [s for s, _ in turn.timings] == ["perceive", "route", "call:segment", "observe",
-                                            "respond"]  # fmt: skip
+    assert [s for s, _ in turn.timings] == [
+        "perceive",
+        "route",
+        "call:segment",
+        "observe",
+        "respond",
+    ]
     assert turn.text == "I segmented the object in the box — mask 1." and len(turn.masks) == 1
     assert Agent.load(home=tmp_path / "two", single_pass=True).single_pass
 
@@ -392,8 +408,9 @@ def test_the_memory_budget_setting_reaches_the_turns(tmp_path, scene, monkeypatc
             assert agent.memory_budget_mb == 1.0
             box = [float(v) for v in scene.boxes[0]]
             events = []
-            agent.chat("segment this", image=scene.image, region={"box": box},
-                       on_event=events.append)  # fmt: skip
+            agent.chat(
+                "segment this", image=scene.image, region={"box": box}, on_event=events.append
+            )
             assert agent.registry.loaded() == ["segment"]
             assert ["detect"] in [e["tools"] for e in events if e["type"] == "unloaded"]
         assert agent.executor._shutdown  # the agent's thread pool closed with it
@@ -458,8 +475,9 @@ class RecolourThenLook:
             return Step(calls=[HybridCall(tool="history", args={"op": said.split()[-2]})])
         if said.endswith("make this blue"):
             box = [float(v) for v in regions[0]["box"]]
-            return Step(calls=[HybridCall(tool="edit", args={"op": "recolor", "box": box,
-                                                             "color": "blue"})])  # fmt: skip
+            return Step(
+                calls=[HybridCall(tool="edit", args={"op": "recolor", "box": box, "color": "blue"})]
+            )
         return Step(text="I see it.")
 
 

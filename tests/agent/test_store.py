@@ -21,10 +21,22 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
 def _roundtrip(url: str, root: Path) -> None:
     store = Store(url, root / "artifacts")
     sid = store.create_session(owner="alice")
-    turn = store.begin_turn(sid, "segment the red circle", inputs=[("image", PNG)],
-                            region={"box": [1, 2, 30, 40]}, owner="alice")  # fmt: skip
-    store.add_call(turn, "segment", {"target": "red circle"}, "ok", 0.25,
-                   observation="[segment → 1 mask]", with_signal=True)  # fmt: skip
+    turn = store.begin_turn(
+        sid,
+        "segment the red circle",
+        inputs=[("image", PNG)],
+        region={"box": [1, 2, 30, 40]},
+        owner="alice",
+    )
+    store.add_call(
+        turn,
+        "segment",
+        {"target": "red circle"},
+        "ok",
+        0.25,
+        observation="[segment → 1 mask]",
+        with_signal=True,
+    )
     store.add_call(turn, "edit", {"instruction": "x"}, "error", 0.01, error="boom")
     store.finish_turn(turn, "Here is the mask.", outputs=[("mask", b"mask-bytes")])
 
@@ -140,19 +152,40 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory):
                 parent.chmod(parent.stat().st_mode | 0o711)
     data, port = root / "data", _free_port()
     try:
-        subprocess.run([*prefix, initdb, "-D", str(data), "-U", "postgres", "-A", "trust"],
-                       check=True, capture_output=True, timeout=120)  # fmt: skip
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w",
-                        "-o", f"-p {port} -k {root} -h 127.0.0.1", "start"],
-                       check=True, capture_output=True, timeout=60)  # fmt: skip
+        subprocess.run(
+            [*prefix, initdb, "-D", str(data), "-U", "postgres", "-A", "trust"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [
+                *prefix,
+                pg_ctl,
+                "-D",
+                str(data),
+                "-l",
+                str(root / "log"),
+                "-w",
+                "-o",
+                f"-p {port} -k {root} -h 127.0.0.1",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
         detail = getattr(e, "stderr", b"") or b""
         pytest.skip(f"could not start PostgreSQL: {e} {detail.decode(errors='replace')[-300:]}")
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
-                       capture_output=True, timeout=60)  # fmt: skip
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
         time.sleep(0.1)
 
 

@@ -100,7 +100,9 @@ def test_a_caption_is_judged_on_what_it_names_not_the_order():
     assert judge(cap, _turn(text=swapped)).ok
     assert not judge(cap, _turn(text=", ".join(parts[1:]) + f" on a {background} background")).ok
     assert caption_parts("a small red circle and two large blue stars on a plain background") == (
-        ["a small red circle", "two large blue stars"], "plain")  # fmt: skip
+        ["a small red circle", "two large blue stars"],
+        "plain",
+    )
 
 
 def test_the_renamed_suite_says_the_held_out_nouns():

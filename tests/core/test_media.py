@@ -160,8 +160,9 @@ def test_a_small_video_file_of_huge_frames_is_refused_before_it_fills_memory(tmp
     from switchboard.core.config import get_settings
 
     path = tmp_path / "black.mp4"
-    iio.imwrite(path, np.zeros((40, 720, 1280, 3), np.uint8), fps=10, codec="libx264",
-                macro_block_size=1)  # fmt: skip
+    iio.imwrite(
+        path, np.zeros((40, 720, 1280, 3), np.uint8), fps=10, codec="libx264", macro_block_size=1
+    )
     assert path.stat().st_size < 20_000
     monkeypatch.setenv("SWITCHBOARD_MAX_VIDEO_MB", "64")
     get_settings.cache_clear()

@@ -6,9 +6,16 @@ from switchboard.core.vocabulary import article, count_words, plural_noun
 
 @pytest.mark.parametrize(
     "noun,plural",
-    [("cross", "crosses"), ("person", "people"), ("bus", "buses"), ("pony", "ponies"),
-     ("traffic light", "traffic lights"), ("green cross", "green crosses"), ("toy", "toys")],
-)  # fmt: skip
+    [
+        ("cross", "crosses"),
+        ("person", "people"),
+        ("bus", "buses"),
+        ("pony", "ponies"),
+        ("traffic light", "traffic lights"),
+        ("green cross", "green crosses"),
+        ("toy", "toys"),
+    ],
+)
 def test_plurals(noun, plural):
     assert plural_noun(noun) == plural
 

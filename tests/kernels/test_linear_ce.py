@@ -106,5 +106,6 @@ def test_the_guard_falls_back_to_the_reference(monkeypatch):
         linear_cross_entropy(h, w, y, reduction="none")
     monkeypatch.setattr(linear_ce, "triton_available", lambda: False)
     assert not runnable(h, w, y)
-    torch.testing.assert_close(linear_cross_entropy(h, w, y),
-                               linear_cross_entropy_reference(h, w, y))  # fmt: skip
+    torch.testing.assert_close(
+        linear_cross_entropy(h, w, y), linear_cross_entropy_reference(h, w, y)
+    )

@@ -29,8 +29,9 @@ TOL = {torch.float32: 1e-5, torch.bfloat16: 1e-5, torch.float16: 1e-5}  # inputs
 
 def _low_res(n, h, w, dtype, seed=0):
     g = torch.Generator().manual_seed(seed)
-    smooth = torch.nn.functional.avg_pool2d(torch.randn(n, 1, h + 2, w + 2, generator=g) * 6, 3,
-                                            stride=1)[:, 0]  # fmt: skip
+    smooth = torch.nn.functional.avg_pool2d(
+        torch.randn(n, 1, h + 2, w + 2, generator=g) * 6, 3, stride=1
+    )[:, 0]
     return smooth.to(dtype)
 
 

@@ -31,9 +31,21 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with only the wheel of this tree installed; returns its python."""
     tmp = tmp_path_factory.mktemp("wheel")
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
-         str(tmp / "dist"), str(ROOT)], capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp / "dist"),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = (tmp / "dist").glob("switchboard-*.whl")
     env = tmp / "venv"
@@ -46,8 +58,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", str(wheel)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert install.returncode == 0, install.stderr[-2000:]
     return python
 
@@ -62,8 +76,9 @@ def test_the_wheel_carries_the_weights_and_answers_a_turn(installed, tmp_path):
         "import json, switchboard.agent, switchboard.core.config as c; "
         "print(json.dumps({'package': switchboard.agent.__file__, 'models': str(c.models_dir())}))"
     )
-    where = subprocess.run([str(installed), "-c", probe], capture_output=True, text=True,
-                           cwd=tmp_path, timeout=120)  # fmt: skip
+    where = subprocess.run(
+        [str(installed), "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert where.returncode == 0, where.stderr[-2000:]
     found = json.loads(where.stdout.strip().splitlines()[-1])
     venv_root = installed.parents[1]
@@ -76,11 +91,27 @@ def test_the_wheel_carries_the_weights_and_answers_a_turn(installed, tmp_path):
     ask = f"segment the {names[k]}"
     out = tmp_path / "out"
     run = subprocess.run(
-        [str(installed), "-m", "switchboard.agent.cli", "run", ask, "--image", str(image),
-         "--out", str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=600,
-        env={"SWITCHBOARD_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin",
-             "HOME": str(tmp_path)},
-    )  # fmt: skip
+        [
+            str(installed),
+            "-m",
+            "switchboard.agent.cli",
+            "run",
+            ask,
+            "--image",
+            str(image),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        env={
+            "SWITCHBOARD_HOME": str(tmp_path / "home"),
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+        },
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     calls = json.loads((out / "calls.json").read_text())
     assert [c["tool"] for c in calls] == ["segment"] and calls[0]["status"] == "ok"

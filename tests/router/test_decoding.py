@@ -102,9 +102,13 @@ class TeacherLM(torch.nn.Module):
         return self.emb
 
     def forward(
-        self, inputs_embeds, cache=None, use_cache=True, output_hidden_states=False,
+        self,
+        inputs_embeds,
+        cache=None,
+        use_cache=True,
+        output_hidden_states=False,
         logits_to_keep=0,
-    ):  # fmt: skip
+    ):
         if not self.first:
             self.fed += [int(v) for v in inputs_embeds[0, :, 0].round()]
         self.first = False

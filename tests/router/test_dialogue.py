@@ -36,8 +36,16 @@ def test_every_turn_becomes_valid_items_with_its_history(registry, script):
             assert not reply.calls and it.target == it.answer
         else:
             (call,) = reply.calls
-            assert call.tool == {"mask": "segment", "edit": "edit", "boxes": "detect",
-                                 "undo": "history", "redo": "history"}[turn.expect]  # fmt: skip
+            assert (
+                call.tool
+                == {
+                    "mask": "segment",
+                    "edit": "edit",
+                    "boxes": "detect",
+                    "undo": "history",
+                    "redo": "history",
+                }[turn.expect]
+            )
             if turn.expect == "edit" and turn.ref is None:  # "it", "that one": by index only
                 assert "target" not in call.args and call.args.get("object")
     assert items[-1].target == DONE or items[-1].answer is not None

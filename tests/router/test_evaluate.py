@@ -49,8 +49,10 @@ def test_score_counts_what_it_says():
     }
     # Every item got wrong is listed with what was wanted and what came out.
     assert [(m["task"], m["got"] is None) for m in res["misses"]] == [
-        ("detect", False), ("detect", True), ("chat", False)
-    ]  # fmt: skip
+        ("detect", False),
+        ("detect", True),
+        ("chat", False),
+    ]
     assert '"color":"blue"' in res["misses"][0]["got"] and "segment" in res["misses"][2]["got"]
 
 

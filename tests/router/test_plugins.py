@@ -72,8 +72,17 @@ def test_add_tools_updates_a_router_that_loads_and_is_scored(smollm, registry, t
     src = build_router(PRESETS["smoke"], None).save_pretrained(tmp_path / "src")
     with pytest.raises(InvalidInputError, match="no new tools"):
         add_tools(None, src, tmp_path / "x", steps=1, registry=Registry(BUILTINS), log=str)
-    out = add_tools(["blur"], src, tmp_path / "out", steps=2, batch=2, minutes=0,
-                    hard_share=0.5, registry=registry, log=str)  # fmt: skip
+    out = add_tools(
+        ["blur"],
+        src,
+        tmp_path / "out",
+        steps=2,
+        batch=2,
+        minutes=0,
+        hard_share=0.5,
+        registry=registry,
+        log=str,
+    )
     record = json.loads((out / PLUGINS_FILE).read_text())
     assert record["tools"] == ["blur"] and record["steps_done"] == 2
     # Removing reads most like blurring: it is rehearsed more, so the two stay apart.

@@ -64,7 +64,9 @@ def test_later_routes_of_a_turn_reuse_the_earlier_prefix(smollm):
     r3, d3 = router.route_item(second)
     assert d3.reused == 0
     assert (r2.prose, [c.model_dump() for c in r2.calls]) == (
-        r3.prose, [c.model_dump() for c in r3.calls])  # fmt: skip
+        r3.prose,
+        [c.model_dump() for c in r3.calls],
+    )
     # Hybrid calls never reuse (the signal heads read every prompt position's state).
     _, d4 = router.route_item(second, with_signals=router.heads is not None)
     assert d4.reused == 0

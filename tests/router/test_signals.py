@@ -47,8 +47,10 @@ def test_heads_output_the_shapes_the_tools_declare():
         omask = torch.tensor([[True] * 5, [True, True] + [False] * 3, [False] * 5])
         text, words = torch.randn(3, 7, 576), torch.randn(3, 7, 576)
         for memory in (torch.randn(3, 256, 192), None):  # with an image, and without
-            for extra in ({}, {"text": text, "words": words, "objects": objects,
-                               "objects_mask": omask}):  # fmt: skip
+            for extra in (
+                {},
+                {"text": text, "words": words, "objects": objects, "objects_mask": omask},
+            ):
                 out = heads(tool, h, memory, **extra)
                 assert out.signal.shape == (3, spec.num_tokens, spec.dim)
                 assert out.task_logits.shape == (3, 3) and out.box.shape == (3, 4)
@@ -227,13 +229,22 @@ def test_specialist_losses_reach_the_lora_adapter(smoke_router):
     proposer = ObjectProposer()
     items = draw_signal_items("train", 6, 1, reg)
     cfg = SignalConfig.from_registry(
-        reg, llm_dim=576, vision_dim=router.vision.width, grid=router.vision.grid, width=32,
+        reg,
+        llm_dim=576,
+        vision_dim=router.vision.width,
+        grid=router.vision.grid,
+        width=32,
         depth=1,
-    )  # fmt: skip
+    )
     heads = SignalHeads(cfg)
     router.zero_grad(set_to_none=True)
-    losses = signal_losses(heads, targets.sam, examples_for(router, items, targets, proposer),
-                           SIGNAL_PRESETS["smoke"], synergy=True)  # fmt: skip
+    losses = signal_losses(
+        heads,
+        targets.sam,
+        examples_for(router, items, targets, proposer),
+        SIGNAL_PRESETS["smoke"],
+        synergy=True,
+    )
     assert losses["mask"].item() > 0 and losses["edit"].item() > 0
     losses["total"].backward()
     lora = {n: p.grad for n, p in router.llm.named_parameters() if "lora_" in n}
@@ -251,8 +262,9 @@ def test_specialist_losses_reach_the_lora_adapter(smoke_router):
     first = signal_losses(heads, None, examples, SIGNAL_PRESETS["smoke"], False, pointer_only=True)
     assert first["pointer"].item() > 0 and first["mask"].item() == 0 == first["edit"].item()
     first["total"].backward()
-    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0
-               for p in heads.refer.parameters())  # fmt: skip
+    assert any(
+        p.grad is not None and float(p.grad.abs().sum()) > 0 for p in heads.refer.parameters()
+    )
 
 
 def test_the_signals_stage_trains_and_saves_loadable_heads(smoke_router, tmp_path):

@@ -53,8 +53,9 @@ def test_every_stage_trains_a_few_steps(smollm, tmp_path):
     )
     text = text.replace("{media}", router.image_placeholder()) + "<call>"
     ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
-    emb = router.embed(ids, items[0].images[:1] or [np.zeros((64, 64, 3), np.uint8)],
-                       objects=items[0].objects)  # fmt: skip
+    emb = router.embed(
+        ids, items[0].images[:1] or [np.zeros((64, 64, 3), np.uint8)], objects=items[0].objects
+    )
     out = dec.generate(router.llm, emb, max_new_tokens=60, in_call=True)
     parse_reply("<call>" + out.text, reg)
 

@@ -78,9 +78,13 @@ def test_hf_vision_tower(tmp_path):
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     cfg = CLIPVisionConfig(
-        image_size=32, patch_size=8, hidden_size=24, intermediate_size=48,
-        num_hidden_layers=1, num_attention_heads=2,
-    )  # fmt: skip
+        image_size=32,
+        patch_size=8,
+        hidden_size=24,
+        intermediate_size=48,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+    )
     CLIPVisionModel(cfg).save_pretrained(tmp_path)
     tower = HFVisionTower(str(tmp_path))
     feats = tower(to_pixels(np.zeros((1, 40, 40, 3), np.uint8), tower.image_size))

@@ -106,8 +106,14 @@ def test_words_that_fit_several_objects_are_ambiguous_when_asked_for_one():
 
 def test_words_the_list_cannot_have_resolve_to_nothing():
     objects = [_obj(1, (10, 10, 30, 30), "circle")]
-    for text in ("the bus", "the red bus", "a giraffe", "the second bus from the left",
-                 "the bus left of the circle", "the blue circle"):  # fmt: skip
+    for text in (
+        "the bus",
+        "the red bus",
+        "a giraffe",
+        "the second bus from the left",
+        "the bus left of the circle",
+        "the blue circle",
+    ):
         assert resolve_referent(text, objects, CLASSES, 256) is None, text
     assert parse_query("all the red objects", CLASSES).shape is None
     assert parse_query("every thing", CLASSES).single is False

@@ -49,8 +49,10 @@ def test_a_referent_that_enters_after_the_first_frame_is_followed(tracker):
     out = tracker(Video(frames=clip.frames, fps=clip.fps), {"target": "medium blue hexagon"})
     assert len(out.tracks) == 1 and out.tracks[0].label == "hexagon"
     tr = out.tracks[0]
-    ious = [box_iou(np.array([b]), clip.boxes[t, k][None])[0, 0]
-            for t, b in zip(tr.frames, tr.xyxy, strict=True)]  # fmt: skip
+    ious = [
+        box_iou(np.array([b]), clip.boxes[t, k][None])[0, 0]
+        for t, b in zip(tr.frames, tr.xyxy, strict=True)
+    ]
     assert tr.frames[0] >= 3 and np.mean(ious) > 0.7
 
 

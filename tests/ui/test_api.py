@@ -59,8 +59,10 @@ def test_health_specialists_and_openapi(client):
     assert "/api/sessions/{session_id}/messages" in paths and "/api/artifacts/{sha256}" in paths
     # The bearer scheme is declared, and every /api route but health asks for it.
     assert spec["components"]["securitySchemes"]["HTTPBearer"] == {
-        "type": "http", "scheme": "bearer", "description": "One of SWITCHBOARD_API_TOKEN's tokens."
-    }  # fmt: skip
+        "type": "http",
+        "scheme": "bearer",
+        "description": "One of SWITCHBOARD_API_TOKEN's tokens.",
+    }
     for path, ops in paths.items():
         for op in ops.values():
             assert ("security" in op) == (path != "/api/health"), path
@@ -120,9 +122,12 @@ def test_a_token_is_matched_whole_against_each_known_one():
 
 def test_a_turn_round_trips_and_stays_with_its_owner(client, scene):
     sid = client.post("/api/sessions", headers=_h(A)).json()["id"]
-    r = client.post(f"/api/sessions/{sid}/messages", headers=_h(A),
-                    data={"text": "segment this", "region": json.dumps(_box(scene))},
-                    files={"file": ("s.png", encode_png(scene.image), "image/png")})  # fmt: skip
+    r = client.post(
+        f"/api/sessions/{sid}/messages",
+        headers=_h(A),
+        data={"text": "segment this", "region": json.dumps(_box(scene))},
+        files={"file": ("s.png", encode_png(scene.image), "image/png")},
+    )
     assert r.status_code == 200, r.text
     turn = r.json()
     assert turn["text"] == "Here it is." and turn["calls"][0]["tool"] == "segment"
@@ -144,24 +149,43 @@ def test_a_turn_round_trips_and_stays_with_its_owner(client, scene):
 def test_bad_requests_get_typed_refusals(client, scene):
     sid = client.post("/api/sessions", headers=_h(A)).json()["id"]
     url = f"/api/sessions/{sid}/messages"
-    assert client.post("/api/sessions/nope/messages", headers=_h(A),
-                       data={"text": "hi"}).status_code == 404  # fmt: skip
-    r = client.post(url, headers=_h(A), data={"text": "x"},
-                    files={"file": ("a.txt", b"hello", "text/plain")})  # fmt: skip
+    assert (
+        client.post("/api/sessions/nope/messages", headers=_h(A), data={"text": "hi"}).status_code
+        == 404
+    )
+    r = client.post(
+        url, headers=_h(A), data={"text": "x"}, files={"file": ("a.txt", b"hello", "text/plain")}
+    )
     assert r.status_code == 415
     big = np.random.default_rng(0).integers(0, 255, (1200, 1200, 3), dtype=np.uint8)
-    r = client.post(url, headers=_h(A), data={"text": "x"},
-                    files={"file": ("big.png", encode_png(big), "image/png")})  # fmt: skip
+    r = client.post(
+        url,
+        headers=_h(A),
+        data={"text": "x"},
+        files={"file": ("big.png", encode_png(big), "image/png")},
+    )
     assert r.status_code == 413
     assert client.post(url, headers=_h(A), data={}).status_code == 422  # no text
-    r = client.post(url, headers=_h(A), data={"text": "x", "region": "{nope"},
-                    files={"file": ("s.png", encode_png(scene.image), "image/png")})  # fmt: skip
+    r = client.post(
+        url,
+        headers=_h(A),
+        data={"text": "x", "region": "{nope"},
+        files={"file": ("s.png", encode_png(scene.image), "image/png")},
+    )
     assert r.status_code == 422
-    r = client.post(url, headers=_h(A), data={"text": "x", "region": "[0, 0, 9999, 10]"},
-                    files={"file": ("s.png", encode_png(scene.image), "image/png")})  # fmt: skip
+    r = client.post(
+        url,
+        headers=_h(A),
+        data={"text": "x", "region": "[0, 0, 9999, 10]"},
+        files={"file": ("s.png", encode_png(scene.image), "image/png")},
+    )
     assert r.status_code == 422 and "outside" in r.json()["detail"]
-    r = client.post(url, headers=_h(A), data={"text": "x"},
-                    files={"file": ("s.png", b"\x89PNG broken", "image/png")})  # fmt: skip
+    r = client.post(
+        url,
+        headers=_h(A),
+        data={"text": "x"},
+        files={"file": ("s.png", b"\x89PNG broken", "image/png")},
+    )
     assert r.status_code == 422
     for bad in ("../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "a" * 64, "0" * 63):
         assert client.get(f"/api/artifacts/{bad}", headers=_h(A)).status_code == 404
@@ -178,11 +202,15 @@ def test_the_token_and_the_size_are_checked_before_the_body_is_read(client):
             sent.append(1)
             yield b"x" * 65536
 
-    r = client.post(f"/api/sessions/{sid}/messages", content=body(),
-                    headers={"content-type": "multipart/form-data; boundary=b"})  # fmt: skip
+    r = client.post(
+        f"/api/sessions/{sid}/messages",
+        content=body(),
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
     assert r.status_code == 401 and len(sent) <= 1
-    r = client.post(f"/api/sessions/{sid}/messages", headers={**_h(A), "content-length": "9" * 9},
-                    content=b"")  # fmt: skip
+    r = client.post(
+        f"/api/sessions/{sid}/messages", headers={**_h(A), "content-length": "9" * 9}, content=b""
+    )
     assert r.status_code == 413 and "largest upload" in r.json()["detail"]
     assert r.headers["connection"] == "close"  # the rest of a refused body is not read
 
@@ -190,9 +218,13 @@ def test_the_token_and_the_size_are_checked_before_the_body_is_read(client):
 def test_the_stream_sends_the_agent_events_then_the_turn(client, scene):
     sid = client.post("/api/sessions", headers=_h(A)).json()["id"]
     png = ("s.png", encode_png(scene.image), "image/png")
-    with client.stream("POST", f"/api/sessions/{sid}/messages/stream", headers=_h(A),
-                       data={"text": "segment", "region": json.dumps(_box(scene))},
-                       files={"file": png}) as r:  # fmt: skip
+    with client.stream(
+        "POST",
+        f"/api/sessions/{sid}/messages/stream",
+        headers=_h(A),
+        data={"text": "segment", "region": json.dumps(_box(scene))},
+        files={"file": png},
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         lines = list(r.iter_lines())
@@ -223,8 +255,9 @@ def test_the_sdk_client_has_the_agents_interface_over_http(client, scene, tmp_pa
         (mask,) = turn.masks
         assert mask.shape == scene.image.shape[:2] and mask.any()
         assert {p.name for p in turn.save(tmp_path)} >= {"reply.txt", "calls.json", "mask_0.png"}
-        events = list(sdk.stream("segment", image=scene.image, region=_box(scene),
-                                 session=turn.session))  # fmt: skip
+        events = list(
+            sdk.stream("segment", image=scene.image, region=_box(scene), session=turn.session)
+        )
         assert [e["type"] for e in events][-1] == "turn"
         assert events[-1]["turn"].masks[0].shape == mask.shape
         assert len(sdk.history(turn.session)) == 2
@@ -240,16 +273,23 @@ def test_the_sdk_client_has_the_agents_interface_over_http(client, scene, tmp_pa
 
 def test_sessions_are_renamed_and_deleted_by_their_owner_only(client, scene):
     sid = client.post("/api/sessions", headers=_h(A)).json()["id"]
-    r = client.post(f"/api/sessions/{sid}/messages", headers=_h(A),
-                    data={"text": "segment this", "region": json.dumps(_box(scene))},
-                    files={"file": ("s.png", encode_png(scene.image), "image/png")})  # fmt: skip
+    r = client.post(
+        f"/api/sessions/{sid}/messages",
+        headers=_h(A),
+        data={"text": "segment this", "region": json.dumps(_box(scene))},
+        files={"file": ("s.png", encode_png(scene.image), "image/png")},
+    )
     assert r.status_code == 200 and r.json()["outcome"] == "ok"
     (listed,) = [s for s in client.get("/api/sessions", headers=_h(A)).json() if s["id"] == sid]
     assert listed["title"] == "segment this" and listed["named"] is False
     # Someone else's session is as unknown as a made-up one: 404, and nothing changes.
     for who, target in ((B, sid), (A, "f" * 32)):
-        assert client.patch(f"/api/sessions/{target}", headers=_h(who),
-                            json={"title": "mine now"}).status_code == 404  # fmt: skip
+        assert (
+            client.patch(
+                f"/api/sessions/{target}", headers=_h(who), json={"title": "mine now"}
+            ).status_code
+            == 404
+        )
         assert client.delete(f"/api/sessions/{target}", headers=_h(who)).status_code == 404
     assert client.patch(f"/api/sessions/{sid}", json={"title": "x"}).status_code == 401
     assert client.delete(f"/api/sessions/{sid}").status_code == 401
@@ -284,16 +324,21 @@ def test_the_current_image_is_shown_undone_and_redone_by_its_owner_only(client, 
     assert client.get(f"/api/sessions/{sid}", headers=_h(A)).json()["current"] is None
     sent = []
     for image in (scene.image, generate_scene(6).image):
-        r = client.post(f"/api/sessions/{sid}/messages", headers=_h(A),
-                        data={"text": "segment this", "region": json.dumps(_box(scene))},
-                        files={"file": ("s.png", encode_png(image), "image/png")})  # fmt: skip
+        r = client.post(
+            f"/api/sessions/{sid}/messages",
+            headers=_h(A),
+            data={"text": "segment this", "region": json.dumps(_box(scene))},
+            files={"file": ("s.png", encode_png(image), "image/png")},
+        )
         assert r.status_code == 200, r.text
         sent.append(r.json()["messages"][0]["artifacts"][0]["sha256"])
     cur = client.get(f"/api/sessions/{sid}", headers=_h(A)).json()["current"]
     assert (cur["sha256"], cur["source"]) == (sent[1], "upload")
     for who, code in ((B, 404), (None, 401)):
-        assert client.post(f"/api/sessions/{sid}/undo", headers=_h(who) if who else {}
-                           ).status_code == code  # fmt: skip
+        assert (
+            client.post(f"/api/sessions/{sid}/undo", headers=_h(who) if who else {}).status_code
+            == code
+        )
     r = client.post(f"/api/sessions/{sid}/undo", headers=_h(A))
     assert r.status_code == 200 and r.json()["current"]["sha256"] == sent[0]
     r = client.post(f"/api/sessions/{sid}/undo", headers=_h(A))
@@ -301,8 +346,11 @@ def test_the_current_image_is_shown_undone_and_redone_by_its_owner_only(client, 
     r = client.post(f"/api/sessions/{sid}/redo", headers=_h(A))
     assert r.status_code == 200 and r.json()["current"]["sha256"] == sent[1]
     # A request sent without a file works on the current image (the turn records which).
-    r = client.post(f"/api/sessions/{sid}/messages", headers=_h(A),
-                    data={"text": "and this", "region": json.dumps(_box(scene))})  # fmt: skip
+    r = client.post(
+        f"/api/sessions/{sid}/messages",
+        headers=_h(A),
+        data={"text": "and this", "region": json.dumps(_box(scene))},
+    )
     assert r.status_code == 200 and r.json()["outcome"] == "ok", r.text
     (att,) = r.json()["messages"][0]["artifacts"]
     assert (att["sha256"], att["name"]) == (sent[1], "current")
@@ -318,8 +366,9 @@ def test_refusals_are_sentences_about_the_input(client, scene):
     for route in (url, url + "/stream"):
         r = client.post(route, headers=_h(A), data={"text": long})
         assert r.status_code == 422
-        assert r.json() == {"detail": f"Your message is {len(long)} characters long; the limit "
-                                      "is 4000."}  # fmt: skip
+        assert r.json() == {
+            "detail": f"Your message is {len(long)} characters long; the limit is 4000."
+        }
     for text in (None, "", "   "):
         r = client.post(url, headers=_h(A), data={} if text is None else {"text": text})
         assert r.status_code == 422 and r.json() == {"detail": "Your message is empty."}, r.text
@@ -332,14 +381,23 @@ def test_refusals_are_sentences_about_the_input(client, scene):
             files={"file": ("photo.png", b"just some words\n" * 20, "image/png")},
         )
         assert r.status_code == 422, r.text
-        assert r.json()["detail"] == ("photo.png is not an image I can read (it may be damaged or "
-                                      "not an image).")  # fmt: skip
-    r = client.post(url, headers=_h(A), data={"text": "x"},
-                    files={"file": ("notes.txt", b"hello", "text/plain")})  # fmt: skip
+        assert r.json()["detail"] == (
+            "photo.png is not an image I can read (it may be damaged or not an image)."
+        )
+    r = client.post(
+        url,
+        headers=_h(A),
+        data={"text": "x"},
+        files={"file": ("notes.txt", b"hello", "text/plain")},
+    )
     assert r.status_code == 415
     assert r.json()["detail"].startswith("notes.txt is of type text/plain;")
-    r = client.post(url, headers=_h(A), data={"text": "x", "region": "{nope"},
-                    files={"file": ("s.png", encode_png(scene.image), "image/png")})  # fmt: skip
+    r = client.post(
+        url,
+        headers=_h(A),
+        data={"text": "x", "region": "{nope"},
+        files={"file": ("s.png", encode_png(scene.image), "image/png")},
+    )
     assert r.status_code == 422 and "could not be read" in r.json()["detail"]
     assert client.get(f"/api/sessions/{sid}", headers=_h(A)).json()["turns"] == []
 
@@ -369,14 +427,17 @@ def test_a_malformed_region_is_a_422_or_an_error_event_never_a_500(client, scene
     sid = client.post("/api/sessions", headers=_h(A)).json()["id"]
     png = ("s.png", encode_png(scene.image), "image/png")
     form = {"text": "segment this", "region": region}
-    r = client.post(f"/api/sessions/{sid}/messages", headers=_h(A), data=form,
-                    files={"file": png})  # fmt: skip
+    r = client.post(f"/api/sessions/{sid}/messages", headers=_h(A), data=form, files={"file": png})
     assert r.status_code == 422, r.text
     said = r.json()["detail"].lower()
     assert any(w in said for w in ("region", "box", "point", "mask")), said
-    with client.stream("POST", f"/api/sessions/{sid}/messages/stream", headers=_h(A),
-                       data={"text": "segment this", "region": region},
-                       files={"file": png}) as s:  # fmt: skip
+    with client.stream(
+        "POST",
+        f"/api/sessions/{sid}/messages/stream",
+        headers=_h(A),
+        data={"text": "segment this", "region": region},
+        files={"file": png},
+    ) as s:
         lines = list(s.iter_lines())
     if s.status_code == 200:  # the stream had begun: it must end with an error event
         kinds = [ln.split(": ", 1)[1] for ln in lines if ln.startswith("event: ")]
@@ -412,8 +473,9 @@ def test_past_the_queue_bound_a_request_is_refused_with_retry_after(tmp_path, mo
         sid = c.post("/api/sessions", headers=_h(A)).json()["id"]
         url = f"/api/sessions/{sid}/messages"
         first = []
-        t = threading.Thread(target=lambda: first.append(
-            c.post(url, headers=_h(A), data={"text": "hello"})))  # fmt: skip
+        t = threading.Thread(
+            target=lambda: first.append(c.post(url, headers=_h(A), data={"text": "hello"}))
+        )
         t.start()
         deadline = 50
         while not agent.store.pending_turns() and deadline:  # the first turn is running
@@ -465,7 +527,11 @@ def test_uploaded_videos_leave_no_file_behind(tmp_path):
         video = {"file": ("clip.mp4", path.read_bytes(), "video/mp4")}
         ok = c.post(url, headers=_h(A), data={"text": "what is this?"}, files=video)
         assert ok.status_code == 200
-        bad = c.post(url, headers=_h(A), files=video,
-                     data={"text": "this one", "region": json.dumps({"box": "abcd"})})  # fmt: skip
+        bad = c.post(
+            url,
+            headers=_h(A),
+            files=video,
+            data={"text": "this one", "region": json.dumps({"box": "abcd"})},
+        )
         assert bad.status_code == 422 and "box" in bad.json()["detail"]
         assert list(uploads.iterdir()) == []

@@ -49,8 +49,12 @@ class Server:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        config = uvicorn.Config(create_app(self.agent, tokens=[TOKEN]), host="127.0.0.1",
-                                port=self.port, log_level="warning")  # fmt: skip
+        config = uvicorn.Config(
+            create_app(self.agent, tokens=[TOKEN]),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -97,8 +101,12 @@ def page(browser, request):
     errors: list[str] = []
     console: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda m: console.append(f"{m.text} ({m.location.get('url', '')})")
-          if m.type == "error" else None)  # fmt: skip
+    pg.on(
+        "console",
+        lambda m: (
+            console.append(f"{m.text} ({m.location.get('url', '')})") if m.type == "error" else None
+        ),
+    )
     yield pg
     SHOTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(SHOTS / f"{request.node.name}.png"), full_page=True)
@@ -128,8 +136,10 @@ def _drag_box(page, box: list[float]) -> None:
     page.check("input[name=tool][value=box]")
     canvas = page.locator("#stage-canvas")
     rect = canvas.bounding_box()
-    w, h = page.evaluate("[document.querySelector('#stage-canvas').width, "
-                         "document.querySelector('#stage-canvas').height]")  # fmt: skip
+    w, h = page.evaluate(
+        "[document.querySelector('#stage-canvas').width, "
+        "document.querySelector('#stage-canvas').height]"
+    )
     sx, sy = rect["width"] / w, rect["height"] / h
     page.mouse.move(rect["x"] + box[0] * sx, rect["y"] + box[1] * sy)
     page.mouse.down()
@@ -150,8 +160,9 @@ def _ask(page, text: str) -> None:
 
 def _overlay_pixels(page, selector: str, box: list[float] | None = None) -> tuple[int, int]:
     """Coloured pixels of an overlay canvas: (inside ``box``, everywhere)."""
-    return tuple(page.evaluate(
-        """([sel, box]) => {
+    return tuple(
+        page.evaluate(
+            """([sel, box]) => {
             const c = document.querySelector(sel);
             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
             let inside = 0, all = 0;
@@ -162,8 +173,9 @@ def _overlay_pixels(page, selector: str, box: list[float] | None = None) -> tupl
             }
             return [inside, all];
         }""",
-        [selector, box],
-    ))  # fmt: skip
+            [selector, box],
+        )
+    )
 
 
 def test_segment_a_drawn_box_shows_the_mask_overlay(server, page, files):
@@ -179,8 +191,11 @@ def test_segment_a_drawn_box_shows_the_mask_overlay(server, page, files):
     overlay.wait_for()
     assert overlay.get_attribute("data-masks") == "1"
     assert turn.locator(".trace td.tool").first.inner_text() == "segment"
-    inside, total = _overlay_pixels(page, ".bubble.assistant:last-of-type canvas.overlay",
-                                    [box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2])  # fmt: skip
+    inside, total = _overlay_pixels(
+        page,
+        ".bubble.assistant:last-of-type canvas.overlay",
+        [box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2],
+    )
     assert total > 50 and inside / total > 0.95, (inside, total)
     # The overlay stands out from the red square under it: its outline, and its fill as drawn
     # over the square, are >= 60 away in RGB from the square's own colour.
@@ -211,7 +226,7 @@ def test_segment_a_drawn_box_shows_the_mask_overlay(server, page, files):
                     edge.map(v => v / Math.max(m, 1)).concat([m])];
         }""",
         [".bubble.assistant:last-of-type", under],
-    )  # fmt: skip
+    )
     red = scene.image[scene.masks[0]].mean(axis=0)
     assert np.linalg.norm(np.array(fill[3:]) - red) < 20  # the input pixels are the square's
     assert np.linalg.norm(np.array(fill[:3]) - red) >= 60, (fill, red)
@@ -289,7 +304,7 @@ def _watch_progress(page) -> None:
             }).observe(document.querySelector('#messages'),
                        {subtree: true, childList: true, characterData: true});
         }"""
-    )  # fmt: skip
+    )
 
 
 SHOWN = """([sel, box]) => {
@@ -387,8 +402,9 @@ def test_an_edit_in_the_left_half_is_seen_at_once(server, page, files):
 def _current(page, server) -> dict:
     """The open session's current image, as ``GET /api/sessions/{id}`` has it."""
     sid = page.evaluate("state.session")
-    r = page.request.get(server.url + f"api/sessions/{sid}",
-                         headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+    r = page.request.get(
+        server.url + f"api/sessions/{sid}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     assert r.ok, r.text()
     return r.json()["current"]
 
@@ -475,8 +491,11 @@ def test_the_next_request_works_on_the_current_image_and_undo_goes_back(server, 
     overlay = turn.locator("canvas.overlay")
     overlay.wait_for()
     assert overlay.get_attribute("data-masks") == "1"
-    inside, total = _overlay_pixels(page, ".bubble.assistant:last-of-type canvas.overlay",
-                                    [box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2])  # fmt: skip
+    inside, total = _overlay_pixels(
+        page,
+        ".bubble.assistant:last-of-type canvas.overlay",
+        [box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2],
+    )
     assert total > 50 and inside / total > 0.95, (inside, total)
     asked = page.locator(".bubble.user").last
     assert asked.locator("figure.worked-on").get_attribute("data-sha256") == upload["sha256"]
@@ -617,8 +636,10 @@ def test_refusals_are_sentences_about_the_input(server, page, tmp_path):
     assert "over" in counter.get_attribute("class")
     assert counter.evaluate("c => getComputedStyle(c).color") == "rgb(179, 38, 30)"
     page.click("#send")
-    assert error.inner_text() == (f"Your message is {len(long.strip())} characters long; the limit "
-                                  "is 4000. Shorten it, then send.")  # fmt: skip
+    assert error.inner_text() == (
+        f"Your message is {len(long.strip())} characters long; the limit "
+        "is 4000. Shorten it, then send."
+    )
     assert page.locator(".bubble").count() == bubbles  # nothing was sent
     # A text file named .png: one sentence naming it.
     fake = tmp_path / "photo.png"
@@ -627,8 +648,9 @@ def test_refusals_are_sentences_about_the_input(server, page, tmp_path):
     page.wait_for_function(
         "document.querySelector('#composer-error').textContent.includes('photo')"
     )
-    assert error.inner_text() == ("photo.png is not an image I can read (it may be damaged or not "
-                                  "an image).")  # fmt: skip
+    assert error.inner_text() == (
+        "photo.png is not an image I can read (it may be damaged or not an image)."
+    )
     assert page.locator("#stage").is_hidden()
     text = _page_text(page)
     assert "{" not in text and "<_io" not in text and "Not sent" not in text
@@ -647,7 +669,7 @@ def _kept(page) -> bool:
             };
             open.onerror = () => resolve(false);
         })"""
-    )  # fmt: skip
+    )
 
 
 def test_the_attached_file_survives_a_reload(server, page, files):
@@ -676,12 +698,13 @@ def test_the_attached_file_survives_a_reload(server, page, files):
                 tx.oncomplete = () => { open.result.close(); resolve(); };
             };
         })"""
-    )  # fmt: skip
+    )
     page.reload()
     error = page.locator("#composer-error")
     error.wait_for()
-    assert error.inner_text() == ("Your attached file (scene.png) was dropped when the page "
-                                  "reloaded; attach it again.")  # fmt: skip
+    assert error.inner_text() == (
+        "Your attached file (scene.png) was dropped when the page reloaded; attach it again."
+    )
     assert page.locator("#stage").is_hidden() and page.evaluate("state.file") is None
     page.reload()  # said once: the next reload starts clean
     page.wait_for_selector("body[data-ready='1']")
@@ -690,8 +713,9 @@ def test_the_attached_file_survives_a_reload(server, page, files):
 
 def test_sessions_have_distinct_titles_and_are_renamed_and_deleted(server, page):
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    keep, drop = (page.request.post(server.url + "api/sessions", headers=auth).json()["id"]
-                  for _ in range(2))  # fmt: skip
+    keep, drop = (
+        page.request.post(server.url + "api/sessions", headers=auth).json()["id"] for _ in range(2)
+    )
     page.goto(server.url)
     page.wait_for_selector(f"#sessions li[data-session='{drop}']")
     titles = page.locator("#sessions li .title").all_text_contents()

@@ -100,8 +100,13 @@ class Stream:
 
     def _run(self, url: str, session: str, text: str) -> None:
         try:
-            with httpx.stream("POST", f"{url}/api/sessions/{session}/messages/stream",
-                              headers=AUTH, data={"text": text}, timeout=60) as r:  # fmt: skip
+            with httpx.stream(
+                "POST",
+                f"{url}/api/sessions/{session}/messages/stream",
+                headers=AUTH,
+                data={"text": text},
+                timeout=60,
+            ) as r:
                 self.status = r.status_code
                 for line in r.iter_lines():
                     if line.startswith("event: "):
@@ -130,9 +135,11 @@ def _before_acceptance(child: Child) -> list[tuple[str, Stream | None]]:
     """Headers and half a body sent, then the kill: never answered, so nothing is owed."""
     sid = _session(child.url)
     sock = socket.create_connection(("127.0.0.1", int(child.url.rsplit(":", 1)[1])))
-    sock.sendall(f"POST /api/sessions/{sid}/messages HTTP/1.1\r\nHost: x\r\nAuthorization: "
-                 f"Bearer {TOKEN}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-                 "Content-Length: 100000\r\n\r\n--b\r\n".encode())  # fmt: skip
+    sock.sendall(
+        f"POST /api/sessions/{sid}/messages HTTP/1.1\r\nHost: x\r\nAuthorization: "
+        f"Bearer {TOKEN}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        "Content-Length: 100000\r\n\r\n--b\r\n".encode()
+    )
     time.sleep(0.3)
     child.kill()
     sock.close()

@@ -32,8 +32,9 @@ TOKEN = "fuzz-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SENT: dict[str, int] = {"schema": 0, "regions": 0, "uploads": 0}
 STATUS: dict[int, int] = {}
-FUZZ = settings(deadline=None, database=None, derandomize=True,
-                suppress_health_check=list(HealthCheck))  # fmt: skip
+FUZZ = settings(
+    deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 
 
 class Words:
@@ -97,13 +98,19 @@ def test_generated_requests_get_no_server_error(app):
 
 
 REGION = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.text(max_size=8)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**12), 10**12)
+    | st.text(max_size=8)
     | st.floats(allow_nan=True, allow_infinity=True),
-    lambda inner: st.lists(inner, max_size=6)
-    | st.dictionaries(st.sampled_from(["box", "point", "mask", "counts", "size", "x"]), inner,
-                      max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=6)
+        | st.dictionaries(
+            st.sampled_from(["box", "point", "mask", "counts", "size", "x"]), inner, max_size=3
+        )
+    ),
     max_leaves=12,
-)  # fmt: skip
+)
 
 
 @given(region=REGION | st.text(max_size=40), text=st.text(max_size=60))
@@ -113,9 +120,12 @@ def test_hand_written_fields_get_a_sentence_not_a_crash(client, session, region,
     with any text, on an image: 200 or a 4xx with a sentence."""
     image = encode_png(np.full((32, 32, 3), 90, np.uint8))
     raw = region if isinstance(region, str) else json.dumps(region)
-    r = client.post(f"/api/sessions/{session}/messages", headers=AUTH,
-                    data={"text": text, "region": raw},
-                    files={"file": ("a.png", image, "image/png")})  # fmt: skip
+    r = client.post(
+        f"/api/sessions/{session}/messages",
+        headers=AUTH,
+        data={"text": text, "region": raw},
+        files={"file": ("a.png", image, "image/png")},
+    )
     _check(r, "regions")
     if r.status_code >= 400:
         assert isinstance(r.json()["detail"], str) and r.json()["detail"]
@@ -131,15 +141,20 @@ def test_hand_written_fields_get_a_sentence_not_a_crash(client, session, region,
 def test_any_bytes_as_an_upload_get_a_sentence_not_a_crash(client, session, data, kind):
     """Bytes of any kind under any media type (a PNG header followed by junk among them)."""
     body = b"\x89PNG\r\n\x1a\n" + data if data[:1] == b"\x00" else data
-    r = client.post(f"/api/sessions/{session}/messages", headers=AUTH,
-                    data={"text": "what is this?"},
-                    files={"file": ("upload", body, kind or "application/x-binary")})  # fmt: skip
+    r = client.post(
+        f"/api/sessions/{session}/messages",
+        headers=AUTH,
+        data={"text": "what is this?"},
+        files={"file": ("upload", body, kind or "application/x-binary")},
+    )
     _check(r, "uploads")
 
 
 def test_the_server_still_answers_and_the_count_is_printed(client):
     assert client.get("/api/health").json()["status"] == "ok"
     total = sum(SENT.values())
-    print(f"\nfuzz: {total} requests ({SENT}), statuses {dict(sorted(STATUS.items()))}, "
-          f"0 responses >= 500")  # fmt: skip
+    print(
+        f"\nfuzz: {total} requests ({SENT}), statuses {dict(sorted(STATUS.items()))}, "
+        f"0 responses >= 500"
+    )
     assert total >= REQUESTS * 0.6  # some operations have fewer distinct inputs than asked

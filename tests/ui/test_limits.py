@@ -57,8 +57,9 @@ def test_an_upload_over_the_limit_is_cut_off(app_and_log):
     good = {"authorization": "Bearer good"}
     with TestClient(app) as c:
         # Said in Content-Length: refused before a byte is read.
-        r = c.post("/api/upload", headers=good,
-                   files={"file": ("a.bin", b"x" * (LIMIT + FORM_SLACK + 1))})  # fmt: skip
+        r = c.post(
+            "/api/upload", headers=good, files={"file": ("a.bin", b"x" * (LIMIT + FORM_SLACK + 1))}
+        )
         assert r.status_code == 413 and "over 1.0 MB" in r.json()["detail"] and not ran
         r = c.post("/api/upload", headers=good, files={"file": ("a.bin", b"x" * 1000)})
         assert r.status_code == 200 and ran == [1000]
@@ -103,8 +104,9 @@ def test_a_chunked_upload_is_cut_off_past_the_limit_over_a_real_socket(app_and_l
         headers = {"authorization": "Bearer good",
                    "content-type": "multipart/form-data; boundary=b"}  # fmt: skip
         try:
-            r = httpx.post(f"http://127.0.0.1:{port}/api/upload", content=body, headers=headers,
-                           timeout=30)  # fmt: skip
+            r = httpx.post(
+                f"http://127.0.0.1:{port}/api/upload", content=body, headers=headers, timeout=30
+            )
             assert r.status_code == 413
         except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
             pass  # the server closed the connection on the rest of the body: also a refusal
@@ -153,7 +155,9 @@ def test_turns_past_a_clients_rate_get_429_with_retry_after(tmp_path, monkeypatc
     sid = c.post("/api/sessions", headers=one).json()["id"]
     url = f"/api/sessions/{sid}/messages"
     assert [c.post(url, headers=one, data={"text": "hi"}).status_code for _ in range(2)] == [
-        200, 200]  # fmt: skip
+        200,
+        200,
+    ]
     r = c.post(url, headers=one, data={"text": "hi"})
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
     assert "Too many requests" in r.json()["detail"]
@@ -222,13 +226,17 @@ def test_a_stream_whose_client_leaves_while_it_waits_is_cancelled(tmp_path, monk
         sid = httpx.post(f"{base}/api/sessions", headers=auth).json()["id"]
         url = f"{base}/api/sessions/{sid}/messages"
         first: list[httpx.Response] = []
-        runner = threading.Thread(target=lambda: first.append(
-            httpx.post(url, headers=auth, data={"text": "first"}, timeout=30)))  # fmt: skip
+        runner = threading.Thread(
+            target=lambda: first.append(
+                httpx.post(url, headers=auth, data={"text": "first"}, timeout=30)
+            )
+        )
         runner.start()
         while not asked:  # the first turn holds the server
             time.sleep(0.05)
-        with httpx.stream("POST", url + "/stream", headers=auth, data={"text": "second"},
-                          timeout=30) as r:  # fmt: skip
+        with httpx.stream(
+            "POST", url + "/stream", headers=auth, data={"text": "second"}, timeout=30
+        ) as r:
             assert r.status_code == 200  # accepted (stored) and waiting: then the client goes
         runner.join(30)
         assert first[0].status_code == 200 and first[0].json()["text"] == "Done waiting."

@@ -25,8 +25,10 @@ def test_every_script_in_held_out_words(convs):
         for t in c.turns[1:]:
             assert t.media == "none" or t.kind == "new_topic"
             if t.kind in FOLLOW_UPS:  # a follow-up's words are a test phrasing only
-                pats = [re.escape(p).replace(r"\{ref\}", ".+").replace(r"\{color\}", r"\w+")
-                        for p in FOLLOW_UPS[t.kind]]  # fmt: skip
+                pats = [
+                    re.escape(p).replace(r"\{ref\}", ".+").replace(r"\{color\}", r"\w+")
+                    for p in FOLLOW_UPS[t.kind]
+                ]
                 hits = [i for i, p in enumerate(pats) if re.fullmatch(p, t.text)]
                 assert hits and all(i % 5 == 4 for i in hits), t.text
 
@@ -37,8 +39,11 @@ def test_the_truth_follows_edits_and_undo(convs):
     target = colours[0].targets[0]
     before = colours[0].scene.objects[colours[0].scene.index(target)].color
     after = colours[1].scene.objects[colours[1].scene.index(target)].color
-    assert (after, colours[1].answer, colours[2].answer) == (colours[0].params["color"], after,
-                                                            before)  # fmt: skip
+    assert (after, colours[1].answer, colours[2].answer) == (
+        colours[0].params["color"],
+        after,
+        before,
+    )
     undo = by["undo_redo"].turns  # a turn's scene is what it works on
     n = len(undo[0].scene.objects)
     assert len(undo[1].scene.objects) == n - 1  # "undo" is said over the removal
