@@ -17,7 +17,6 @@ LLM. Held-out patch accuracies (val scenes) go into ``train.json``.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -192,8 +191,7 @@ def evaluate_dense(vision: nn.Module, heads: DenseHeads, scenes: list[Scene]) ->
 def pretrain_vision(router: Any, preset_name: str, run: Path) -> dict[str, Any]:
     """Train ``router.vision`` with dense heads (resumable from ``run/vision_state.pt``);
     returns the record for ``train.json``. The router itself is saved by the caller."""
-    from switchboard.specialists.schedule import cosine_lr
-    from tqdm import tqdm
+    from switchboard.specialists.training import fit
 
     preset = VISION_PRESETS[preset_name]
     if not hasattr(router.vision, "config"):
@@ -208,65 +206,37 @@ def pretrain_vision(router: Any, preset_name: str, run: Path) -> dict[str, Any]:
     heads = DenseHeads(vision.width)
     params = list(vision.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=preset.lr, weight_decay=0.05)
-    state_path = run / "vision_state.pt"
-    step0, history, elapsed = 0, [], 0.0
-    if state_path.exists():
-        st = torch.load(state_path, map_location="cpu", weights_only=False)
-        vision.load_state_dict(st["vision"])
-        heads.load_state_dict(st["heads"])
-        opt.load_state_dict(st["opt"])
-        step0, history, elapsed = st["step"], st["history"], st["elapsed"]
-
-    def checkpoint(step: int) -> None:
-        torch.save(
-            {
-                "vision": vision.state_dict(),
-                "heads": heads.state_dict(),
-                "opt": opt.state_dict(),
-                "step": step,
-                "history": history,
-                "elapsed": elapsed,
-            },
-            state_path,
-        )
-
     vision.train()
     lo, _ = SPLITS["train"]
-    t0 = time.time() - elapsed
-    done = step0
-    bar = tqdm(range(step0, preset.steps), initial=step0, total=preset.steps, desc="vision")
-    for step in bar:
+
+    def loss_at(step: int) -> torch.Tensor:
         rng = np.random.default_rng([step, 23])
         scenes = [generate_scene(lo + int(rng.integers(0, 900_000))) for _ in range(preset.batch)]
-        frac = (time.time() - t0) / (preset.minutes * 60) if preset.minutes else 0.0
-        lr = cosine_lr(preset.lr, step, preset.steps, preset.warmup, frac)
-        for g in opt.param_groups:
-            g["lr"] = lr
         feats = vision(to_pixels([sc.image for sc in scenes], size))
-        loss = dense_loss(heads(feats), batch_targets(scenes, vision.grid))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        history.append((step, loss.item()))
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.1e}")
-        elapsed, done = time.time() - t0, step + 1
-        if done % preset.checkpoint_every == 0:
-            checkpoint(done)
-        if preset.minutes and elapsed > preset.minutes * 60:
-            break
-    checkpoint(done)
+        return dense_loss(heads(feats), batch_targets(scenes, vision.grid))
+
+    fitted = fit(
+        "vision",
+        loss_at,
+        params,
+        opt,
+        steps=preset.steps,
+        lr=preset.lr,
+        warmup=preset.warmup,
+        minutes=preset.minutes,
+        checkpoint_every=preset.checkpoint_every,
+        state_path=run / "vision_state.pt",
+        modules={"vision": vision, "heads": heads},
+    )
     val = [generate_scene(s) for s in split_seeds("val", preset.val_scenes)]
     metrics = evaluate_dense(vision, heads, val)
     record = {
         "stage": "vision",
         "preset": preset_name,
         **asdict(preset),
-        "steps_done": done,
-        "wall_time_s": round(elapsed, 1),
+        **fitted.summary(20),
         "train_seed_range": [lo, lo + 900_000],
-        "final_loss_mean_20": float(np.mean([v for _, v in history[-20:]])) if history else None,
         "val": metrics,
     }
     (run / "train.json").write_text(json.dumps(record, indent=2))
-    return {"record": record, "history": history}
+    return {"record": record, "history": fitted.history}

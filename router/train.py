@@ -17,7 +17,6 @@ GPU preset (one process per device, gradients averaged by accelerate).
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -401,8 +400,7 @@ def train(
     work: Path = Path("runs/router"),
 ) -> Path:
     from switchboard.specialists import default_registry
-    from switchboard.specialists.schedule import cosine_lr
-    from tqdm import tqdm
+    from switchboard.specialists.training import fit
 
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
@@ -428,38 +426,27 @@ def train(
         router.vision.requires_grad_(False)
     params = [p for p in router.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=preset.lr, weight_decay=0.0)
-    step0, history, elapsed = 0, [], 0.0
-    if state_path.exists() and start is not None:
-        st = torch.load(state_path, map_location="cpu", weights_only=False)
-        opt.load_state_dict(st["opt"])
-        step0, history, elapsed = st["step"], st["history"], st["elapsed"]
-
-    def checkpoint(step: int) -> None:
-        router.save_pretrained(run / "model")
-        torch.save(
-            {"opt": opt.state_dict(), "step": step, "history": history, "elapsed": elapsed},
-            state_path,
-        )
-
-    lo, _ = SPLITS["train"]
-    minutes = (preset.stage_minutes or {}).get(stage, preset.minutes)
-    t0 = time.time() - elapsed
-    done = step0
+    if start is None:  # a state without its model folder is stale: start over
+        state_path.unlink(missing_ok=True)
     cw = preset.contrastive_weight if stage == "align" else 0.0
-    bar = tqdm(range(step0, preset.steps), initial=step0, total=preset.steps, desc=stage)
-    for step in bar:
-        items = draw_batch(stage, step, preset, registry)
-        frac = (time.time() - t0) / (minutes * 60) if minutes else 0.0
-        lr = cosine_lr(preset.lr, step, preset.steps, preset.warmup, frac)
-        loss = optimizer_step(router, opt, params, items, lr, cw)
-        history.append((step, loss))
-        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}")
-        elapsed, done = time.time() - t0, step + 1
-        if done % preset.checkpoint_every == 0:
-            checkpoint(done)
-        if minutes and elapsed > minutes * 60:
-            break
-    checkpoint(done)
+
+    def loss_at(step: int) -> torch.Tensor:
+        return batch_loss(router, draw_batch(stage, step, preset, registry), cw)
+
+    fitted = fit(
+        stage,
+        loss_at,
+        params,
+        opt,
+        steps=preset.steps,
+        lr=preset.lr,
+        warmup=preset.warmup,
+        minutes=(preset.stage_minutes or {}).get(stage, preset.minutes),
+        checkpoint_every=preset.checkpoint_every,
+        state_path=state_path,
+        on_checkpoint=lambda _: router.save_pretrained(run / "model"),
+    )
+    history, lo = fitted.history, SPLITS["train"][0]
     out = out or (models_dir() / "router-tiny" if stage == "invoke" else run / "model")
     if out != run / "model":
         router.save_pretrained(out, fp16=True)
@@ -469,11 +456,9 @@ def train(
         "stage": stage,
         "preset": preset_name,
         **asdict(preset),
-        "steps_done": done,
-        "wall_time_s": round(elapsed, 1),
+        **fitted.summary(20),
         "train_seed_range": [lo, lo + 900_000],
         "tools": registry.names(),
-        "final_loss_mean_20": float(np.mean([v for _, v in history[-20:]])) if history else None,
     }
     (run / "train.json").write_text(json.dumps(record, indent=2))
     if out != run / "model":
@@ -502,19 +487,6 @@ def train_all(
 
 
 def _plot(history: list[tuple[int, float]], path: Path) -> None:
-    import matplotlib
+    from switchboard.specialists.training import plot_losses
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    if history:
-        s, v = zip(*history, strict=True)
-        ax.plot(s, v, lw=0.6, alpha=0.5)
-        k = max(1, len(v) // 30)
-        ax.plot(s[k - 1 :], np.convolve(v, np.ones(k) / k, mode="valid"), lw=1.5)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plot_losses({"": history}, path)

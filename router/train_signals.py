@@ -89,6 +89,7 @@ class SignalPreset:
     lr: float = 5e-4
     warmup: int = 100
     minutes: float = 0.0
+    checkpoint_every: int = 200  # steps between writes of the resumable state
     end_to_end: bool = False  # LLM (LoRA) in the graph; else frozen and cached
     tune_decoder: bool = False  # also train SAM's mask decoder
     box_weight: float = 1.0
@@ -667,7 +668,7 @@ def train_signals(
     router folder by default; the no-synergy ablation goes to ``<router>/signals-nosynergy``)."""
     from switchboard.core.config import models_dir
     from switchboard.specialists import default_registry
-    from switchboard.specialists.schedule import cosine_lr
+    from switchboard.specialists.training import fit
 
     from .train import _plot
 
@@ -710,36 +711,46 @@ def train_signals(
         router.vision.requires_grad_(False)
         params += [p for p in router.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=preset.lr, weight_decay=0.01)
-    rng = np.random.default_rng(1)
-    history: list[tuple[int, float]] = []
-    t0, done = time.time(), 0
-    for step in range(preset.steps):
+    t0 = time.time()
+
+    def loss_at(step: int) -> torch.Tensor:
         if preset.end_to_end:
             batch_items = draw_signal_items("train", preset.batch, 1000 + step, registry)
             examples = examples_for(router, batch_items, targets, proposer)
         else:
+            rng = np.random.default_rng([step, 1])
             idx = rng.choice(len(cache), size=min(preset.batch, len(cache)), replace=False)
             examples = [cache[i] for i in idx]
         frac = (time.time() - t0) / (preset.minutes * 60) if preset.minutes else 0.0
-        lr = cosine_lr(preset.lr, step, preset.steps, preset.warmup, frac)
-        for g in opt.param_groups:
-            g["lr"] = lr
         heads.progress = max(frac, step / preset.steps)
         losses = signal_losses(heads, targets.sam, examples, preset, synergy)
-        opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        history.append((step, losses["total"].item()))
-        done = step + 1
         if step % 100 == 0:
-            log(
-                f"step {step} "
-                + " ".join(f"{k} {float(v):.3f}" for k, v in losses.items())
-                + f" lr {lr:.1e} ({time.time() - t0:.0f} s)"
-            )
-        if preset.minutes and time.time() - t0 > preset.minutes * 60:
-            break
+            said = " ".join(f"{k} {float(v):.3f}" for k, v in losses.items())
+            log(f"step {step} {said} ({time.time() - t0:.0f} s)")
+        return losses["total"]
+
+    # Resumable: the heads (and what else trains) are in the state file with the optimizer.
+    modules: dict[str, torch.nn.Module] = {"heads": heads}
+    if preset.tune_decoder:
+        modules["mask_decoder"] = targets.sam.mask_decoder
+    if preset.end_to_end:
+        modules["router"] = router
+    state = work / ("signals_state.pt" if synergy else "signals_state_nosynergy.pt")
+    fitted = fit(
+        "signals",
+        loss_at,
+        params,
+        opt,
+        steps=preset.steps,
+        lr=preset.lr,
+        warmup=preset.warmup,
+        minutes=preset.minutes,
+        checkpoint_every=preset.checkpoint_every,
+        state_path=state,
+        modules=modules,
+        skip_finished=True,
+    )
+    history = fitted.history
     heads.eval().save(out, fp16=True)
     if preset.end_to_end:
         router.save_pretrained(out if synergy else work / "router", fp16=True)
@@ -752,9 +763,8 @@ def train_signals(
         )
     _plot(history, out / ("signals-loss.png" if synergy else "loss.png"))
     record = {"stage": "signals", "preset": preset_name, **asdict(preset), "synergy": synergy,
-              "steps_done": done, "wall_time_s": round(time.time() - t0, 1),
-              "cached_examples": len(cache), "held_out": validate_signals(heads, targets.sam, held),
-              "final_loss_mean_50": float(np.mean([v for _, v in history[-50:]]))}  # fmt: skip
+              **fitted.summary(50), "cached_examples": len(cache),
+              "held_out": validate_signals(heads, targets.sam, held)}  # fmt: skip
     log(f"held out: {record['held_out']}")
     (out / ("signals-train.json" if synergy else "train.json")).write_text(
         json.dumps(record, indent=2)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import Pool
 from pathlib import Path
@@ -58,7 +57,7 @@ from .edit import (
     resize_mask,
     square_box,
 )
-from .schedule import cosine_lr
+from .training import fit, plot_losses
 
 # Share of each kind of training item (move is remove + add at run time).
 MIX = {"recolor": 0.25, "remove": 0.2, "add": 0.25, "replace": 0.2, "background": 0.1}
@@ -230,83 +229,31 @@ def conditioning(texts: list[str], cache: Path | None) -> torch.Tensor:
 
 
 # -- plotting ------------------------------------------------------------------------------------
-def _plot(curves: dict[str, list[tuple[int, float]]], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.5))
-    for ax, (name, hist) in zip(np.atleast_1d(axes), curves.items(), strict=True):
-        if not hist:
-            continue
-        steps, values = zip(*hist, strict=True)
-        k = max(1, len(values) // 50)
-        ax.plot(steps, values, alpha=0.3)
-        ax.plot(steps[k - 1 :], np.convolve(values, np.ones(k) / k, mode="valid"))
-        ax.set_yscale("log")
-        ax.set_title(f"edit-tiny {name} loss")
-        ax.set_xlabel("step")
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-
-
 def _state(state_path: Path) -> dict:
     """A finished or interrupted stage's state file (``_loop``'s: model, opt, step, ...)."""
     return torch.load(state_path, map_location="cpu", weights_only=False)
 
 
 # -- stages ----------------------------------------------------------------------------------
-def _loop(name, model, params, steps, base_lr, minutes, preset, run, step_fn):
-    """A resumable training loop with a time-budgeted cosine schedule; returns history."""
+def _stage(name, model, params, steps, base_lr, minutes, preset, run, step_fn):
+    """One stage (the VAE or the UNet) on the shared loop; a finished stage is not run again.
+    Returns (history, seconds, steps done)."""
     opt = torch.optim.AdamW(params, lr=base_lr, weight_decay=0.01)
-    state_path = run / f"{name}.pt"
-    start, history, elapsed = 0, [], 0.0
-    if state_path.exists():
-        st = torch.load(state_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        start, history, elapsed = st["step"], st["history"], st["elapsed"]
-        if st.get("done"):
-            return history, elapsed, start
-
-    def save(step: int, done: bool = False) -> None:
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "opt": opt.state_dict(),
-                "step": step,
-                "history": history,
-                "elapsed": elapsed,
-                "done": done,
-            },
-            state_path,
-        )
-
-    t0 = time.time() - elapsed
-    done = start
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=name)
-    for step in bar:
-        frac = (time.time() - t0) / (minutes * 60) if minutes else 0.0
-        lr = cosine_lr(base_lr, step, steps, preset.warmup, frac)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        rng = np.random.default_rng([step, 3])
-        loss = step_fn(rng)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        history.append((step, loss.item()))
-        bar.set_postfix(loss=f"{history[-1][1]:.4f}", lr=f"{lr:.1e}")
-        elapsed, done = time.time() - t0, step + 1
-        if done % preset.checkpoint_every == 0:
-            save(done)
-        if minutes and elapsed > minutes * 60:
-            break
-    save(done, done=True)
-    return history, elapsed, done
+    fitted = fit(
+        name,
+        lambda step: step_fn(np.random.default_rng([step, 3])),
+        params,
+        opt,
+        steps=steps,
+        lr=base_lr,
+        warmup=preset.warmup,
+        minutes=minutes,
+        checkpoint_every=preset.checkpoint_every,
+        state_path=run / f"{name}.pt",
+        modules={"model": model},
+        skip_finished=True,
+    )
+    return fitted.history, fitted.elapsed, fitted.steps_done
 
 
 def train(
@@ -366,7 +313,7 @@ def train(
         kl = post.kl().mean() / x[0].numel()
         return F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-4 * kl
 
-    vae_hist, vae_time, vae_done = _loop(
+    vae_hist, vae_time, vae_done = _stage(
         "vae",
         vae,
         vae_params,
@@ -430,7 +377,7 @@ def train(
         weight = torch.clamp(snr, max=preset.min_snr_gamma) / snr  # min-SNR-gamma, eps target
         return (weight * ((pred - eps) ** 2).mean(dim=(1, 2, 3))).mean()
 
-    unet_hist, unet_time, unet_done = _loop(
+    unet_hist, unet_time, unet_done = _stage(
         "unet",
         unet,
         list(unet.parameters()),
@@ -451,7 +398,7 @@ def train(
         "descriptions": texts,
     }
     (out / "switchboard.json").write_text(json.dumps(meta, indent=2))
-    _plot({"vae": vae_hist, "unet": unet_hist}, out / "loss.png")
+    plot_losses({"vae": vae_hist, "unet": unet_hist}, out / "loss.png", log=True, title="edit-tiny")
     (out / "train.json").write_text(
         json.dumps(
             {

@@ -13,7 +13,6 @@ full-resolution logits, plus MSE of the IoU head. Writes ``trained_models/segmen
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,10 +22,9 @@ import torch.nn.functional as F
 from switchboard.core.config import models_dir
 from switchboard.world.scene import generate_scene
 from switchboard.world.splits import SPLITS
-from tqdm import tqdm
 
 from .sam import TINY_CONFIG, SignalSam, build_sam_tiny
-from .schedule import cosine_lr
+from .training import fit, plot_losses
 
 
 @dataclass
@@ -199,27 +197,6 @@ def save_checkpoint(sam: SignalSam, out: Path) -> None:
     (out / "config.json").write_text(json.dumps({"builder": "tiny", **TINY_CONFIG}, indent=2))
 
 
-def _plot(history: list[tuple[int, float]], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps, values = zip(*history, strict=True)
-    k = max(1, len(values) // 50)
-    smooth = np.convolve(values, np.ones(k) / k, mode="valid")
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(steps, values, alpha=0.3, label="loss")
-    ax.plot(steps[k - 1 :], smooth, label=f"mean of {k}")
-    ax.set_xlabel("step")
-    ax.set_ylabel("BCE + Dice + IoU MSE")
-    ax.set_title("segment-tiny training loss")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-
-
 def train(
     preset_name: str = "tiny", out: Path | None = None, work: Path = Path("runs/segment")
 ) -> Path:
@@ -230,7 +207,6 @@ def train(
     torch.manual_seed(0)
     sam = build_sam_tiny().train()
     opt = torch.optim.AdamW(sam.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
-    start, history, elapsed = 0, [], 0.0
     state_path = run / "state.pt"
     if preset.init_from and not state_path.exists():
         from .sam import load_sam_weights
@@ -239,54 +215,29 @@ def train(
         src = src if src.is_absolute() or src.exists() else models_dir() / src
         load_sam_weights(sam, src / "model.safetensors" if src.is_dir() else src)
         sam.train()
-    if state_path.exists():  # resume
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        sam.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start, history, elapsed = state["step"], state["history"], state["elapsed"]
-
-    def lr_at(step: int, elapsed: float = 0.0) -> float:
-        frac = elapsed / (preset.time_limit_min * 60) if preset.time_limit_min else 0.0
-        return cosine_lr(preset.lr, step, preset.steps, preset.warmup, frac)
-
-    def checkpoint(step: int) -> None:
-        torch.save(
-            {
-                "model": sam.state_dict(),
-                "opt": opt.state_dict(),
-                "step": step,
-                "history": history,
-                "elapsed": elapsed,
-            },
-            state_path,
-        )
-
     lo, _ = SPLITS["train"]
-    t0 = time.time() - elapsed
-    bar = tqdm(range(start, preset.steps), initial=start, total=preset.steps, desc="segment")
-    done = start
-    for step in bar:
+
+    def loss_at(step: int) -> torch.Tensor:
         rng = np.random.default_rng([step, 1])
         seeds = [lo + int(s) for s in rng.integers(0, 900_000, preset.batch_images)]
-        lr = lr_at(step, time.time() - t0)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        loss = step_loss(sam, seeds, preset, rng)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(sam.parameters(), 1.0)
-        opt.step()
-        history.append((step, loss.item()))
-        bar.set_postfix(loss=f"{history[-1][1]:.3f}", lr=f"{lr:.1e}")
-        elapsed, done = time.time() - t0, step + 1
-        if done % preset.checkpoint_every == 0:
-            checkpoint(done)
-        if preset.time_limit_min and elapsed > preset.time_limit_min * 60:
-            break
-    checkpoint(done)
+        return step_loss(sam, seeds, preset, rng)
+
+    fitted = fit(
+        "segment",
+        loss_at,
+        list(sam.parameters()),
+        opt,
+        steps=preset.steps,
+        lr=preset.lr,
+        warmup=preset.warmup,
+        minutes=preset.time_limit_min,
+        checkpoint_every=preset.checkpoint_every,
+        state_path=state_path,
+        modules={"model": sam},
+    )
     sam.eval()
     save_checkpoint(sam, out)
-    _plot(history, out / "loss.png")
+    plot_losses({"BCE + Dice + IoU MSE": fitted.history}, out / "loss.png", title="segment-tiny")
     previous = None
     if preset.init_from and (out / "train.json").exists():  # keep the record of the stage before
         previous = json.loads((out / "train.json").read_text())
@@ -295,11 +246,9 @@ def train(
             {
                 "preset": preset_name,
                 **asdict(preset),
-                "final_lr": lr_at(done, elapsed),
-                "steps_done": done,
-                "wall_time_s": round(elapsed, 1),
+                "final_lr": fitted.last_lr,
+                **fitted.summary(50),
                 "train_seed_range": [lo, lo + 900_000],
-                "final_loss_mean_50": float(np.mean([v for _, v in history[-50:]])),
                 **({"previous_stage": previous} if previous else {}),
             },
             indent=2,
