@@ -378,7 +378,7 @@ def _agent(home: str, signals: bool = False, single_pass: bool = False) -> Any:
 
 def _warm(agent: Any) -> None:
     """One turn per specialist kind, so loading is not counted in the turns measured."""
-    from .evaluate import _media
+    from switchboard.evals.agent import _media
 
     for req in _requests(("segment", "recolor", "track", "detect"), 1, offset=7_900):
         agent.chat(req.text, **_media(req))
@@ -398,7 +398,7 @@ def _stage_order(item: tuple[str, Any]) -> tuple[int, str]:
 
 
 def bench_stages(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
-    from .evaluate import TASK_TYPES, _media
+    from switchboard.evals.agent import TASK_TYPES, _media
 
     tasks = tuple(t for ts in TASK_TYPES.values() for t in ts)
     with tempfile.TemporaryDirectory() as home:
@@ -438,7 +438,7 @@ def bench_stages(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
 
 
 def bench_passes(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
-    from .evaluate import _media, judge
+    from switchboard.evals.agent import _media, judge
 
     reqs = _requests(SINGLE_CALL, n["passes"], offset=7_500)
     modes = {"hybrid_single_pass": (True, True), "text_two_pass": (False, False),
@@ -477,7 +477,7 @@ _LAZY = r"""
 import json, sys, tempfile, time
 t0 = time.perf_counter()
 from switchboard.agent.bench import _agent, _requests, peak_rss_mb, rss_mb
-from switchboard.agent.evaluate import _media
+from switchboard.evals.agent import _media
 eager = sys.argv[1] == "eager"
 with tempfile.TemporaryDirectory() as home:
     agent = _agent(home)
@@ -636,7 +636,7 @@ def run_bench(
     quick: bool = False, only: tuple[str, ...] = SECTIONS, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Every section in ``only``, each in a fresh process, one after another."""
-    from .report import commit
+    from switchboard.evals.report import commit
 
     out: dict[str, Any] = {"quick": quick, "commit": commit(),
                            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

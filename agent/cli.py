@@ -248,8 +248,8 @@ def eval_segment(
     card: bool = typer.Option(False, help="Also record the result in the model card."),
 ) -> None:
     """Box-prompt and one-point mIoU of the segment specialist."""
+    from switchboard.evals.specialists import evaluate_segment
     from switchboard.specialists import default_registry
-    from switchboard.specialists.evaluate import evaluate_segment
 
     _report("segment", evaluate_segment(default_registry().get("segment"), split, n), out, card)
 
@@ -262,8 +262,8 @@ def eval_detect(
     card: bool = typer.Option(False, help="Also record the result in the model card."),
 ) -> None:
     """mAP50 and mAP50-95 of the detect specialist (pycocotools)."""
+    from switchboard.evals.specialists import evaluate_detect
     from switchboard.specialists import default_registry
-    from switchboard.specialists.evaluate import evaluate_detect
 
     det = default_registry().get("detect")
     det.load()
@@ -278,8 +278,8 @@ def eval_track(
     out: Path | None = typer.Option(None, help="JSON file to write."),
 ) -> None:
     """MOTA and IDF1 of the track specialist on ShapeWorld videos."""
+    from switchboard.evals.specialists import evaluate_track
     from switchboard.specialists import default_registry
-    from switchboard.specialists.evaluate import evaluate_track
 
     _report("track", evaluate_track(default_registry().get("track"), split, n, masks), out)
 
@@ -296,9 +296,9 @@ def eval_edit(
     card: bool = typer.Option(False, help="Also record the result in the model card."),
 ) -> None:
     """Edit success per kind (judged by the detector and pixel colour) and region PSNR."""
+    from switchboard.evals.specialists import evaluate_edit
     from switchboard.specialists import default_registry
     from switchboard.specialists.edit import EDIT_OPS
-    from switchboard.specialists.evaluate import evaluate_edit
 
     chosen = tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else EDIT_OPS
     if card and set(chosen) != set(EDIT_OPS):
@@ -330,7 +330,7 @@ def eval_router(
 
     from rich.console import Console
     from rich.table import Table
-    from switchboard.router.evaluate import evaluate_base, evaluate_router
+    from switchboard.evals.router import evaluate_base, evaluate_router
     from switchboard.router.inference import Router
     from switchboard.specialists import default_registry
 
@@ -399,7 +399,7 @@ def eval_signals(
     import json
 
     from switchboard.core.config import models_dir
-    from switchboard.router.evaluate_signals import evaluate_signals, signals_table
+    from switchboard.evals.signals import evaluate_signals, signals_table
     from switchboard.router.inference import Router
     from switchboard.router.signals import SignalHeads
     from switchboard.specialists import default_registry
@@ -454,7 +454,7 @@ def eval_agent(
 
     from rich.console import Console
     from rich.table import Table
-    from switchboard.agent.evaluate import agent_table, evaluate_agent
+    from switchboard.evals.agent import agent_table, evaluate_agent
 
     if conversations:
         _eval_conversations(split, None if n == 210 else n, out, misses, folder, history_turns)
@@ -511,7 +511,7 @@ def _eval_conversations(
 ) -> None:
     import json
 
-    from switchboard.agent.evaluate import (
+    from switchboard.evals.agent import (
         CONVERSATIONS,
         conversation_table,
         evaluate_conversations,
@@ -563,7 +563,7 @@ def eval_all(
     import json
     import sys
 
-    from switchboard.agent.report import EVALS, merge_runs, run_evals, save_json, write_report
+    from switchboard.evals.report import EVALS, merge_runs, run_evals, save_json, write_report
 
     if report_from is not None:
         res = json.loads(report_from.read_text())
@@ -634,7 +634,7 @@ def bench(
     import sys
 
     from switchboard.agent.bench import SECTIONS, run_bench, write_bench
-    from switchboard.agent.report import merge_runs
+    from switchboard.evals.report import merge_runs
 
     saved = saved_run("bench", None, quick)
     if report_from is not None:

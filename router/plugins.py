@@ -305,9 +305,8 @@ def evaluate_plugins(
 ) -> dict[str, Any]:
     """Per tool, over ``n`` requests phrased by its held-out examples on ``split`` scenes: the
     router's first step calls the tool (tool) with exactly the expected arguments (exact)."""
+    from switchboard.evals.router import _norm_args
     from switchboard.world.splits import split_seeds
-
-    from .evaluate import _norm_args
 
     registry = router.registry
     res: dict[str, Any] = {"split": split, "tools": {}}

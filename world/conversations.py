@@ -3,7 +3,7 @@
 A conversation is what a user of the page does: send a picture and a request, then go on
 without sending it again — "now make it yellow", "no, the other one", "what colour was it
 before?", "undo", "thanks!" — or change the topic with a new picture. Each turn carries what it
-must achieve, judged on its outputs like the task suite (:mod:`switchboard.agent.evaluate`):
+must achieve, judged on its outputs like the task suite (:mod:`switchboard.evals.agent`):
 
 - ``mask``: a mask of object ``targets[0]`` of the turn's scene;
 - ``edit``: the edit ``task`` (recolor/remove) of ``targets[0]`` with ``params``;

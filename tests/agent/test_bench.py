@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from switchboard.agent.bench import BEGIN, END, bench_block, write_bench
-from switchboard.agent.report import merge_runs
+from switchboard.evals.report import merge_runs
 
 EVAL_PART = "# Results\n\nProduced by `switchboard eval all` …\n\n| segment | box_mIoU | 0.902 |\n"
 FIXTURE = Path(__file__).parent / "data" / "bench-quick.json"

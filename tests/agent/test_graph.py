@@ -272,7 +272,7 @@ def detector():
 def test_a_call_on_a_group_edits_every_member_and_checks_none_is_left(scene, detector):
     """ "remove every purple shape": one call with ``every``; the agent runs one edit per
     listed member on the image the last one made, then looks again with the detector."""
-    from switchboard.specialists.evaluate import removed
+    from switchboard.evals.specialists import removed
     from switchboard.world.edits import apply_edit
 
     purple = [o.id for o in scene.objects if o.color == "purple"]

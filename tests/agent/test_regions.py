@@ -11,8 +11,8 @@ import pytest
 from switchboard.agent.graph import AgentRuntime, Step, build_graph
 from switchboard.agent.regions import bind_region, is_deictic
 from switchboard.core import HybridCall, Registry, decode_rle
+from switchboard.evals.metrics import mask_iou
 from switchboard.specialists import BUILTINS
-from switchboard.world.metrics import mask_iou
 from switchboard.world.scene import generate_scene
 
 SCHEMAS = {s.name: s.args_schema for s in Registry(BUILTINS).specs()}

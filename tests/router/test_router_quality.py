@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def result(smollm):
-    from switchboard.router.evaluate import evaluate_router
+    from switchboard.evals.router import evaluate_router
     from switchboard.router.inference import Router
     from switchboard.specialists import default_registry
 
@@ -76,7 +76,7 @@ def test_half_width_decoding_replies_as_fp32_does(smollm):
     """Router.load decodes in fp16 after an fp32 prefill (SWITCHBOARD_ROUTER_DECODE). On held-out
     items its replies are the fp32 decoder's, token for token, but for near-ties (measured 37 of
     38 on eval_items("test", 20): one grounding answer's box), and every call stays valid."""
-    from switchboard.router.evaluate import eval_items
+    from switchboard.evals.router import eval_items
     from switchboard.router.inference import Router
     from switchboard.specialists import default_registry
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from switchboard.core import Image
 from switchboard.core.config import models_dir
+from switchboard.evals.metrics import mask_iou
 from switchboard.router.signals import SignalHeads
-from switchboard.world.metrics import mask_iou
 
 N = 12  # four of each expression kind
 # Measured: 0.358 on these 12 items, 0.337 on the 90 of `switchboard eval signals` (the first
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def routed(smollm):
-    from switchboard.router.evaluate_signals import _segment_items
+    from switchboard.evals.signals import _segment_items
     from switchboard.router.inference import Router
     from switchboard.specialists import default_registry
 

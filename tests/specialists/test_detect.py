@@ -2,7 +2,7 @@
 
 import pytest
 from switchboard.core import Image, InvalidInputError
-from switchboard.specialists.evaluate import evaluate_detect
+from switchboard.evals.specialists import evaluate_detect
 from switchboard.world import generate_scene
 from switchboard.world.splits import split_seeds
 

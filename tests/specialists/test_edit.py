@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 from switchboard.core import Image, InvalidInputError
+from switchboard.evals.specialists import evaluate_edit
 from switchboard.specialists import default_registry
 from switchboard.specialists.edit import EditSpecialist, describe
-from switchboard.specialists.evaluate import evaluate_edit
 from switchboard.world.edits import generate_edit
 from switchboard.world.splits import split_seeds
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from switchboard.core import Image, NotFoundError
+from switchboard.evals.metrics import box_iou
 from switchboard.specialists.objects import (
     SceneObject,
     detect_objects,
@@ -15,7 +16,6 @@ from switchboard.specialists.objects import (
 )
 from switchboard.specialists.queries import parse_query, resolve_referent
 from switchboard.world import generate_scene
-from switchboard.world.metrics import box_iou
 from switchboard.world.splits import split_seeds
 
 CLASSES = ["circle", "square", "triangle", "star", "hexagon", "diamond", "cross", "heart"]

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 from switchboard.core import Image, InvalidInputError
-from switchboard.specialists.evaluate import evaluate_segment
+from switchboard.evals.metrics import mask_iou
+from switchboard.evals.specialists import evaluate_segment
 from switchboard.specialists.segment import clip_to_box, innermost_point
 from switchboard.world import generate_scene
-from switchboard.world.metrics import mask_iou
 from switchboard.world.splits import split_seeds
 
 # A fixed held-out sample (test seeds 0-11); the full eval (200 scenes) is in the model card.

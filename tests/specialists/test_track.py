@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 from switchboard.core import InvalidInputError, Video, load_video, save_video
-from switchboard.specialists.evaluate import evaluate_track
+from switchboard.evals.metrics import box_iou
+from switchboard.evals.specialists import evaluate_track
 from switchboard.world import generate_video
 from switchboard.world.language import attribute_expressions
-from switchboard.world.metrics import box_iou
 from switchboard.world.requests import generate_scene_from_clip
 from switchboard.world.splits import split_seeds
 

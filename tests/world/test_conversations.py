@@ -7,8 +7,8 @@ import re
 
 import numpy as np
 import pytest
-from switchboard.agent.evaluate import judge_conversation_turn
 from switchboard.agent.sdk import CallRecord, Turn
+from switchboard.evals.agent import judge_conversation_turn
 from switchboard.world.conversations import FOLLOW_UPS, SCRIPTS, conversations
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from switchboard.core import HybridCall, Registry
+from switchboard.evals.router import _loose_calls, score, tool_prompt
 from switchboard.router.codec import Reply
 from switchboard.router.data import Item
-from switchboard.router.evaluate import _loose_calls, score, tool_prompt
 from switchboard.specialists import BUILTINS
 
 REG = Registry(BUILTINS)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from switchboard.agent.bench import BEGIN, END
-from switchboard.agent.report import EVALS, headline, merge_runs, write_report
+from switchboard.evals.report import EVALS, headline, merge_runs, write_report
 
 FIXTURE = Path(__file__).parent / "data" / "eval-all-test.json"
 

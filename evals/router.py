@@ -19,14 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 from switchboard.core import HybridCall, MalformedCallError, Registry
-from switchboard.world.metrics import box_iou
+from switchboard.evals.metrics import box_iou
+from switchboard.router.codec import Reply, call_json, parse_reply
+from switchboard.router.data import Item, items_for, match_object
+from switchboard.router.prompt import OBJECT_REF
+from switchboard.router.train import stage_items
 from switchboard.world.requests import make_request
 from switchboard.world.splits import split_seeds
-
-from .codec import Reply, call_json, parse_reply
-from .data import Item, items_for, match_object
-from .prompt import OBJECT_REF
-from .train import stage_items
 
 MAX_MISSES = 80
 BOX_WORDS = re.compile(r"\[(\d+),(\d+),(\d+),(\d+)\]")
@@ -179,7 +178,7 @@ def evaluate_router(router: Any, split: str = "test", n: int = 200) -> dict[str,
 # -- the prompt-only baseline ----------------------------------------------------------------
 def tool_prompt(registry: Registry) -> str:
     """A system prompt describing every tool and its argument schema (HuggingGPT style)."""
-    from .decoding import call_schema
+    from switchboard.router.decoding import call_schema
 
     lines = [
         "You are an assistant that can call tools on the user's image or video.",
@@ -202,7 +201,7 @@ class BaseModelRouter:
     """The untuned instruct model, prompted with the tool descriptions, free generation."""
 
     def __init__(self, registry: Registry, source: str | None = None) -> None:
-        from .llm import load_llm
+        from switchboard.router.llm import load_llm
 
         self.registry = registry
         self.tokenizer, self.model = load_llm(source)

@@ -7,9 +7,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from switchboard.agent.evaluate import TASK_TYPES, evaluate_agent, judge, suite
 from switchboard.agent.graph import Step
 from switchboard.agent.sdk import Agent, Turn
+from switchboard.evals.agent import TASK_TYPES, evaluate_agent, judge, suite
 from switchboard.world.edits import apply_edit
 from switchboard.world.requests import make_request
 from switchboard.world.scene import generate_scene
@@ -91,7 +91,7 @@ def test_a_perfect_router_through_the_real_agent_scores_high(tmp_path, n):
 
 
 def test_a_caption_is_judged_on_what_it_names_not_the_order():
-    from switchboard.agent.evaluate import caption_parts
+    from switchboard.evals.agent import caption_parts
 
     cap = make_request(1_010_006, "test", "caption")
     parts, background = caption_parts(cap.answer)
@@ -106,7 +106,7 @@ def test_a_caption_is_judged_on_what_it_names_not_the_order():
 
 
 def test_the_renamed_suite_says_the_held_out_nouns():
-    from switchboard.agent.evaluate import RENAMED_TYPES, renamed, renamed_names
+    from switchboard.evals.agent import RENAMED_TYPES, renamed, renamed_names
     from switchboard.router.data import TRAIN_NOUNS
 
     names = renamed_names()
@@ -126,7 +126,7 @@ class Polite:
 
 
 def test_conversations_run_as_sessions_and_are_judged_turn_by_turn(tmp_path):
-    from switchboard.agent.evaluate import evaluate_conversations
+    from switchboard.evals.agent import evaluate_conversations
     from switchboard.world.conversations import conversations
 
     convs = conversations("test", 8)

@@ -14,14 +14,13 @@ from typing import Any
 
 import numpy as np
 from switchboard.core import Image, Video, mask_to_box
-from switchboard.world.metrics import box_ap, box_iou, mask_iou, mot_metrics
+from switchboard.evals.metrics import box_ap, box_iou, mask_iou, mot_metrics
+from switchboard.specialists.colors import color_in_box
+from switchboard.specialists.edit import EDIT_OPS
+from switchboard.specialists.segment import innermost_point
 from switchboard.world.scene import SHAPES, generate_scene
 from switchboard.world.splits import split_seeds
 from switchboard.world.video import generate_video
-
-from .colors import color_in_box
-from .edit import EDIT_OPS
-from .segment import innermost_point
 
 
 def evaluate_segment(seg: Any, split: str = "test", n: int = 200) -> dict[str, Any]:
@@ -156,7 +155,7 @@ def removed(
 
 def place_cell(place: str, size: int) -> tuple[float, float, float, float]:
     """The third of a ``size``-pixel square image that a place word names, XYXY."""
-    from .edit import PLACES
+    from switchboard.specialists.edit import PLACES
 
     col, row = PLACES[place]
     return col * size / 3, row * size / 3, (col + 1) * size / 3, (row + 1) * size / 3
@@ -166,7 +165,7 @@ def judge_edit(det: Any, pair: Any, image: np.ndarray) -> tuple[bool, np.ndarray
     """Whether ``image`` makes the edit of ``pair`` (an :class:`~switchboard.world.edits.EditPair`),
     judged by the detector and pixel colour, and the region its PSNR is taken over (None for
     move). The rules are :func:`evaluate_edit`'s."""
-    from .edit import box_region, replace_box, square_box
+    from switchboard.specialists.edit import box_region, replace_box, square_box
 
     op, before, after = pair.op, pair.before, pair.after
     size = before.size
@@ -208,11 +207,10 @@ def evaluate_edit(
     from the old place, found at the new one; generate: every described object found in its
     place.
     """
+    from switchboard.evals.metrics import psnr
+    from switchboard.specialists.edit import PLACES, square_box
     from switchboard.world.edits import generate_edit
-    from switchboard.world.metrics import psnr
     from switchboard.world.scene import COLOR_NAMES
-
-    from .edit import PLACES, square_box
 
     res: dict[str, Any] = {"split": split, "per_kind": n, "sampler_steps": steps}
     t0 = time.time()

@@ -96,13 +96,13 @@ def run_evals(
 
 
 def _segment(reg, split, n, log):
-    from switchboard.specialists.evaluate import evaluate_segment
+    from switchboard.evals.specialists import evaluate_segment
 
     return evaluate_segment(reg.get("segment"), split, n["segment"])
 
 
 def _detect(reg, split, n, log):
-    from switchboard.specialists.evaluate import evaluate_detect
+    from switchboard.evals.specialists import evaluate_detect
 
     det = reg.get("detect")
     det.load()
@@ -110,13 +110,13 @@ def _detect(reg, split, n, log):
 
 
 def _track(reg, split, n, log):
-    from switchboard.specialists.evaluate import evaluate_track
+    from switchboard.evals.specialists import evaluate_track
 
     return evaluate_track(reg.get("track"), split, n["track"], False)
 
 
 def _edit(reg, split, n, log):
-    from switchboard.specialists.evaluate import evaluate_edit
+    from switchboard.evals.specialists import evaluate_edit
 
     det = reg.get("detect")
     det.load()
@@ -124,7 +124,7 @@ def _edit(reg, split, n, log):
 
 
 def _router(reg, split, n, log):
-    from switchboard.router.evaluate import evaluate_base, evaluate_router
+    from switchboard.evals.router import evaluate_base, evaluate_router
     from switchboard.router.inference import Router
 
     rows = [evaluate_router(Router.load(None, reg), split, n["router"])]
@@ -134,7 +134,7 @@ def _router(reg, split, n, log):
 
 def _signals(reg, split, n, log):
     from switchboard.core.config import models_dir
-    from switchboard.router.evaluate_signals import evaluate_signals
+    from switchboard.evals.signals import evaluate_signals
     from switchboard.router.inference import Router
     from switchboard.router.signals import SignalHeads
 
@@ -150,7 +150,7 @@ def _signals(reg, split, n, log):
 def _agent(reg, split, n, log):
     """The suite with text calls (the default agent), then with hybrid calls, then as the
     second turn of a conversation reading 0 and 1 earlier turns (and the same tasks fresh)."""
-    from .evaluate import evaluate_agent
+    from switchboard.evals.agent import evaluate_agent
 
     out = evaluate_agent(split=split, n=n["agent"], log=log)
     log("== agent, hybrid calls")
@@ -166,7 +166,7 @@ def _agent(reg, split, n, log):
 
 def _conversations(reg, split, n, log):
     """Scripted conversations through the default agent (it reads earlier turns)."""
-    from .evaluate import evaluate_conversations
+    from switchboard.evals.agent import evaluate_conversations
 
     return evaluate_conversations(split=split, n=n["conversations"], log=log)
 
@@ -209,9 +209,8 @@ def _photos(reg, split, n, log, figures: Path | None = None):
     as it is. Also one panning clip of the first photo, tracked."""
     import tempfile
 
+    from switchboard.agent.sdk import Agent
     from switchboard.core.media import Video, load_image
-
-    from .sdk import Agent
 
     rows, shown = [], []
     with tempfile.TemporaryDirectory() as home:
@@ -366,7 +365,7 @@ def headline(res: dict[str, Any]) -> list[tuple[str, str, float, float | None]]:
 
 
 def _conversation_section(c: dict[str, Any]) -> list[str]:
-    from .evaluate import conversation_table
+    from switchboard.evals.agent import conversation_table
 
     pos = {int(k): v["success"] for k, v in c["by_position"].items()}
     later = [v for k, v in c["by_position"].items() if int(k) > 1]
@@ -441,7 +440,7 @@ def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> 
         "",
     ]
     contact_sheet(figures / "contact_sheet.png")
-    from .bench import bench_block
+    from switchboard.agent.bench import bench_block
 
     kept = bench_block(md)  # switchboard bench's section stays as that command wrote it
     md.parent.mkdir(parents=True, exist_ok=True)
@@ -572,7 +571,7 @@ def _router_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Pat
 def _signals_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
     """The ``signals`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
     the figures' folder as the report links it)."""
-    from switchboard.router.evaluate_signals import signals_table
+    from switchboard.evals.signals import signals_table
 
     lines: list[str] = []
     lines += [
@@ -591,7 +590,7 @@ def _signals_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Pa
 def _agent_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
     """The ``agent`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
     the figures' folder as the report links it)."""
-    from .evaluate import agent_table
+    from switchboard.evals.agent import agent_table
 
     lines: list[str] = []
     a = res

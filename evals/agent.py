@@ -17,7 +17,7 @@ reply, masks, boxes, tracks and images — against the world's ground truth, nev
 - tracking: the first track's boxes have mean IoU ≥ 0.5 with the referent's true boxes over the
   frames where it is visible (a missed frame counts 0);
 - editing (recolour, remove, add, move, replace) and generation: the final image passes the rules
-  of :func:`switchboard.specialists.evaluate.judge_edit` (the detector and pixel colour judge,
+  of :func:`switchboard.evals.specialists.judge_edit` (the detector and pixel colour judge,
   never the editor);
 - multi-step: "remove every X" — every object of the group is gone (the detector finds none
   where it was, and its pixels match the true background); "make every X Y" — every member of the
@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from switchboard.evals.metrics import box_iou, mask_iou
 from switchboard.world.language import NUMBER_WORDS
-from switchboard.world.metrics import box_iou, mask_iou
 from switchboard.world.requests import Request, make_request
 from switchboard.world.scene import generate_scene
 from switchboard.world.splits import SPLITS
@@ -224,7 +224,7 @@ def _judge_track(request: Request, turn: Any) -> Verdict:
 
 def _judge_edit(request: Any, scene: Any, turn: Any, intent: Any) -> Verdict:
     """``request``: anything with the ``seed`` the edit's placement is drawn from."""
-    from switchboard.specialists.evaluate import _find, judge_edit, place_cell
+    from switchboard.evals.specialists import _find, judge_edit, place_cell
     from switchboard.world.edits import apply_edit
 
     image = _final_image(turn)
@@ -250,7 +250,7 @@ def _judge_edit(request: Any, scene: Any, turn: Any, intent: Any) -> Verdict:
 
 
 def _judge_remove_all(request: Request, scene: Any, turn: Any) -> Verdict:
-    from switchboard.specialists.evaluate import removed
+    from switchboard.evals.specialists import removed
     from switchboard.world.edits import apply_edit
 
     image = _final_image(turn)
@@ -282,7 +282,7 @@ def _judge_recolor_all(request: Request, scene: Any, turn: Any) -> Verdict:
 
 
 def _judge_generate(request: Request, turn: Any) -> Verdict:
-    from switchboard.specialists.evaluate import _find
+    from switchboard.evals.specialists import _find
 
     image = _final_image(turn)
     if image is None:
@@ -328,8 +328,8 @@ def evaluate_agent(
     ``rename``: the renamed-vocabulary suite — the suite's tasks of :data:`RENAMED_TYPES`,
     said with the held-out nouns while the agent's detector calls ShapeWorld's shapes by
     :func:`renamed_names` (so the two runs compare task for task)."""
-    from .policy import RouterPolicy
-    from .sdk import Agent
+    from switchboard.agent.policy import RouterPolicy
+    from switchboard.agent.sdk import Agent
 
     with tempfile.TemporaryDirectory() if agent is None else nullcontext() as home:
         if agent is None:
@@ -498,10 +498,9 @@ def evaluate_conversations(
     current image is what they work on) unless the topic changes with a new picture. Every
     turn is judged on its outputs; success per turn position, per script and per kind of
     turn, and how many chat, greeting and thanks turns edited anything."""
+    from switchboard.agent.policy import RouterPolicy
+    from switchboard.agent.sdk import Agent
     from switchboard.world.conversations import conversations
-
-    from .policy import RouterPolicy
-    from .sdk import Agent
 
     with tempfile.TemporaryDirectory() if agent is None else nullcontext() as home:
         if agent is None:

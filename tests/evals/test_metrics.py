@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 import pytest
-from switchboard.world.metrics import (
+from switchboard.evals.metrics import (
     box_ap,
     box_iou,
     call_scores,

@@ -23,13 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 from switchboard.core import Image, InvalidInputError, SpecialistFailedError
+from switchboard.evals.metrics import mask_iou
+from switchboard.router.signals import SignalHeads
+from switchboard.router.train_signals import signal_items
 from switchboard.world.edits import EditError
-from switchboard.world.metrics import mask_iou
 from switchboard.world.requests import make_request
 from switchboard.world.splits import SPLITS
-
-from .signals import SignalHeads
-from .train_signals import signal_items
 
 REF_KINDS = ("attribute", "relational", "ordinal")
 EDIT_OPS_SIGNAL = ("recolor", "remove", "add", "replace", "move")
@@ -80,7 +79,7 @@ def _edit_pair(request: Any) -> Any:
 def _judge(det: Any, pair: Any, image: np.ndarray) -> bool:
     """Issue 4's judge; an ``add`` is judged in the named place's third of the image (the
     request names a place, not the box the ground truth happened to draw)."""
-    from switchboard.specialists.evaluate import _find, judge_edit, place_cell
+    from switchboard.evals.specialists import _find, judge_edit, place_cell
 
     if pair.op != "add":
         return judge_edit(det, pair, image)[0]
