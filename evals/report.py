@@ -263,7 +263,8 @@ def _photos(reg, split, n, log, figures: Path | None = None):
                 "seconds": round(time.perf_counter() - t0, 2),
             }
             rows.append(row)
-    if figures is not None and shown:
+    if figures is not None and shown:  # before write_report: the folder may be new
+        figures.mkdir(parents=True, exist_ok=True)
         _photo_sheet(shown[:8], figures / "photos.png")
     return {
         "photos": [p.name for p in photos],
