@@ -633,7 +633,7 @@ def bench(
     import json
     import sys
 
-    from switchboard.agent.bench import SECTIONS, run_bench, write_bench
+    from switchboard.bench.sections import SECTIONS, run_bench, write_bench
     from switchboard.evals.report import merge_runs
 
     saved = saved_run("bench", None, quick)

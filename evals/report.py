@@ -441,7 +441,7 @@ def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> 
         "",
     ]
     contact_sheet(figures / "contact_sheet.png")
-    from switchboard.agent.bench import bench_block
+    from switchboard.bench.sections import bench_block
 
     kept = bench_block(md)  # switchboard bench's section stays as that command wrote it
     md.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from switchboard.agent.bench import BEGIN, END, bench_block, write_bench
+from switchboard.bench.sections import BEGIN, END, bench_block, write_bench
 from switchboard.evals.report import merge_runs
 
 EVAL_PART = "# Results\n\nProduced by `switchboard eval all` …\n\n| segment | box_mIoU | 0.902 |\n"

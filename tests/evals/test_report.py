@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from switchboard.agent.bench import BEGIN, END
+from switchboard.bench.sections import BEGIN, END
 from switchboard.evals.report import EVALS, headline, merge_runs, write_report
 
 FIXTURE = Path(__file__).parent / "data" / "eval-all-test.json"

@@ -4,7 +4,7 @@
     switchboard bench --quick             # a few repeats per section: checks the pipeline
     switchboard bench --only router,passes
 
-Every section runs in a fresh Python process (``python -m switchboard.agent.bench <section>``),
+Every section runs in a fresh Python process (``python -m switchboard.bench.sections <section>``),
 so each one's load times and peak resident memory are its own, and the sections run one after
 another (never two at once: their timings would share the cores):
 
@@ -97,7 +97,7 @@ _LOAD = r"""
 import json, sys, time
 t0 = time.perf_counter()
 import torch, switchboard.core, switchboard.specialists, switchboard.router.inference
-from switchboard.agent.bench import rss_mb
+from switchboard.bench.sections import rss_mb
 out = {"import_s": time.perf_counter() - t0, "rss_before_mb": rss_mb()}
 what = sys.argv[1]
 t0 = time.perf_counter()
@@ -369,7 +369,7 @@ def _requests(tasks: tuple[str, ...], per_task: int, offset: int = 7_000) -> lis
 
 
 def _agent(home: str, signals: bool = False, single_pass: bool = False) -> Any:
-    from .sdk import Agent
+    from switchboard.agent.sdk import Agent
 
     agent = Agent.load(home=home, signals=signals, single_pass=single_pass)
     agent.policy.router  # noqa: B018  (load the router now, not inside the first turn)
@@ -476,7 +476,7 @@ def bench_passes(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
 _LAZY = r"""
 import json, sys, tempfile, time
 t0 = time.perf_counter()
-from switchboard.agent.bench import _agent, _requests, peak_rss_mb, rss_mb
+from switchboard.bench.sections import _agent, _requests, peak_rss_mb, rss_mb
 from switchboard.evals.agent import _media
 eager = sys.argv[1] == "eager"
 with tempfile.TemporaryDirectory() as home:
@@ -522,10 +522,9 @@ def bench_server(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
 
     import httpx
     import uvicorn
+    from switchboard.agent.client import Client
     from switchboard.router.data import media_for
     from switchboard.ui.server import create_app
-
-    from .client import Client
 
     with tempfile.TemporaryDirectory() as home:
         agent = _agent(home)
@@ -596,7 +595,7 @@ def bench_server(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
 
 def bench_hardening(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
     """``switchboard serve`` in its own process under hostile probes (:mod:`.bench_hardening`)."""
-    from .bench_hardening import bench_hardening as run
+    from .hardening import bench_hardening as run
 
     return run(n, log)
 
@@ -645,7 +644,7 @@ def run_bench(
     for name in only:
         log(f"== bench {name}")
         with tempfile.NamedTemporaryFile(suffix=".json") as f:
-            cmd = [sys.executable, "-m", "switchboard.agent.bench", name, "--out", f.name]
+            cmd = [sys.executable, "-m", "switchboard.bench.sections", name, "--out", f.name]
             proc = subprocess.run(
                 cmd + (["--quick"] if quick else []),
                 text=True,
@@ -694,7 +693,7 @@ def _one_section(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m switchboard.agent.bench SECTION [--quick] [--out FILE]``."""
+    """``python -m switchboard.bench.sections SECTION [--quick] [--out FILE]``."""
     app = typer.Typer(add_completion=False)
     app.command()(_one_section)
     app(args=argv)
