@@ -65,6 +65,11 @@ class CallRecord:
     error: str | None = None
     with_signal: bool = False
 
+    @classmethod
+    def of(cls, result: dict[str, Any]) -> CallRecord:
+        """The record of one call result as the graph keeps it (``results`` in its state)."""
+        return cls(**{name: result[name] for name in cls.__dataclass_fields__})
+
 
 @dataclass
 class Turn:
@@ -495,15 +500,7 @@ class Agent:
         turn = Turn(session, turn_id, CANCELLED)
         if config is not None and self.checkpointer is not None:
             for r in self.graph.get_state(config).values.get("results", []):
-                record = CallRecord(
-                    r["tool"],
-                    r["args"],
-                    r["status"],
-                    r["seconds"],
-                    r["observation"],
-                    r["error"],
-                    r["with_signal"],
-                )
+                record = CallRecord.of(r)
                 self.store.add_call(turn_id, **record.__dict__)
                 turn.calls.append(record)
         self.store.finish_turn(turn_id, CANCELLED, status="failed", error="cancelled")
@@ -518,15 +515,7 @@ class Agent:
         image_kind = "edited" if out.get("media_kind") == "image" else "generated"
         outputs: list[tuple[str, bytes]] = []
         for r in out.get("results", []):
-            record = CallRecord(
-                r["tool"],
-                r["args"],
-                r["status"],
-                r["seconds"],
-                r["observation"],
-                r["error"],
-                r["with_signal"],
-            )
+            record = CallRecord.of(r)
             self.store.add_call(turn_id, **record.__dict__)
             turn.calls.append(record)
             res = r["result"]
