@@ -386,16 +386,20 @@ def eval_router(
 @eval_app.command("signals")
 def eval_signals(
     split: str = typer.Option("test"),
-    n: int = typer.Option(90, min=3, help="Referring-segmentation requests (a third per kind)."),
-    n_track: int = typer.Option(20, min=1, help="Track requests."),
-    n_edit: int = typer.Option(8, min=1, help="Edit requests per op."),
+    n: int = typer.Option(300, min=3, help="Referring-segmentation requests (a third per kind)."),
+    n_missed: int = typer.Option(
+        60, min=0, help="Add segment requests whose referent the detector missed up to this many."
+    ),
+    n_track: int = typer.Option(30, min=1, help="Track requests."),
+    n_edit: int = typer.Option(20, min=1, help="Edit requests per op."),
     folder: Path | None = typer.Option(None, help="Router folder (default router-tiny)."),
     out: Path | None = typer.Option(None, help="JSON file to write."),
     card: bool = typer.Option(False, help="Also write the numbers beside router-tiny."),
 ) -> None:
-    """Text-only vs hybrid signals vs hybrid without synergy: referring segmentation by
-    expression kind, track's first-frame referent, edit success by conditioning, and the task
-    discriminator's accuracy — one table."""
+    """Text-only vs signal-only vs text + signal (the hybrid call), with standard errors:
+    referring segmentation by expression kind, occluded and detector-missed referents, track's
+    first-frame referent, edit success per op; synergy's paired effect per task and the task
+    discriminator's accuracy with and without it."""
     import json
 
     from switchboard.core.config import models_dir
@@ -410,7 +414,9 @@ def eval_signals(
         raise typer.BadParameter(f"{folder} has no signal heads (train --stage signals first)")
     ablation_dir = folder / "signals-nosynergy"
     ablation = SignalHeads.load(ablation_dir) if SignalHeads.exists(ablation_dir) else None
-    res = evaluate_signals(router, ablation, split, n, n_track, n_edit, log=typer.echo)
+    res = evaluate_signals(
+        router, ablation, split, n, n_track, n_edit, n_missed=n_missed, log=typer.echo
+    )
     table = signals_table(res)
     typer.echo(table)
     out = out or Path("runs/eval") / f"signals-{split}.json"

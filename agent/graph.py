@@ -236,6 +236,25 @@ def _objects(state: dict[str, Any]) -> list[SceneObject] | None:
     return None if listed is None else [SceneObject.from_json(o) for o in listed]
 
 
+PROMPTS = ("mask", "region", "points")  # prompts of their own a call may carry besides a box
+
+
+def signal_fits(written: dict[str, Any], resolved: dict[str, Any]) -> bool:
+    """Whether a hybrid call's signal still goes with its arguments after the agent resolved
+    them: the router made it for the call it wrote — a residual on the box of the object it
+    named, or the whole prompt when it named none — so the object must be the same and no
+    drawn region may have joined (the box the agent adds for the named object is expected)."""
+    if written.get("object") != resolved.get("object"):
+        return False
+    if (
+        resolved.get("box") is not None
+        and written.get("box") is None
+        and written.get("object") is None
+    ):
+        return False
+    return all((written.get(k) is None) == (resolved.get(k) is None) for k in PROMPTS)
+
+
 def resolve_object(
     args: dict[str, Any],
     objects: list[SceneObject] | None,
@@ -392,11 +411,17 @@ def call(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         if tool == HISTORY:  # the session's versions, not pixels: the agent's own tool
             result, restored = _history(rt, args)
         elif args.get("every") and isinstance(rt.media.get(state.get("current") or ""), np.ndarray):
-            group = _run_every(rt, state, tool, args, signal)  # one call per member, checked
+            # One call per member, checked; a signal is made for one object: members go by
+            # their words and boxes.
+            group = _run_every(rt, state, tool, args, None)
             result, extra = group.result, {"members": group.members, "edits": group.edits,
                                            "left": group.left, "rounds": group.rounds}  # fmt: skip
         else:
             args = resolve_object(args, _objects(state), state.get("classes"), _side(rt, state))
+            if signal is not None and not signal_fits(spec["args"], args):
+                # The signal was made for the call as the router wrote it; a drawn region or
+                # the call's own words chose another prompt: the text call goes alone.
+                signal = None
             specialist = rt.registry.get(tool)
             media = _media_for(rt, state, tool)
             future = rt.executor.submit(specialist, media, args, signal)

@@ -28,11 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 EVALS = ("segment", "detect", "track", "edit", "router", "signals", "agent", "conversations",
          "photos")  # fmt: skip
 # Item counts: the full run (each task's own command's default) and the --quick smoke run.
-FULL = {"segment": 200, "detect": 200, "track": 30, "edit": 40, "router": 100, "signals": 90,
-        "signals_track": 20, "signals_edit": 8, "agent": 210, "agent_turns": 42,
-        "conversations": 126, "photos": 3}  # fmt: skip
+FULL = {"segment": 200, "detect": 200, "track": 30, "edit": 40, "router": 100, "signals": 300,
+        "signals_missed": 60, "signals_track": 30, "signals_edit": 20, "agent": 210,
+        "agent_turns": 42, "conversations": 126, "photos": 3}  # fmt: skip
 QUICK = {"segment": 4, "detect": 4, "track": 2, "edit": 1, "router": 4, "signals": 3,
-         "signals_track": 1, "signals_edit": 1, "agent": 7, "agent_turns": 7,
+         "signals_missed": 1, "signals_track": 1, "signals_edit": 1, "agent": 7, "agent_turns": 7,
          "conversations": 3, "photos": 1}  # fmt: skip
 # The targets the issues set (metric → minimum), shown beside each number.
 TARGETS = {
@@ -143,7 +143,14 @@ def _signals(reg, split, n, log):
     ablation_dir = folder / "signals-nosynergy"
     ablation = SignalHeads.load(ablation_dir) if SignalHeads.exists(ablation_dir) else None
     return evaluate_signals(
-        router, ablation, split, n["signals"], n["signals_track"], n["signals_edit"], log=log
+        router,
+        ablation,
+        split,
+        n["signals"],
+        n["signals_track"],
+        n["signals_edit"],
+        n_missed=n["signals_missed"],
+        log=log,
     )
 
 
@@ -345,7 +352,11 @@ def headline(res: dict[str, Any]) -> list[tuple[str, str, float, float | None]]:
         ]
     if "signals" in res:
         s = res["signals"]
-        paths = [p for p in ("text_only", "hybrid") if s.get(f"segment_{p}_miou") is not None]
+        paths = [
+            p
+            for p in ("text_only", "signal_only", "hybrid")
+            if s.get(f"segment_{p}_miou") is not None
+        ]
         rows += [
             ("signals", f"referring mIoU ({p})", float(s[f"segment_{p}_miou"]), None) for p in paths
         ]
@@ -577,7 +588,8 @@ def _signals_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Pa
     lines: list[str] = []
     lines += [
         f"## Signals and synergy (`switchboard eval signals --split {sp} --n {n['signals']} "
-        f"--n-track {n['signals_track']} --n-edit {n['signals_edit']}`)",
+        f"--n-missed {n['signals_missed']} --n-track {n['signals_track']} "
+        f"--n-edit {n['signals_edit']}`)",
         "",
         signals_table(res),
         "",
@@ -740,16 +752,14 @@ def _plot_signals(s, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    labels = ["referring mIoU", "track frame-0 mIoU", "edit success"]
-    groups = {
-        "text-only": [s.get("segment_text_only_miou"), s.get("track_first_frame_text_only_miou"),
-                      s.get("edit_text_success")],
-        "hybrid (synergy)": [s.get("segment_hybrid_miou"), s.get("track_first_frame_hybrid_miou"),
-                             s.get("edit_hybrid_success")],
-        "hybrid, no synergy": [s.get("segment_hybrid_nosynergy_miou"),
-                               s.get("track_first_frame_hybrid_nosynergy_miou"),
-                               s.get("edit_hybrid_nosynergy_success")],
-    }  # fmt: skip
+    labels = ["referring mIoU", "… occluded", "… detector missed", "track frame-0 mIoU",
+              "edit success"]  # fmt: skip
+    keys = ["segment_{p}_miou", "segment_{p}_miou_occluded", "segment_{p}_miou_missed",
+            "track_first_frame_{p}_miou", "edit_{e}_success"]  # fmt: skip
+    names = {"text-only": ("text_only", "text"), "signal-only": ("signal_only",) * 2,
+             "text + signal": ("hybrid",) * 2,
+             "text + signal, no synergy": ("hybrid_nosynergy",) * 2}  # fmt: skip
+    groups = {name: [s.get(k.format(p=p, e=e)) for k in keys] for name, (p, e) in names.items()}
     groups = {k: [v or 0.0 for v in vs] for k, vs in groups.items()}
     _bar(ax, labels, groups, "signal embeddings and the synergy module (test split)")
     fig.tight_layout()

@@ -1,18 +1,27 @@
 """``switchboard eval signals``: what the router's signals add, on held-out ShapeWorld requests.
 
-One decoding per request gives both the text call and the ``<sig_k>`` hidden states, so every
-path below sees the same router output:
+One decoding per request gives the text call and the ``<sig_k>`` hidden states, so every path
+below sees the same router output and the same specialists — a controlled three-way ablation:
 
-- **referring segmentation** (segment requests, attribute / relational / ordinal expressions in
-  equal shares), mask IoU against the referent by three paths: *text-only* (the call's
-  ``target`` → detect → choose → SAM box prompt), *hybrid* (the signal through the synergy
-  heads into SAM) and *hybrid without synergy* (the ablation heads);
-- **track**: the referent on the first frame (where the tracker picks it) by the same paths;
-- **edit** (recolor, remove, add, replace, move requests): the edit specialist run on the
-  router's call with text conditioning and with signal conditioning (the same call, so the same
-  region), judged by issue 4's judge; and the cosine of the signal to the text encoder's tokens;
-- **discriminator accuracy** on the invariant half, with and without synergy, over all items
-  (chance = the largest task's share).
+- **text-only**: the call as the agent runs it (its ``object`` index → that detection's box;
+  else its words, which the specialist resolves);
+- **signal-only**: the heads' signal alone (their pointer chooses the object; for an edit, the
+  signal is the whole conditioning);
+- **text + signal** (the hybrid call): the text call's own prompt refined by the signal — SAM
+  gets the box of the object the call names plus the heads' residual on its tokens, the editor
+  the description's tokens plus the residual; where the call names no object (the detector
+  missed the referent, so its words resolve to nothing) the signal is the prompt. A signal
+  that no longer fits the call once the agent resolved it (the words named another object)
+  is dropped, as the agent does (:func:`~switchboard.agent.graph.signal_fits`).
+
+Measured on **referring segmentation** (segment requests, a third of each expression kind,
+plus referents the detector missed until there are ``n_missed`` of them), sliced by kind
+(attribute, relational, ordinal), by **occluded** (other objects show inside the referent's
+box) and by **detector missed**; **track** (the referent on the first frame); **edit** per op.
+Each mean comes with its standard error, and each path against text-only with the standard
+error of the paired difference. **Synergy**: the same paths with the heads trained without
+the adversarial split (same start, same steps), the paired effect per task, and the task
+discriminator's accuracy on the invariant half with and without it.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from switchboard.agent.graph import resolve_object, signal_fits
 from switchboard.core import Image, InvalidInputError, SpecialistFailedError
 from switchboard.evals.metrics import mask_iou
 from switchboard.router.signals import SignalHeads
@@ -31,15 +41,19 @@ from switchboard.world.requests import make_request
 from switchboard.world.splits import SPLITS
 
 REF_KINDS = ("attribute", "relational", "ordinal")
+SLICES = (*REF_KINDS, "occluded", "missed")
 EDIT_OPS_SIGNAL = ("recolor", "remove", "add", "replace", "move")
+PATHS = ("text_only", "signal_only", "hybrid")
+NEUTRAL = "an object"  # signal-only edits: the editor's prompt, which the signal then cancels
 
 
-def _segment_items(split: str, n: int, registry: Any) -> list[Any]:
-    """``n`` segment items of ``split``, a third of each expression kind, in seed order."""
-    lo, _ = SPLITS[split]
+def _segment_items(split: str, n: int, n_missed: int, registry: Any) -> list[Any]:
+    """``n`` segment items of ``split``, a third of each expression kind, in seed order; then
+    more (any kind) whose referent the detector missed until ``n_missed`` of all are."""
+    lo, hi = SPLITS[split]
     per = {k: n // 3 + (1 if i < n % 3 else 0) for i, k in enumerate(REF_KINDS)}
     out, seed = [], lo
-    while any(per.values()):
+    while any(per.values()) and seed < hi:
         req = make_request(seed, split, "segment")
         seed += 1
         kind = req.intents[0].params.get("ref_kind")
@@ -49,6 +63,14 @@ def _segment_items(split: str, n: int, registry: Any) -> list[Any]:
         if found:
             out.append(found[0])
             per[kind] -= 1
+    missed = sum(s.missed for s in out)
+    while missed < n_missed and seed < hi:
+        req = make_request(seed, split, "segment")
+        seed += 1
+        found = signal_items(req, registry)
+        if found and found[0].missed and found[0].ref_kind in REF_KINDS:
+            out.append(found[0])
+            missed += 1
     return out
 
 
@@ -95,153 +117,10 @@ def _safe(fn: Any, *args: Any, **kw: Any) -> Any:
         return None
 
 
-@torch.no_grad()
-def evaluate_signals(
-    router: Any,
-    ablation: SignalHeads | None,
-    split: str = "test",
-    n: int = 90,
-    n_track: int = 20,
-    n_edit: int = 8,
-    edit_steps: int = 20,
-    log: Any = print,
-) -> dict[str, Any]:
-    """The table's numbers (see the module docstring); ``router`` is a
-    :class:`~switchboard.router.inference.Router` with its (synergy) signal heads."""
-    registry = router.registry
-    seg, editor = registry.get("segment"), registry.get("edit")
-    det = registry.get("detect")
-    heads = {"hybrid": router.heads, "hybrid_nosynergy": ablation}
-    res: dict[str, Any] = {"split": split}
-    disc: dict[str, list[bool]] = {"hybrid": [], "hybrid_nosynergy": []}
-    disc_tools: list[str] = []  # the tool of each item the (synergy) discriminator saw
-    t0 = time.time()
-
-    def route(item: Any) -> tuple[Any, Any, dict[str, Any]]:
-        """The reply (its calls carry the synergy signals) and, per head set, the signal of
-        the first call with one (None when the router called no tool with a signal)."""
-        reply, decoded = router.route_item(item.item, with_signals=True)
-        sigs: dict[str, Any] = {}
-        first = next((c for c in reply.calls if c.signal is not None), None)
-        for name, h in heads.items():
-            if h is None or first is None or not decoded.signal_hidden:
-                sigs[name] = None
-                continue
-            out = h(first.tool, **router.signal_inputs(decoded, 0))
-            sigs[name] = out.signal[0]
-            sigs[f"{name}_pointer"] = out.box if out.pointer is not None else None
-            if first.tool in h.tool_names:
-                want = h.task_index(first.tool)
-                disc[name].append(int(out.task_logits.argmax(-1)[0]) == want)
-                if name == "hybrid":
-                    disc_tools.append(first.tool)
-        return reply, first, sigs
-
-    # -- referring segmentation ------------------------------------------------------------
-    pointers: dict[str, list[bool]] = {name: [] for name in heads}
-    rows: dict[str, dict[str, list[float]]] = {
-        p: {k: [] for k in REF_KINDS} for p in ("text_only", *heads)
-    }
-    for i, it in enumerate(_segment_items(split, n, registry)):
-        reply, first, sigs = route(it)
-        image = Image(pixels=it.item.images[0])
-        call = reply.calls[0] if reply.calls else None
-        text_masks = None
-        if call is not None and call.tool == "segment":
-            text_masks = _safe(seg, image, _as_agent(call.args, it.item, det))
-        rows["text_only"][it.ref_kind].append(
-            mask_iou(text_masks.masks[0], it.mask) if text_masks else 0.0
-        )
-        for name in heads:
-            m = None
-            if sigs[name] is not None and first.tool == "segment":
-                m = _safe(seg, image, {}, signal=sigs[name])
-            rows[name][it.ref_kind].append(mask_iou(m.masks[0], it.mask) if m else 0.0)
-        for name in heads:
-            if sigs.get(f"{name}_pointer") is not None:
-                pointers[name].append(_pointer_hit(sigs[f"{name}_pointer"][0], it.mask))
-        if (i + 1) % 30 == 0:
-            log(f"segment {i + 1}/{n} ({time.time() - t0:.0f} s)")
-    for path, by_kind in rows.items():
-        _grouped_means(res, f"segment_{path}_miou", "", by_kind)
-    res["segment_n"] = sum(len(v) for v in rows["text_only"].values())
-    for kind, vs in rows["text_only"].items():
-        res[f"segment_n_{kind}"] = len(vs)
-    for name, hits in pointers.items():  # a diagnostic: is the heads' pointer on the referent?
-        res[f"segment_{name}_pointer_hit"] = _mean(hits)
-
-    # -- track: the referent on the first frame -----------------------------------------------
-    track_rows: dict[str, list[float]] = {p: [] for p in ("text_only", *heads)}
-    for it in _task_items(split, n_track, "track", registry):
-        reply, first, sigs = route(it)
-        frame = Image(pixels=it.item.images[0])
-        call = reply.calls[0] if reply.calls else None
-        m = None
-        if call is not None and call.tool == "track" and call.args.get("target"):
-            m = _safe(seg, frame, {"target": call.args["target"]})
-        track_rows["text_only"].append(mask_iou(m.masks[0], it.mask) if m else 0.0)
-        for name in heads:
-            m = None
-            if sigs[name] is not None and first.tool == "track":
-                m = _safe(seg, frame, {}, signal=sigs[name])
-            track_rows[name].append(mask_iou(m.masks[0], it.mask) if m else 0.0)
-    for path, vs in track_rows.items():
-        res[f"track_first_frame_{path}_miou"] = _mean(vs)
-    res["track_n"] = len(track_rows["text_only"])
-
-    # -- edit: text vs signal conditioning --------------------------------------------------
-    edit_rows: dict[str, dict[str, list[bool]]] = {
-        p: {op: [] for op in EDIT_OPS_SIGNAL} for p in ("text", *heads)
-    }
-    cosines: dict[str, list[float]] = {p: [] for p in heads}
-    text_enc = None
-    for op in EDIT_OPS_SIGNAL:
-        for it in _task_items(split, n_edit, op, registry, offset=1000):
-            reply, first, sigs = route(it)
-            try:
-                pair = _edit_pair(it.request)
-            except EditError:  # no room for the ground truth: nothing to judge against
-                continue
-            image = Image(pixels=pair.before.image)
-            call = reply.calls[0] if reply.calls else None
-            ok_call = call is not None and call.tool == "edit"
-            args = None
-            if ok_call:
-                args = {**_as_agent(call.args, it.item, det), "steps": edit_steps, "seed": 0}
-            out = _safe(editor, image, args) if ok_call else None
-            edit_rows["text"][op].append(bool(out) and _judge(det, pair, out.image))
-            if text_enc is None:
-                from switchboard.specialists.diffusion import TextConditioner
-
-                text_enc = TextConditioner()
-            for name in heads:
-                s = sigs[name]
-                good = ok_call and s is not None and first.tool == "edit"
-                out = _safe(editor, image, args, signal=s) if good else None
-                edit_rows[name][op].append(bool(out) and _judge(det, pair, out.image))
-                if good and it.text is not None:
-                    t = text_enc([it.text])[0].float()
-                    cosines[name].append(float(torch.cosine_similarity(s, t, dim=-1).mean()))
-        log(f"edit {op} done ({time.time() - t0:.0f} s)")
-    for path, by_op in edit_rows.items():
-        _grouped_means(res, f"edit_{path}", "_success", by_op)
-    for path, vs in cosines.items():
-        res[f"edit_{path}_cosine_to_text"] = _mean(vs)
-    res["edit_n_per_op"] = n_edit
-
-    for path, vs in disc.items():
-        res[f"discriminator_acc_{path}"] = _mean(vs)
-    res["discriminator_chance"] = _chance(disc_tools)
-    res["seconds"] = round(time.time() - t0, 1)
-    return res
-
-
 def _as_agent(args: dict[str, Any], item: Any, det: Any) -> dict[str, Any]:
     """A text call's arguments as the agent hands them to the specialist: an ``object`` index
     resolved against the item's object list to that detection's box (checked against the
     call's words), as :func:`~switchboard.agent.graph.resolve_object` does in a turn."""
-    from switchboard.agent.graph import resolve_object
-
     if not det.loaded:
         det.load()
     side = float(max(item.images[0].shape[:2])) if item.images else 0.0
@@ -251,26 +130,254 @@ def _as_agent(args: dict[str, Any], item: Any, det: Any) -> dict[str, Any]:
         return {k: v for k, v in args.items() if k != "object"}
 
 
-def _mean(values: list[Any]) -> float | None:
-    return float(np.mean(values)) if values else None
+class _Routed:
+    """One request routed once: the reply, its first call with a signal, and per head set
+    (``synergy``, ``nosynergy``) the signal alone and the hybrid call's signal."""
+
+    def __init__(self, router: Any, heads: dict[str, SignalHeads | None], item: Any) -> None:
+        self.reply, decoded = router.route_item(item.item, with_signals=True)
+        self.call = next((c for c in self.reply.calls if c.signal is not None), None)
+        self.alone: dict[str, Any] = {}
+        self.refined: dict[str, Any] = {}
+        self.outputs: dict[str, Any] = {}
+        if self.call is None or not decoded.signal_hidden:
+            return
+        for name, h in heads.items():
+            if h is None:
+                continue
+            out = router.signal_for(self.call, decoded, 0, h, refine=False)
+            self.outputs[name] = out
+            self.alone[name] = out.signal[0]
+            self.refined[name] = router.signal_for(self.call, decoded, 0, h).signal[0]
 
 
-def _grouped_means(
-    res: dict[str, Any], prefix: str, suffix: str, groups: dict[str, list[Any]]
-) -> None:
-    """``{prefix}{suffix}`` over every group together, and ``{prefix}_{group}{suffix}`` each."""
-    res[f"{prefix}{suffix}"] = _mean([v for vs in groups.values() for v in vs])
-    for name, vs in groups.items():
-        res[f"{prefix}_{name}{suffix}"] = _mean(vs)
+def _paired(res: dict[str, Any], key: str, a: list[float], b: list[float]) -> None:
+    """Mean and standard error of ``a`` (``key``, ``key_se``) and of ``a - b`` per item
+    (``key_vs_text``, ``key_vs_text_se``)."""
+    if not a:
+        res[key] = None
+        return
+    x = np.asarray(a, float)
+    res[key] = float(x.mean())
+    res[f"{key}_se"] = float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else None
+    if b is not None and len(b) == len(a):
+        d = x - np.asarray(b, float)
+        res[f"{key}_vs_text"] = float(d.mean())
+        res[f"{key}_vs_text_se"] = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None
 
 
-def _pointer_hit(box: torch.Tensor, mask: np.ndarray) -> bool:
-    """Whether the centre of the box the pointer chose (normalized XYXY) is on the referent."""
-    h, w = mask.shape
-    side = max(h, w)
-    x = int((float(box[0]) + float(box[2])) / 2 * side)
-    y = int((float(box[1]) + float(box[3])) / 2 * side)
-    return bool(0 <= x < w and 0 <= y < h and mask[y, x])
+def _effect(res: dict[str, Any], key: str, with_: list[float], without: list[float]) -> None:
+    """The paired effect of synergy (``with_ - without``, same items) and its standard error."""
+    if not with_ or len(with_) != len(without):
+        return
+    d = np.asarray(with_, float) - np.asarray(without, float)
+    res[key] = float(d.mean())
+    res[f"{key}_se"] = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None
+
+
+@torch.no_grad()
+def evaluate_signals(
+    router: Any,
+    ablation: SignalHeads | None,
+    split: str = "test",
+    n: int = 300,
+    n_track: int = 30,
+    n_edit: int = 20,
+    edit_steps: int = 20,
+    n_missed: int = 60,
+    log: Any = print,
+) -> dict[str, Any]:
+    """The table's numbers (see the module docstring); ``router`` is a
+    :class:`~switchboard.router.inference.Router` with its (synergy) signal heads."""
+    registry = router.registry
+    seg, editor, det = registry.get("segment"), registry.get("edit"), registry.get("detect")
+    heads = {"synergy": router.heads, "nosynergy": ablation}
+    res: dict[str, Any] = {"split": split}
+    disc: dict[str, list[bool]] = {"synergy": [], "nosynergy": []}
+    disc_tools: list[str] = []
+    t0 = time.time()
+
+    def route(it: Any) -> _Routed:
+        r = _Routed(router, heads, it)
+        for name, out in r.outputs.items():
+            h = heads[name]
+            if r.call.tool in h.tool_names:
+                disc[name].append(int(out.task_logits.argmax(-1)[0]) == h.task_index(r.call.tool))
+                if name == "synergy":
+                    disc_tools.append(r.call.tool)
+        return r
+
+    def iou(out: Any, ref: np.ndarray) -> float:
+        return mask_iou(out.masks[0], ref) if out else 0.0
+
+    # -- referring segmentation ------------------------------------------------------------
+    rows: dict[str, list[float]] = {}
+    member: dict[str, list[bool]] = {s: [] for s in SLICES}
+    items = _segment_items(split, n, n_missed, registry)
+    for i, it in enumerate(items):
+        r = route(it)
+        image = Image(pixels=it.item.images[0])
+        call = r.reply.calls[0] if r.reply.calls else None
+        ok = call is not None and call.tool == "segment"
+        args = _as_agent(call.args, it.item, det) if ok else None
+        text = _safe(seg, image, args) if ok else None
+        rows.setdefault("text_only", []).append(iou(text, it.mask))
+        for name in heads:
+            if heads[name] is None:
+                continue
+            sfx = "" if name == "synergy" else "_nosynergy"
+            good = ok and r.call is call and name in r.alone
+            alone = _safe(seg, image, {}, signal=r.alone[name]) if good else None
+            rows.setdefault(f"signal_only{sfx}", []).append(iou(alone, it.mask))
+            hybrid = text
+            if good and signal_fits(call.args, args):
+                hybrid = _safe(seg, image, args, signal=r.refined[name])
+            rows.setdefault(f"hybrid{sfx}", []).append(iou(hybrid, it.mask))
+        for s in REF_KINDS:
+            member[s].append(it.ref_kind == s)
+        member["occluded"].append(it.occluded)
+        member["missed"].append(it.missed)
+        if (i + 1) % 50 == 0:
+            log(f"segment {i + 1}/{len(items)} ({time.time() - t0:.0f} s)")
+    text_all = rows["text_only"]
+    for path, vs in rows.items():
+        _paired(res, f"segment_{path}_miou", vs, None if path == "text_only" else text_all)
+        for s, inside in member.items():
+            pick = [v for v, m in zip(vs, inside, strict=True) if m]
+            ref = [v for v, m in zip(text_all, inside, strict=True) if m]
+            _paired(res, f"segment_{path}_miou_{s}", pick, None if path == "text_only" else ref)
+    res["segment_n"] = len(text_all)
+    for s, inside in member.items():
+        res[f"segment_n_{s}"] = int(sum(inside))
+
+    # -- track: the referent on the first frame -----------------------------------------------
+    track: dict[str, list[float]] = {}
+    for it in _task_items(split, n_track, "track", registry):
+        r = route(it)
+        frame = Image(pixels=it.item.images[0])
+        call = r.reply.calls[0] if r.reply.calls else None
+        ok = call is not None and call.tool == "track"
+        args = _as_agent(call.args, it.item, det) if ok else None
+        # The text call's referent on its frame: its box (the object it names) or its words.
+        prompt = None
+        if ok and args.get("box") is not None:
+            prompt = {"box": args["box"]}
+        elif ok and args.get("target"):
+            prompt = {"target": args["target"]}
+        text = _safe(seg, frame, prompt) if prompt else None
+        track.setdefault("text_only", []).append(iou(text, it.mask))
+        for name in heads:
+            if heads[name] is None:
+                continue
+            sfx = "" if name == "synergy" else "_nosynergy"
+            good = ok and r.call is call and name in r.alone
+            alone = _safe(seg, frame, {}, signal=r.alone[name]) if good else None
+            track.setdefault(f"signal_only{sfx}", []).append(iou(alone, it.mask))
+            # Track's box picks the track: the signal serves when the call names no object.
+            hybrid = alone if good and signal_fits_track(call.args, args) else text
+            track.setdefault(f"hybrid{sfx}", []).append(iou(hybrid, it.mask))
+    for path, vs in track.items():
+        _paired(
+            res,
+            f"track_first_frame_{path}_miou",
+            vs,
+            None if path == "text_only" else track["text_only"],
+        )
+    res["track_n"] = len(track.get("text_only", []))
+
+    # -- edit: text, signal alone, text + signal -------------------------------------------
+    edits: dict[str, dict[str, list[float]]] = {}
+    cosines: dict[str, list[float]] = {}
+    if not editor.loaded:
+        editor.load()
+    text_enc = editor.conditioner  # MiniLM (None for Stable Diffusion: no signal-only edits)
+    for op in EDIT_OPS_SIGNAL:
+        for it in _task_items(split, n_edit, op, registry, offset=1000):
+            r = route(it)
+            try:
+                pair = _edit_pair(it.request)
+            except EditError:  # no room for the ground truth: nothing to judge against
+                continue
+            image = Image(pixels=pair.before.image)
+            call = r.reply.calls[0] if r.reply.calls else None
+            ok = call is not None and call.tool == "edit"
+            args = None
+            if ok:
+                args = {**_as_agent(call.args, it.item, det), "steps": edit_steps, "seed": 0}
+            out = _safe(editor, image, args) if ok else None
+            text_ok = bool(out) and _judge(det, pair, out.image)
+            edits.setdefault("text", {}).setdefault(op, []).append(float(text_ok))
+            neutral = text_enc([NEUTRAL])[0].float() if text_enc is not None else None
+            for name in heads:
+                if heads[name] is None:
+                    continue
+                sfx = "" if name == "synergy" else "_nosynergy"
+                good = ok and r.call is call and name in r.alone and text_enc is not None
+                alone = None
+                if good:  # the signal as the whole conditioning: the neutral prompt cancelled
+                    sig = r.alone[name] - neutral
+                    alone = _safe(editor, image, {**args, "prompt": NEUTRAL}, signal=sig)
+                ok_alone = bool(alone) and _judge(det, pair, alone.image)
+                edits.setdefault(f"signal_only{sfx}", {}).setdefault(op, []).append(float(ok_alone))
+                hybrid_ok = text_ok
+                if good and signal_fits(call.args, args):
+                    hyb = _safe(editor, image, args, signal=r.refined[name])
+                    hybrid_ok = bool(hyb) and _judge(det, pair, hyb.image)
+                edits.setdefault(f"hybrid{sfx}", {}).setdefault(op, []).append(float(hybrid_ok))
+                if good and it.text is not None:
+                    t = text_enc([it.text])[0].float()
+                    cos = torch.cosine_similarity(r.alone[name], t, dim=-1).mean()
+                    cosines.setdefault(name, []).append(float(cos))
+        log(f"edit {op} done ({time.time() - t0:.0f} s)")
+    text_ops = edits.get("text", {})
+    for path, by_op in edits.items():
+        ref_all = [v for op in EDIT_OPS_SIGNAL for v in text_ops.get(op, [])]
+        flat = [v for op in EDIT_OPS_SIGNAL for v in by_op.get(op, [])]
+        _paired(res, f"edit_{path}_success", flat, None if path == "text" else ref_all)
+        for op in EDIT_OPS_SIGNAL:
+            _paired(
+                res,
+                f"edit_{path}_{op}_success",
+                by_op.get(op, []),
+                None if path == "text" else text_ops.get(op, []),
+            )
+    for name, vs in cosines.items():
+        res[f"edit_signal_cosine_to_text_{name}"] = float(np.mean(vs)) if vs else None
+    res["edit_n"] = {op: len(text_ops.get(op, [])) for op in EDIT_OPS_SIGNAL}
+
+    # -- synergy: the same items, heads trained with and without the adversarial split ------
+    if ablation is not None:
+        for path in ("signal_only", "hybrid"):
+            _effect(
+                res,
+                f"synergy_segment_{path}",
+                rows.get(path, []),
+                rows.get(f"{path}_nosynergy", []),
+            )
+            _effect(
+                res,
+                f"synergy_track_{path}",
+                track.get(path, []),
+                track.get(f"{path}_nosynergy", []),
+            )
+            flat = lambda d: [v for op in EDIT_OPS_SIGNAL for v in d.get(op, [])]  # noqa: E731
+            _effect(
+                res,
+                f"synergy_edit_{path}",
+                flat(edits.get(path, {})),
+                flat(edits.get(f"{path}_nosynergy", {})),
+            )
+    for name, vs in disc.items():
+        res[f"discriminator_acc_{name}"] = float(np.mean(vs)) if vs else None
+    res["discriminator_chance"] = _chance(disc_tools)
+    res["seconds"] = round(time.time() - t0, 1)
+    return res
+
+
+def signal_fits_track(written: dict[str, Any], resolved: dict[str, Any]) -> bool:
+    """Track's hybrid call uses its signal when the call names no object and the words found
+    none either (the track's box otherwise picks the track)."""
+    return resolved.get("box") is None and signal_fits(written, resolved)
 
 
 def _chance(tools: list[str]) -> float:
@@ -278,46 +385,60 @@ def _chance(tools: list[str]) -> float:
     return max((tools.count(t) for t in set(tools)), default=0) / max(1, len(tools))
 
 
+def _cell(res: dict[str, Any], key: str, diff: bool = False) -> str:
+    """``mean ± se`` of ``key`` (with ``diff``: its paired difference to text-only)."""
+    k = f"{key}_vs_text" if diff else key
+    v, se = res.get(k), res.get(f"{k}_se")
+    if v is None:
+        return "—"
+    sign = "+" if diff and v >= 0 else ""
+    return f"{sign}{v:.3f}" + (f" ± {se:.3f}" if se is not None else "")
+
+
 def signals_table(res: dict[str, Any]) -> str:
-    """The results as one markdown table."""
+    """The three-way ablation (mean ± standard error; text + signal minus text-only, paired)
+    and the synergy table, as markdown."""
+    lines = [
+        "| slice | n | text-only | signal-only | text + signal | text + signal − text |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def row(label: str, key: str, n: Any, text_key: str = "text_only") -> None:
+        cells = [_cell(res, key.format(p=text_key))]
+        cells += [_cell(res, key.format(p=p)) for p in ("signal_only", "hybrid")]
+        cells.append(_cell(res, key.format(p="hybrid"), diff=True))
+        lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
+
+    row("referring segmentation mIoU, all", "segment_{p}_miou", res.get("segment_n"))
+    for s in SLICES:
+        label = {"occluded": "… occluded (others in its box)", "missed": "… detector missed"}
+        row(label.get(s, f"… {s}"), f"segment_{{p}}_miou_{s}", res.get(f"segment_n_{s}"))
+    row("track, referent on frame 0, mIoU", "track_first_frame_{p}_miou", res.get("track_n"))
+    n_edit = res.get("edit_n", {})
+    row("edit success, all", "edit_{p}_success", sum(n_edit.values()) if n_edit else 0, "text")
+    for op in EDIT_OPS_SIGNAL:
+        row(f"… {op}", f"edit_{{p}}_{op}_success", n_edit.get(op, 0), "text")
+    lines += [
+        "",
+        "| synergy (with − without the adversarial split, same items) | effect ± se |",
+        "|---|---|",
+    ]
+    for key, label in [
+        ("synergy_segment_signal_only", "referring segmentation, signal-only"),
+        ("synergy_segment_hybrid", "referring segmentation, text + signal"),
+        ("synergy_track_signal_only", "track frame 0, signal-only"),
+        ("synergy_edit_signal_only", "edit success, signal-only"),
+        ("synergy_edit_hybrid", "edit success, text + signal"),
+    ]:
+        lines.append(f"| {label} | {_cell(res, key)} |")
+    chance = res.get("discriminator_chance") or 0.0
 
     def f(v: Any) -> str:
         return "—" if v is None else f"{v:.3f}"
 
-    paths = ("text_only", "hybrid", "hybrid_nosynergy")
-    lines = ["| metric | text-only | hybrid (synergy) | hybrid, no synergy |", "|---|---|---|---|"]
-    for suffix, label in [
-        ("", "referring segmentation mIoU, all"),
-        *((f"_{k}", f"… {k}") for k in REF_KINDS),
-    ]:
-        vals = [f(res.get(f"segment_{p}_miou{suffix}")) for p in paths]
-        count = res.get(f"segment_n{suffix}", res["segment_n"])
-        lines.append(f"| {label} (n={count}) | " + " | ".join(vals) + " |")
     lines.append(
-        "| … the heads' pointer on the referent (diagnostic) | — | "
-        f"{f(res.get('segment_hybrid_pointer_hit'))} | "
-        f"{f(res.get('segment_hybrid_nosynergy_pointer_hit'))} |"
-    )
-    vals = [f(res.get(f"track_first_frame_{p}_miou")) for p in paths]
-    label = f"track, referent on frame 0, mIoU (n={res['track_n']})"
-    lines.append(f"| {label} | " + " | ".join(vals) + " |")
-    epaths = ("text", "hybrid", "hybrid_nosynergy")
-    for suffix, label in [
-        ("", "edit success, all"),
-        *((f"_{op}", f"… {op}") for op in EDIT_OPS_SIGNAL),
-    ]:
-        vals = [f(res.get(f"edit_{p}{suffix}_success")) for p in epaths]
-        n_edit = res["edit_n_per_op"] * (len(EDIT_OPS_SIGNAL) if not suffix else 1)
-        lines.append(f"| {label} (n={n_edit}) | " + " | ".join(vals) + " |")
-    lines.append(
-        "| edit signal cosine to the text tokens | — | "
-        f"{f(res.get('edit_hybrid_cosine_to_text'))} | "
-        f"{f(res.get('edit_hybrid_nosynergy_cosine_to_text'))} |"
-    )
-    lines.append(
-        f"| task discriminator accuracy on the invariant half (chance "
-        f"{res['discriminator_chance']:.2f}) | — | "
-        f"{f(res.get('discriminator_acc_hybrid'))} | "
-        f"{f(res.get('discriminator_acc_hybrid_nosynergy'))} |"
+        f"| task discriminator accuracy on the invariant half (chance {chance:.2f}): with / "
+        f"without | {f(res.get('discriminator_acc_synergy'))} / "
+        f"{f(res.get('discriminator_acc_nosynergy'))} |"
     )
     return "\n".join(lines)

@@ -141,6 +141,8 @@ class Decoded:
     signal_positions: list[int] = field(default_factory=list)
     prompt_ids: list[int] = field(default_factory=list)  # set by Router.route
     objects: torch.Tensor | None = None  # the first image's object memory (Router.route)
+    listed: list[Any] | None = None  # the first image's object list in the prompt (Router.route)
+    image_side: float = 0.0  # the first image's longest side in pixels (Router.route)
     cache: Any = None  # the KV cache after the reply (prompt + fed tokens)
     reused: int = 0  # prompt positions taken from a reused prefix cache (not recomputed)
 

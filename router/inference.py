@@ -150,6 +150,8 @@ class Router:
         decoded.prompt_ids = ids[0].tolist()
         if with_signals and images:
             decoded.objects = self.proposer(images[0])
+            decoded.listed = list(objects) if objects is not None else None
+            decoded.image_side = float(max(images[0].shape[:2]))
         if with_signals:
             self.attach_signals(reply, decoded)
         return reply, decoded
@@ -231,17 +233,45 @@ class Router:
             "objects": None if objects is None or mem is None else objects[None].float(),
         }
 
-    def attach_signals(self, reply: Reply, decoded: Decoded, heads: Any = None) -> None:
-        """Project each call's ``<sig_k>`` states (with the request/call states and the image's
-        patch features) through its tool's signal head into ``call.signal`` (``[K, D]``)."""
+    def anchor_of(self, call: Any, decoded: Decoded) -> torch.Tensor | None:
+        """The box ``[1, 4]`` (normalized by the image's longest side) of the listed object the
+        text call names (its ``object`` index), or None."""
+        k, listed = call.args.get("object"), decoded.listed
+        if k is None or not listed or not 1 <= int(k) <= len(listed) or not decoded.image_side:
+            return None
+        box = torch.tensor(listed[int(k) - 1].xyxy, dtype=torch.float32) / decoded.image_side
+        return box.clamp(0.0, 1.0)[None]
+
+    def signal_for(
+        self, call: Any, decoded: Decoded, k: int, heads: Any = None, refine: bool = True
+    ) -> Any:
+        """The heads' output for the ``k``-th call with signals. ``refine`` (a hybrid call:
+        text + signal): for a tool the heads refine, the signal is a gated residual on the text
+        call's own prompt — segment's on the box of the object the call names (without an
+        object index it stays the whole prompt: the detector missed the referent, the words
+        alone resolve nothing), edit's on its description's tokens. ``refine=False``: the
+        signal alone (the signal-only ablation)."""
         heads = heads or self.heads
+        inputs = self.signal_inputs(decoded, k)
+        if refine and call.tool in heads.refine_out:
+            anchor = self.anchor_of(call, decoded) if call.tool in heads.box_code else None
+            if anchor is not None or call.tool not in heads.box_code:
+                return heads(call.tool, **inputs, refine=True, anchor=anchor)
+        return heads(call.tool, **inputs)
+
+    def attach_signals(
+        self, reply: Reply, decoded: Decoded, heads: Any = None, refine: bool = True
+    ) -> None:
+        """Project each call's ``<sig_k>`` states (with the request/call states and the image's
+        patch features) through its tool's signal head into ``call.signal`` (``[K, D]``;
+        :meth:`signal_for`)."""
         k = 0
         for call in reply.calls:
             if self.registry.cls(call.tool).signal is None:
                 continue
             if k >= len(decoded.signal_hidden):
                 raise ValueError(f"the call to {call.tool!r} came without its signal tokens")
-            call.signal = heads(call.tool, **self.signal_inputs(decoded, k)).signal[0]
+            call.signal = self.signal_for(call, decoded, k, heads, refine).signal[0]
             k += 1
 
     def route_item(self, item: Any, **kw: Any) -> tuple[Reply, Decoded]:

@@ -71,6 +71,10 @@ class SignalConfig:
     # Tools whose signal lives in SAM's prompt space: their signal adds a location code of the
     # box the pointer chose (trained on random boxes against SAM's own box tokens).
     located: tuple[str, ...] = ("segment", "track")
+    # Tools whose signal can refine the text call's own prompt (a gated residual; see
+    # SignalHeads.refine_out): segment (SAM's box tokens) and edit (the description's tokens).
+    # Track's text call picks a track by its box: its signal serves when there is no box.
+    refined: tuple[str, ...] = ("segment", "edit")
     # Score the objects with the modular pointer (ReferPointer) instead of one query against
     # every slot (the patches keep the plain query: they serve when the detector missed).
     refer: bool = True
@@ -303,6 +307,20 @@ class SignalHeads(nn.Module):
                 for t, (_, d) in c.tools.items()
             }
         )
+        # Refinement (text + signal): when the text call already names the object (its box, or
+        # the description an edit paints), the signal is a residual on the specialist's own
+        # prompt — added to SAM's box tokens, to the edit's text tokens — scaled by a gate per
+        # tool that starts at zero, so untrained heads leave the text path exactly as it is.
+        self.refine_out = nn.ModuleDict(
+            {
+                t: nn.Sequential(nn.Linear(2 * half + w, half), nn.GELU(), nn.Linear(half, d))
+                for t, (_, d) in c.tools.items()
+                if t in c.refined
+            }
+        )
+        self.refine_gate = nn.ParameterDict(
+            {t: nn.Parameter(torch.zeros(())) for t in c.tools if t in c.refined}
+        )
         self.discriminator = nn.Sequential(
             nn.Linear(half, half), nn.GELU(), nn.Linear(half, len(self.tool_names))
         )
@@ -355,13 +373,22 @@ class SignalHeads(nn.Module):
         words: torch.Tensor | None = None,
         objects: torch.Tensor | None = None,
         objects_mask: torch.Tensor | None = None,
+        refine: bool = False,
+        anchor: torch.Tensor | None = None,
     ) -> SignalOutput:
         """``hidden`` ``[B, K, d_llm]`` (the ``<sig_k>`` states); ``memory`` ``[B, g², dv]``
         (the vision tower's patch features) or None; ``text`` ``[B, L, d_llm]`` (the router's
         last-layer states over the request and call; ``text_mask`` ``[B, L]`` True where real)
         and ``words`` (its layer-0 states over the same span) or None; ``objects``
         ``[B, M, object_dim]`` (the object memory, :mod:`~switchboard.router.objects`;
-        ``objects_mask`` ``[B, M]``) or None → :class:`SignalOutput`."""
+        ``objects_mask`` ``[B, M]``) or None → :class:`SignalOutput`.
+
+        ``refine``: the text call's own prompt is there and the signal is a gated residual on
+        it (:attr:`refine_out`; tools in ``config.refined``); ``anchor`` ``[B, 4]`` (normalized
+        XYXY) is the box the text call names (segment): the heads read that object instead of
+        the one their pointer would choose."""
+        if refine and tool not in self.refine_out:
+            raise ValueError(f"{tool!r} has no refining head (refined: {self.config.refined})")
         k, _ = self.spec(tool)
         if hidden.dim() == 2:
             hidden = hidden[None]
@@ -456,15 +483,22 @@ class SignalHeads(nn.Module):
                 )
                 pointer = torch.cat([pointer[:, :g2], scores], 1)
             attn = pointer.softmax(-1)
+            if anchor is not None:
+                attn = self.anchor_weights(anchor.to(boxes), boxes, slot_ok, g2)
             box = (attn[:, None] @ boxes)[:, 0]  # [B, 4]: the box pointed at (soft)
+            if anchor is not None:
+                box = anchor.to(box)
             where = self.where(
                 torch.cat([(attn[:, None] @ slots)[:, 0], self.box_features(box)], dim=-1)
             )
         inv = self.invariant(f)
         both = torch.cat([self.specific[tool](f), inv, where[:, None].expand(-1, k, -1)], dim=-1)
-        signal = self.out[tool](both)
-        if tool in self.box_code:
-            signal = signal + self.located_signal(tool, box)
+        if refine:
+            signal = torch.tanh(self.refine_gate[tool]) * self.refine_out[tool](both)
+        else:
+            signal = self.out[tool](both)
+            if tool in self.box_code:
+                signal = signal + self.located_signal(tool, box)
         pooled = inv.mean(1)
         logits = self.discriminator(grad_reverse(pooled, self.grl_strength()))
         return SignalOutput(signal, pooled, logits, box, pointer, modules)
@@ -475,6 +509,24 @@ class SignalHeads(nn.Module):
         proj = 2 * torch.pi * box.unflatten(-1, (2, 2)) @ self.code_fourier.to(box)
         feats = torch.cat([proj.sin(), proj.cos()], dim=-1).flatten(-2)
         return self.box_code[tool](feats).unflatten(-1, (k, d))
+
+    def anchor_weights(
+        self, anchor: torch.Tensor, boxes: torch.Tensor, slot_ok: torch.Tensor, g2: int
+    ) -> torch.Tensor:
+        """``[B, g² + M]`` weights that read the anchor: all on the detected object whose box
+        matches it best (IoU ≥ :data:`MATCH_IOU`), else on the patches inside it."""
+        from .objects import box_iou
+
+        b = anchor.shape[0]
+        w = torch.zeros(b, boxes.shape[1], dtype=boxes.dtype, device=boxes.device)
+        w[:, :g2] = self.roi_weights(anchor[:, None], g2)[:, 0]
+        if boxes.shape[1] > g2:
+            iou = box_iou(boxes[:, g2:], anchor).masked_fill(~slot_ok[:, g2:], 0.0)
+            best, idx = iou.max(-1)
+            hit = best >= MATCH_IOU
+            obj = F.one_hot(idx, boxes.shape[1] - g2).to(w)
+            w = torch.where(hit[:, None], torch.cat([torch.zeros_like(w[:, :g2]), obj], 1), w)
+        return w
 
     @staticmethod
     def roi_weights(boxes: torch.Tensor, n: int) -> torch.Tensor:
@@ -542,6 +594,7 @@ class SignalHeads(nn.Module):
         raw = json.loads((folder / SIGNALS_CONFIG).read_text())
         raw["tools"] = {t: tuple(v) for t, v in raw["tools"].items()}
         raw["located"] = tuple(raw.get("located", ()))
+        raw["refined"] = tuple(raw.get("refined", ()))  # heads saved before refinement: none
         heads = cls(SignalConfig(**raw))
         state = {k: v.float() for k, v in load_file(str(folder / SIGNALS_WEIGHTS)).items()}
         heads.load_state_dict(state)
@@ -604,6 +657,28 @@ def sam_signal_logits(sam: Any, embeddings: torch.Tensor, signal: torch.Tensor) 
             image_pe=pe,
             sparse_prompt_embeddings=sparse[i : i + 1],
             dense_prompt_embeddings=dense[i : i + 1],
+            multimask_output=False,
+        )
+        logits.append(low[:, 0])
+    return torch.cat(logits)
+
+
+def sam_refine_logits(
+    sam: Any, embeddings: torch.Tensor, boxes: torch.Tensor, residual: torch.Tensor
+) -> torch.Tensor:
+    """Low-resolution mask logits ``[B, h, w]`` from box prompts ``[B, 4]`` (normalized XYXY in
+    SAM's padded square frame) refined by residual signal tokens ``[B, 2, 256]``
+    (:meth:`~switchboard.specialists.sam.SignalSam.refine_sparse`)."""
+    side = float(sam.image_encoder.img_size)
+    logits = []
+    for i in range(embeddings.shape[0]):
+        sparse, dense = sam.prompt_encoder(points=None, boxes=boxes[i : i + 1] * side, masks=None)
+        sparse = sam.refine_sparse(sparse, residual[i : i + 1])
+        low, _ = sam.mask_decoder(
+            image_embeddings=embeddings[i : i + 1],
+            image_pe=sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
             multimask_output=False,
         )
         logits.append(low[:, 0])

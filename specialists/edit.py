@@ -369,7 +369,9 @@ class EditSpecialist(Specialist):
         else:
             cond, uncond = self.pipe.encode_prompt(text, dev, 1, True, "")
         if signal is not None:
-            cond = torch.as_tensor(signal).reshape(1, *cond.shape[1:])
+            # The router's signal refines the description: a residual on its tokens (the
+            # heads' gate starts at zero, so an untrained signal changes nothing).
+            cond = cond + torch.as_tensor(signal, dtype=cond.dtype).reshape(1, *cond.shape[1:])
         return cond.to(dev, dtype), uncond.to(dev, dtype)
 
     # -- the one inpainting pass -----------------------------------------------------------

@@ -53,6 +53,23 @@ class SignalSam(Sam):
         sig = sig.expand(sparse.shape[0], -1, -1)
         return torch.cat([sparse, sig], dim=1)
 
+    def refine_sparse(self, sparse: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
+        """Add residual signal tokens ``[B or 1, 2, 256]`` to the box's two corner tokens (the
+        last two of ``sparse`` ``[B, N, C]`` when a box is given): the text call's box stays
+        the prompt and the signal moves it. The projection has no bias, so a zero residual
+        leaves the box prompt exactly as it is."""
+        k = signal.shape[-2]
+        if k != 2 or sparse.shape[1] < 2:
+            raise ValueError(f"a refining signal has 2 tokens (the box's corners), got {k}")
+        proj = self.signal_in
+        delta = (
+            signal.to(sparse.dtype)
+            if isinstance(proj, nn.Identity)
+            else F.linear(signal.to(sparse.dtype), proj.weight)
+        )
+        head, corners = sparse[:, :-2], sparse[:, -2:]
+        return torch.cat([head, corners + delta], dim=1)
+
 
 class RelPosSdpaAttention(Attention):
     """SAM's encoder attention, same parameters and maths, through one fused
@@ -297,7 +314,12 @@ class SignalSamPredictor(SamPredictor):
             points=(coords, labels) if coords is not None else None, boxes=boxes, masks=masks
         )
         sig = None if signal is None else signal.to(dev).float().reshape(1, -1, SIGNAL_DIM)
-        sparse = self.model.sparse_with_signal(sparse, sig)
+        if sig is not None and boxes is not None:
+            # With a box (the text call's object) the signal refines it: a residual on the
+            # box's tokens. Without one, the signal is the prompt.
+            sparse = self.model.refine_sparse(sparse, sig)
+        else:
+            sparse = self.model.sparse_with_signal(sparse, sig)
         masks_out, iou, low_res = self._decode(sparse, dense, multimask_output)
         return masks_out[0], iou[0].cpu().numpy(), low_res[0].cpu().numpy()
 

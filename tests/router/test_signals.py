@@ -313,3 +313,64 @@ def test_decoding_reads_the_states_training_reads(smoke_router):
     assert seq[first] == router.tokenizer.convert_tokens_to_ids("<sig_0>")
     span = router_text_span(router, seq, first)
     assert span.stop == first and seq[span.start - 1] == router.image_id
+
+
+def test_refinement_starts_as_the_text_path_and_its_gate_learns(tmp_path):
+    """A hybrid call's signal refines the text call's prompt: at initialisation the residual is
+    exactly zero (the gate starts closed, so untrained heads leave the text path as it is);
+    with an anchor the heads read the object it names; the refined mask loss reaches the gate."""
+    import numpy as np
+    from switchboard.router.train_signals import Example, anchors_of, refine_losses
+    from switchboard.world.scene import generate_scene
+
+    heads, _ = _heads()
+    targets = SpecialistTargets()
+    proposer = ObjectProposer()
+    scene = generate_scene(7)
+    rows = proposer(scene.image)
+    side = float(max(scene.image.shape[:2]))
+    boxes = torch.tensor(scene.boxes / side, dtype=torch.float32)
+    k = int(np.argmax([float(box_iou(rows[:, :4], b).max()) for b in boxes]))  # a found one
+    emb = targets.image_embedding(scene.image)
+    ex = Example(
+        "segment",
+        torch.randn(2, 576),
+        torch.randn(256, 192),
+        torch.randn(6, 576),
+        torch.randn(6, 576),
+        rows,
+        emb,
+        targets.low_res(scene.masks[k], 4 * emb.shape[-1]),
+        boxes[k],
+        kind="attribute",
+    )
+    from switchboard.router.train_signals import head_inputs
+
+    inputs = head_inputs(heads, [ex])
+    anchor, found = anchors_of(inputs["objects"], inputs["objects_mask"], ex.box[None])
+    assert bool(found[0])
+    out = heads("segment", **inputs, refine=True, anchor=anchor)
+    assert out.signal.shape == (1, 2, 256) and float(out.signal.abs().max()) == 0.0
+    torch.testing.assert_close(out.box, anchor)  # the anchor is the box the heads read
+    edit = heads("edit", torch.randn(1, 8, 576), refine=True)
+    assert float(edit.signal.abs().max()) == 0.0
+    with pytest.raises(ValueError, match="refining head"):
+        heads("track", torch.randn(1, 2, 576), refine=True)
+    loss = refine_losses(heads, targets.sam, "segment", [ex], inputs, ex.mask[None], ex.box[None])
+    loss[0].sum().backward()
+    assert float(heads.refine_gate["segment"].grad.abs()) > 0
+    # Heads saved before refinement existed load with no refining head (the text path).
+    heads.save(tmp_path)
+    import json
+
+    raw = json.loads((tmp_path / "signals.json").read_text())
+    raw.pop("refined")
+    (tmp_path / "signals.json").write_text(json.dumps(raw))
+    from safetensors.torch import load_file, save_file
+
+    state = {k: v for k, v in load_file(str(tmp_path / "signals.safetensors")).items()
+             if not k.startswith("refine_")}  # fmt: skip
+    save_file(state, str(tmp_path / "signals.safetensors"))
+    old = SignalHeads.load(tmp_path)
+    assert not old.refine_out
+    assert torch.isfinite(old("segment", torch.randn(1, 2, 576)).signal).all()

@@ -69,19 +69,23 @@ def test_edit_success_on_held_out_pairs(editor, detector):
     assert res["replace_region_psnr"] >= 15
 
 
-def test_signal_in_the_conditioning_space_equals_the_text_path(editor):
-    """The router's edit signal lives in MiniLM token space: giving the tokens of the
-    description as a signal must reproduce the text-conditioned edit exactly."""
+def test_the_signal_is_a_residual_on_the_descriptions_tokens(editor):
+    """The router's edit signal refines the text call: it is added to the MiniLM tokens of the
+    description the edit paints. A zero residual reproduces the text-conditioned edit exactly;
+    the residual from one description to another paints the other."""
     pair = generate_edit(split_seeds("test", 1)[0] + 6, "recolor")
     img = Image(pixels=pair.before.image)
-    args = {**_args(pair, "recolor"), "color": "blue"}
     shape = pair.before.objects[pair.before.index(pair.target)].shape
-    by_text = editor(img, {**args, "shape": shape})
-    tokens = editor.conditioner([describe("blue", shape)])[0]
-    by_signal = editor(img, {**args, "color": None}, signal=tokens)
-    assert np.array_equal(by_text.image, by_signal.image)
-    other = editor(img, {**args, "color": None}, signal=editor.conditioner(["background"])[0])
-    assert not np.array_equal(other.image, by_text.image)
+    args = {**_args(pair, "recolor"), "color": "blue", "shape": shape}
+    by_text = editor(img, args)
+    zero = torch.zeros(8, 384)
+    assert np.array_equal(editor(img, args, signal=zero).image, by_text.image)
+    blue, red = editor.conditioner([describe("blue", shape), describe("red", shape)])
+    to_red = editor(img, args, signal=red - blue).image.astype(int)
+    red_by_text = editor(img, {**args, "color": "red"}).image.astype(int)
+    assert np.abs(to_red - red_by_text).max() <= 2  # blue + (red - blue) is red up to rounding
+    inside = by_text.edit_mask
+    assert np.abs(to_red - by_text.image.astype(int))[inside].mean() > 20  # red, not blue
 
 
 def test_bad_input_is_a_typed_error(editor):

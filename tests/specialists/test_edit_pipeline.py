@@ -175,7 +175,9 @@ def test_full_profile_runs_stable_diffusion_by_text_and_by_signal(full_editor):
     assert out.image.shape == scene.image.shape
     assert (out.image[~out.edit_mask] == scene.image[~out.edit_mask]).all()
     by_signal = full_editor(
-        img, {"op": "recolor", "region": region, "steps": 2}, signal=torch.randn(77, 32)
+        img,
+        {"op": "recolor", "region": region, "color": "blue", "steps": 2},
+        signal=torch.randn(77, 32),
     )
     assert not np.array_equal(by_signal.image, out.image)
     with pytest.raises(InvalidInputError, match="signal shape"):

@@ -48,17 +48,27 @@ def test_mask_prompt_recovers_the_object(segmenter):
     assert mask_iou(out.masks[0], scene.masks[k]) > 0.5  # measured 0.58 (committed checkpoint)
 
 
-def test_signal_tokens_are_appended_to_the_prompt(segmenter):
+def test_a_signal_refines_a_box_and_alone_is_the_prompt(segmenter):
+    """With a box (the text call's object) the signal is a residual on the box's corner
+    tokens: zero leaves the box prompt exactly as it is, anything else reaches the decoder.
+    Without a box the signal tokens are the prompt."""
     scene = generate_scene(split_seeds("test", 1)[0])
     img = Image(pixels=scene.image)
     box = tuple(float(v) for v in scene.boxes[0])
     plain = segmenter.predictor
     segmenter.set_image(scene.image)
     a = plain.predict_with_signal(box=np.array(box), multimask_output=False)[2]
+    zero = plain.predict_with_signal(
+        box=np.array(box), signal=torch.zeros(2, 256), multimask_output=False
+    )[2]
+    assert np.array_equal(a, zero), "a zero residual must leave the box prompt unchanged"
     b = plain.predict_with_signal(
         box=np.array(box), signal=torch.randn(2, 256) * 5, multimask_output=False
     )[2]
     assert a.shape == b.shape and not np.allclose(a, b), "signal tokens must reach the decoder"
+    by_box = segmenter(img, {"box": box})
+    with_zero = segmenter(img, {"box": box}, signal=torch.zeros(2, 256))
+    assert np.array_equal(by_box.masks[0], with_zero.masks[0])
     out = segmenter(img, {}, signal=torch.zeros(1, 2, 256))  # signal alone is a valid prompt
     assert len(out.masks) == 1
     with pytest.raises(InvalidInputError, match="signal shape"):
