@@ -1,9 +1,11 @@
 """The committed router-tiny's signal heads on a fixed held-out set (test-split requests): the
-router's signal alone, through the segment specialist, finds the referent; the tool gets a
-tensor of its declared shape; and the text-only path still works on the same call.
+tool gets a tensor of its declared shape, the text call stays valid, and the hybrid call (the
+text call's box refined by the signal, or the signal alone where the call names no object)
+segments the referent at least as well as the text call, on the referents the detector found
+and on those it missed.
 
-Thresholds sit under what `switchboard eval signals --split test` measured (see
-trained_models/router-tiny/README.md), with room for the smaller sample."""
+Thresholds sit under what these items measured with the committed heads (numbers beside them);
+`switchboard eval signals --split test` measures the same paths on 360 items."""
 
 from __future__ import annotations
 
@@ -14,12 +16,10 @@ from switchboard.core.config import models_dir
 from switchboard.evals.metrics import mask_iou
 from switchboard.router.signals import SignalHeads
 
-N = 12  # four of each expression kind
-# Measured: 0.358 on these 12 items, 0.337 on the 90 of `switchboard eval signals` (the first
-# heads, patch pointer only: 0.125 / 0.144; untrained heads: 0.02). The issue's target (0.85,
-# ahead of text-only's 0.572) is NOT met yet; the floor guards what the committed heads do, it
-# is not the goal.
-HYBRID_MIOU = 0.2
+N, N_MISSED = 12, 4  # four of each expression kind, then referents the detector missed
+# Measured with the committed heads on these 16 items: text 0.521, hybrid 0.521 (the refining
+# gate is nearly closed: 0.005); on the 4 missed referents text 0.000, hybrid 0.000 (the signal
+# alone does not find them yet). The issue's aim, +0.05 on missed referents, is NOT met.
 
 pytestmark = pytest.mark.skipif(
     not SignalHeads.exists(models_dir() / "router-tiny"),
@@ -35,7 +35,7 @@ def routed(smollm):
 
     reg = default_registry()
     router = Router.load(registry=reg)
-    items = _segment_items("test", N, reg)
+    items = _segment_items("test", N, N_MISSED, reg)
     return reg, [(it, *router.route_item(it.item, with_signals=True)) for it in items]
 
 
@@ -50,15 +50,29 @@ def test_signals_have_the_declared_shape_and_the_text_call_is_unchanged(routed):
         assert decoded.features is not None
 
 
-def test_the_signal_alone_segments_the_referent(routed):
+def test_the_hybrid_call_segments_as_well_as_the_text_call_and_finds_what_it_missed(routed):
+    from switchboard.agent.graph import signal_fits
+    from switchboard.evals.signals import _as_agent, _safe
+
     reg, results = routed
-    seg = reg.get("segment")
-    ious = []
+    seg, det = reg.get("segment"), reg.get("detect")
+    text, hybrid, missed = [], [], []
     for it, reply, _ in results:
         call = next((c for c in reply.calls if c.tool == "segment"), None)
-        if call is None:
-            ious.append(0.0)
-            continue
-        masks = seg(Image(pixels=it.item.images[0]), {}, signal=call.signal)
-        ious.append(mask_iou(masks.masks[0], it.mask))
-    assert float(np.mean(ious)) >= HYBRID_MIOU, ious
+        t = h = 0.0
+        if call is not None:
+            image = Image(pixels=it.item.images[0])
+            args = _as_agent(call.args, it.item, det)
+            by_text = _safe(seg, image, args)
+            t = mask_iou(by_text.masks[0], it.mask) if by_text else 0.0
+            h = t
+            if signal_fits(call.args, args):
+                by_both = _safe(seg, image, args, signal=call.signal)
+                h = mask_iou(by_both.masks[0], it.mask) if by_both else 0.0
+        text.append(t)
+        hybrid.append(h)
+        missed.append(it.missed)
+    text, hybrid, missed = np.array(text), np.array(hybrid), np.array(missed)
+    assert missed.sum() >= N_MISSED
+    assert hybrid.mean() >= text.mean() - 0.02, (hybrid, text)  # refining never costs
+    assert hybrid[missed].mean() >= text[missed].mean(), (hybrid[missed], text[missed])
