@@ -140,6 +140,7 @@ class _Routed:
         self.alone: dict[str, Any] = {}
         self.refined: dict[str, Any] = {}
         self.outputs: dict[str, Any] = {}
+        self.names = [name for name, h in heads.items() if h is not None]
         if self.call is None or not decoded.signal_hidden:
             return
         for name, h in heads.items():
@@ -148,7 +149,31 @@ class _Routed:
             out = router.signal_for(self.call, decoded, 0, h, refine=False)
             self.outputs[name] = out
             self.alone[name] = out.signal[0]
-            self.refined[name] = router.signal_for(self.call, decoded, 0, h).signal[0]
+            if h is router.heads:  # the reply's own signal: route_item made it with these heads
+                self.refined[name] = self.call.signal
+            elif self.call.tool in h.refine_out:
+                self.refined[name] = router.signal_for(self.call, decoded, 0, h).signal[0]
+            else:
+                self.refined[name] = self.alone[name]
+
+    def text_call(self, tool: str, item: Any, det: Any) -> tuple[Any, dict[str, Any] | None]:
+        """The reply's first call when it goes to ``tool``, with its arguments as the agent
+        resolves them; (None, None) otherwise."""
+        call = self.reply.calls[0] if self.reply.calls else None
+        if call is None or call.tool != tool:
+            return None, None
+        return call, _as_agent(call.args, item.item, det)
+
+    def heads_for(self, call: Any) -> list[tuple[str, str, bool]]:
+        """Per head set: its name, its keys' suffix, and whether its signal goes with ``call``."""
+        return [
+            (
+                name,
+                "" if name == "synergy" else "_nosynergy",
+                call is not None and self.call is call and name in self.alone,
+            )
+            for name in self.names
+        ]
 
 
 def _paired(res: dict[str, Any], key: str, a: list[float], b: list[float]) -> None:
@@ -217,16 +242,10 @@ def evaluate_signals(
     for i, it in enumerate(items):
         r = route(it)
         image = Image(pixels=it.item.images[0])
-        call = r.reply.calls[0] if r.reply.calls else None
-        ok = call is not None and call.tool == "segment"
-        args = _as_agent(call.args, it.item, det) if ok else None
-        text = _safe(seg, image, args) if ok else None
+        call, args = r.text_call("segment", it, det)
+        text = _safe(seg, image, args) if call else None
         rows.setdefault("text_only", []).append(iou(text, it.mask))
-        for name in heads:
-            if heads[name] is None:
-                continue
-            sfx = "" if name == "synergy" else "_nosynergy"
-            good = ok and r.call is call and name in r.alone
+        for name, sfx, good in r.heads_for(call):
             alone = _safe(seg, image, {}, signal=r.alone[name]) if good else None
             rows.setdefault(f"signal_only{sfx}", []).append(iou(alone, it.mask))
             hybrid = text
@@ -255,22 +274,16 @@ def evaluate_signals(
     for it in _task_items(split, n_track, "track", registry):
         r = route(it)
         frame = Image(pixels=it.item.images[0])
-        call = r.reply.calls[0] if r.reply.calls else None
-        ok = call is not None and call.tool == "track"
-        args = _as_agent(call.args, it.item, det) if ok else None
+        call, args = r.text_call("track", it, det)
         # The text call's referent on its frame: its box (the object it names) or its words.
         prompt = None
-        if ok and args.get("box") is not None:
+        if call and args.get("box") is not None:
             prompt = {"box": args["box"]}
-        elif ok and args.get("target"):
+        elif call and args.get("target"):
             prompt = {"target": args["target"]}
         text = _safe(seg, frame, prompt) if prompt else None
         track.setdefault("text_only", []).append(iou(text, it.mask))
-        for name in heads:
-            if heads[name] is None:
-                continue
-            sfx = "" if name == "synergy" else "_nosynergy"
-            good = ok and r.call is call and name in r.alone
+        for name, sfx, good in r.heads_for(call):
             alone = _safe(seg, frame, {}, signal=r.alone[name]) if good else None
             track.setdefault(f"signal_only{sfx}", []).append(iou(alone, it.mask))
             # Track's box picks the track: the signal serves when the call names no object.
@@ -291,6 +304,7 @@ def evaluate_signals(
     if not editor.loaded:
         editor.load()
     text_enc = editor.conditioner  # MiniLM (None for Stable Diffusion: no signal-only edits)
+    neutral = text_enc([NEUTRAL])[0].float() if text_enc is not None else None
     for op in EDIT_OPS_SIGNAL:
         for it in _task_items(split, n_edit, op, registry, offset=1000):
             r = route(it)
@@ -299,20 +313,14 @@ def evaluate_signals(
             except EditError:  # no room for the ground truth: nothing to judge against
                 continue
             image = Image(pixels=pair.before.image)
-            call = r.reply.calls[0] if r.reply.calls else None
-            ok = call is not None and call.tool == "edit"
-            args = None
-            if ok:
-                args = {**_as_agent(call.args, it.item, det), "steps": edit_steps, "seed": 0}
-            out = _safe(editor, image, args) if ok else None
+            call, args = r.text_call("edit", it, det)
+            if call:
+                args = {**args, "steps": edit_steps, "seed": 0}
+            out = _safe(editor, image, args) if call else None
             text_ok = bool(out) and _judge(det, pair, out.image)
             edits.setdefault("text", {}).setdefault(op, []).append(float(text_ok))
-            neutral = text_enc([NEUTRAL])[0].float() if text_enc is not None else None
-            for name in heads:
-                if heads[name] is None:
-                    continue
-                sfx = "" if name == "synergy" else "_nosynergy"
-                good = ok and r.call is call and name in r.alone and text_enc is not None
+            for name, sfx, good in r.heads_for(call):
+                good = good and text_enc is not None
                 alone = None
                 if good:  # the signal as the whole conditioning: the neutral prompt cancelled
                     sig = r.alone[name] - neutral
