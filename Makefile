@@ -4,6 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# The checkout's root is the package folder, so its subfolders (kernels/, core/, ...) would
+# shadow installed top-level packages of the same name if the working directory were on
+# sys.path (`python -m`, `python -c` put it there): transformers >= 5.25 imports the `kernels`
+# package from PyPI. Safe-path mode keeps the working directory off sys.path for every Python
+# these targets start, subprocesses included.
+export PYTHONSAFEPATH := 1
+
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
