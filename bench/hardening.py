@@ -43,7 +43,7 @@ class ServeProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "SWITCHBOARD_API_TOKEN": TOKEN, "SWITCHBOARD_HOME": str(home),
                "SWITCHBOARD_RATE_PER_MINUTE": "100000", **(env or {})}  # fmt: skip
-        cmd = [sys.executable, "-m", "switchboard.agent.cli", "serve", "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "switchboard.cli", "serve", "--port", str(self.port)]
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen(
             cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

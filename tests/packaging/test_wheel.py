@@ -94,7 +94,7 @@ def test_the_wheel_carries_the_weights_and_answers_a_turn(installed, tmp_path):
         [
             str(installed),
             "-m",
-            "switchboard.agent.cli",
+            "switchboard.cli",
             "run",
             ask,
             "--image",

@@ -1,4 +1,4 @@
-from switchboard.agent.cli import app
+from switchboard.cli import app
 from typer.testing import CliRunner
 
 runner = CliRunner()
@@ -76,7 +76,7 @@ def test_only_refuses_before_measuring_when_the_other_parts_are_not_saved(tmp_pa
     drop it from the report, so the command refuses before it measures anything."""
     import json
 
-    from switchboard.agent.cli import app
+    from switchboard.cli import app
 
     monkeypatch.chdir(tmp_path)
     results = tmp_path / "docs" / "results"
