@@ -214,172 +214,199 @@ def evaluate_signals(
 ) -> dict[str, Any]:
     """The table's numbers (see the module docstring); ``router`` is a
     :class:`~switchboard.router.inference.Router` with its (synergy) signal heads."""
-    registry = router.registry
-    seg, editor, det = registry.get("segment"), registry.get("edit"), registry.get("detect")
-    heads = {"synergy": router.heads, "nosynergy": ablation}
-    res: dict[str, Any] = {"split": split}
-    disc: dict[str, list[bool]] = {"synergy": [], "nosynergy": []}
-    disc_tools: list[str] = []
-    t0 = time.time()
+    run = _SignalEval(router, ablation, split, log)
+    rows = run.segment(n, n_missed)
+    track = run.track(n_track)
+    edits = run.edit(n_edit, edit_steps)
+    if ablation is not None:
+        run.synergy(rows, track, edits)
+    res = run.res
+    for name, vs in run.disc.items():
+        res[f"discriminator_acc_{name}"] = float(np.mean(vs)) if vs else None
+    res["discriminator_chance"] = _chance(run.disc_tools)
+    res["seconds"] = round(time.time() - run.t0, 1)
+    return res
 
-    def route(it: Any) -> _Routed:
-        r = _Routed(router, heads, it)
+
+class _SignalEval:
+    """One run of :func:`evaluate_signals`: the routed items, the discriminator's record and
+    the results as they fill in (one method per task)."""
+
+    def __init__(self, router: Any, ablation: SignalHeads | None, split: str, log: Any) -> None:
+        self.router, self.split, self.log = router, split, log
+        self.registry = reg = router.registry
+        self.seg, self.editor, self.det = reg.get("segment"), reg.get("edit"), reg.get("detect")
+        self.heads = {"synergy": router.heads, "nosynergy": ablation}
+        self.res: dict[str, Any] = {"split": split}
+        self.disc: dict[str, list[bool]] = {"synergy": [], "nosynergy": []}
+        self.disc_tools: list[str] = []
+        self.t0 = time.time()
+
+    def route(self, it: Any) -> _Routed:
+        """The item routed once, with the discriminator's guess of its tool recorded."""
+        r = _Routed(self.router, self.heads, it)
         for name, out in r.outputs.items():
-            h = heads[name]
+            h = self.heads[name]
             if r.call.tool in h.tool_names:
-                disc[name].append(int(out.task_logits.argmax(-1)[0]) == h.task_index(r.call.tool))
+                guess = int(out.task_logits.argmax(-1)[0])
+                self.disc[name].append(guess == h.task_index(r.call.tool))
                 if name == "synergy":
-                    disc_tools.append(r.call.tool)
+                    self.disc_tools.append(r.call.tool)
         return r
 
+    @staticmethod
     def iou(out: Any, ref: np.ndarray) -> float:
         return mask_iou(out.masks[0], ref) if out else 0.0
 
-    # -- referring segmentation ------------------------------------------------------------
-    rows: dict[str, list[float]] = {}
-    member: dict[str, list[bool]] = {s: [] for s in SLICES}
-    items = _segment_items(split, n, n_missed, registry)
-    for i, it in enumerate(items):
-        r = route(it)
-        image = Image(pixels=it.item.images[0])
-        call, args = r.text_call("segment", it, det)
-        text = _safe(seg, image, args) if call else None
-        rows.setdefault("text_only", []).append(iou(text, it.mask))
-        for name, sfx, good in r.heads_for(call):
-            alone = _safe(seg, image, {}, signal=r.alone[name]) if good else None
-            rows.setdefault(f"signal_only{sfx}", []).append(iou(alone, it.mask))
-            hybrid = text
-            if good and signal_fits(call.args, args):
-                hybrid = _safe(seg, image, args, signal=r.refined[name])
-            rows.setdefault(f"hybrid{sfx}", []).append(iou(hybrid, it.mask))
-        for s in REF_KINDS:
-            member[s].append(it.ref_kind == s)
-        member["occluded"].append(it.occluded)
-        member["missed"].append(it.missed)
-        if (i + 1) % 50 == 0:
-            log(f"segment {i + 1}/{len(items)} ({time.time() - t0:.0f} s)")
-    text_all = rows["text_only"]
-    for path, vs in rows.items():
-        _paired(res, f"segment_{path}_miou", vs, None if path == "text_only" else text_all)
-        for s, inside in member.items():
-            pick = [v for v, m in zip(vs, inside, strict=True) if m]
-            ref = [v for v, m in zip(text_all, inside, strict=True) if m]
-            _paired(res, f"segment_{path}_miou_{s}", pick, None if path == "text_only" else ref)
-    res["segment_n"] = len(text_all)
-    for s, inside in member.items():
-        res[f"segment_n_{s}"] = int(sum(inside))
-
-    # -- track: the referent on the first frame -----------------------------------------------
-    track: dict[str, list[float]] = {}
-    for it in _task_items(split, n_track, "track", registry):
-        r = route(it)
-        frame = Image(pixels=it.item.images[0])
-        call, args = r.text_call("track", it, det)
-        # The text call's referent on its frame: its box (the object it names) or its words.
-        prompt = None
-        if call and args.get("box") is not None:
-            prompt = {"box": args["box"]}
-        elif call and args.get("target"):
-            prompt = {"target": args["target"]}
-        text = _safe(seg, frame, prompt) if prompt else None
-        track.setdefault("text_only", []).append(iou(text, it.mask))
-        for name, sfx, good in r.heads_for(call):
-            alone = _safe(seg, frame, {}, signal=r.alone[name]) if good else None
-            track.setdefault(f"signal_only{sfx}", []).append(iou(alone, it.mask))
-            # Track's box picks the track: the signal serves when the call names no object.
-            hybrid = alone if good and signal_fits_track(call.args, args) else text
-            track.setdefault(f"hybrid{sfx}", []).append(iou(hybrid, it.mask))
-    for path, vs in track.items():
-        _paired(
-            res,
-            f"track_first_frame_{path}_miou",
-            vs,
-            None if path == "text_only" else track["text_only"],
-        )
-    res["track_n"] = len(track.get("text_only", []))
-
-    # -- edit: text, signal alone, text + signal -------------------------------------------
-    edits: dict[str, dict[str, list[float]]] = {}
-    cosines: dict[str, list[float]] = {}
-    if not editor.loaded:
-        editor.load()
-    text_enc = editor.conditioner  # MiniLM (None for Stable Diffusion: no signal-only edits)
-    neutral = text_enc([NEUTRAL])[0].float() if text_enc is not None else None
-    for op in EDIT_OPS_SIGNAL:
-        for it in _task_items(split, n_edit, op, registry, offset=1000):
-            r = route(it)
-            try:
-                pair = _edit_pair(it.request)
-            except EditError:  # no room for the ground truth: nothing to judge against
-                continue
-            image = Image(pixels=pair.before.image)
-            call, args = r.text_call("edit", it, det)
-            if call:
-                args = {**args, "steps": edit_steps, "seed": 0}
-            out = _safe(editor, image, args) if call else None
-            text_ok = bool(out) and _judge(det, pair, out.image)
-            edits.setdefault("text", {}).setdefault(op, []).append(float(text_ok))
+    def segment(self, n: int, n_missed: int) -> dict[str, list[float]]:
+        """Referring segmentation: each path's mask IoU per item, and the slices' means."""
+        seg, det, res = self.seg, self.det, self.res
+        rows: dict[str, list[float]] = {}
+        member: dict[str, list[bool]] = {s: [] for s in SLICES}
+        items = _segment_items(self.split, n, n_missed, self.registry)
+        for i, it in enumerate(items):
+            r = self.route(it)
+            image = Image(pixels=it.item.images[0])
+            call, args = r.text_call("segment", it, det)
+            text = _safe(seg, image, args) if call else None
+            rows.setdefault("text_only", []).append(self.iou(text, it.mask))
             for name, sfx, good in r.heads_for(call):
-                good = good and text_enc is not None
-                alone = None
-                if good:  # the signal as the whole conditioning: the neutral prompt cancelled
-                    sig = r.alone[name] - neutral
-                    alone = _safe(editor, image, {**args, "prompt": NEUTRAL}, signal=sig)
-                ok_alone = bool(alone) and _judge(det, pair, alone.image)
-                edits.setdefault(f"signal_only{sfx}", {}).setdefault(op, []).append(float(ok_alone))
-                hybrid_ok = text_ok
+                alone = _safe(seg, image, {}, signal=r.alone[name]) if good else None
+                rows.setdefault(f"signal_only{sfx}", []).append(self.iou(alone, it.mask))
+                hybrid = text
                 if good and signal_fits(call.args, args):
-                    hyb = _safe(editor, image, args, signal=r.refined[name])
-                    hybrid_ok = bool(hyb) and _judge(det, pair, hyb.image)
-                edits.setdefault(f"hybrid{sfx}", {}).setdefault(op, []).append(float(hybrid_ok))
-                if good and it.text is not None:
-                    t = text_enc([it.text])[0].float()
-                    cos = torch.cosine_similarity(r.alone[name], t, dim=-1).mean()
-                    cosines.setdefault(name, []).append(float(cos))
-        log(f"edit {op} done ({time.time() - t0:.0f} s)")
-    text_ops = edits.get("text", {})
-    for path, by_op in edits.items():
-        ref_all = [v for op in EDIT_OPS_SIGNAL for v in text_ops.get(op, [])]
-        flat = [v for op in EDIT_OPS_SIGNAL for v in by_op.get(op, [])]
-        _paired(res, f"edit_{path}_success", flat, None if path == "text" else ref_all)
-        for op in EDIT_OPS_SIGNAL:
-            _paired(
-                res,
-                f"edit_{path}_{op}_success",
-                by_op.get(op, []),
-                None if path == "text" else text_ops.get(op, []),
-            )
-    for name, vs in cosines.items():
-        res[f"edit_signal_cosine_to_text_{name}"] = float(np.mean(vs)) if vs else None
-    res["edit_n"] = {op: len(text_ops.get(op, [])) for op in EDIT_OPS_SIGNAL}
+                    hybrid = _safe(seg, image, args, signal=r.refined[name])
+                rows.setdefault(f"hybrid{sfx}", []).append(self.iou(hybrid, it.mask))
+            for s in REF_KINDS:
+                member[s].append(it.ref_kind == s)
+            member["occluded"].append(it.occluded)
+            member["missed"].append(it.missed)
+            if (i + 1) % 50 == 0:
+                self.log(f"segment {i + 1}/{len(items)} ({time.time() - self.t0:.0f} s)")
+        text_all = rows["text_only"]
+        for path, vs in rows.items():
+            _paired(res, f"segment_{path}_miou", vs, None if path == "text_only" else text_all)
+            for s, inside in member.items():
+                pick = [v for v, m in zip(vs, inside, strict=True) if m]
+                ref = [v for v, m in zip(text_all, inside, strict=True) if m]
+                key = f"segment_{path}_miou_{s}"
+                _paired(res, key, pick, None if path == "text_only" else ref)
+        res["segment_n"] = len(text_all)
+        for s, inside in member.items():
+            res[f"segment_n_{s}"] = int(sum(inside))
+        return rows
 
-    # -- synergy: the same items, heads trained with and without the adversarial split ------
-    if ablation is not None:
+    def track(self, n_track: int) -> dict[str, list[float]]:
+        """Track: the referent on the clip's first frame, per path."""
+        seg, det = self.seg, self.det
+        track: dict[str, list[float]] = {}
+        for it in _task_items(self.split, n_track, "track", self.registry):
+            r = self.route(it)
+            frame = Image(pixels=it.item.images[0])
+            call, args = r.text_call("track", it, det)
+            # The text call's referent on its frame: its box (the object it names) or its words.
+            prompt = None
+            if call and args.get("box") is not None:
+                prompt = {"box": args["box"]}
+            elif call and args.get("target"):
+                prompt = {"target": args["target"]}
+            text = _safe(seg, frame, prompt) if prompt else None
+            track.setdefault("text_only", []).append(self.iou(text, it.mask))
+            for name, sfx, good in r.heads_for(call):
+                alone = _safe(seg, frame, {}, signal=r.alone[name]) if good else None
+                track.setdefault(f"signal_only{sfx}", []).append(self.iou(alone, it.mask))
+                # Track's box picks the track: the signal serves when the call names no object.
+                hybrid = alone if good and signal_fits_track(call.args, args) else text
+                track.setdefault(f"hybrid{sfx}", []).append(self.iou(hybrid, it.mask))
+        for path, vs in track.items():
+            ref = None if path == "text_only" else track["text_only"]
+            _paired(self.res, f"track_first_frame_{path}_miou", vs, ref)
+        self.res["track_n"] = len(track.get("text_only", []))
+        return track
+
+    def edit(self, n_edit: int, edit_steps: int) -> dict[str, dict[str, list[float]]]:
+        """Edit success per kind: text, signal alone (the neutral prompt cancelled), text +
+        signal; and the signal's cosine to the description's tokens."""
+        det, editor = self.det, self.editor
+        edits: dict[str, dict[str, list[float]]] = {}
+        cosines: dict[str, list[float]] = {}
+        if not editor.loaded:
+            editor.load()
+        text_enc = editor.conditioner  # MiniLM (None for Stable Diffusion: no signal-only edits)
+        neutral = text_enc([NEUTRAL])[0].float() if text_enc is not None else None
+        for op in EDIT_OPS_SIGNAL:
+            for it in _task_items(self.split, n_edit, op, self.registry, offset=1000):
+                r = self.route(it)
+                try:
+                    pair = _edit_pair(it.request)
+                except EditError:  # no room for the ground truth: nothing to judge against
+                    continue
+                image = Image(pixels=pair.before.image)
+                call, args = r.text_call("edit", it, det)
+                if call:
+                    args = {**args, "steps": edit_steps, "seed": 0}
+                out = _safe(editor, image, args) if call else None
+                text_ok = bool(out) and _judge(det, pair, out.image)
+                edits.setdefault("text", {}).setdefault(op, []).append(float(text_ok))
+                for name, sfx, good in r.heads_for(call):
+                    good = good and text_enc is not None
+                    alone = None
+                    if good:  # the signal as the whole conditioning: the neutral prompt cancelled
+                        sig = r.alone[name] - neutral
+                        alone = _safe(editor, image, {**args, "prompt": NEUTRAL}, signal=sig)
+                    ok_alone = bool(alone) and _judge(det, pair, alone.image)
+                    path = f"signal_only{sfx}"
+                    edits.setdefault(path, {}).setdefault(op, []).append(float(ok_alone))
+                    hybrid_ok = text_ok
+                    if good and signal_fits(call.args, args):
+                        hyb = _safe(editor, image, args, signal=r.refined[name])
+                        hybrid_ok = bool(hyb) and _judge(det, pair, hyb.image)
+                    edits.setdefault(f"hybrid{sfx}", {}).setdefault(op, []).append(float(hybrid_ok))
+                    if good and it.text is not None:
+                        t = text_enc([it.text])[0].float()
+                        cos = torch.cosine_similarity(r.alone[name], t, dim=-1).mean()
+                        cosines.setdefault(name, []).append(float(cos))
+            self.log(f"edit {op} done ({time.time() - self.t0:.0f} s)")
+        self._edit_results(edits, cosines)
+        return edits
+
+    def _edit_results(
+        self, edits: dict[str, dict[str, list[float]]], cosines: dict[str, list[float]]
+    ) -> None:
+        res = self.res
+        text_ops = edits.get("text", {})
+        for path, by_op in edits.items():
+            ref_all = [v for op in EDIT_OPS_SIGNAL for v in text_ops.get(op, [])]
+            flat = [v for op in EDIT_OPS_SIGNAL for v in by_op.get(op, [])]
+            _paired(res, f"edit_{path}_success", flat, None if path == "text" else ref_all)
+            for op in EDIT_OPS_SIGNAL:
+                ref = None if path == "text" else text_ops.get(op, [])
+                _paired(res, f"edit_{path}_{op}_success", by_op.get(op, []), ref)
+        for name, vs in cosines.items():
+            res[f"edit_signal_cosine_to_text_{name}"] = float(np.mean(vs)) if vs else None
+        res["edit_n"] = {op: len(text_ops.get(op, [])) for op in EDIT_OPS_SIGNAL}
+
+    def synergy(
+        self,
+        rows: dict[str, list[float]],
+        track: dict[str, list[float]],
+        edits: dict[str, dict[str, list[float]]],
+    ) -> None:
+        """The same items with heads trained with and without the adversarial split."""
+
+        def flat(d: dict[str, list[float]]) -> list[float]:
+            return [v for op in EDIT_OPS_SIGNAL for v in d.get(op, [])]
+
         for path in ("signal_only", "hybrid"):
+            no = f"{path}_nosynergy"
+            _effect(self.res, f"synergy_segment_{path}", rows.get(path, []), rows.get(no, []))
+            _effect(self.res, f"synergy_track_{path}", track.get(path, []), track.get(no, []))
             _effect(
-                res,
-                f"synergy_segment_{path}",
-                rows.get(path, []),
-                rows.get(f"{path}_nosynergy", []),
-            )
-            _effect(
-                res,
-                f"synergy_track_{path}",
-                track.get(path, []),
-                track.get(f"{path}_nosynergy", []),
-            )
-            flat = lambda d: [v for op in EDIT_OPS_SIGNAL for v in d.get(op, [])]  # noqa: E731
-            _effect(
-                res,
+                self.res,
                 f"synergy_edit_{path}",
                 flat(edits.get(path, {})),
-                flat(edits.get(f"{path}_nosynergy", {})),
+                flat(edits.get(no, {})),
             )
-    for name, vs in disc.items():
-        res[f"discriminator_acc_{name}"] = float(np.mean(vs)) if vs else None
-    res["discriminator_chance"] = _chance(disc_tools)
-    res["seconds"] = round(time.time() - t0, 1)
-    return res
 
 
 def signal_fits_track(written: dict[str, Any], resolved: dict[str, Any]) -> bool:

@@ -78,6 +78,10 @@ class SignalConfig:
     # Score the objects with the modular pointer (ReferPointer) instead of one query against
     # every slot (the patches keep the plain query: they serve when the detector missed).
     refer: bool = True
+    # The modular pointer's subject phrase also scores the patches (its own key on them), so
+    # a referent the detector missed is found by the same reading of the words that finds
+    # detected ones, and patches and objects compete on one scale. Heads saved before it: off.
+    patch_subject: bool = True
     synergy: bool = True  # train the task discriminator adversarially (off = the ablation)
     synergy_weight: float = 0.1  # weight of the discriminator loss
     grl_lambda: float = 1.0  # gradient-reversal strength (its maximum when ramped)
@@ -117,7 +121,8 @@ class SignalOutput:
     discriminator's logits ``[B, tools]``, the grounding read-out ``[B, 4]`` (0..1 XYXY: the
     pointer's box with an image), the pointer's logits over the patches then the objects
     ``[B, g² + M]`` (with an image), the modular pointer's module weights ``[B, 3]`` (with an
-    image, objects and words)."""
+    image, objects and words), and the subject phrase's logits over the patches alone
+    ``[B, g²]`` (with ``patch_subject``)."""
 
     signal: torch.Tensor
     invariant: torch.Tensor
@@ -125,6 +130,7 @@ class SignalOutput:
     box: torch.Tensor
     pointer: torch.Tensor | None = None
     modules: torch.Tensor | None = None  # the modular pointer's weights [B, 3] (REFER_KINDS)
+    patches: torch.Tensor | None = None  # the subject phrase's patch logits [B, g²]
 
 
 class RelationLayer(nn.Module):
@@ -188,7 +194,9 @@ class ReferPointer(nn.Module):
     unstructured pointer (one query against all slots) learnt attribute expressions but stayed
     near 0.2 on relational and ordinal ones with ~1400 examples of each (docs/signals.md)."""
 
-    def __init__(self, w: int, tau: float = 0.02, sigma: float = 0.5) -> None:
+    def __init__(
+        self, w: int, tau: float = 0.02, sigma: float = 0.5, patches: bool = False
+    ) -> None:
         super().__init__()
         self.attend = nn.Linear(w, 4)  # word attention logits, one column per phrase
         self.phrase = nn.Linear(w, 4 * w)  # (applied per phrase: its own block)
@@ -198,6 +206,10 @@ class ReferPointer(nn.Module):
         self.order = nn.Linear(w, ORDER_SIDES * ORDER_RANKS)
         self.scale = nn.Parameter(torch.tensor(1.0))
         self.tau, self.sigma = tau, sigma
+        # Patches scored by the subject phrase (``patch_subject``): their own key, and a bias
+        # that starts them below the objects (most referents are detected).
+        self.patch_key = nn.Linear(w, w) if patches else None
+        self.patch_bias = nn.Parameter(torch.tensor(-2.0)) if patches else None
 
     @staticmethod
     def before(boxes: torch.Tensor) -> torch.Tensor:
@@ -214,10 +226,12 @@ class ReferPointer(nn.Module):
         objects: torch.Tensor,
         boxes: torch.Tensor,
         valid: torch.Tensor,
-    ) -> torch.Tensor:
+        patches: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``text`` ``[B, L, w]`` (mask ``[B, L]``), ``objects`` ``[B, M, w]``, ``boxes``
-        ``[B, M, 4]`` (normalized XYXY), ``valid`` ``[B, M]`` → logits ``[B, M]`` and the module
-        weights ``[B, 3]`` (:data:`REFER_KINDS`)."""
+        ``[B, M, 4]`` (normalized XYXY), ``valid`` ``[B, M]`` → logits ``[B, M]``, the module
+        weights ``[B, 3]`` (:data:`REFER_KINDS`) and, given ``patches`` ``[B, P, w]`` and a
+        patch key, the patches' subject logits ``[B, P]`` on the objects' scale (else None)."""
         b, m, w = objects.shape
         att = self.attend(text).masked_fill(~text_mask[..., None], -1e4).softmax(1)  # [B,L,4]
         read = att.transpose(1, 2) @ text  # [B, 4, w]
@@ -247,12 +261,38 @@ class ReferPointer(nn.Module):
         fit = -((count[..., None] - ranks) ** 2) / (2 * self.sigma**2)  # [B, M, 4, R]
         ord_i = (log_pi + fit).flatten(2).logsumexp(-1)
         logits = s_subj + weights[:, 1:2] * rel_i + weights[:, 2:3] * ord_i
-        return (self.scale * logits).masked_fill(~valid, -1e4), weights
+        patch_logits = None
+        if patches is not None and self.patch_key is not None:
+            s_patch = (self.patch_key(patches) @ subj[..., None])[..., 0] / norm
+            patch_logits = self.scale * (s_patch + self.patch_bias)
+        return (self.scale * logits).masked_fill(~valid, -1e4), weights, patch_logits
 
 
 def _layer(w: int, heads: int, decoder: bool) -> nn.Module:
     cls = nn.TransformerDecoderLayer if decoder else nn.TransformerEncoderLayer
     return cls(w, heads, 2 * w, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+
+
+@dataclass
+class _Part:
+    """Rows of the signal heads' fused memory ``[B, n, w]``, where they are real ``[B, n]``,
+    and a side product (the words' own reading; the objects' rows before the patches)."""
+
+    rows: torch.Tensor
+    valid: torch.Tensor
+    extra: torch.Tensor | None = None
+
+
+@dataclass
+class _Pointed:
+    """The pointer's outcome: the box pointed at ``[B, 4]``, what is read there ``[B, w]``,
+    the logits over the patches then the objects, the module weights, the patch logits."""
+
+    box: torch.Tensor
+    where: torch.Tensor
+    pointer: torch.Tensor | None = None
+    modules: torch.Tensor | None = None
+    patches: torch.Tensor | None = None
 
 
 class SignalHeads(nn.Module):
@@ -293,7 +333,7 @@ class SignalHeads(nn.Module):
         self.point_q = nn.Linear(w, w)
         self.point_k = nn.Linear(w, w)
         self.where = nn.Linear(w + 4 * FOURIER, w)
-        self.refer = ReferPointer(w) if c.refer else None
+        self.refer = ReferPointer(w, patches=c.patch_subject) if c.refer else None
         # The modular pointer reads the words alone (token embeddings and positions through
         # its own encoder): the last-layer states have seen the image, and with them it
         # memorized which object each training request meant (0.9 on training items, 0.4–0.6
@@ -394,114 +434,182 @@ class SignalHeads(nn.Module):
             hidden = hidden[None]
         if hidden.shape[1] != k:
             raise ValueError(f"{tool!r} takes {k} signal tokens, got {hidden.shape[1]}")
-        dtype = self.in_proj.weight.dtype
-        dev = hidden.device
-        q = self.in_proj(hidden.to(dtype)) + self.query_pos[:k]
+        q = self.in_proj(hidden.to(self.in_proj.weight.dtype)) + self.query_pos[:k]
         b = q.shape[0]
         if memory is not None and memory.dim() == 2:
             memory = memory[None]
-        # The fused part of the memory: the request/call words and the objects attend to each
-        # other (which object the words mean, and where it is relative to the others).
-        fused, fmask = [], []
-        n_obj, n_text, obj_rows, reading = 0, 0, None, None
-        if text is not None:
-            if text.dim() == 2:
-                text = text[None]
-            n_text = text.shape[1]
-            t = self.text_proj(text.to(dtype))
-            if words is not None:
-                words = words[None] if words.dim() == 2 else words
-                t = t + self.word_proj(words.to(dtype))
-            pos = torch.arange(t.shape[1], device=dev).clamp_max(self.config.max_text - 1)
-            fused.append(t + self.text_pos[pos] + self.kind_emb[1])
-            fmask.append(
-                torch.ones(text.shape[:2], dtype=torch.bool, device=dev)
-                if text_mask is None
-                else text_mask.to(dev).bool()
-            )
-            if words is not None and self.refer is not None:
-                reading = self.word_proj(words.to(dtype)) + self.text_pos[pos]
-                for layer in self.refer_text:
-                    reading = layer(reading, src_key_padding_mask=~fmask[-1])
-        if objects is not None and memory is not None:
-            if objects.dim() == 2:
-                objects = objects[None]
-            objects = objects.to(dtype)
-            omask = (
-                torch.ones(objects.shape[:2], dtype=torch.bool, device=dev)
-                if objects_mask is None
-                else objects_mask.to(dev).bool()
-            )
-            obj_rows = self.obj_in(torch.cat([objects, self.box_features(objects[..., :4])], -1))
-            obj = obj_rows + self.roi_weights(objects[..., :4], memory.shape[1]) @ self.mem_proj(
-                memory.to(dtype)
-            )
-            fused.append(obj + self.kind_emb[2])
-            fmask.append(omask)
-            n_obj = objects.shape[1]
-        mem_parts, pad_parts = [], []
+        if objects is not None:
+            objects = (objects[None] if objects.dim() == 2 else objects).to(q.dtype)
         if memory is None:
-            mem_parts.append(self.null_memory.expand(b, 1, -1) + self.kind_emb[0])
-        else:
-            vis = self.mem_proj(memory.to(dtype)) + self.mem_pos[: memory.shape[1]]
-            mem_parts.append(vis + self.kind_emb[0])
-        pad_parts.append(torch.zeros(b, mem_parts[0].shape[1], dtype=torch.bool, device=dev))
-        if fused:
-            x, valid = torch.cat(fused, 1), torch.cat(fmask, 1)
-            for i, layer in enumerate(self.fusion):
-                x = layer(x, src_key_padding_mask=~valid)
-                if n_obj and i < len(self.relations):
-                    rel = self.relations[i](x[:, -n_obj:], objects[..., :4], valid[:, -n_obj:])
-                    x = torch.cat([x[:, :-n_obj], rel], 1)
-            mem_parts.append(x)
-            pad_parts.append(~valid)
-        mem, pad = torch.cat(mem_parts, 1), torch.cat(pad_parts, 1)
+            objects = None  # the objects are read with their patches
+        words_part = self._words(text, text_mask, words)
+        objects_part = self._objects(objects, objects_mask, memory)
+        mem, pad = self._memory(b, memory, words_part, objects_part, objects)
         for layer in self.layers:
             q = layer(q, mem, memory_key_padding_mask=pad)
         f = self.norm(q)
-        pointer = modules = None
-        box = torch.sigmoid(self.box_head(f.mean(1)))
-        where = torch.zeros(b, self.where.out_features, device=dev, dtype=dtype)
-        if memory is not None:
-            g2 = memory.shape[1]
-            slots = mem[:, :g2]
-            boxes = self.cell_boxes(g2).to(slots)[None].expand(b, -1, -1)
-            slot_ok = torch.ones(b, g2, dtype=torch.bool, device=dev)
-            if n_obj:
-                slots = torch.cat([slots, mem[:, -n_obj:]], 1)
-                boxes = torch.cat([boxes, objects[..., :4]], 1)
-                slot_ok = torch.cat([slot_ok, ~pad[:, -n_obj:]], 1)
-            pointer = (self.point_q(f.mean(1))[:, None] * self.point_k(slots)).sum(-1)
-            pointer = (pointer / slots.shape[-1] ** 0.5).masked_fill(~slot_ok, -1e4)
-            if n_obj and reading is not None:
-                # The words' own reading and the objects' rows (what the detector saw): read
-                # after the fusion, the words held the objects too, a shortcut the pointer
-                # learnt instead of its modules (their weights stayed at "attribute" for every
-                # expression).
-                scores, modules = self.refer(
-                    reading, ~pad[:, g2 : g2 + n_text], obj_rows, objects[..., :4], slot_ok[:, g2:]
-                )
-                pointer = torch.cat([pointer[:, :g2], scores], 1)
-            attn = pointer.softmax(-1)
-            if anchor is not None:
-                attn = self.anchor_weights(anchor.to(boxes), boxes, slot_ok, g2)
-            box = (attn[:, None] @ boxes)[:, 0]  # [B, 4]: the box pointed at (soft)
-            if anchor is not None:
-                box = anchor.to(box)
-            where = self.where(
-                torch.cat([(attn[:, None] @ slots)[:, 0], self.box_features(box)], dim=-1)
-            )
+        point = self._point(f, mem, pad, memory, objects, words_part, objects_part, anchor)
         inv = self.invariant(f)
-        both = torch.cat([self.specific[tool](f), inv, where[:, None].expand(-1, k, -1)], dim=-1)
+        where = point.where[:, None].expand(-1, k, -1)
+        both = torch.cat([self.specific[tool](f), inv, where], dim=-1)
         if refine:
             signal = torch.tanh(self.refine_gate[tool]) * self.refine_out[tool](both)
         else:
             signal = self.out[tool](both)
             if tool in self.box_code:
-                signal = signal + self.located_signal(tool, box)
+                signal = signal + self.located_signal(tool, point.box)
         pooled = inv.mean(1)
         logits = self.discriminator(grad_reverse(pooled, self.grl_strength()))
-        return SignalOutput(signal, pooled, logits, box, pointer, modules)
+        return SignalOutput(
+            signal, pooled, logits, point.box, point.pointer, point.modules, point.patches
+        )
+
+    def _words(
+        self, text: torch.Tensor | None, text_mask: torch.Tensor | None, words: torch.Tensor | None
+    ) -> _Part | None:
+        """The request/call words as rows of the fused memory, and the modular pointer's own
+        reading of them (token embeddings and positions alone; see :attr:`refer_text`)."""
+        if text is None:
+            return None
+        dtype, dev = self.in_proj.weight.dtype, text.device
+        if text.dim() == 2:
+            text = text[None]
+        t = self.text_proj(text.to(dtype))
+        if words is not None:
+            words = words[None] if words.dim() == 2 else words
+            t = t + self.word_proj(words.to(dtype))
+        pos = torch.arange(t.shape[1], device=dev).clamp_max(self.config.max_text - 1)
+        valid = (
+            torch.ones(text.shape[:2], dtype=torch.bool, device=dev)
+            if text_mask is None
+            else text_mask.to(dev).bool()
+        )
+        reading = None
+        if words is not None and self.refer is not None:
+            reading = self.word_proj(words.to(dtype)) + self.text_pos[pos]
+            for layer in self.refer_text:
+                reading = layer(reading, src_key_padding_mask=~valid)
+        return _Part(t + self.text_pos[pos] + self.kind_emb[1], valid, reading)
+
+    def _objects(
+        self,
+        objects: torch.Tensor | None,
+        objects_mask: torch.Tensor | None,
+        memory: torch.Tensor | None,
+    ) -> _Part | None:
+        """The detected objects as rows of the fused memory (their detector features and box,
+        plus the patches under the box), and those rows before the patches (``extra``: what the
+        detector saw, which the modular pointer scores)."""
+        if objects is None or memory is None:
+            return None
+        dtype = self.in_proj.weight.dtype
+        objects = objects.to(dtype)
+        valid = (
+            torch.ones(objects.shape[:2], dtype=torch.bool, device=objects.device)
+            if objects_mask is None
+            else objects_mask.to(objects.device).bool()
+        )
+        rows = self.obj_in(torch.cat([objects, self.box_features(objects[..., :4])], -1))
+        under = self.roi_weights(objects[..., :4], memory.shape[1]) @ self.mem_proj(
+            memory.to(dtype)
+        )
+        return _Part(rows + under + self.kind_emb[2], valid, rows)
+
+    def _memory(
+        self,
+        b: int,
+        memory: torch.Tensor | None,
+        words: _Part | None,
+        objects: _Part | None,
+        boxes: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the signal queries attend to ``[B, g² + L + M, w]`` and its padding mask: the
+        patches (a learnt null slot without an image), then the words and the objects fused —
+        attending to each other (which object the words mean), the objects relating to one
+        another after each fusion layer but the last."""
+        dtype = self.in_proj.weight.dtype
+        if memory is None:
+            first = self.null_memory.expand(b, 1, -1) + self.kind_emb[0]
+        else:
+            vis = self.mem_proj(memory.to(dtype)) + self.mem_pos[: memory.shape[1]]
+            first = vis + self.kind_emb[0]
+        mem_parts = [first]
+        pad_parts = [torch.zeros(b, first.shape[1], dtype=torch.bool, device=first.device)]
+        fused = [p for p in (words, objects) if p is not None]
+        if fused:
+            x = torch.cat([p.rows for p in fused], 1)
+            valid = torch.cat([p.valid for p in fused], 1)
+            n_obj = 0 if objects is None else objects.rows.shape[1]
+            for i, layer in enumerate(self.fusion):
+                x = layer(x, src_key_padding_mask=~valid)
+                if n_obj and i < len(self.relations):
+                    rel = self.relations[i](x[:, -n_obj:], boxes[..., :4], valid[:, -n_obj:])
+                    x = torch.cat([x[:, :-n_obj], rel], 1)
+            mem_parts.append(x)
+            pad_parts.append(~valid)
+        return torch.cat(mem_parts, 1), torch.cat(pad_parts, 1)
+
+    def _point(
+        self,
+        f: torch.Tensor,
+        mem: torch.Tensor,
+        pad: torch.Tensor,
+        memory: torch.Tensor | None,
+        objects: torch.Tensor | None,
+        words: _Part | None,
+        detected: _Part | None,
+        anchor: torch.Tensor | None,
+    ) -> _Pointed:
+        """The pointer over the patches and the objects, the box it points at (the anchor's
+        when the text call names one) and what it reads there (``where``)."""
+        b, dev = f.shape[0], f.device
+        box = torch.sigmoid(self.box_head(f.mean(1)))
+        where = torch.zeros(b, self.where.out_features, device=dev, dtype=f.dtype)
+        if memory is None:
+            return _Pointed(box, where)
+        g2 = memory.shape[1]
+        n_obj = 0 if detected is None else detected.rows.shape[1]
+        n_text = 0 if words is None else words.rows.shape[1]
+        slots = mem[:, :g2]
+        boxes = self.cell_boxes(g2).to(slots)[None].expand(b, -1, -1)
+        slot_ok = torch.ones(b, g2, dtype=torch.bool, device=dev)
+        if n_obj:
+            slots = torch.cat([slots, mem[:, -n_obj:]], 1)
+            boxes = torch.cat([boxes, objects[..., :4].to(boxes)], 1)
+            slot_ok = torch.cat([slot_ok, ~pad[:, -n_obj:]], 1)
+        pointer = (self.point_q(f.mean(1))[:, None] * self.point_k(slots)).sum(-1)
+        pointer = (pointer / slots.shape[-1] ** 0.5).masked_fill(~slot_ok, -1e4)
+        modules = on_patches = None
+        if n_obj and words is not None and words.extra is not None:
+            # The words' own reading and the objects' rows (what the detector saw): read
+            # after the fusion, the words held the objects too, a shortcut the pointer
+            # learnt instead of its modules (their weights stayed at "attribute" for every
+            # expression).
+            scores, modules, on_patches = self.refer(
+                words.extra,
+                ~pad[:, g2 : g2 + n_text],
+                detected.extra,
+                objects[..., :4].to(f.dtype),
+                slot_ok[:, g2:],
+                patches=slots[:, :g2],
+            )
+            patch_scores = pointer[:, :g2]
+            if on_patches is not None:
+                patch_scores = patch_scores + on_patches
+            pointer = torch.cat([patch_scores, scores], 1)
+        attn = pointer.softmax(-1)
+        if anchor is not None:
+            attn = self.anchor_weights(anchor.to(boxes), boxes, slot_ok, g2)
+        if self.config.patch_subject:
+            box = self.pointed_box(attn, boxes, g2)
+        else:
+            box = (attn[:, None] @ boxes)[:, 0]  # [B, 4]: the box pointed at (soft)
+        if anchor is not None:
+            box = anchor.to(box)
+        where = self.where(
+            torch.cat([(attn[:, None] @ slots)[:, 0], self.box_features(box)], dim=-1)
+        )
+        return _Pointed(box, where, pointer, modules, on_patches)
 
     def located_signal(self, tool: str, box: torch.Tensor) -> torch.Tensor:
         """The location code of normalized XYXY boxes ``[B, 4]`` → ``[B, K, D]``."""
@@ -542,6 +650,25 @@ class SignalHeads(nn.Module):
         ).bool()
         w = torch.where(inside.any(-1, keepdim=True), inside, nearest).to(boxes)
         return w / w.sum(-1, keepdim=True).clamp_min(1.0)
+
+    @staticmethod
+    def pointed_box(attn: torch.Tensor, boxes: torch.Tensor, g2: int) -> torch.Tensor:
+        """The box ``[B, 4]`` the pointer's weights ``attn`` ``[B, g² + M]`` point at: the
+        objects' boxes weighted by their share, plus the patches' share times the box their
+        weights spread over: the weighted centre ± √(3 var + (cell / 2)²) per axis, the exact
+        half-width of k cells weighted evenly (the weighted mean of the cells' boxes would be
+        one cell wide, and an object spans several)."""
+        p = attn[:, :g2]
+        mass = p.sum(-1, keepdim=True)
+        q = p / mass.clamp_min(1e-6)
+        cells = boxes[:, :g2]
+        centres = (cells[..., :2] + cells[..., 2:]) / 2  # [B, g², 2]
+        mean = (q[..., None] * centres).sum(1)
+        var = (q[..., None] * (centres - mean[:, None]) ** 2).sum(1)
+        half = (3 * var + (0.5 / int(round(g2**0.5))) ** 2).sqrt()
+        spread = torch.cat([mean - half, mean + half], -1).clamp(0.0, 1.0)
+        objects = (attn[:, None, g2:] @ boxes[:, g2:])[:, 0]
+        return mass * spread + objects
 
     @staticmethod
     def cell_boxes(n: int) -> torch.Tensor:
@@ -595,6 +722,7 @@ class SignalHeads(nn.Module):
         raw["tools"] = {t: tuple(v) for t, v in raw["tools"].items()}
         raw["located"] = tuple(raw.get("located", ()))
         raw["refined"] = tuple(raw.get("refined", ()))  # heads saved before refinement: none
+        raw.setdefault("patch_subject", False)  # heads saved before the patches' subject score
         heads = cls(SignalConfig(**raw))
         state = {k: v.float() for k, v in load_file(str(folder / SIGNALS_WEIGHTS)).items()}
         heads.load_state_dict(state)

@@ -108,6 +108,7 @@ class SignalPreset:
     code_steps: int = 3000  # fit_location_code's steps before the heads' training (then frozen)
     pointer_steps: int = 0  # fit_pointer's steps (pointer + module losses, no SAM) before them
     kind_weight: float = 0.3  # the modular pointer's weights vs the expression's kind
+    patch_weight: float = 0.5  # the subject phrase on the patches vs the referent's (all items)
     edit_weight: float = 1.0
     refine_weight: float = 1.0  # segment: the mask loss of the box prompt refined by the signal
     width: int = 256
@@ -421,81 +422,48 @@ def signal_losses(
 ) -> dict[str, torch.Tensor]:
     """Per-loss means over ``examples``: ``mask`` (segment/track BCE + Dice through SAM),
     ``edit`` (MSE + cosine), ``box`` (grounding read-out), ``pointer`` (the pointer over patches
-    and objects), ``kind`` (the modular pointer's weights vs the expression's kind), ``disc``
-    (task discriminator) and ``total``; plus ``disc_acc`` (detached). ``pointer_only``: the
-    pointer and kind losses of the segment/track examples alone (no SAM: fast)."""
+    and objects), ``patches`` (the subject phrase over the patches alone), ``kind`` (the modular
+    pointer's weights vs the expression's kind), ``disc`` (task discriminator) and ``total``;
+    plus ``disc_acc`` (detached). ``pointer_only``: the pointer, patch and kind losses of the
+    segment/track examples alone (no SAM: fast)."""
     by_tool: dict[str, list[Example]] = {}
     for ex in examples:
         if pointer_only and (ex.tool not in ("segment", "track") or ex.memory is None):
             continue
         by_tool.setdefault(ex.tool, []).append(ex)
-    mask_l, edit_l, box_l, point_l, prompt_l, disc_l, correct = [], [], [], [], [], [], 0
-    refine_l: list[torch.Tensor] = []
-    kind_l: list[torch.Tensor] = []
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in LOSS_NAMES}
+    correct = 0
     for tool, group in by_tool.items():
         inputs = head_inputs(heads, group)
         out = heads(tool, **inputs)
-        if out.modules is not None:
-            kinds = torch.tensor(
-                [REFER_KINDS.index(e.kind) if e.kind in REFER_KINDS else -100 for e in group]
-            )
-            if (kinds >= 0).any():
-                nll = F.nll_loss(
-                    out.modules.clamp_min(1e-6).log(), kinds, ignore_index=-100, reduction="none"
-                )
-                kind_l.append(nll[kinds >= 0])
+        _pointer_parts(parts, tool, group, inputs, out)
         if pointer_only:
-            target = torch.stack([e.mask for e in group])
-            point_l.append(
-                pointer_loss(
-                    out.pointer,
-                    pointer_target(
-                        target,
-                        inputs["memory"].shape[1],
-                        inputs["objects"],
-                        inputs["objects_mask"],
-                        torch.stack([e.box for e in group]),
-                    ),
-                )
-            )
             continue
         if not synergy:  # the ablation: the discriminator only probes (no gradient back)
             out.task_logits = heads.discriminator(out.invariant.detach())
         label = torch.full((len(group),), heads.task_index(tool), dtype=torch.long)
-        disc_l.append(F.cross_entropy(out.task_logits, label, reduction="none"))
+        parts["disc"].append(F.cross_entropy(out.task_logits, label, reduction="none"))
         correct += int((out.task_logits.argmax(-1) == label).sum())
         if tool in ("segment", "track"):
             emb = torch.stack([e.embedding for e in group]).float()
-            logits = sam_signal_logits(sam, emb, out.signal)
             target = torch.stack([e.mask for e in group])
             boxes = torch.stack([e.box for e in group])
-            mask_l.append(dice_bce(logits, target))
-            grid_n = inputs["memory"].shape[1]
-            point_l.append(
-                pointer_loss(
-                    out.pointer,
-                    pointer_target(
-                        target, grid_n, inputs["objects"], inputs["objects_mask"], boxes
-                    ),
-                )
-            )
-            prompt_l.append(prompt_loss(sam, out.signal, boxes))
-            box_l.append(F.l1_loss(out.box, boxes, reduction="none").sum(-1))
+            parts["mask"].append(dice_bce(sam_signal_logits(sam, emb, out.signal), target))
+            parts["prompt"].append(prompt_loss(sam, out.signal, boxes))
+            parts["box"].append(F.l1_loss(out.box, boxes, reduction="none").sum(-1))
             if tool in heads.refine_out and inputs["objects"] is not None:
-                refine_l += refine_losses(heads, sam, tool, group, inputs, target, boxes)
+                parts["refine"] += refine_losses(heads, sam, tool, group, inputs, target, boxes)
         elif tool == "edit":
-            edit_l.append(edit_signal_loss(out.signal, torch.stack([e.text for e in group])))
+            target = torch.stack([e.text for e in group])
+            parts["edit"].append(edit_signal_loss(out.signal, target))
     zero = torch.zeros(())
-
-    def mean(parts: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat(parts).mean() if parts else zero
-
-    losses = {"mask": mean(mask_l), "edit": mean(edit_l), "box": mean(box_l),
-              "pointer": mean(point_l), "prompt": mean(prompt_l), "kind": mean(kind_l),
-              "refine": mean(refine_l), "disc": mean(disc_l)}  # fmt: skip
-    weight = heads.config.synergy_weight
+    losses = {k: torch.cat(v).mean() if v else zero for k, v in parts.items()}
     if pointer_only:
-        losses["total"] = losses["pointer"] + preset.kind_weight * losses["kind"]
+        losses["total"] = (
+            losses["pointer"]
+            + preset.kind_weight * losses["kind"]
+            + preset.patch_weight * losses["patches"]
+        )
         return losses
     losses["total"] = (
         losses["mask"]
@@ -505,10 +473,46 @@ def signal_losses(
         + preset.prompt_weight * losses["prompt"]
         + preset.kind_weight * losses["kind"]
         + preset.refine_weight * losses["refine"]
-        + weight * losses["disc"]
+        + preset.pointer_weight * preset.patch_weight * losses["patches"]
+        + heads.config.synergy_weight * losses["disc"]
     )
     losses["disc_acc"] = torch.tensor(correct / max(1, len(examples)))
     return losses
+
+
+LOSS_NAMES = ("mask", "edit", "box", "pointer", "prompt", "kind", "refine", "patches", "disc")
+
+
+def _pointer_parts(
+    parts: dict[str, list[torch.Tensor]],
+    tool: str,
+    group: list[Example],
+    inputs: dict[str, torch.Tensor | None],
+    out: Any,
+) -> None:
+    """The pointer's losses for one tool's batch, added to ``parts``: the module weights vs
+    the expression's kind; for segment and track, the pointer over the patches and objects
+    vs :func:`pointer_target`, and the subject phrase over the patches vs where the referent
+    shows (every referent, found or missed: the words that find detected ones learn to find
+    it in the patches too)."""
+    if out.modules is not None:
+        kinds = torch.tensor(
+            [REFER_KINDS.index(e.kind) if e.kind in REFER_KINDS else -100 for e in group]
+        )
+        if (kinds >= 0).any():
+            nll = F.nll_loss(
+                out.modules.clamp_min(1e-6).log(), kinds, ignore_index=-100, reduction="none"
+            )
+            parts["kind"].append(nll[kinds >= 0])
+    if tool not in ("segment", "track") or out.pointer is None:
+        return
+    target = torch.stack([e.mask for e in group])
+    boxes = torch.stack([e.box for e in group])
+    grid_n = inputs["memory"].shape[1]
+    where = pointer_target(target, grid_n, inputs["objects"], inputs["objects_mask"], boxes)
+    parts["pointer"].append(pointer_loss(out.pointer, where))
+    if out.patches is not None:
+        parts["patches"].append(pointer_loss(out.patches, pointer_target(target, grid_n)))
 
 
 def anchors_of(

