@@ -786,8 +786,6 @@ def train_signals(
     from switchboard.specialists import default_registry
     from switchboard.specialists.training import fit
 
-    from .train import _plot
-
     preset = SIGNAL_PRESETS[preset_name]
     registry = registry or default_registry()
     router_dir = Path(router_dir) if router_dir else models_dir() / "router-tiny"
@@ -798,17 +796,7 @@ def train_signals(
     router.eval()
     targets = SpecialistTargets(preset.tune_decoder)
     proposer = ObjectProposer(models_dir() / "detect-tiny")
-    cfg = SignalConfig.from_registry(
-        registry,
-        llm_dim=router.llm.get_input_embeddings().weight.shape[1],
-        vision_dim=router.vision.width,
-        grid=router.vision.grid,
-        width=preset.width,
-        depth=preset.depth,
-        synergy=synergy,
-        num_classes=proposer.num_classes,
-    )
-    heads = SignalHeads(cfg).train()
+    heads = _new_heads(router, registry, preset, synergy, proposer.num_classes)
     work.mkdir(parents=True, exist_ok=True)
     cache: list[Example] = []
     held: list[Example] = []
@@ -866,10 +854,46 @@ def train_signals(
         modules=modules,
         skip_finished=True,
     )
-    history = fitted.history
     heads.eval().save(out, fp16=True)
     if preset.end_to_end:
         router.save_pretrained(out if synergy else work / "router", fp16=True)
+    _save_record(fitted, heads, targets, preset, preset_name, synergy, out, len(cache), held, log)
+    return out
+
+
+def _new_heads(
+    router: RouterModel, registry: Registry, preset: SignalPreset, synergy: bool, classes: int
+) -> SignalHeads:
+    """Fresh heads for every registered tool with a signal, sized to the router and preset."""
+    cfg = SignalConfig.from_registry(
+        registry,
+        llm_dim=router.llm.get_input_embeddings().weight.shape[1],
+        vision_dim=router.vision.width,
+        grid=router.vision.grid,
+        width=preset.width,
+        depth=preset.depth,
+        synergy=synergy,
+        num_classes=classes,
+    )
+    return SignalHeads(cfg).train()
+
+
+def _save_record(
+    fitted: Any,
+    heads: SignalHeads,
+    targets: SpecialistTargets,
+    preset: SignalPreset,
+    preset_name: str,
+    synergy: bool,
+    out: Path,
+    n_cached: int,
+    held: list[Example],
+    log: Any,
+) -> None:
+    """The tuned mask decoder (if any), the loss plot and the training record with the
+    held-out check (:func:`validate_signals`) beside the heads."""
+    from .train import _plot
+
     if preset.tune_decoder:
         from safetensors.torch import save_file
 
@@ -877,12 +901,11 @@ def train_signals(
             {k: v.contiguous() for k, v in targets.sam.mask_decoder.state_dict().items()},
             str(out / "sam_mask_decoder.safetensors"),
         )
-    _plot(history, out / ("signals-loss.png" if synergy else "loss.png"))
+    _plot(fitted.history, out / ("signals-loss.png" if synergy else "loss.png"))
     record = {"stage": "signals", "preset": preset_name, **asdict(preset), "synergy": synergy,
-              **fitted.summary(50), "cached_examples": len(cache),
+              **fitted.summary(50), "cached_examples": n_cached,
               "held_out": validate_signals(heads, targets.sam, held)}  # fmt: skip
     log(f"held out: {record['held_out']}")
     (out / ("signals-train.json" if synergy else "train.json")).write_text(
         json.dumps(record, indent=2)
     )
-    return out
