@@ -308,6 +308,43 @@ def _media(request: Request) -> dict[str, Any]:
 EARLIER_TURN = "segment the biggest shape"
 
 
+def _router_agent(
+    home: Path, folder: Path | None, with_signals: bool = False, history_turns: int | None = None
+) -> Any:
+    """An agent in ``home`` whose policy is the router in ``folder`` (default router-tiny)."""
+    from switchboard.agent.policy import RouterPolicy
+    from switchboard.agent.sdk import Agent
+    from switchboard.router.inference import Router
+    from switchboard.specialists import default_registry
+
+    router = Router.load(folder, default_registry())
+    policy = RouterPolicy(router, with_signals=with_signals)
+    return Agent.load(home=home, policy=policy, **_history_kw(history_turns))
+
+
+def _run_task(agent: Any, req: Any, after_turn: bool) -> tuple[Any, Verdict, float]:
+    """One suite task as a turn (the second of its session with ``after_turn``) → the turn
+    (None when it crashed: a failed task, reported), its verdict and its seconds."""
+    t0 = time.perf_counter()
+    try:
+        session = None
+        if after_turn:
+            earlier = generate_scene(req.seed + 1).image
+            session = agent.chat(EARLIER_TURN, image=earlier).session
+            t0 = time.perf_counter()
+        turn = agent.chat(req.text, session=session, **_media(req))
+        verdict = judge(req, turn)
+    except Exception as exc:  # a crash is a failed task and is reported, not hidden
+        turn, verdict = None, Verdict(False, f"{type(exc).__name__}: {exc}")
+    return turn, verdict, time.perf_counter() - t0
+
+
+def _miss(turn: Any, verdict: Verdict, **where: Any) -> dict[str, Any]:
+    """A failed task or turn as the report lists it: where it was, the reply and calls, why."""
+    calls = [f"{c.tool} {c.args} → {c.observation}" for c in turn.calls] if turn else []
+    return {**where, "reply": turn.text if turn else None, "calls": calls, "why": verdict.why}
+
+
 def evaluate_agent(
     agent: Any = None,
     split: str = "test",
@@ -328,17 +365,9 @@ def evaluate_agent(
     ``rename``: the renamed-vocabulary suite — the suite's tasks of :data:`RENAMED_TYPES`,
     said with the held-out nouns while the agent's detector calls ShapeWorld's shapes by
     :func:`renamed_names` (so the two runs compare task for task)."""
-    from switchboard.agent.policy import RouterPolicy
-    from switchboard.agent.sdk import Agent
-
     with tempfile.TemporaryDirectory() if agent is None else nullcontext() as home:
         if agent is None:
-            from switchboard.router.inference import Router
-            from switchboard.specialists import default_registry
-
-            router = Router.load(folder, default_registry())
-            policy = RouterPolicy(router, with_signals=with_signals)
-            agent = Agent.load(home=Path(home), policy=policy, **_history_kw(history_turns))
+            agent = _router_agent(Path(home), folder, with_signals, history_turns)
         tasks = suite(split, n)
         detector = agent.registry.get("detect") if rename else None
         if rename:  # the same requests of those types, said with the held-out nouns
@@ -350,34 +379,14 @@ def evaluate_agent(
         seconds, misses, errors = [], [], 0
         t_all = time.time()
         for k, (kind, req) in enumerate(tasks):
-            t0 = time.perf_counter()
-            try:
-                session = None
-                if after_turn:
-                    earlier = generate_scene(req.seed + 1).image
-                    session = agent.chat(EARLIER_TURN, image=earlier).session
-                    t0 = time.perf_counter()
-                turn = agent.chat(req.text, session=session, **_media(req))
-                verdict = judge(req, turn)
-            except Exception as exc:  # a crash is a failed task and is reported, not hidden
-                errors += 1
-                turn, verdict = None, Verdict(False, f"{type(exc).__name__}: {exc}")
-            seconds.append(time.perf_counter() - t0)
+            turn, verdict, took = _run_task(agent, req, after_turn)
+            errors += turn is None
+            seconds.append(took)
             by_type[kind].append(verdict.ok)
             by_task.setdefault(req.task, []).append(verdict.ok)
             if not verdict.ok and len(misses) < max_misses:
                 misses.append(
-                    {
-                        "type": kind,
-                        "task": req.task,
-                        "seed": req.seed,
-                        "said": req.text,
-                        "reply": turn.text if turn else None,
-                        "calls": [f"{c.tool} {c.args} → {c.observation}" for c in turn.calls]
-                        if turn
-                        else [],
-                        "why": verdict.why,
-                    }
+                    _miss(turn, verdict, type=kind, task=req.task, seed=req.seed, said=req.text)
                 )
             if log and (k + 1) % 10 == 0:
                 done = [v for vs in by_type.values() for v in vs]
@@ -484,6 +493,28 @@ def judge_conversation_turn(spec: Any, turn: Any, before: list[Any], now: Any) -
     raise ValueError(f"unknown expectation {spec.expect!r}")
 
 
+def _run_conversation_turn(
+    agent: Any, spec: Any, session: str | None, media: dict[str, Any], before: list[Any]
+) -> tuple[Any, Verdict, list[dict[str, Any]], float, str | None]:
+    """One scripted turn → the turn (None when it crashed: a failed turn, reported), its
+    verdict, the edits the router wrote that nobody asked for (refused by the agent), its
+    seconds and the session the next turn continues."""
+    t0 = time.perf_counter()
+    stopped: list[dict[str, Any]] = []
+    try:
+        turn = agent.chat(
+            spec.text,
+            session=session,
+            **media,
+            on_event=lambda e: stopped.append(e) if e["type"] == "refused" else None,
+        )
+        session = turn.session
+        verdict = judge_conversation_turn(spec, turn, before, agent.current(session))
+    except Exception as exc:  # a crash is a failed turn, reported
+        turn, verdict = None, Verdict(False, f"{type(exc).__name__}: {exc}")
+    return turn, verdict, stopped, time.perf_counter() - t0, session
+
+
 def evaluate_conversations(
     agent: Any = None,
     split: str = "test",
@@ -498,19 +529,11 @@ def evaluate_conversations(
     current image is what they work on) unless the topic changes with a new picture. Every
     turn is judged on its outputs; success per turn position, per script and per kind of
     turn, and how many chat, greeting and thanks turns edited anything."""
-    from switchboard.agent.policy import RouterPolicy
-    from switchboard.agent.sdk import Agent
     from switchboard.world.conversations import conversations
 
     with tempfile.TemporaryDirectory() if agent is None else nullcontext() as home:
         if agent is None:
-            from switchboard.router.inference import Router
-            from switchboard.specialists import default_registry
-
-            router = Router.load(folder, default_registry())
-            agent = Agent.load(
-                home=Path(home), policy=RouterPolicy(router), **_history_kw(history_turns)
-            )
+            agent = _router_agent(Path(home), folder, history_turns=history_turns)
         convs = conversations(split, n)
         by_pos: dict[int, list[bool]] = {}
         by_kind: dict[str, list[bool]] = {}
@@ -523,23 +546,11 @@ def evaluate_conversations(
             for pos, spec in enumerate(conv.turns, 1):
                 media = {"image": generate_scene(spec.seed).image} if spec.media == "image" else {}
                 before.append(agent.current(session) if session else None)
-                t0 = time.perf_counter()
-                stopped: list[dict[str, Any]] = []  # edits the router wrote that nobody asked for
-                try:
-                    turn = agent.chat(
-                        spec.text,
-                        session=session,
-                        **media,
-                        on_event=lambda e, out=stopped: (
-                            out.append(e) if e["type"] == "refused" else None
-                        ),
-                    )
-                    session = turn.session
-                    verdict = judge_conversation_turn(spec, turn, before, agent.current(session))
-                except Exception as exc:  # a crash is a failed turn, reported
-                    errors += 1
-                    turn, verdict = None, Verdict(False, f"{type(exc).__name__}: {exc}")
-                seconds.append(time.perf_counter() - t0)
+                turn, verdict, stopped, took, session = _run_conversation_turn(
+                    agent, spec, session, media, before
+                )
+                errors += turn is None
+                seconds.append(took)
                 if (
                     spec.expect == "no_edit"
                     and turn is not None
@@ -554,19 +565,8 @@ def evaluate_conversations(
                 by_kind.setdefault(spec.kind, []).append(verdict.ok)
                 by_script.setdefault(conv.script, []).append(verdict.ok)
                 if not verdict.ok and len(misses) < max_misses:
-                    misses.append(
-                        {
-                            "script": conv.script,
-                            "seed": conv.seed,
-                            "position": pos,
-                            "said": spec.text,
-                            "reply": turn.text if turn else None,
-                            "calls": [f"{c.tool} {c.args} → {c.observation}" for c in turn.calls]
-                            if turn
-                            else [],
-                            "why": verdict.why,
-                        }
-                    )
+                    where = {"script": conv.script, "seed": conv.seed, "position": pos}
+                    misses.append(_miss(turn, verdict, **where, said=spec.text))
             whole.append(all_ok)
             if log and (k + 1) % 9 == 0:
                 done = [v for vs in by_pos.values() for v in vs]

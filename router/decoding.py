@@ -258,6 +258,9 @@ class ConstrainedDecoder:
         product, which CPUs do fastest in fp32 (see docs/router.md, "Decoding in fp16").
         ``tools``: the tools a call may name (default: every registered one), e.g. those that
         take the turn's media (:func:`tools_for_media`)."""
+        # Long on purpose: one loop over shared decoding state (the KV cache, the last logits,
+        # the grammar matcher, the tokens and states so far) that each branch advances; split
+        # into functions, each would pass all of it back and forth.
         grammar = self.grammar_for(tools)
         step_llm = step_llm if step_llm is not None else llm
         step_dtype = step_llm.get_input_embeddings().weight.dtype

@@ -297,6 +297,8 @@ class _Pointed:
 
 class SignalHeads(nn.Module):
     def __init__(self, config: SignalConfig) -> None:
+        # Long on purpose: the heads' modules declared in the order forward reads them, each
+        # with why it is there; a checkpoint's names are these attributes.
         super().__init__()
         from .objects import object_dim
 

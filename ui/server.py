@@ -249,6 +249,9 @@ def _meta_routes(ctx: _Server) -> APIRouter:
 
 
 def _session_routes(ctx: _Server) -> APIRouter:
+    """The session routes: create, list, read, undo, redo, rename, delete."""
+    # Long on purpose: a collection of short route functions that share ``ctx``; FastAPI
+    # registers each where it is defined, so the list reads as the API it makes.
     router = APIRouter(prefix="/api/sessions", tags=["sessions"])
     owner, metered = ctx.owner, ctx.metered
 
@@ -345,6 +348,8 @@ def _session_routes(ctx: _Server) -> APIRouter:
 
 def _message_routes(ctx: _Server) -> APIRouter:
     """``POST …/messages`` (the turn as JSON) and ``…/messages/stream`` (its events as SSE)."""
+    # Long on purpose: the two routes share the request's parsing and the turn's admission,
+    # written once here as nested functions over ``ctx``.
     router = APIRouter(prefix="/api/sessions/{session_id}", tags=["messages"])
     metered = ctx.metered
 
