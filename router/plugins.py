@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -207,10 +207,10 @@ def add_tools(
     ``tools`` (default :func:`new_tools`); writes the router, its signal heads (copied) and
     ``plugins.json`` to ``out`` (default ``runs/router/add-tools/model``)."""
     from switchboard.specialists import default_registry
-    from switchboard.specialists.schedule import cosine_lr
+    from switchboard.specialists.training import fit
 
     from .model import RouterModel
-    from .train import _plot, optimizer_step, stage_items
+    from .train import _plot, batch_loss, stage_items
 
     registry = registry or default_registry()
     folder = Path(folder) if folder else models_dir() / "router-tiny"
@@ -233,12 +233,10 @@ def add_tools(
     if hard:
         log(f"rehearsing the nearest built-in tasks more often: {hard}")
     lo, _ = SPLITS["train"]
-    rng = np.random.default_rng(29)
-    history: list[tuple[int, float]] = []
-    t0 = time.time()
-    done = 0
     torch.manual_seed(0)
-    for step in range(steps):
+
+    def loss_at(step: int) -> torch.Tensor:
+        rng = np.random.default_rng([step, 29])
         items: list[Item] = []
         while len(items) < batch:
             seed = lo + int(rng.integers(0, 900_000))
@@ -252,17 +250,27 @@ def add_tools(
                 found = stage_items("invoke", seed, registry)
             if found:
                 items.append(found[int(rng.integers(len(found)))])
-        frac = (time.time() - t0) / (minutes * 60) if minutes else 0.0
-        loss = optimizer_step(router, opt, params, items, cosine_lr(lr, step, steps, 5, frac))
-        history.append((step, loss))
-        done = step + 1
-        if done % 10 == 0:
-            log(
-                f"step {done}/{steps} loss {np.mean([v for _, v in history[-10:]]):.3f} "
-                f"{time.time() - t0:.0f} s"
-            )
-        if minutes and time.time() - t0 > minutes * 60:
-            break
+        loss = batch_loss(router, items)
+        if (step + 1) % 10 == 0:
+            log(f"step {step + 1}/{steps} loss {float(loss):.3f}")
+        return loss
+
+    # The one training loop; a short update is not resumed (its state lives in a temporary
+    # folder), so a second call with other tools never continues the first one's.
+    with tempfile.TemporaryDirectory() as tmp:
+        fitted = fit(
+            "add-tools",
+            loss_at,
+            params,
+            opt,
+            steps=steps,
+            lr=lr,
+            warmup=5,
+            minutes=minutes,
+            checkpoint_every=steps + 1,
+            state_path=Path(tmp) / "state.pt",
+        )
+    history, done = fitted.history, fitted.steps_done
     router.save_pretrained(out, fp16=True)
     _copy_heads(folder, out)
     _plot(history, out / "loss.png")
@@ -276,7 +284,7 @@ def add_tools(
         "plugin_share": plugin_share,
         "hard_share": hard_share,
         "hard_tasks": hard,
-        "wall_time_s": round(time.time() - t0, 1),
+        "wall_time_s": round(fitted.elapsed, 1),
         "final_loss_mean_10": float(np.mean([v for _, v in history[-10:]])),
         "examples": {
             n: {

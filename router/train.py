@@ -334,26 +334,6 @@ def contrastive_loss(router: RouterModel, items: list[Item]) -> torch.Tensor:
 
 
 # -- the loop --------------------------------------------------------------------------------
-def optimizer_step(
-    router: RouterModel,
-    opt: torch.optim.Optimizer,
-    params: list[torch.Tensor],
-    items: list[Item],
-    lr: float,
-    contrastive_weight: float = 0.0,
-) -> float:
-    """One update on ``items`` at learning rate ``lr`` (gradients clipped to norm 1); returns
-    the loss."""
-    for g in opt.param_groups:
-        g["lr"] = lr
-    loss = batch_loss(router, items, contrastive_weight)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    opt.step()
-    return loss.item()
-
-
 def draw_batch(stage: str, step: int, preset: RouterPreset, registry: Registry) -> list[Item]:
     """The training items of ``step``: one random step of each drawn train-split request (or
     scene); in ``invoke``, a ``ground_replay`` share comes from ``ground``."""
