@@ -68,7 +68,19 @@ def _norm_text(text: str) -> str:
     return re.sub(r"[^a-z0-9 ]", "", text.lower()).strip()
 
 
+def _miss(item: Item, reply: Reply | None) -> dict[str, Any]:
+    """An item the router got wrong: its task and step, what was said, wanted and got."""
+    got = None
+    if reply is not None:
+        got = reply.prose + "".join(call_json(c.tool, c.args) for c in reply.calls)
+    said = [m["content"] for m in item.messages if m["role"] == "user"] or [""]
+    said = said[-1].replace("{media}", "")
+    return {"task": item.task, "step": item.step, "said": said, "want": item.target, "got": got}
+
+
 def score(items: list[Item], replies: list[Reply | None], registry: Registry) -> dict[str, Any]:
+    """The router's replies to ``items`` scored: call decisions, tools, exact calls, arguments,
+    answers and grounding, per task, with the first misses."""
     decision, tool, exact, valid, answers, ground = [], [], [], [], [], []
     ground_found: list[bool] = []
     ground_missed: list[bool] = []
@@ -78,20 +90,7 @@ def score(items: list[Item], replies: list[Reply | None], registry: Registry) ->
 
     def miss(item: Item, reply: Reply | None) -> None:
         if len(misses) < MAX_MISSES:
-            got = None
-            if reply is not None:
-                got = reply.prose + "".join(call_json(c.tool, c.args) for c in reply.calls)
-            said = [m["content"] for m in item.messages if m["role"] == "user"] or [""]
-            said = said[-1].replace("{media}", "")
-            misses.append(
-                {
-                    "task": item.task,
-                    "step": item.step,
-                    "said": said,
-                    "want": item.target,
-                    "got": got,
-                }
-            )
+            misses.append(_miss(item, reply))
 
     for item, reply in zip(items, replies, strict=True):
         valid.append(reply is not None)

@@ -190,6 +190,58 @@ def judge_edit(det: Any, pair: Any, image: np.ndarray) -> tuple[bool, np.ndarray
     return gone and _find(det, image, moved.shape, moved.color, cell), None
 
 
+def _edit_args(pair: Any, op: str, steps: int, seed: int) -> dict[str, Any]:
+    """The edit tool's arguments for a ground-truth edit pair: the true box and description
+    for an addition, the referent's true mask and the pair's parameters otherwise."""
+    from switchboard.specialists.edit import square_box
+
+    before, after = pair.before, pair.after
+    size = before.size
+    args: dict[str, Any] = {"op": op, "steps": steps, "seed": seed}
+    if op == "add":
+        obj = after.objects[after.index(pair.params["id"])]
+        box = square_box(obj.x, obj.y, 2 * obj.radius * 1.07, size, size)
+        return args | {"box": box, "color": obj.color, "shape": obj.shape}
+    old = before.objects[before.index(pair.target)]
+    args["region"] = before.masks[before.index(pair.target)]
+    if op == "recolor":
+        args["color"] = pair.params["color"]
+    elif op == "replace":
+        args |= {"shape": pair.params["shape"], "color": old.color}
+    elif op == "move":
+        args["place"] = pair.params["place"]
+    return args
+
+
+def _generate_success(editor: Any, det: Any, seeds: list[int], steps: int) -> float:
+    """Generation: 1-3 objects in distinct places, from descriptions drawn on held-out seeds;
+    a success when the detector finds every one of them in its place."""
+    from switchboard.specialists.edit import PLACES
+    from switchboard.world.scene import COLOR_NAMES
+
+    wins = []
+    for seed in seeds:
+        rng = np.random.default_rng([seed, 13])
+        k = int(rng.integers(1, 4))
+        places = rng.choice(list(PLACES), size=k, replace=False)
+        objs = [
+            {
+                "shape": str(rng.choice(SHAPES)),
+                "color": str(rng.choice(COLOR_NAMES)),
+                "place": str(p),
+                "size": str(rng.choice(["medium", "large"])),
+            }
+            for p in places
+        ]
+        out = editor(None, {"op": "generate", "objects": objs, "steps": steps, "seed": seed})
+        s = out.image.shape[0]
+        found = [
+            _find(det, out.image, o["shape"], o["color"], place_cell(o["place"], s)) for o in objs
+        ]
+        wins.append(all(found))
+    return float(np.mean(wins))
+
+
 def evaluate_edit(
     editor: Any,
     det: Any,
@@ -208,9 +260,7 @@ def evaluate_edit(
     place.
     """
     from switchboard.evals.metrics import psnr
-    from switchboard.specialists.edit import PLACES, square_box
     from switchboard.world.edits import generate_edit
-    from switchboard.world.scene import COLOR_NAMES
 
     res: dict[str, Any] = {"split": split, "per_kind": n, "sampler_steps": steps}
     t0 = time.time()
@@ -225,23 +275,7 @@ def evaluate_edit(
             pair = generate_edit(seed, op)
             before, after = pair.before, pair.after
             img = Image(pixels=before.image)
-            size = before.size
-            args: dict[str, Any] = {"op": op, "steps": steps, "seed": seed}
-            if op == "add":
-                obj = after.objects[after.index(pair.params["id"])]
-                box = square_box(obj.x, obj.y, 2 * obj.radius * 1.07, size, size)
-                args |= {"box": box, "color": obj.color, "shape": obj.shape}
-            else:
-                mask = before.masks[before.index(pair.target)]
-                old = before.objects[before.index(pair.target)]
-                args["region"] = mask
-                if op == "recolor":
-                    args["color"] = pair.params["color"]
-                elif op == "replace":
-                    args |= {"shape": pair.params["shape"], "color": old.color}
-                elif op == "move":
-                    args["place"] = pair.params["place"]
-            out = editor(img, args)
+            out = editor(img, _edit_args(pair, op, steps, seed))
             im = out.image
             keep_ok &= bool((im[~out.edit_mask] == before.image[~out.edit_mask]).all())
             ok, region = judge_edit(det, pair, im)
@@ -251,29 +285,8 @@ def evaluate_edit(
         res[f"{op}_success"] = float(np.mean(wins))
         if psnrs:
             res[f"{op}_region_psnr"] = float(np.mean(psnrs))
-    # generate: 1-3 objects in distinct places, from descriptions drawn on held-out seeds.
-    wins = []
-    for seed in seeds if "generate" in kinds else []:
-        rng = np.random.default_rng([seed, 13])
-        k = int(rng.integers(1, 4))
-        places = rng.choice(list(PLACES), size=k, replace=False)
-        objs = [
-            {
-                "shape": str(rng.choice(SHAPES)),
-                "color": str(rng.choice(COLOR_NAMES)),
-                "place": str(p),
-                "size": str(rng.choice(["medium", "large"])),
-            }
-            for p in places
-        ]
-        out = editor(None, {"op": "generate", "objects": objs, "steps": steps, "seed": seed})
-        s = out.image.shape[0]
-        found = []
-        for o in objs:
-            found.append(_find(det, out.image, o["shape"], o["color"], place_cell(o["place"], s)))
-        wins.append(all(found))
     if "generate" in kinds:
-        res["generate_success"] = float(np.mean(wins))
+        res["generate_success"] = _generate_success(editor, det, seeds, steps)
     res["keep_region_identical"] = keep_ok
     res["seconds"] = round(time.time() - t0, 1)
     return res

@@ -485,6 +485,8 @@ def _desc(rng: np.random.Generator) -> dict[str, str]:
 def make_request(seed: int, split: str = "train", task: str | None = None) -> Request:
     """A request with its intents, deterministic by ``seed``; the scene is ``generate_scene(seed)``
     (or ``generate_video(seed)`` for tracking)."""
+    # Long on purpose: one dispatch over the task names, each branch a few lines; the branches
+    # draw from one generator in a fixed order, and that order fixes every split's requests.
     rng = np.random.default_rng([seed, 11])
     if task is None:
         names = list(TASK_WEIGHTS)
