@@ -257,6 +257,37 @@ def _without_objects(item: Any) -> Any:
     return replace(item, messages=messages, objects=None)
 
 
+def _router_items(n: int, reg: Any) -> list[Any]:
+    """The first step of held-out image requests that make a call: ``n`` and one to warm up."""
+    from switchboard.router.data import items_for
+    from switchboard.world.requests import make_request
+    from switchboard.world.splits import split_seeds
+
+    items = []
+    for seed in split_seeds("test", 400):
+        req = make_request(seed, "test")
+        if req.media == "image":
+            it = items_for(req, reg)[0]
+            if it.calls:
+                items.append(it)
+        if len(items) > n:
+            break
+    return items
+
+
+def _timed_routes(router: Any, items: list[Any]) -> dict[str, list[Any]]:
+    """Each item routed once: its seconds, reply tokens, forward passes and token ids."""
+    times, tokens, steps, replies = [], [], [], []
+    for it in items:
+        t0 = time.perf_counter()
+        _, dec = router.route_item(it)
+        times.append(time.perf_counter() - t0)
+        tokens.append(len(dec.token_ids))
+        steps.append(dec.steps)
+        replies.append(dec.token_ids)
+    return {"times": times, "tokens": tokens, "steps": steps, "replies": replies}
+
+
 def bench_router(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
     """Routes of held-out image requests, decoded the default way (fp16 steps after an fp32
     prefill) and then in fp32 alone, on the same items: latency, and how many replies the two
@@ -266,23 +297,12 @@ def bench_router(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
     import gc
 
     from switchboard.core.config import get_settings
-    from switchboard.router.data import items_for
     from switchboard.router.inference import Router
     from switchboard.specialists import default_registry
     from switchboard.specialists.objects import detect_objects
-    from switchboard.world.requests import make_request
-    from switchboard.world.splits import split_seeds
 
     reg = default_registry()
-    items = []
-    for seed in split_seeds("test", 400):
-        req = make_request(seed, "test")
-        if req.media == "image":
-            it = items_for(req, reg)[0]
-            if it.calls:
-                items.append(it)
-        if len(items) > n["router"]:
-            break
+    items = _router_items(n["router"], reg)
     default = get_settings().router_decode
     prompt = 0
     runs: dict[str, dict[str, Any]] = {}
@@ -290,16 +310,8 @@ def bench_router(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
         router = Router.load(registry=reg, decode=decode)
         router.route_item(items[0])  # warm-up
         prompt = len(router.prompt_ids(items[0].messages, items[0].images, False)[0])
-        times, tokens, steps, replies = [], [], [], []
-        for it in items[1:]:
-            t0 = time.perf_counter()
-            _, dec = router.route_item(it)
-            times.append(time.perf_counter() - t0)
-            tokens.append(len(dec.token_ids))
-            steps.append(dec.steps)
-            replies.append(dec.token_ids)
-        runs[decode] = {"times": times, "tokens": tokens, "steps": steps, "replies": replies}
-        log(f"decode {decode}: route p50 {1000 * pct(times, 50):.0f} ms")
+        runs[decode] = _timed_routes(router, items[1:])
+        log(f"decode {decode}: route p50 {1000 * pct(runs[decode]['times'], 50):.0f} ms")
         if decode == default:
             bare = []
             for it in items[1:]:
