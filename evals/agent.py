@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -531,16 +531,11 @@ def evaluate_conversations(
     turn, and how many chat, greeting and thanks turns edited anything."""
     from switchboard.world.conversations import conversations
 
+    tally = _Tally(max_misses)
     with tempfile.TemporaryDirectory() if agent is None else nullcontext() as home:
         if agent is None:
             agent = _router_agent(Path(home), folder, history_turns=history_turns)
         convs = conversations(split, n)
-        by_pos: dict[int, list[bool]] = {}
-        by_kind: dict[str, list[bool]] = {}
-        by_script: dict[str, list[bool]] = {}
-        whole, misses, errors, unasked, seconds = [], [], 0, 0, []
-        refused = quiet_refused = 0
-        t_all = time.time()
         for k, conv in enumerate(convs):
             session, before, all_ok = None, [], True
             for pos, spec in enumerate(conv.turns, 1):
@@ -549,58 +544,90 @@ def evaluate_conversations(
                 turn, verdict, stopped, took, session = _run_conversation_turn(
                     agent, spec, session, media, before
                 )
-                errors += turn is None
-                seconds.append(took)
-                if (
-                    spec.expect == "no_edit"
-                    and turn is not None
-                    and (turn.images or any(c.tool == "edit" for c in turn.calls))
-                ):
-                    unasked += 1
-                if stopped:
-                    refused += 1
-                    quiet_refused += spec.expect == "no_edit"
+                tally.add(conv, pos, spec, turn, verdict, stopped, took)
                 all_ok &= verdict.ok
-                by_pos.setdefault(pos, []).append(verdict.ok)
-                by_kind.setdefault(spec.kind, []).append(verdict.ok)
-                by_script.setdefault(conv.script, []).append(verdict.ok)
-                if not verdict.ok and len(misses) < max_misses:
-                    where = {"script": conv.script, "seed": conv.seed, "position": pos}
-                    misses.append(_miss(turn, verdict, **where, said=spec.text))
-            whole.append(all_ok)
+            tally.whole.append(all_ok)
             if log and (k + 1) % 9 == 0:
-                done = [v for vs in by_pos.values() for v in vs]
+                done = [v for vs in tally.by_pos.values() for v in vs]
                 log(
                     f"{k + 1}/{len(convs)} conversations, turn success {np.mean(done):.3f}, "
-                    f"{time.time() - t_all:.0f} s"
+                    f"{time.time() - tally.t0:.0f} s"
                 )
-    every = [v for vs in by_pos.values() for v in vs]
+    return tally.summary(split, getattr(agent, "history_turns", None))
 
-    def table(d: dict[Any, list[bool]]) -> dict[str, dict[str, float]]:
-        return {str(k): {"n": len(v), "success": float(np.mean(v))} for k, v in sorted(d.items())}
 
-    quiet = sum(len(v) for k, v in by_kind.items() if k in ("thanks", "greeting"))
-    return {
-        "split": split,
-        "conversations": len(whole),
-        "turns": len(every),
-        "history_turns": getattr(agent, "history_turns", None),
-        "turn_success": float(np.mean(every)),
-        "conversation_success": float(np.mean(whole)),
-        "by_position": table(by_pos),
-        "by_script": table(by_script),
-        "by_kind": table(by_kind),
-        "chat_turns_with_picture": quiet,
-        "chat_turns_that_edited": unasked,
-        # turns where the router wrote an edit with a colour, shape or place nobody said, which
-        # the agent did not run (agent/asked.py): all turns, and chat/greeting/thanks ones
-        "turns_with_refused_edits": refused,
-        "chat_turns_with_refused_edits": quiet_refused,
-        "errors": errors,
-        "turn_s_p50": float(np.median(seconds)),
-        "seconds": round(time.time() - t_all, 1),
-        "misses": misses,
-    }
+@dataclass
+class _Tally:
+    """The conversations' turns as they are judged, and the result they add up to."""
+
+    max_misses: int
+    by_pos: dict[int, list[bool]] = field(default_factory=dict)
+    by_kind: dict[str, list[bool]] = field(default_factory=dict)
+    by_script: dict[str, list[bool]] = field(default_factory=dict)
+    whole: list[bool] = field(default_factory=list)
+    misses: list[dict[str, Any]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    errors: int = 0
+    unasked: int = 0  # chat, greeting and thanks turns that edited anything
+    refused: int = 0  # turns where the agent refused an edit the router wrote unasked
+    quiet_refused: int = 0  # ... of them chat, greeting and thanks turns
+    t0: float = field(default_factory=time.time)
+
+    def add(
+        self,
+        conv: Any,
+        pos: int,
+        spec: Any,
+        turn: Any,
+        verdict: Verdict,
+        stopped: list[dict[str, Any]],
+        took: float,
+    ) -> None:
+        self.errors += turn is None
+        self.seconds.append(took)
+        edited = turn is not None and (turn.images or any(c.tool == "edit" for c in turn.calls))
+        if spec.expect == "no_edit" and edited:
+            self.unasked += 1
+        if stopped:
+            self.refused += 1
+            self.quiet_refused += spec.expect == "no_edit"
+        self.by_pos.setdefault(pos, []).append(verdict.ok)
+        self.by_kind.setdefault(spec.kind, []).append(verdict.ok)
+        self.by_script.setdefault(conv.script, []).append(verdict.ok)
+        if not verdict.ok and len(self.misses) < self.max_misses:
+            where = {"script": conv.script, "seed": conv.seed, "position": pos}
+            self.misses.append(_miss(turn, verdict, **where, said=spec.text))
+
+    def summary(self, split: str, history_turns: int | None) -> dict[str, Any]:
+        every = [v for vs in self.by_pos.values() for v in vs]
+
+        def table(d: dict[Any, list[bool]]) -> dict[str, dict[str, float]]:
+            return {
+                str(k): {"n": len(v), "success": float(np.mean(v))} for k, v in sorted(d.items())
+            }
+
+        quiet = sum(len(v) for k, v in self.by_kind.items() if k in ("thanks", "greeting"))
+        return {
+            "split": split,
+            "conversations": len(self.whole),
+            "turns": len(every),
+            "history_turns": history_turns,
+            "turn_success": float(np.mean(every)),
+            "conversation_success": float(np.mean(self.whole)),
+            "by_position": table(self.by_pos),
+            "by_script": table(self.by_script),
+            "by_kind": table(self.by_kind),
+            "chat_turns_with_picture": quiet,
+            "chat_turns_that_edited": self.unasked,
+            # turns where the router wrote an edit with a colour, shape or place nobody said,
+            # which the agent did not run (agent/asked.py): all turns, and chat/greeting/thanks
+            "turns_with_refused_edits": self.refused,
+            "chat_turns_with_refused_edits": self.quiet_refused,
+            "errors": self.errors,
+            "turn_s_p50": float(np.median(self.seconds)),
+            "seconds": round(time.time() - self.t0, 1),
+            "misses": self.misses,
+        }
 
 
 def conversation_table(res: dict[str, Any]) -> str:

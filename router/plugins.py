@@ -190,6 +190,25 @@ def confusable_tasks(names: list[str], registry: Registry, top: int = 3) -> list
     return sorted(scores, key=scores.get, reverse=True)[:top]
 
 
+def _teachable(tools: list[str], registry: Registry) -> list[str]:
+    """``tools`` when there are some and each has example requests to learn and to hold out."""
+    if not tools:
+        raise InvalidInputError("no new tools to teach: install a plugin, or name it in --tools")
+    for name in tools:
+        cls = registry.cls(name)
+        if not examples_of(cls, "train") or not examples_of(cls, "test"):
+            raise InvalidInputError(f"{name!r} needs at least 5 example requests (one is held out)")
+    return tools
+
+
+def _examples_record(cls: Any) -> dict[str, list[str]]:
+    """A tool's example requests as the record lists them: those taught and the held-out one."""
+    return {
+        "train": [e.request for e in examples_of(cls, "train")],
+        "held_out": [e.request for e in examples_of(cls, "test")],
+    }
+
+
 def add_tools(
     tools: list[str] | None = None,
     folder: str | Path | None = None,
@@ -215,13 +234,7 @@ def add_tools(
     registry = registry or default_registry()
     folder = Path(folder) if folder else models_dir() / "router-tiny"
     out = Path(out) if out else Path("runs/router/add-tools/model")
-    tools = tools or new_tools(registry, folder)
-    if not tools:
-        raise InvalidInputError("no new tools to teach: install a plugin, or name it in --tools")
-    for name in tools:
-        cls = registry.cls(name)
-        if not examples_of(cls, "train") or not examples_of(cls, "test"):
-            raise InvalidInputError(f"{name!r} needs at least 5 example requests (one is held out)")
+    tools = _teachable(tools or new_tools(registry, folder), registry)
     log(f"teaching {tools} to the router in {folder}")
     router = RouterModel.from_pretrained(folder, trainable=True)
     router.train()
@@ -286,13 +299,7 @@ def add_tools(
         "hard_tasks": hard,
         "wall_time_s": round(fitted.elapsed, 1),
         "final_loss_mean_10": float(np.mean([v for _, v in history[-10:]])),
-        "examples": {
-            n: {
-                "train": [e.request for e in examples_of(registry.cls(n), "train")],
-                "held_out": [e.request for e in examples_of(registry.cls(n), "test")],
-            }
-            for n in tools
-        },
+        "examples": {n: _examples_record(registry.cls(n)) for n in tools},
     }
     (out / PLUGINS_FILE).write_text(json.dumps(record, indent=2))
     return out

@@ -811,12 +811,9 @@ def train_signals(
         cache = [ex for i, ex in enumerate(cache) if i % HOLDOUT_EVERY]
         log(f"cache: {len(cache)} training examples, {len(held)} held out")
     start_heads(heads, targets.sam, preset, preset_name, cache, work, log)
-    params = [p for p in heads.parameters() if p.requires_grad]
-    if preset.tune_decoder:
-        params += list(targets.sam.mask_decoder.parameters())
-    if preset.end_to_end:  # the vision tower is settled by invoke; what reads it trains
-        router.vision.requires_grad_(False)
-        params += [p for p in router.parameters() if p.requires_grad]
+    # Resumable: the heads (and what else trains) are in the state file with the optimizer.
+    modules = _trained_modules(heads, targets, router, preset)
+    params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=preset.lr, weight_decay=0.01)
     t0 = time.time()
 
@@ -836,12 +833,6 @@ def train_signals(
             log(f"step {step} {said} ({time.time() - t0:.0f} s)")
         return losses["total"]
 
-    # Resumable: the heads (and what else trains) are in the state file with the optimizer.
-    modules: dict[str, torch.nn.Module] = {"heads": heads}
-    if preset.tune_decoder:
-        modules["mask_decoder"] = targets.sam.mask_decoder
-    if preset.end_to_end:
-        modules["router"] = router
     state = work / ("signals_state.pt" if synergy else "signals_state_nosynergy.pt")
     fitted = fit(
         "signals",
@@ -862,6 +853,21 @@ def train_signals(
         router.save_pretrained(out if synergy else work / "router", fp16=True)
     _save_record(fitted, heads, targets, preset, preset_name, synergy, out, len(cache), held, log)
     return out
+
+
+def _trained_modules(
+    heads: SignalHeads, targets: SpecialistTargets, router: RouterModel, preset: SignalPreset
+) -> dict[str, torch.nn.Module]:
+    """What the stage trains, by the name its state file keeps it under: the heads, SAM's
+    mask decoder with ``tune_decoder``, the router (its LoRA adapter and new token rows; the
+    vision tower stays as invoke settled it) with ``end_to_end``."""
+    modules: dict[str, torch.nn.Module] = {"heads": heads}
+    if preset.tune_decoder:
+        modules["mask_decoder"] = targets.sam.mask_decoder
+    if preset.end_to_end:
+        router.vision.requires_grad_(False)
+        modules["router"] = router
+    return modules
 
 
 def _new_heads(
