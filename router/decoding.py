@@ -17,8 +17,8 @@ that fails is rewound and rewritten without the failing optional arguments
 are appended (forced) when signals are wanted; their last-layer hidden states are returned for
 the signal heads.
 
-Why xgrammar (0.2.8) over outlines and lm-format-enforcer: it compiles our JSON schemas
-against the GGUF-derived SmolLM2 tokenizer in ~0.35 s, its token masks cost microseconds per
+Why xgrammar over outlines and lm-format-enforcer: it compiles our JSON schemas against the
+GGUF-derived SmolLM2 tokenizer in well under a second, its token masks cost microseconds per
 step on CPU (a precomputed adaptive mask cache, not a per-step walk of the vocabulary as in
 lm-format-enforcer), it exposes the matcher step by step (``accept_token``,
 ``fill_next_token_bitmask``, ``find_jump_forward_string``) so grammar-constrained calls can be

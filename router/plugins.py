@@ -16,8 +16,8 @@ sees those phrasings, and :func:`evaluate_plugins` scores the router on them ove
 scenes. The update is short (LoRA, new rows, projector; the vision tower frozen) and half of
 every batch rehearses the router's own invoke items, so the built-in tools are not forgotten.
 ``hard_share`` draws part of that rehearsal from the built-in tasks whose phrasings read most
-like the new tool's examples (:func:`confusable_tasks`); measured, it did not keep "clear away
-the circle" from turning into ``blur`` (docs/plugins.md), so it is off by default.
+like the new tool's examples (:func:`confusable_tasks`); it is off by default (docs/plugins.md
+says why).
 """
 
 from __future__ import annotations

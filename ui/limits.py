@@ -3,8 +3,8 @@ requests that cost a turn or a session one client may make (:class:`RateLimit`).
 
 FastAPI reads a request's whole body (spooling uploads to disk) before it runs the route's
 dependencies, so a bearer-token check written as a dependency answers 401 only after an
-unauthenticated client has sent everything it wanted to (a 1.5 GB POST took 5.7 s to be
-refused), and an upload over the limit is refused only once it has been stored. This ASGI
+unauthenticated client has sent everything it wanted to (``switchboard bench``'s hardening
+section times it), and an upload over the limit is refused only once it has been stored. This ASGI
 middleware runs first: a request that carries a body to ``/api/`` is refused at once without a
 valid token (401) or with a ``Content-Length`` over the limit (413), and a body sent without
 one (chunked) is cut off with 413 as soon as it passes the limit.
