@@ -443,7 +443,7 @@ class SignalHeads(nn.Module):
         if objects is not None:
             objects = (objects[None] if objects.dim() == 2 else objects).to(q.dtype)
         if memory is None:
-            objects = None  # the objects are read with their patches
+            objects = None  # the objects are read with their patches: none without an image
         words_part = self._words(text, text_mask, words)
         objects_part = self._objects(objects, objects_mask, memory)
         mem, pad = self._memory(b, memory, words_part, objects_part, objects)
@@ -502,10 +502,9 @@ class SignalHeads(nn.Module):
         """The detected objects as rows of the fused memory (their detector features and box,
         plus the patches under the box), and those rows before the patches (``extra``: what the
         detector saw, which the modular pointer scores)."""
-        if objects is None or memory is None:
+        if objects is None:
             return None
         dtype = self.in_proj.weight.dtype
-        objects = objects.to(dtype)
         valid = (
             torch.ones(objects.shape[:2], dtype=torch.bool, device=objects.device)
             if objects_mask is None
@@ -522,8 +521,8 @@ class SignalHeads(nn.Module):
         b: int,
         memory: torch.Tensor | None,
         words: _Part | None,
-        objects: _Part | None,
-        boxes: torch.Tensor | None,
+        detected: _Part | None,
+        objects: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """What the signal queries attend to ``[B, g² + L + M, w]`` and its padding mask: the
         patches (a learnt null slot without an image), then the words and the objects fused —
@@ -537,15 +536,15 @@ class SignalHeads(nn.Module):
             first = vis + self.kind_emb[0]
         mem_parts = [first]
         pad_parts = [torch.zeros(b, first.shape[1], dtype=torch.bool, device=first.device)]
-        fused = [p for p in (words, objects) if p is not None]
+        fused = [p for p in (words, detected) if p is not None]
         if fused:
             x = torch.cat([p.rows for p in fused], 1)
             valid = torch.cat([p.valid for p in fused], 1)
-            n_obj = 0 if objects is None else objects.rows.shape[1]
+            n_obj = 0 if detected is None else detected.rows.shape[1]
             for i, layer in enumerate(self.fusion):
                 x = layer(x, src_key_padding_mask=~valid)
                 if n_obj and i < len(self.relations):
-                    rel = self.relations[i](x[:, -n_obj:], boxes[..., :4], valid[:, -n_obj:])
+                    rel = self.relations[i](x[:, -n_obj:], objects[..., :4], valid[:, -n_obj:])
                     x = torch.cat([x[:, :-n_obj], rel], 1)
             mem_parts.append(x)
             pad_parts.append(~valid)
@@ -577,7 +576,7 @@ class SignalHeads(nn.Module):
         slot_ok = torch.ones(b, g2, dtype=torch.bool, device=dev)
         if n_obj:
             slots = torch.cat([slots, mem[:, -n_obj:]], 1)
-            boxes = torch.cat([boxes, objects[..., :4].to(boxes)], 1)
+            boxes = torch.cat([boxes, objects[..., :4]], 1)
             slot_ok = torch.cat([slot_ok, ~pad[:, -n_obj:]], 1)
         pointer = (self.point_q(f.mean(1))[:, None] * self.point_k(slots)).sum(-1)
         pointer = (pointer / slots.shape[-1] ** 0.5).masked_fill(~slot_ok, -1e4)
@@ -591,7 +590,7 @@ class SignalHeads(nn.Module):
                 words.extra,
                 ~pad[:, g2 : g2 + n_text],
                 detected.extra,
-                objects[..., :4].to(f.dtype),
+                objects[..., :4],
                 slot_ok[:, g2:],
                 patches=slots[:, :g2],
             )
