@@ -17,7 +17,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -460,133 +460,114 @@ def write_report(res: dict[str, Any], md: Path, figures: Path, command: str) -> 
     return md
 
 
+def _table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """A markdown table: its head, the rule under it, one line per row (cells as given)."""
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        *("| " + " | ".join(str(c) for c in row) + " |" for row in rows),
+    ]
+
+
+def _metrics(task: str, res: dict[str, Any], keys: Sequence[str]) -> list[str]:
+    """``task``'s metric table: each of ``keys`` that ``res`` has, with its target."""
+    rows = [
+        (k, _f(res[k]), _target(task, k, res[k]) if isinstance(res[k], float) else "")
+        for k in keys
+        if k in res
+    ]
+    return _table(("metric", "value", "target"), rows)
+
+
+# Each section below takes the eval's result, the split, the item counts, the figures' folder as
+# the report links it and as a path, and returns its markdown lines.
 def _segment_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
-    """The ``segment`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
-    the figures' folder as the report links it)."""
-    lines: list[str] = []
-    s = res
-    lines += [
+    keys = ("box_mIoU", "point_mIoU", "box_mIoU_small", "box_mIoU_medium", "box_mIoU_large")
+    return [
         f"## Segment (`switchboard eval segment --split {sp} --n {n['segment']}`)",
         "",
-        f"{s['scenes']} scenes, {s['objects']} objects.",
+        f"{res['scenes']} scenes, {res['objects']} objects.",
         "",
-        "| metric | value | target |",
-        "|---|---|---|",
+        *_metrics("segment", res, keys),
+        "",
     ]
-    for k in ("box_mIoU", "point_mIoU", "box_mIoU_small", "box_mIoU_medium", "box_mIoU_large"):
-        if k in s:
-            lines.append(f"| {k} | {s[k]:.3f} | {_target('segment', k, s[k])} |")
-    lines.append("")
-    return lines
 
 
 def _detect_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
-    """The ``detect`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
-    the figures' folder as the report links it)."""
-    lines: list[str] = []
-    d = res
-    lines += [
+    return [
         f"## Detect (`switchboard eval detect --split {sp} --n {n['detect']}`)",
         "",
-        f"{d['images']} images.",
+        f"{res['images']} images.",
         "",
-        "| metric | value | target |",
-        "|---|---|---|",
+        *_metrics("detect", res, ("mAP50", "mAP50_95", "AP75", "color_accuracy")),
+        "",
     ]
-    for k in ("mAP50", "mAP50_95", "AP75", "color_accuracy"):
-        lines.append(f"| {k} | {d[k]:.3f} | {_target('detect', k, d[k])} |")
-    lines.append("")
-    return lines
 
 
 def _track_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
-    """The ``track`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
-    the figures' folder as the report links it)."""
-    lines: list[str] = []
-    t = res
-    lines += [
+    return [
         f"## Track (`switchboard eval track --split {sp} --n {n['track']}`)",
         "",
-        f"{t['clips']} clips, {t['frames']} frames.",
+        f"{res['clips']} clips, {res['frames']} frames.",
         "",
-        "| metric | value | target |",
-        "|---|---|---|",
+        *_metrics("track", res, ("MOTA", "IDF1", "FN", "FP", "IDSW")),
+        "",
     ]
-    for k in ("MOTA", "IDF1", "FN", "FP", "IDSW"):
-        v = t[k]
-        lines.append(
-            f"| {k} | {_f(v)} | {_target('track', k, v) if isinstance(v, float) else ''} |"
-        )
-    lines.append("")
-    return lines
 
 
 def _edit_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
-    """The ``edit`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
-    the figures' folder as the report links it)."""
-    lines: list[str] = []
-    e = res
-    lines += [
+    rows = [
+        (k, f"{res[f'{k}_success']:.3f}", _f(res.get(f"{k}_region_psnr")))
+        for k in EDIT_KINDS
+        if f"{k}_success" in res
+    ]
+    return [
         f"## Edit (`switchboard eval edit --split {sp} --n {n['edit']}`)",
         "",
-        f"{e.get('per_kind')} edits per kind, {e.get('sampler_steps')} sampler steps.",
+        f"{res.get('per_kind')} edits per kind, {res.get('sampler_steps')} sampler steps.",
         "",
-        "| kind | success | region PSNR (dB) |",
-        "|---|---|---|",
+        *_table(("kind", "success", "region PSNR (dB)"), rows),
+        "",
     ]
-    for k in EDIT_KINDS:
-        if f"{k}_success" in e:
-            lines.append(f"| {k} | {e[f'{k}_success']:.3f} | {_f(e.get(f'{k}_region_psnr'))} |")
-    lines.append("")
-    return lines
 
 
 def _router_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
-    """The ``router`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
-    the figures' folder as the report links it)."""
-    lines: list[str] = []
     ours, base = res[0], res[1]
-    lines += [
+    per_task = [
+        (task, v["calls"], _f(v["tool"]), _f(v["exact"]), _f(b.get("tool")), _f(b.get("exact")))
+        for task, v in sorted(ours.get("by_task", {}).items())
+        for b in [base.get("by_task", {}).get(task, {})]
+    ]
+    _plot_router(ours, base, figures / "router_vs_base.png")
+    return [
         "## Router vs the prompt-only base model "
         f"(`switchboard eval router --split {sp} --n {n['router']}`)",
         "",
-        f"{ours.get('items')} items of {n['router']} "
-        "held-out requests; the base is SmolLM2-135M-Instruct prompted with the same "
-        "tool specs, untuned.",
+        f"{ours.get('items')} items of {n['router']} held-out requests; the base is "
+        "SmolLM2-135M-Instruct prompted with the same tool specs, untuned.",
         "",
-        f"| metric | {ours['model']} | {base['model']} |",
-        "|---|---|---|",
-    ]
-    for k in ROUTER_KEYS:
-        lines.append(f"| {k} | {_f(ours.get(k))} | {_f(base.get(k))} |")
-    lines += [
+        *_table(
+            ("metric", ours["model"], base["model"]),
+            ((k, _f(ours.get(k)), _f(base.get(k))) for k in ROUTER_KEYS),
+        ),
         "",
         f"Route p50: router {ours['route_ms_p50']:.0f} ms, base "
         f"{base['route_ms_p50']:.0f} ms (the base writes free text until it stops).",
         "",
         "Per task (the items that call a tool):",
         "",
-        "| task | calls | tool right | exact call | base tool | base exact |",
-        "|---|---|---|---|---|---|",
+        *_table(("task", "calls", "tool right", "exact call", "base tool", "base exact"), per_task),
+        "",
+        f"![router vs base]({rel}/router_vs_base.png)",
+        "",
     ]
-    for task, v in sorted(ours.get("by_task", {}).items()):
-        b = base.get("by_task", {}).get(task, {})
-        lines.append(
-            f"| {task} | {v['calls']} | {_f(v['tool'])} | {_f(v['exact'])} | "
-            f"{_f(b.get('tool'))} | {_f(b.get('exact'))} |"
-        )
-    lines += ["", f"![router vs base]({rel}/router_vs_base.png)", ""]
-    _plot_router(ours, base, figures / "router_vs_base.png")
-    return lines
 
 
 def _signals_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
-    """The ``signals`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
-    the figures' folder as the report links it)."""
     from switchboard.evals.signals import signals_table
 
-    lines: list[str] = []
-    lines += [
+    _plot_signals(res, figures / "signals.png")
+    return [
         f"## Signals and synergy (`switchboard eval signals --split {sp} --n {n['signals']} "
         f"--n-missed {n['signals_missed']} --n-track {n['signals_track']} "
         f"--n-edit {n['signals_edit']}`)",
@@ -596,18 +577,13 @@ def _signals_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Pa
         f"![signals]({rel}/signals.png)",
         "",
     ]
-    _plot_signals(res, figures / "signals.png")
-    return lines
 
 
 def _agent_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
-    """The ``agent`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
-    the figures' folder as the report links it)."""
     from switchboard.evals.agent import agent_table
 
-    lines: list[str] = []
     a = res
-    lines += [
+    lines = [
         f"## Agent task suite (`switchboard eval agent --split {sp} --n {n['agent']}`)",
         "",
         agent_table(a),
@@ -619,45 +595,49 @@ def _agent_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path
     ]
     if "hybrid" in a:
         hy = a["hybrid"]
+        rows = [
+            (k, f"{v['success']:.3f}", _f(hy["by_type"].get(k, {}).get("success")))
+            for k, v in a["by_type"].items()
+        ]
+        rows.append(("**all**", f"**{a['success']:.3f}**", f"**{hy['success']:.3f}**"))
         lines += [
             "The same tasks with hybrid calls (`--signals`: the router's signal "
             "embeddings sent with each call):",
             "",
-            "| task type | text calls (default) | hybrid calls |",
-            "|---|---|---|",
-            *(
-                f"| {k} | {v['success']:.3f} | {_f(hy['by_type'].get(k, {}).get('success'))} |"
-                for k, v in a["by_type"].items()
-            ),
-            f"| **all** | **{a['success']:.3f}** | **{hy['success']:.3f}** |",
+            *_table(("task type", "text calls (default)", "hybrid calls"), rows),
             "",
         ]
     if "conversation" in a:
         c, k = a["conversation"], n["agent_turns"]
+        rows = [("the request alone, first turn", f"{c['fresh']['success']:.3f}")]
+        rows += [
+            (f"{h} earlier turn(s), second turn", f"{c[f'after_turn_history_{h}']['success']:.3f}")
+            for h in (0, 1)
+        ]
         lines += [
             f"As the second turn of a conversation (`--n {k} --after-turn "
             '[--history-turns N]`: each task follows "segment the biggest shape" on '
             "another scene):",
             "",
-            "| the router reads | success |",
-            "|---|---|",
-            f"| the request alone, first turn | {c['fresh']['success']:.3f} |",
-            *(
-                f"| {h} earlier turn(s), second turn | "
-                f"{c[f'after_turn_history_{h}']['success']:.3f} |"
-                for h in (0, 1)
-            ),
+            *_table(("the router reads", "success"), rows),
             "",
         ]
     return lines
 
 
 def _photos_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
-    """The ``photos`` eval's part of the report (``sp``: the split, ``n``: the counts, ``rel``:
-    the figures' folder as the report links it)."""
-    lines: list[str] = []
     ph = res
-    lines += [
+    rows = [
+        (
+            r["photo"],
+            r["request"],
+            (r.get("reply") or r.get("error") or "").replace("|", "/")[:90],
+            "; ".join(r.get("calls", [])).replace("|", "/")[:120],
+            r["seconds"],
+        )
+        for r in ph["rows"]
+    ]
+    lines = [
         "## Real photographs (smoke run)",
         "",
         f"The whole pipeline on photographs shipped inside installed packages "
@@ -666,13 +646,8 @@ def _photos_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Pat
         "models were trained on ShapeWorld only: what they make of photos is recorded "
         "as it came, not judged.",
         "",
-        "| photo | request | reply | calls | s |",
-        "|---|---|---|---|---|",
+        *_table(("photo", "request", "reply", "calls", "s"), rows),
     ]
-    for r in ph["rows"]:
-        said = (r.get("reply") or r.get("error") or "").replace("|", "/")[:90]
-        calls = "; ".join(r.get("calls", [])).replace("|", "/")[:120]
-        lines.append(f"| {r['photo']} | {r['request']} | {said} | {calls} | {r['seconds']} |")
     if (figures / "photos.png").exists():
         lines += ["", f"![photos]({rel}/photos.png)"]
     lines.append("")
