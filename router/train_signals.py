@@ -641,7 +641,9 @@ def validate_signals(heads: SignalHeads, sam: Any, examples: list[Example]) -> d
         ref = ex.mask > 0.5
         iou = iou_of(sam_signal_logits(sam, emb, out.signal)[0], ref)
         side = ref.shape[-1]
-        cx, cy = ((out.box[0, :2] + out.box[0, 2:]) / 2 * side).long().clamp(0, side - 1)
+        cx, cy = (
+            ((out.committed[0, :2] + out.committed[0, 2:]) / 2 * side).long().clamp(0, side - 1)
+        )
         groups = [ex.kind or ex.tool] + ["missed"] * ex.missed + ["occluded"] * ex.occluded
         for g in groups:
             rows.setdefault(g, []).append((iou, bool(ref[cy, cx])))

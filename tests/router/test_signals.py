@@ -431,3 +431,33 @@ def test_the_pointed_box_spans_the_patches_the_pointer_spreads_over():
     torch.testing.assert_close(SignalHeads.pointed_box(on_obj, boxes, g2), obj[0])
     mixed = SignalHeads.pointed_box(0.5 * attn + 0.5 * on_obj, boxes, g2)
     torch.testing.assert_close(mixed, 0.5 * SignalHeads.pointed_box(attn, boxes, g2) + 0.5 * obj[0])
+
+
+def test_the_committed_box_is_the_blob_around_the_subjects_top_patch():
+    """Two blobs on an 8 × 8 grid: the box covers the stronger blob's cells (its weaker
+    neighbours above the fraction included, a far weaker cell left out), never the other blob
+    or a box between them; a batch commits per item; without a text call's box and with the
+    subject phrase, the signal's location code reads the committed box."""
+    g2 = 64
+    logits = torch.full((2, g2), -10.0)
+    for r, c, v in [(2, 1, 3.0), (2, 2, 3.0), (3, 1, 2.5), (3, 2, 2.5), (4, 2, 0.0)]:
+        logits[0, r * 8 + c] = v  # the strong blob: rows 2–3, columns 1–2 (row 4 far weaker)
+    for r, c in [(6, 6), (6, 7)]:
+        logits[0, r * 8 + c] = 2.0  # a second, weaker blob far away
+    logits[1, 5 * 8 + 5] = 4.0  # a one-cell referent
+    box = SignalHeads.committed_box(logits)
+    torch.testing.assert_close(box[0], torch.tensor([0.125, 0.25, 0.375, 0.5]))
+    torch.testing.assert_close(box[1], torch.tensor([0.625, 0.625, 0.75, 0.75]))
+    heads = SignalHeads(SignalConfig(tools={"segment": (2, 256)}, grid=8))
+    assert heads.config.commit_box and heads.config.patch_subject
+    out = heads(
+        "segment",
+        torch.randn(1, 2, 576),
+        memory=torch.randn(1, g2, 192),
+        text=torch.randn(1, 5, 576),
+        words=torch.randn(1, 5, 576),
+        objects=torch.randn(1, 3, heads.obj_dim),
+        objects_mask=torch.ones(1, 3, dtype=torch.bool),
+    )
+    torch.testing.assert_close(out.committed, SignalHeads.committed_box(out.patches))
+    assert not torch.equal(out.committed, out.box)  # the soft box stays for the box loss
