@@ -19,6 +19,7 @@ from switchboard.core import (
     ExampleRequest,
     Image,
     InvalidInputError,
+    NotFoundError,
     SignalSpec,
     Specialist,
     Track,
@@ -194,36 +195,56 @@ class TrackSpecialist(Specialist):
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Where the referent is, as (frame, box) readings in frame order.
 
-        A box or a signal is read on ``frame``. Words are read on ``frame`` and then on each
-        later frame: in a clip an object may enter, or come out from behind another, after the
-        first frame ("where does the triangle go?"), and the tracker may confirm its track a
-        frame or two after the detector first sees it. Words that fit nothing on any frame:
+        A box is read on ``frame``. Words are read on ``frame`` and then on each later frame:
+        in a clip an object may enter, or come out from behind another, after the first frame
+        ("where does the triangle go?"), and the tracker may confirm its track a frame or two
+        after the detector first sees it. The router's signal refines the text call rather
+        than replacing it: it is read on ``frame`` when the call has no words, or when its
+        words fit nothing on any frame (the detector missed the referent — where the signal's
+        own pointer over the image serves). Words that fit nothing and no signal:
         :class:`NotFoundError` naming what the first frame holds."""
-        frame = frames[args.frame]
         if args.box is not None:
             yield args.frame, np.array(args.box, float)
-        elif signal is not None:
-            masks = self._segment()(Image(pixels=frame), {}, signal=signal)
-            box = mask_to_box(masks.masks[0])
-            if box is None:
-                raise InvalidInputError("the signal selects nothing on the referent frame")
-            yield args.frame, np.array(box, float)
         elif args.target:
-            names = self.detector.class_names
-            side = float(max(frame.shape[:2]))
-            first: list[Any] | None = None
-            seen = False
-            last = args.frame if unknown_noun(args.target, names) else len(frames) - 1
-            for t in range(args.frame, last + 1):
-                objects = detect_objects(self.detector, frames[t])
-                first = objects if first is None else first
-                hit = resolve_referent(args.target, objects, names, side)
-                if hit is not None:
-                    seen = True
-                    yield t, np.array(hit.xyxy, float)
-            if not seen:
-                where = f" on frame {args.frame}" + (" or after" if last > args.frame else "")
-                raise not_found(args.target, first or [], where)
+            try:
+                yield from self._word_referents(frames, args)
+            except NotFoundError:
+                if signal is None:
+                    raise
+                yield self._signal_referent(frames, args, signal)
+        elif signal is not None:
+            yield self._signal_referent(frames, args, signal)
+
+    def _signal_referent(
+        self, frames: np.ndarray, args: TrackArgs, signal: Any
+    ) -> tuple[int, np.ndarray]:
+        """The referent's box on ``frame`` from segment's mask for the router's signal."""
+        masks = self._segment()(Image(pixels=frames[args.frame]), {}, signal=signal)
+        box = mask_to_box(masks.masks[0])
+        if box is None:
+            raise InvalidInputError("the signal selects nothing on the referent frame")
+        return args.frame, np.array(box, float)
+
+    def _word_referents(
+        self, frames: np.ndarray, args: TrackArgs
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """The detections the call's words resolve to, frame by frame from ``frame`` (up to
+        ``frame`` alone for a noun the detector does not know)."""
+        names = self.detector.class_names
+        side = float(max(frames.shape[1:3]))
+        first: list[Any] | None = None
+        seen = False
+        last = args.frame if unknown_noun(args.target, names) else len(frames) - 1
+        for t in range(args.frame, last + 1):
+            objects = detect_objects(self.detector, frames[t])
+            first = objects if first is None else first
+            hit = resolve_referent(args.target, objects, names, side)
+            if hit is not None:
+                seen = True
+                yield t, np.array(hit.xyxy, float)
+        if not seen:
+            where = f" on frame {args.frame}" + (" or after" if last > args.frame else "")
+            raise not_found(args.target, first or [], where)
 
     @staticmethod
     def _pick(

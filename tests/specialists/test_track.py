@@ -1,6 +1,7 @@
 """track over the committed detect + segment: MOT quality, referents, video I/O, errors."""
 
 import numpy as np
+import torch
 import pytest
 from switchboard.core import InvalidInputError, Video, load_video, save_video
 from switchboard.evals.metrics import box_iou
@@ -69,3 +70,38 @@ def test_bad_inputs(tracker, frames, args, match):
     clip = generate_video(3, num_frames=max(frames, 2))
     with pytest.raises(InvalidInputError, match=match):
         tracker(Video(frames=clip.frames[:frames], fps=8), args)
+
+
+def test_the_signal_refines_the_words_and_serves_where_they_fit_nothing(tracker):
+    """A hybrid call's signal (here the committed router's location code of a box, the part of
+    its signal that says where) does not override words that resolve: the words' referent is
+    tracked. Words that fit nothing on any frame (the detector missed the referent) fall back
+    to the signal, which is read on the call's frame, instead of a not-found error."""
+    from switchboard.core.config import models_dir
+    from switchboard.router.signals import SignalHeads
+    from switchboard.world.scene import SHAPES
+
+    heads = SignalHeads.load(models_dir() / "router-tiny")
+    seed = next(s for s in split_seeds("test", 50) if generate_video(s).present[0].sum() >= 2)
+    clip = generate_video(seed)
+    video = Video(frames=clip.frames, fps=clip.fps)
+    here = [i for i in range(len(clip.objects)) if clip.present[0, i]]
+    k, j = here[0], here[1]
+    side = float(max(clip.frames.shape[1:3]))
+
+    def signal_at(i: int) -> torch.Tensor:
+        box = torch.tensor(clip.boxes[0, i], dtype=torch.float32)[None] / side
+        return heads.located_signal("track", box)[0].detach()
+
+    words = attribute_expressions(generate_scene_from_clip(clip), k)[0].text
+    alone = tracker(video, {"target": words})
+    with_signal = tracker(video, {"target": words}, signal=signal_at(j))
+    assert [t.xyxy for t in with_signal.tracks] == [t.xyxy for t in alone.tracks]
+    absent = next(s for s in SHAPES if s not in {o.shape for o in clip.objects})
+    with pytest.raises(InvalidInputError, match="can't find"):
+        tracker(video, {"target": f"the {absent}"})
+    out = tracker(video, {"target": f"the {absent}"}, signal=signal_at(j))
+    assert len(out.tracks) == 1
+    first = np.array([out.tracks[0].xyxy[0]])
+    assert out.tracks[0].frames[0] == 0
+    assert box_iou(first, clip.boxes[0, j][None])[0, 0] > 0.5
