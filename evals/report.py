@@ -517,16 +517,27 @@ def _track_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path
 
 def _edit_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
     rows = [
-        (k, f"{res[f'{k}_success']:.3f}", _f(res.get(f"{k}_region_psnr")))
+        (
+            k,
+            f"{res[f'{k}_success']:.3f}",
+            _f(res.get(f"{k}_strict_success")),
+            _f(res.get(f"{k}_strict_on_truth")),
+            _f(res.get(f"{k}_region_psnr")),
+        )
         for k in EDIT_KINDS
         if f"{k}_success" in res
     ]
+    head = ("kind", "success", "strict success", "strict on the true edit", "region PSNR (dB)")
     return [
         f"## Edit (`switchboard eval edit --split {sp} --n {n['edit']}`)",
         "",
-        f"{res.get('per_kind')} edits per kind, {res.get('sampler_steps')} sampler steps.",
+        f"{res.get('per_kind')} edits per kind, {res.get('sampler_steps')} sampler steps. "
+        "Success: the detector finds the edit (shape, colour, place); strict: also the "
+        "recoloured outline kept (IoU ≥ 0.90), no ghost of a removed object (PSNR ≥ 28 dB vs "
+        "the true background), every other object untouched (IoU ≥ 0.95); the strict judge "
+        "on the true after-images is its ceiling (the detector's own misses).",
         "",
-        *_table(("kind", "success", "region PSNR (dB)"), rows),
+        *_table(head, rows),
         "",
     ]
 

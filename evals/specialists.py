@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from switchboard.core import Image, Video, mask_to_box
 from switchboard.evals.metrics import box_ap, box_iou, mask_iou, mot_metrics
-from switchboard.specialists.colors import color_in_box
+from switchboard.specialists.colors import color_in_box, color_mask
 from switchboard.specialists.edit import EDIT_OPS
 from switchboard.specialists.segment import innermost_point
 from switchboard.world.scene import SHAPES, generate_scene
@@ -190,6 +190,81 @@ def judge_edit(det: Any, pair: Any, image: np.ndarray) -> tuple[bool, np.ndarray
     return gone and _find(det, image, moved.shape, moved.color, cell), None
 
 
+# The stricter judge's thresholds (what a user sees as right, not only what the detector finds).
+SHAPE_IOU = 0.90  # a recoloured object keeps its outline: its new-colour pixels vs its mask
+REMOVE_PSNR = 28.0  # dB over the removed object's pixels vs the true background: no ghost
+OTHERS_IOU = 0.95  # every other object keeps its pixels: its colour's pixels vs its mask
+
+
+def _grown(mask: np.ndarray, frac: float = 0.15, px: int = 3) -> np.ndarray:
+    """HW bool: the box of ``mask`` grown by ``frac`` of its side plus ``px`` pixels."""
+    h, w = mask.shape
+    x1, y1, x2, y2 = mask_to_box(mask)
+    gx, gy = frac * (x2 - x1) + px, frac * (y2 - y1) + px
+    out = np.zeros_like(mask)
+    out[max(int(y1 - gy), 0) : min(int(np.ceil(y2 + gy)), h),
+        max(int(x1 - gx), 0) : min(int(np.ceil(x2 + gx)), w)] = True  # fmt: skip
+    return out
+
+
+def _outline_iou(image: np.ndarray, mask: np.ndarray, color: str, others: np.ndarray) -> float:
+    """IoU of ``mask`` with the pixels of ``image`` that are ``color`` around it (its grown
+    box), not counting the pixels ``others`` (HW bool) of the scene's other objects."""
+    if not mask.any():
+        return 1.0
+    pred = color_mask(image, color) & _grown(mask) & ~others
+    return float((pred & mask).sum() / max((pred | mask).sum(), 1))
+
+
+def _others_iou(image: np.ndarray, scene: Any, skip: set[int]) -> float:
+    """The worst :func:`_outline_iou` over the objects of ``scene`` (a ground-truth after
+    scene) whose ids are not in ``skip``: 1.0 when every one kept its pixels."""
+    worst = 1.0
+    for i, obj in enumerate(scene.objects):
+        if obj.id in skip or not scene.masks[i].any():
+            continue
+        rest = scene.masks.any(0) & ~scene.masks[i]
+        worst = min(worst, _outline_iou(image, scene.masks[i], obj.color, rest))
+    return worst
+
+
+def strict_edit(det: Any, pair: Any, image: np.ndarray) -> dict[str, Any]:
+    """The stricter judge of ``image`` as the edit of ``pair``: ``ok`` and what it measured.
+
+    recolor: the object's new-colour pixels match its mask (IoU >= :data:`SHAPE_IOU`) — the
+    shape kept its outline, not only its colour; remove: the detector finds nothing there and
+    the object's pixels match the true background (PSNR >= :data:`REMOVE_PSNR` dB); add /
+    replace: the detector finds the shape and colour in its place (:func:`judge_edit`'s rule)
+    and every other object kept its pixels (IoU >= :data:`OTHERS_IOU`); move: gone from the
+    old place (background there, as remove) and found at the new one, the others kept."""
+    from switchboard.evals.metrics import psnr
+
+    op, before, after = pair.op, pair.before, pair.after
+    found, _ = judge_edit(det, pair, image)
+    res: dict[str, Any] = {"found": bool(found)}
+    if op == "recolor":
+        i = before.index(pair.target)
+        rest = before.masks.any(0) & ~before.masks[i]
+        res["shape_iou"] = _outline_iou(image, before.masks[i], pair.params["color"], rest)
+        res["ok"] = bool(found) and res["shape_iou"] >= SHAPE_IOU
+        return res
+    if op in ("remove", "move"):
+        i = before.index(pair.target)
+        region = before.masks[i]
+        if op == "move":
+            region = region & ~after.masks[after.index(pair.target)]
+        res["psnr"] = psnr(image, after.image, region) if region.any() else float("inf")
+    new = pair.params["id"] if op == "add" else pair.target
+    if op != "remove":
+        res["others_iou"] = _others_iou(image, after, {new})
+    res["ok"] = (
+        bool(found)
+        and res.get("psnr", float("inf")) >= REMOVE_PSNR
+        and res.get("others_iou", 1.0) >= OTHERS_IOU
+    )
+    return res
+
+
 def _edit_args(pair: Any, op: str, steps: int, seed: int) -> dict[str, Any]:
     """The edit tool's arguments for a ground-truth edit pair: the true box and description
     for an addition, the referent's true mask and the pair's parameters otherwise."""
@@ -242,6 +317,20 @@ def _generate_success(editor: Any, det: Any, seeds: list[int], steps: int) -> fl
     return float(np.mean(wins))
 
 
+def _strict_summary(op: str, rows: list[dict[str, Any]], truth: list[bool]) -> dict[str, Any]:
+    """The stricter judge's columns for one kind: its success, the same judge on the true
+    after-images (its ceiling: the detector's own misses), and the mean of each measure."""
+    out: dict[str, Any] = {
+        f"{op}_strict_success": float(np.mean([r["ok"] for r in rows])),
+        f"{op}_strict_on_truth": float(np.mean(truth)),
+    }
+    for key in ("shape_iou", "psnr", "others_iou"):
+        vals = [min(r[key], 99.0) for r in rows if key in r]  # an identical region: 99 dB
+        if vals:
+            out[f"{op}_{key}"] = float(np.mean(vals))
+    return out
+
+
 def evaluate_edit(
     editor: Any,
     det: Any,
@@ -257,7 +346,8 @@ def evaluate_edit(
     finds it and the region's mean colour matches the true background (max channel gap <= 25);
     add / replace: the detector finds the requested shape and colour in the region; move: gone
     from the old place, found at the new one; generate: every described object found in its
-    place.
+    place. Beside it the stricter judge (:func:`strict_edit`: outlines kept, no ghost, the
+    other objects untouched), with its ceiling on the true after-images.
     """
     from switchboard.evals.metrics import psnr
     from switchboard.world.edits import generate_edit
@@ -270,7 +360,7 @@ def evaluate_edit(
     if unknown:
         raise ValueError(f"unknown edit kinds {sorted(unknown)}; expected some of {EDIT_OPS}")
     for op in (k for k in EDIT_OPS if k in kinds and k != "generate"):
-        wins, psnrs = [], []
+        wins, psnrs, strict, truth = [], [], [], []
         for seed in seeds:
             pair = generate_edit(seed, op)
             before, after = pair.before, pair.after
@@ -282,9 +372,12 @@ def evaluate_edit(
             wins.append(bool(ok))
             if region is not None:
                 psnrs.append(psnr(im, after.image, region))
+            strict.append(strict_edit(det, pair, im))
+            truth.append(strict_edit(det, pair, after.image)["ok"])
         res[f"{op}_success"] = float(np.mean(wins))
         if psnrs:
             res[f"{op}_region_psnr"] = float(np.mean(psnrs))
+        res |= _strict_summary(op, strict, truth)
     if "generate" in kinds:
         res["generate_success"] = _generate_success(editor, det, seeds, steps)
     res["keep_region_identical"] = keep_ok
