@@ -141,10 +141,14 @@ def _signals_section(folder: Path) -> list[str]:
         "request/call states with its object memory (detections; relation layer), the "
         "query-transformer trunk, the pointer over patches and objects, the location code into "
         "SAM's prompt space, the synergy split (task-invariant and per-tool halves), one output "
-        "head per tool with a signal (segment, track, edit) and the task discriminator; "
-        "`signals-nosynergy/` holds the ablation trained without the adversarial loss. "
-        "`held_out.*`: every 20th cached training item, never trained on (mask mIoU through "
-        "SAM's low-res output, and how often the pointed box's centre is on the referent). "
+        "head per tool with a signal (segment, track, edit) and the task discriminator"
+        + (
+            "; `signals-nosynergy/` holds the ablation trained without the adversarial loss. "
+            if (folder / "signals-nosynergy").is_dir()
+            else " (no ablation trained without the adversarial loss beside them). "
+        )
+        + "`held_out.*`: every 20th cached training item, never trained on (mask mIoU through "
+        "SAM's low-res output, and how often the committed box's centre is on the referent). "
         "See docs/signals.md.",
         "",
         "`switchboard train router --stage signals --preset tiny` (and `--no-synergy`)",

@@ -17,9 +17,10 @@ from switchboard.evals.metrics import mask_iou
 from switchboard.router.signals import SignalHeads
 
 N, N_MISSED = 12, 4  # four of each expression kind, then referents the detector missed
-# Measured with the committed heads on these 16 items: text 0.521, hybrid 0.521 (the refining
-# gate is nearly closed: 0.005); on the 4 missed referents text 0.000, hybrid 0.000 (the signal
-# alone does not find them yet). The aim, +0.05 on missed referents, is NOT met.
+# Measured with the committed heads on these 14 items: text 0.521, hybrid 0.575; on the 4
+# referents the detector missed text 0.000, hybrid 0.191 (the signal, read on the subject
+# phrase's committed patch blob, finds one of them: 0.762). The refining gate is nearly
+# closed (-0.02): on the found referents hybrid equals text.
 
 pytestmark = pytest.mark.skipif(
     not SignalHeads.exists(models_dir() / "router-tiny"),
@@ -74,5 +75,5 @@ def test_the_hybrid_call_segments_as_well_as_the_text_call_and_finds_what_it_mis
         missed.append(it.missed)
     text, hybrid, missed = np.array(text), np.array(hybrid), np.array(missed)
     assert missed.sum() >= N_MISSED
-    assert hybrid.mean() >= text.mean() - 0.02, (hybrid, text)  # refining never costs
-    assert hybrid[missed].mean() >= text[missed].mean(), (hybrid[missed], text[missed])
+    assert hybrid.mean() >= text.mean() + 0.04, (hybrid, text)  # refining never costs
+    assert hybrid[missed].mean() >= text[missed].mean() + 0.15, (hybrid[missed], text[missed])
