@@ -35,58 +35,66 @@ def _box_of(mask: np.ndarray, grow: int = 0) -> tuple[slice, slice]:
     )
 
 
+def _spoiled(detector, op: str, spoil) -> tuple:
+    """The first held-out ``op`` pair whose true edit passes the stricter judge and whose true
+    after-image, spoiled by ``spoil(pair)``, the detector judge still passes — and that image."""
+    for seed in split_seeds("test", 20):
+        pair = generate_edit(seed, op)
+        if not strict_edit(detector, pair, pair.after.image)["ok"]:
+            continue
+        image = spoil(pair)
+        if judge_edit(detector, pair, image)[0]:
+            return pair, image
+    pytest.fail(f"no held-out {op} whose spoiled edit the detector judge passes")
+
+
 def test_a_recolour_that_lost_its_outline_fails(detector):
     """The object's grown box filled with the new colour: the detector still finds that
     colour there, the outline is gone."""
-    pair = next(
-        p
-        for p in (generate_edit(s, "recolor") for s in split_seeds("test", 20))
-        if strict_edit(detector, p, p.after.image)["ok"]
-    )
-    mask = pair.before.masks[pair.before.index(pair.target)]
-    blob = pair.after.image.copy()
-    blob[_box_of(mask, 2)] = COLORS[pair.params["color"]]
-    assert judge_edit(detector, pair, blob)[0]
-    res = strict_edit(detector, pair, blob)
+
+    def blob(pair):
+        image = pair.after.image.copy()
+        image[_box_of(pair.before.masks[pair.before.index(pair.target)], 2)] = COLORS[
+            pair.params["color"]
+        ]
+        return image
+
+    pair, image = _spoiled(detector, "recolor", blob)
+    res = strict_edit(detector, pair, image)
     assert not res["ok"] and res["shape_iou"] < 0.9, res
 
 
 def test_a_removal_with_a_ghost_fails(detector):
     """A third of the object's colour left over the true background: no detection there any
     more, but the pixels are not the background."""
-    for seed in split_seeds("test", 20):
-        pair = generate_edit(seed, "remove")
+
+    def ghost(pair):
         mask = pair.before.masks[pair.before.index(pair.target)]
-        ghost = pair.after.image.copy()
+        image = pair.after.image.copy()
         mixed = 0.7 * pair.after.image[mask] + 0.3 * pair.before.image[mask]
-        ghost[mask] = mixed.round().astype(np.uint8)
-        if judge_edit(detector, pair, ghost)[0]:
-            break
-    else:
-        pytest.fail("no held-out removal whose ghost the detector judge passes")
-    res = strict_edit(detector, pair, ghost)
+        image[mask] = mixed.round().astype(np.uint8)
+        return image
+
+    pair, image = _spoiled(detector, "remove", ghost)
+    res = strict_edit(detector, pair, image)
     assert not res["ok"] and res["psnr"] < 28.0, res
 
 
 def test_an_addition_that_damaged_a_neighbour_fails(detector):
-    """The new object drawn right, and half of another object painted over with the
-    background's pixels from the scene before: the detector judge passes it, this one not."""
-    for seed in split_seeds("test", 20):
-        pair = generate_edit(seed, "add")
-        if not strict_edit(detector, pair, pair.after.image)["ok"]:
-            continue
+    """The new object drawn right, and the left half of the largest other object painted
+    grey: the detector judge passes it, this one not."""
+
+    def damage(pair):
         new = pair.after.index(pair.params["id"])
         others = [i for i in range(len(pair.after.objects)) if i != new]
-        i = max(others, key=lambda j: pair.after.masks[j].sum())
-        mask = pair.after.masks[i]
+        mask = pair.after.masks[max(others, key=lambda j: pair.after.masks[j].sum())]
         ys, xs = _box_of(mask)
         half = np.zeros_like(mask)
         half[ys, xs.start : (xs.start + xs.stop) // 2] = True
-        damaged = pair.after.image.copy()
-        damaged[mask & half] = 128
-        if judge_edit(detector, pair, damaged)[0]:
-            break
-    else:
-        pytest.fail("no held-out addition to damage")
-    res = strict_edit(detector, pair, damaged)
+        image = pair.after.image.copy()
+        image[mask & half] = 128
+        return image
+
+    pair, image = _spoiled(detector, "add", damage)
+    res = strict_edit(detector, pair, image)
     assert not res["ok"] and res["others_iou"] < 0.95, res
