@@ -1,8 +1,8 @@
 """track over the committed detect + segment: MOT quality, referents, video I/O, errors."""
 
 import numpy as np
-import torch
 import pytest
+import torch
 from switchboard.core import InvalidInputError, Video, load_video, save_video
 from switchboard.evals.metrics import box_iou
 from switchboard.evals.specialists import evaluate_track
