@@ -558,8 +558,12 @@ def eval_all(
     only: str | None = typer.Option(
         None, help="Comma-separated evals (default: all); the others' last results are kept."
     ),
-    results: Path = typer.Option(Path("docs/RESULTS.md"), help="The report to write."),
-    figures: Path = typer.Option(Path("docs/results"), help="Folder for the plots."),
+    results: Path | None = typer.Option(
+        None, help="The report to write (docs/RESULTS.md; a --quick run: runs/RESULTS-quick.md)."
+    ),
+    figures: Path | None = typer.Option(
+        None, help="Folder for the plots (docs/results; a --quick run: runs/results-quick)."
+    ),
     report_from: Path | None = typer.Option(
         None, help="Write the report from an earlier run's JSON instead of evaluating."
     ),
@@ -570,6 +574,10 @@ def eval_all(
     import sys
 
     from switchboard.evals.report import EVALS, merge_runs, run_evals, save_json, write_report
+
+    # A quick run checks the pipeline: its report never replaces the real one in docs/.
+    results = results or Path("runs/RESULTS-quick.md" if quick else "docs/RESULTS.md")
+    figures = figures or Path("runs/results-quick" if quick else "docs/results")
 
     if report_from is not None:
         res = json.loads(report_from.read_text())

@@ -3,7 +3,7 @@
 more (``docs/results/*.png``).
 
     switchboard eval all                  # the full run (the numbers every doc cites)
-    switchboard eval all --quick          # a few items per eval: checks the pipeline, not models
+    switchboard eval all --quick          # a few items each: the pipeline (runs/RESULTS-quick.md)
 
 Each section calls the same function as its own ``switchboard eval <task>`` command, with the
 item counts in :data:`FULL` (each section names the equivalent command), so the numbers are the

@@ -697,12 +697,8 @@ class SignalHeads(nn.Module):
         """The one box ``[B, 4]`` the subject phrase's patch logits ``subject`` ``[B, g²]``
         commit to: the union of the cells of the top patch and the 8-connected patches around
         it whose probability is at least :data:`BLOB_FRACTION` of the top one's. Not
-        differentiable: the soft :meth:`pointed_box` carries the box loss.
-
-        Measured on held-out cached items after the pointer phase (SAM prompted with the box;
-        docs/signals.md): this blob beat the pointer's soft box (0.17 vs 0.03 mIoU on referents
-        the detector missed) and the pointer's committed choice between objects and patches
-        (0.40 vs 0.25 on detected referents without the text call's box)."""
+        differentiable: the soft :meth:`pointed_box` carries the box loss. Why this blob and
+        not the soft box or the pointer's own choice: docs/signals.md, "The committed box"."""
         b, g2 = subject.shape
         g = int(round(g2**0.5))
         q = subject.float().softmax(-1)
