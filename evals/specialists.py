@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 from switchboard.core import Image, Video, mask_to_box
+from switchboard.core.vocabulary import COLOR_NAMES
 from switchboard.evals.metrics import box_ap, box_iou, mask_iou, mot_metrics
-from switchboard.specialists.colors import color_in_box, color_mask
+from switchboard.specialists.colors import color_in_box, color_labels
 from switchboard.specialists.edit import EDIT_OPS
 from switchboard.specialists.segment import innermost_point
 from switchboard.world.scene import SHAPES, generate_scene
@@ -207,29 +208,33 @@ def _grown(mask: np.ndarray, frac: float = 0.15, px: int = 3) -> np.ndarray:
     return out
 
 
-def _outline_iou(image: np.ndarray, mask: np.ndarray, color: str, others: np.ndarray) -> float:
-    """IoU of ``mask`` with the pixels of ``image`` that are ``color`` around it (its grown
-    box), not counting the pixels ``others`` (HW bool) of the scene's other objects."""
+def _outline_iou(labels: np.ndarray, mask: np.ndarray, color: str, others: np.ndarray) -> float:
+    """IoU of ``mask`` with the pixels labelled ``color`` (:func:`color_labels`' ``labels``)
+    around it (its grown box), not counting the pixels ``others`` (HW bool) of the scene's
+    other objects."""
     if not mask.any():
         return 1.0
-    pred = color_mask(image, color) & _grown(mask) & ~others
+    pred = (labels == COLOR_NAMES.index(color)) & _grown(mask) & ~others
     return float((pred & mask).sum() / max((pred | mask).sum(), 1))
 
 
-def _others_iou(image: np.ndarray, scene: Any, skip: set[int]) -> float:
+def _others_iou(labels: np.ndarray, scene: Any, skip: set[int]) -> float:
     """The worst :func:`_outline_iou` over the objects of ``scene`` (a ground-truth after
     scene) whose ids are not in ``skip``: 1.0 when every one kept its pixels."""
     worst = 1.0
+    every = scene.masks.any(0)
     for i, obj in enumerate(scene.objects):
         if obj.id in skip or not scene.masks[i].any():
             continue
-        rest = scene.masks.any(0) & ~scene.masks[i]
-        worst = min(worst, _outline_iou(image, scene.masks[i], obj.color, rest))
+        worst = min(worst, _outline_iou(labels, scene.masks[i], obj.color, every & ~scene.masks[i]))
     return worst
 
 
-def strict_edit(det: Any, pair: Any, image: np.ndarray) -> dict[str, Any]:
-    """The stricter judge of ``image`` as the edit of ``pair``: ``ok`` and what it measured.
+def strict_edit(
+    det: Any, pair: Any, image: np.ndarray, found: bool | None = None
+) -> dict[str, Any]:
+    """The stricter judge of ``image`` as the edit of ``pair``: ``ok`` and what it measured
+    (``found``: :func:`judge_edit`'s verdict on the image when the caller has it already).
 
     recolor: the object's new-colour pixels match its mask (IoU >= :data:`SHAPE_IOU`) — the
     shape kept its outline, not only its colour; remove: the detector finds nothing there and
@@ -240,12 +245,14 @@ def strict_edit(det: Any, pair: Any, image: np.ndarray) -> dict[str, Any]:
     from switchboard.evals.metrics import psnr
 
     op, before, after = pair.op, pair.before, pair.after
-    found, _ = judge_edit(det, pair, image)
+    if found is None:
+        found, _ = judge_edit(det, pair, image)
     res: dict[str, Any] = {"found": bool(found)}
+    labels = color_labels(image) if op != "remove" else None
     if op == "recolor":
         i = before.index(pair.target)
         rest = before.masks.any(0) & ~before.masks[i]
-        res["shape_iou"] = _outline_iou(image, before.masks[i], pair.params["color"], rest)
+        res["shape_iou"] = _outline_iou(labels, before.masks[i], pair.params["color"], rest)
         res["ok"] = bool(found) and res["shape_iou"] >= SHAPE_IOU
         return res
     if op in ("remove", "move"):
@@ -256,7 +263,7 @@ def strict_edit(det: Any, pair: Any, image: np.ndarray) -> dict[str, Any]:
         res["psnr"] = psnr(image, after.image, region) if region.any() else float("inf")
     new = pair.params["id"] if op == "add" else pair.target
     if op != "remove":
-        res["others_iou"] = _others_iou(image, after, {new})
+        res["others_iou"] = _others_iou(labels, after, {new})
     res["ok"] = (
         bool(found)
         and res.get("psnr", float("inf")) >= REMOVE_PSNR
@@ -372,7 +379,7 @@ def evaluate_edit(
             wins.append(bool(ok))
             if region is not None:
                 psnrs.append(psnr(im, after.image, region))
-            strict.append(strict_edit(det, pair, im))
+            strict.append(strict_edit(det, pair, im, found=bool(ok)))
             truth.append(strict_edit(det, pair, after.image)["ok"])
         res[f"{op}_success"] = float(np.mean(wins))
         if psnrs:

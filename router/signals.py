@@ -303,6 +303,11 @@ class _Pointed:
     patches: torch.Tensor | None = None
     committed: torch.Tensor | None = None
 
+    @property
+    def located(self) -> torch.Tensor:
+        """The box the location code reads: the committed one, else the soft one."""
+        return self.box if self.committed is None else self.committed
+
 
 class SignalHeads(nn.Module):
     def __init__(self, config: SignalConfig) -> None:
@@ -468,8 +473,7 @@ class SignalHeads(nn.Module):
         else:
             signal = self.out[tool](both)
             if tool in self.box_code:
-                located = point.box if point.committed is None else point.committed
-                signal = signal + self.located_signal(tool, located)
+                signal = signal + self.located_signal(tool, point.located)
         pooled = inv.mean(1)
         logits = self.discriminator(grad_reverse(pooled, self.grl_strength()))
         return SignalOutput(
@@ -480,7 +484,7 @@ class SignalHeads(nn.Module):
             point.pointer,
             point.modules,
             point.patches,
-            point.box if point.committed is None else point.committed,
+            point.located,
         )
 
     def _words(

@@ -50,15 +50,18 @@ def color_of_pixels(pixels: np.ndarray, strict: bool = False) -> str | None:
     return _NAMES[int(np.argmin(dist))]
 
 
-def color_mask(image: np.ndarray, color: str) -> np.ndarray:
-    """HW bool: the pixels of an HWC uint8 ``image`` that are ``color`` — saturated, nearest
-    to that palette colour and within :data:`STRICT_DISTANCE` of it (ShapeWorld's shading
-    keeps an object's every pixel within 16)."""
+def color_labels(image: np.ndarray) -> np.ndarray:
+    """HW int: for each pixel of an HWC uint8 ``image``, the index (in ``COLORS``' order) of
+    the palette colour it is — saturated, nearest to that colour and within
+    :data:`STRICT_DISTANCE` of it (ShapeWorld's shading keeps an object's every pixel within
+    16) — or -1."""
     px = image.astype(np.float32)
     dist = np.sqrt(((px[..., None, :] - _PALETTE) ** 2).sum(-1))  # [H, W, colours]
-    k = _NAMES.index(color)
-    near = (dist.argmin(-1) == k) & (dist[..., k] <= STRICT_DISTANCE)
-    return near & (_saturation(px / 255.0) >= MIN_SATURATION)
+    nearest = dist.argmin(-1)
+    ok = (np.take_along_axis(dist, nearest[..., None], -1)[..., 0] <= STRICT_DISTANCE) & (
+        _saturation(px / 255.0) >= MIN_SATURATION
+    )
+    return np.where(ok, nearest, -1)
 
 
 def color_in_box(
