@@ -1,10 +1,14 @@
 """The graph's policy backed by the trained router: one :meth:`RouterPolicy.step` is one
-constrained decode (with the calls' signal embeddings when asked and the router has heads).
+constrained decode, with the calls' signal embeddings when the router has signal heads.
 
-Text calls are the default: on the agent's task suite (``switchboard eval agent``, 210 held-out
-tasks) the router's text calls succeed 0.624 and hybrid calls 0.462 — the signal heads pick the
-wrong object more often than the segment tool's own reading of the words (docs/signals.md).
-``with_signals=True`` (``Agent.load(signals=True)``, ``--signals``) sends them."""
+Hybrid calls are the default: each call the router writes carries its signal, which refines
+the text call's own prompt (SAM gets the named object's box plus the signal's gated residual;
+where the call names no object the signal is the prompt). On the agent's task suite
+(``switchboard eval agent``, 210 held-out tasks) hybrid calls succeed as often as text calls,
+task type for task type, and referring segmentation gains where the detector missed the
+referent (docs/signals.md). ``with_signals=False`` (``Agent.load(signals=False)``,
+``--no-signals``) makes text calls only.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +20,19 @@ from .graph import Step
 
 
 class RouterPolicy:
-    def __init__(self, router: Any = None, with_signals: bool = False) -> None:
+    def __init__(self, router: Any = None, with_signals: bool = True) -> None:
         """``router``: a :class:`~switchboard.router.inference.Router` (default: the committed
         router-tiny with its signal heads, loaded on first use)."""
         self._router = router
         self.with_signals = with_signals
+
+    @property
+    def calls(self) -> str:
+        """How the router calls tools: ``hybrid`` (text call + signal) or ``text``; a loaded
+        router without signal heads makes text calls whatever was asked."""
+        loaded = self._router
+        heads = loaded is None or loaded.heads is not None
+        return "hybrid" if self.with_signals and heads else "text"
 
     @property
     def router(self) -> Any:

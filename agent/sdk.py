@@ -2,8 +2,8 @@
 
     from switchboard.agent import Agent
 
-    agent = Agent.load()                                  # router-tiny, built-in specialists
-    agent = Agent.load(signals=True)                      # hybrid calls (signal embeddings)
+    agent = Agent.load()                                  # router-tiny, hybrid calls, built-ins
+    agent = Agent.load(signals=False)                     # text calls only
     turn = agent.chat("segment the red circle", image="scene.png")
     turn.text, turn.masks, turn.calls
     turn.save("out/")                                     # reply.txt, calls.json, mask_0.png …
@@ -285,11 +285,12 @@ class Agent:
         database: str | None = None,
         policy: Any = None,
         registry: Registry | None = None,
-        signals: bool = False,
+        signals: bool = True,
         **kw: Any,
     ) -> Agent:
         """The embedded default: router-tiny (``SWITCHBOARD_ROUTER`` overrides the folder) making
-        text calls (``signals=True``: hybrid calls with its signal embeddings), the built-in
+        hybrid calls — each text call with its signal embeddings (``signals=False``: text
+        calls only; a router folder without signal heads makes text calls), the built-in
         specialists and installed plugins, conversations in ``<home>/switchboard.db``
         (``SWITCHBOARD_HOME``, default ``~/.switchboard``) or ``database`` (any SQLAlchemy URL),
         graph checkpoints in ``<home>/checkpoints.db``."""

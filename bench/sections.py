@@ -380,7 +380,7 @@ def _requests(tasks: tuple[str, ...], per_task: int, offset: int = 7_000) -> lis
     ]
 
 
-def _agent(home: str, signals: bool = False, single_pass: bool = False) -> Any:
+def _agent(home: str, signals: bool = True, single_pass: bool = False) -> Any:
     from switchboard.agent.sdk import Agent
 
     agent = Agent.load(home=home, signals=signals, single_pass=single_pass)

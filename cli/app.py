@@ -437,7 +437,12 @@ def eval_agent(
     n: int = typer.Option(210, min=1, help="Tasks, spread evenly over the task types."),
     out: Path | None = typer.Option(None, help="JSON file to write."),
     misses: int = typer.Option(0, min=0, help="Print this many misses (all are in the JSON)."),
-    signals: bool = typer.Option(False, help="Hybrid calls: send the router's signal embeddings."),
+    signals: bool = typer.Option(
+        True,
+        "--signals/--no-signals",
+        help="Hybrid calls (the default): send the router's signal embeddings with its calls; "
+        "--no-signals: text calls only.",
+    ),
     folder: Path | None = typer.Option(None, help="Router folder (default router-tiny)."),
     after_turn: bool = typer.Option(False, help="Run each task as a session's second turn."),
     history_turns: int | None = typer.Option(
@@ -733,7 +738,12 @@ def run_once(
     out: Path = typer.Option(Path("out"), help="folder for the reply, calls and artifacts"),
     session: str | None = typer.Option(None, help="continue this session"),
     home: Path | None = typer.Option(None, help="conversations folder (SWITCHBOARD_HOME)"),
-    signals: bool = typer.Option(False, help="Hybrid calls: send the router's signal embeddings."),
+    signals: bool = typer.Option(
+        True,
+        "--signals/--no-signals",
+        help="Hybrid calls (the default): send the router's signal embeddings with its calls; "
+        "--no-signals: text calls only.",
+    ),
     memory_budget_mb: float | None = typer.Option(
         None,
         min=1,
@@ -767,7 +777,12 @@ def _budget(mb: float | None) -> dict[str, float]:
 def chat(
     home: Path | None = typer.Option(None, help="conversations folder (SWITCHBOARD_HOME)"),
     session: str | None = typer.Option(None, help="continue this session"),
-    signals: bool = typer.Option(False, help="Hybrid calls: send the router's signal embeddings."),
+    signals: bool = typer.Option(
+        True,
+        "--signals/--no-signals",
+        help="Hybrid calls (the default): send the router's signal embeddings with its calls; "
+        "--no-signals: text calls only.",
+    ),
     memory_budget_mb: float | None = typer.Option(
         None,
         min=1,
@@ -820,7 +835,12 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8000, help="port"),
     home: Path | None = typer.Option(None, help="conversations folder (SWITCHBOARD_HOME)"),
-    signals: bool = typer.Option(False, help="Hybrid calls: send the router's signal embeddings."),
+    signals: bool = typer.Option(
+        True,
+        "--signals/--no-signals",
+        help="Hybrid calls (the default): send the router's signal embeddings with its calls; "
+        "--no-signals: text calls only.",
+    ),
     memory_budget_mb: float | None = typer.Option(
         None,
         min=1,

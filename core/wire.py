@@ -137,3 +137,6 @@ class Health(BaseModel):
     loaded: list[str]
     max_text: int
     max_upload_bytes: int
+    calls: str = Field(
+        "text", description="how the router calls tools: hybrid (text call + signal) or text"
+    )

@@ -155,8 +155,9 @@ def _signals(reg, split, n, log):
 
 
 def _agent(reg, split, n, log):
-    """The suite with text calls (the default agent), then with hybrid calls, then as the
-    second turn of a conversation reading 0 and 1 earlier turns (and the same tasks fresh)."""
+    """The suite with text calls, then with hybrid calls (the agent's default), then as the
+    second turn of a conversation reading 0 and 1 earlier turns (and the same tasks fresh),
+    text calls."""
     from switchboard.evals.agent import evaluate_agent
 
     out = evaluate_agent(split=split, n=n["agent"], log=log)
@@ -595,7 +596,8 @@ def _agent_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path
 
     a = res
     lines = [
-        f"## Agent task suite (`switchboard eval agent --split {sp} --n {n['agent']}`)",
+        f"## Agent task suite (`switchboard eval agent --split {sp} --n {n['agent']} "
+        "--no-signals`, then with hybrid calls)",
         "",
         agent_table(a),
         "",
@@ -612,10 +614,10 @@ def _agent_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path
         ]
         rows.append(("**all**", f"**{a['success']:.3f}**", f"**{hy['success']:.3f}**"))
         lines += [
-            "The same tasks with hybrid calls (`--signals`: the router's signal "
-            "embeddings sent with each call):",
+            "The same tasks with hybrid calls (the agent's default: the router's signal "
+            "embeddings sent with each call; `switchboard eval agent`):",
             "",
-            *_table(("task type", "text calls (default)", "hybrid calls"), rows),
+            *_table(("task type", "text calls", "hybrid calls (default)"), rows),
             "",
         ]
     if "conversation" in a:
@@ -626,7 +628,7 @@ def _agent_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path
             for h in (0, 1)
         ]
         lines += [
-            f"As the second turn of a conversation (`--n {k} --after-turn "
+            f"As the second turn of a conversation (`--n {k} --no-signals --after-turn "
             '[--history-turns N]`: each task follows "segment the biggest shape" on '
             "another scene):",
             "",

@@ -264,14 +264,17 @@ class Router:
     ) -> None:
         """Project each call's ``<sig_k>`` states (with the request/call states and the image's
         patch features) through its tool's signal head into ``call.signal`` (``[K, D]``;
-        :meth:`signal_for`)."""
+        :meth:`signal_for`). A tool whose spec asks for a signal the heads have no head for (a
+        plugin installed after they were trained) keeps its text call alone."""
+        heads = heads or self.heads
         k = 0
         for call in reply.calls:
             if self.registry.cls(call.tool).signal is None:
                 continue
             if k >= len(decoded.signal_hidden):
                 raise ValueError(f"the call to {call.tool!r} came without its signal tokens")
-            call.signal = self.signal_for(call, decoded, k, heads, refine).signal[0]
+            if call.tool in heads.tool_names:
+                call.signal = self.signal_for(call, decoded, k, heads, refine).signal[0]
             k += 1
 
     def route_item(self, item: Any, **kw: Any) -> tuple[Reply, Decoded]:

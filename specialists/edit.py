@@ -36,10 +36,11 @@ from switchboard.core import (
 from switchboard.core.config import get_settings, models_dir
 from switchboard.core.regions import BoolMask
 from switchboard.core.specialist import check_object_resolved
-from switchboard.core.vocabulary import PLACES
+from switchboard.core.vocabulary import COLORS, PLACES
 
 from .colors import color_of_pixels
 from .diffusion import COND_DIM, NUM_COND_TOKENS
+from .fill import fill_from_surroundings, recolor_within
 
 EDIT_OPS = ("recolor", "remove", "add", "replace", "move", "generate")
 BACKGROUND = "background"  # the description a removed object's region is painted with
@@ -50,6 +51,7 @@ CROP_SCALE = 1.6  # crop side / region side: context around the region for the m
 FEATHER = 2  # pixels of soft edge outside the region
 # Adding into a box: a pixel counts as painted when a channel moved by more than this.
 MATTE_DIFF = 40
+BLOB_COLOR_DIST = 48.0  # RGB distance: a painted pixel this near the object's colour is the object
 
 
 def shift_mask(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
@@ -111,6 +113,29 @@ def feather(mask: np.ndarray, radius: int = FEATHER) -> np.ndarray:
     alpha = cv2.GaussianBlur(grown.astype(np.float32), (k, k), radius / 2)
     alpha = np.where(mask, 1.0, alpha)
     return np.where(grown, alpha, 0.0).astype(np.float32)
+
+
+def _object_blob(
+    changed: np.ndarray, painted: np.ndarray, tint: tuple[int, int, int] | None
+) -> np.ndarray:
+    """The largest 8-connected blob of ``changed`` whose ``painted`` colour is within
+    ``BLOB_COLOR_DIST`` of the object's colour (``tint``, refined to the median of the changed
+    pixels near it; else the median of all changed pixels), holes closed."""
+    if not changed.any():
+        return changed
+    px = painted.astype(np.float32)
+    cols = px[changed]
+    ref = np.median(cols, axis=0) if tint is None else np.asarray(tint, np.float32)
+    near_ref = np.linalg.norm(cols - ref, axis=1) <= 2 * BLOB_COLOR_DIST
+    if near_ref.any():
+        ref = np.median(cols[near_ref], axis=0)
+    blob = (changed & (np.linalg.norm(px - ref, axis=-1) <= BLOB_COLOR_DIST)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(blob, connectivity=8)
+    if n <= 1:
+        return changed
+    blob = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    closed = cv2.morphologyEx(blob.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    return closed.astype(bool) & changed | blob
 
 
 def box_region(box: tuple[float, float, float, float], height: int, width: int) -> np.ndarray:
@@ -384,6 +409,7 @@ class EditSpecialist(Specialist):
         signal: Any = None,
         matte: bool = False,
         keep: np.ndarray | None = None,
+        tint: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Repaint ``region`` (HW bool) of ``image`` as ``text`` describes (or as ``signal``
         conditions); returns the new image and the mask of pixels that may have changed.
@@ -391,7 +417,8 @@ class EditSpecialist(Specialist):
         ``matte`` (adding an object into a box): paste only the pixels the model changed
         (a difference matte against the input, cleaned of specks), plus ``keep`` (pixels that
         must be repainted anyway, e.g. the object being replaced). The rest of the box keeps its
-        original bytes instead of the model's re-rendering of the background."""
+        original bytes instead of the model's re-rendering of the background; ``tint`` (the
+        new object's colour name) picks the object out of what changed (:func:`_object_blob`)."""
         h, w = image.shape[:2]
         x0, y0, side = crop_window(mask_to_box(region), h, w)
         crop = image[y0 : y0 + side, x0 : x0 + side]
@@ -416,7 +443,8 @@ class EditSpecialist(Specialist):
         ).images[0]
         painted = resize((np.clip(out, 0, 1) * 255).round().astype(np.uint8), side)
         if matte:
-            region = self._matte(region, painted, crop, (y0, x0, side), keep)
+            rgb = COLORS.get(tint) if tint else None
+            region = self._matte(region, painted, crop, (y0, x0, side), keep, rgb)
         # Paste: the region plus a feathered rim; everything else keeps its original bytes.
         # The feather of a pixel depends on the region within 2*FEATHER px of it, so it is
         # computed over the window grown by that much, not over the whole (possibly huge) image.
@@ -440,14 +468,20 @@ class EditSpecialist(Specialist):
         crop: np.ndarray,
         window: tuple[int, int, int],
         keep: np.ndarray | None,
+        tint: tuple[int, int, int] | None = None,
     ) -> np.ndarray:
         """The part of ``region`` where ``painted`` differs from ``crop`` (max channel gap >
-        ``MATTE_DIFF``; opened to drop specks, closed to fill holes), plus ``keep``."""
+        ``MATTE_DIFF``; opened to drop specks, closed to fill holes), plus ``keep`` — and of
+        that, the new object alone: the largest connected blob of the changed pixels whose
+        colour is the object's (``tint``, the requested colour, else the changed pixels'
+        median). A neighbour the model re-rendered a little differently, or background it
+        re-textured, changed too, but is not the object and keeps its pixels."""
         y0, x0, side = window
         diff = np.abs(painted.astype(np.int16) - crop.astype(np.int16)).max(axis=-1)
         m = (diff > MATTE_DIFF).astype(np.uint8)
         m = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
         m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+        m = _object_blob(m.astype(bool), painted, tint).astype(np.uint8)
         out = np.zeros_like(region)
         out[y0 : y0 + side, x0 : x0 + side] = m.astype(bool)
         out &= region
@@ -525,27 +559,33 @@ class EditSpecialist(Specialist):
                 raise InvalidInputError("add needs a colour and a shape")
             region = box_region(self._paint_box(h, w, args), h, w)
             text = args.prompt or describe(args.color, args.shape)
-            out, changed = self.inpaint(image, region, text, args, signal, matte=True)
+            out, changed = self.inpaint(
+                image, region, text, args, signal, matte=True, tint=args.color
+            )
             return ImageOut(image=out, edit_mask=changed)
         mask = self._object_mask(image, args)
         color, shape = self._looks(image, mask, args)
         if args.op == "recolor":
             if args.color is None and args.prompt is None and signal is None:
                 raise InvalidInputError("recolor needs a colour")
-            out, changed = self.inpaint(
+            painted, _ = self.inpaint(
                 image, mask, args.prompt or describe(args.color, shape), args, signal
             )
+            # The model gives the colour; the object keeps its outline and shading.
+            out, changed = recolor_within(image, mask, painted), mask
         elif args.op == "remove":
-            out, changed = self.inpaint(image, mask, args.prompt or BACKGROUND, args, signal)
+            out, changed = self._remove(image, mask, args, signal)
         elif args.op == "replace":
             if args.shape is None and args.prompt is None and signal is None:
                 raise InvalidInputError("replace needs a shape")
             region = box_region(replace_box(mask), h, w)
             text = args.prompt or describe(color, args.shape)
-            out, changed = self.inpaint(image, region, text, args, signal, matte=True, keep=mask)
+            out, changed = self.inpaint(
+                image, region, text, args, signal, matte=True, keep=mask, tint=color
+            )
         else:  # move: remove where it is, repaint its own silhouette where it goes
             x1, y1, x2, y2 = mask_to_box(mask)
-            out, gone = self.inpaint(image, mask, BACKGROUND, args)
+            out, gone = self._remove(image, mask, args.model_copy(update={"prompt": None}))
             bx1, by1, bx2, by2 = self._paint_box(h, w, args, size_px=max(x2 - x1, y2 - y1))
             dx = round((bx1 + bx2) / 2 - (x1 + x2) / 2)
             dy = round((by1 + by2) / 2 - (y1 + y2) / 2)
@@ -557,6 +597,18 @@ class EditSpecialist(Specialist):
             )
             changed = gone | added
         return ImageOut(image=out, edit_mask=changed)
+
+    def _remove(
+        self, image: np.ndarray, mask: np.ndarray, args: EditArgs, signal: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The object under ``mask`` removed: the hole filled from the image's own background
+        where a patch of it matches the hole's surroundings (:mod:`.fill`), else painted as
+        "background" (or the request's own ``prompt``) by the model."""
+        if args.prompt is None:
+            filled = fill_from_surroundings(image, mask)
+            if filled is not None:
+                return filled
+        return self.inpaint(image, mask, args.prompt or BACKGROUND, args, signal)
 
     def _generate(self, media: Image | None, args: EditArgs, signal: Any) -> ImageOut:
         vocab = self.vocab or {"colors": [], "shapes": []}
@@ -592,7 +644,9 @@ class EditSpecialist(Specialist):
                 }
             )
             region = box_region(self._paint_box(h, w, step), h, w)
-            canvas, _ = self.inpaint(canvas, region, describe(o.color, o.shape), step, matte=True)
+            canvas, _ = self.inpaint(
+                canvas, region, describe(o.color, o.shape), step, matte=True, tint=o.color
+            )
         return ImageOut(image=canvas)
 
     def _instruct(self, image: np.ndarray, args: EditArgs) -> ImageOut:

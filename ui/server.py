@@ -239,6 +239,7 @@ def _meta_routes(ctx: _Server) -> APIRouter:
             "loaded": ctx.agent.registry.loaded(),
             "max_text": MAX_TEXT,
             "max_upload_bytes": ctx.limit,
+            "calls": getattr(ctx.agent.policy, "calls", "text"),
         }
 
     @router.get("/specialists", response_model=list[ToolSpec])

@@ -354,20 +354,22 @@ def test_a_turn_that_died_on_its_rerun_is_marked_failed_and_kept(tmp_path):
 
 
 def test_the_trained_router_drives_the_specialists(tmp_path):
-    """Agent.load()'s policy, hybrid calls asked for: router-tiny (with its signal heads) routes
-    a ShapeWorld request; the segment call runs with the router's signal and returns the
-    referent."""
+    """Agent.load()'s policy, hybrid calls by default: router-tiny (with its signal heads)
+    routes a ShapeWorld request; the segment call runs with the router's signal and returns the
+    referent. ``signals=False`` makes text calls."""
     scene = generate_scene(11)
     names = [f"{o.color} {o.shape}" for o in scene.objects]
     i = next(k for k, n in enumerate(names) if names.count(n) == 1)
-    agent = Agent.load(home=tmp_path, registry=Registry(BUILTINS), signals=True)
-    assert not Agent.load(home=tmp_path / "b", registry=Registry(BUILTINS)).policy.with_signals
+    agent = Agent.load(home=tmp_path, registry=Registry(BUILTINS))
+    text = Agent.load(home=tmp_path / "b", registry=Registry(BUILTINS), signals=False)
+    assert agent.policy.calls == "hybrid" and text.policy.calls == "text"
     t0 = time.perf_counter()
     turn = agent.chat(f"segment the {names[i]}", image=scene.image)
     assert time.perf_counter() - t0 < 120
     assert turn.calls and turn.calls[0].tool == "segment" and turn.calls[0].status == "ok"
     assert turn.calls[0].with_signal
     assert turn.masks and turn.masks[0].shape == scene.image.shape[:2]
+    assert agent.policy.calls == "hybrid"  # the loaded router has its heads
 
 
 def test_a_turn_reports_each_stages_time_and_single_pass_skips_the_second_route(tmp_path, scene):

@@ -9,12 +9,15 @@ Thresholds sit under what these items measured with the committed heads (numbers
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from switchboard.core import Image
 from switchboard.core.config import models_dir
 from switchboard.evals.metrics import mask_iou
 from switchboard.router.signals import SignalHeads
+from switchboard.specialists.segment import SegmentArgs
 
 N, N_MISSED = 12, 4  # four of each expression kind, then referents the detector missed
 # Measured with the committed heads on these 14 items: text 0.521, hybrid 0.575; on the 4
@@ -37,11 +40,12 @@ def routed(smollm):
     reg = default_registry()
     router = Router.load(registry=reg)
     items = _segment_items("test", N, N_MISSED, reg)
-    return reg, [(it, *router.route_item(it.item, with_signals=True)) for it in items]
+    routed = [(it, *router.route_item(it.item, with_signals=True)) for it in items]
+    return reg, routed, router
 
 
 def test_signals_have_the_declared_shape_and_the_text_call_is_unchanged(routed):
-    reg, results = routed
+    reg, results, _ = routed
     for _, reply, decoded in results:
         for call in reply.calls:
             spec = reg.cls(call.tool).signal
@@ -55,7 +59,7 @@ def test_the_hybrid_call_segments_as_well_as_the_text_call_and_finds_what_it_mis
     from switchboard.agent.graph import signal_fits
     from switchboard.evals.signals import _as_agent, _safe
 
-    reg, results = routed
+    reg, results, _ = routed
     seg, det = reg.get("segment"), reg.get("detect")
     text, hybrid, missed = [], [], []
     for it, reply, _ in results:
@@ -77,3 +81,40 @@ def test_the_hybrid_call_segments_as_well_as_the_text_call_and_finds_what_it_mis
     assert missed.sum() >= N_MISSED
     assert hybrid.mean() >= text.mean() + 0.04, (hybrid, text)  # refining never costs
     assert hybrid[missed].mean() >= text[missed].mean() + 0.15, (hybrid[missed], text[missed])
+
+
+def test_a_tool_the_heads_have_no_head_for_keeps_its_text_call(routed):
+    """A plugin that asks for a signal, installed after the heads were trained: its call gets
+    none (the text call alone) and the calls after it keep theirs (hybrid calls are the
+    agent's default, so a plugin must not break a turn)."""
+    from switchboard.core import HybridCall, SignalSpec, Specialist
+    from switchboard.core.results import Text
+    from switchboard.router.codec import Reply
+
+    class Glow(Specialist):
+        name = "glow"
+        description = "makes an object glow"
+        tasks = ("glow",)
+        Args = SegmentArgs
+        signal = SignalSpec(num_tokens=2, dim=256)
+
+        def run(self, media, args, signal=None):
+            return Text(text="glowing")
+
+    reg, results, router = routed
+    reg.register(Glow)
+    try:
+        _, reply, decoded = next(
+            r for r in results if r[1].calls and r[1].calls[0].tool == "segment"
+        )
+        first = reply.calls[0]
+        both = Reply(prose="", calls=[HybridCall(tool="glow", args={}), first.model_copy()])
+        twice = copy.copy(decoded)  # the first call's signal tokens read for both calls
+        twice.signal_hidden = [decoded.signal_hidden[0]] * 2
+        twice.signal_positions = [decoded.signal_positions[0]] * 2
+        router.attach_signals(both, twice)
+        assert both.calls[0].signal is None
+        assert both.calls[1].signal is not None
+        assert tuple(both.calls[1].signal.shape) == tuple(first.signal.shape)
+    finally:
+        reg.unregister("glow")

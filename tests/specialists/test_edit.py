@@ -56,17 +56,22 @@ def test_edit_success_on_held_out_pairs(editor, detector):
     res = evaluate_edit(editor, detector, "test", n=8, steps=20)
     assert res["keep_region_identical"]
     # The committed model on these 8 held-out pairs per kind (seeded, so fixed), judged by the
-    # detector and pixel colour: recolour 8/8; remove, add, replace, move 7/8; generate 5/8.
-    # Region PSNR: recolour 25.5, remove 24.0, add 16.4, replace 16.1 dB, where the earlier
-    # checkpoint scored 15.2 (remove) and 14.2 (add) and leaving the image unedited 8.0 / 10.1.
-    # Its 40-per-kind test numbers are in the model card.
+    # detector and pixel colour: recolour 8/8, remove 7/8, add 6/8, replace 6/8, move 7/8,
+    # generate 5/8. Region PSNR: recolour 32.4 (the model's colour inside the object's own
+    # outline), remove 28.0 (holes filled from the background), add 16.9, replace 17.0 dB;
+    # leaving the image unedited scores 8.0 / 10.1. The stricter judge: recolour 8/8 (outline
+    # IoU 1.000), the other objects' pixels kept around additions (worst IoU per edit, mean)
+    # 0.972 — 0.844 over 40 edits before additions kept only the new object's blob.
+    # The 40-per-kind test numbers are in docs/editing.md.
     for kind in ("recolor", "remove", "add", "replace", "move"):
         assert res[f"{kind}_success"] >= 0.75, kind
     assert res["generate_success"] >= 0.5
-    assert res["recolor_region_psnr"] >= 20
-    assert res["remove_region_psnr"] >= 20
+    assert res["recolor_region_psnr"] >= 28
+    assert res["remove_region_psnr"] >= 24
     assert res["add_region_psnr"] >= 15
     assert res["replace_region_psnr"] >= 15
+    assert res["recolor_strict_success"] >= 0.875 and res["recolor_shape_iou"] >= 0.98
+    assert res["add_others_iou"] >= 0.95
 
 
 def test_the_signal_is_a_residual_on_the_descriptions_tokens(editor):

@@ -51,7 +51,9 @@ def _box(scene):
 
 
 def test_health_specialists_and_openapi(client):
-    assert client.get("/api/health").json()["status"] == "ok"
+    health = client.get("/api/health").json()
+    assert health["status"] == "ok"
+    assert health["calls"] == "text"  # a scripted policy makes the calls it was given
     specs = client.get("/api/specialists", headers=_h(A)).json()
     assert {s["name"] for s in specs} == set(BUILTINS) | {"history"}  # + the agent's undo/redo
     spec = client.get("/openapi.json").json()

@@ -180,6 +180,10 @@ def _overlay_pixels(page, selector: str, box: list[float] | None = None) -> tupl
 
 def test_segment_a_drawn_box_shows_the_mask_overlay(server, page, files):
     page.goto(server.url)
+    # The page says how the router calls tools: the default agent makes hybrid calls.
+    page.wait_for_function(
+        "document.querySelector('#status').textContent.includes('hybrid calls (text + signal')"
+    )
     _attach(page, files["image"])
     box = [float(v) for v in files["scene"].boxes[0]]
     _drag_box(page, box)

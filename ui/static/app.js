@@ -1350,7 +1350,9 @@ async function start() {
     state.maxUpload = health.max_upload_bytes || state.maxUpload;
     updateCounter();
     showToken(health.auth);
-    $("#status").textContent = `${health.tools.length} specialists: ${health.tools.join(", ")}`;
+    const calls = health.calls === "hybrid" ? "hybrid calls (text + signal embeddings)" : "text calls";
+    $("#status").textContent =
+      `${health.tools.length} specialists: ${health.tools.join(", ")} · ${calls}`;
   } catch (err) {
     $("#status").textContent = `The server did not answer: ${err.message}`;
   }

@@ -1,0 +1,71 @@
+"""Removal by filling the hole from the image's own background, and recolouring inside the
+object's mask (specialists/fill.py), on ShapeWorld scenes the thresholds were not tuned on
+(tuned on scenes 5000-5079; these are 6000-6059)."""
+
+from __future__ import annotations
+
+import numpy as np
+from switchboard.core.vocabulary import COLORS
+from switchboard.evals.metrics import psnr
+from switchboard.specialists.colors import color_labels
+from switchboard.specialists.fill import fill_from_surroundings, recolor_within
+from switchboard.world.edits import apply_edit
+from switchboard.world.scene import generate_scene
+
+SEEDS = range(6000, 6060)
+# Measured on these 60 removals: 30 holes matched a patch of their own background (stripes,
+# checkers, gradients, plain walls; noise backgrounds mostly do not match and go to the model),
+# 29 of the 30 restored the true background at >= 28 dB (the stricter judge's bar).
+
+
+def test_a_removed_objects_hole_is_filled_from_its_own_background():
+    rng = np.random.default_rng(0)
+    copied = []
+    for seed in SEEDS:
+        scene = generate_scene(seed)
+        oid = scene.objects[0].id
+        i = scene.index(oid)
+        truth = apply_edit(scene, "remove", oid, {}, rng).after.image
+        filled = fill_from_surroundings(scene.image, scene.masks[i])
+        if filled is None:
+            continue
+        out, written = filled
+        assert written[scene.masks[i]].all()  # the whole object went
+        assert (out[~written] == scene.image[~written]).all()  # nothing else was touched
+        copied.append(psnr(out, truth, scene.masks[i]))
+    assert len(copied) >= 27, len(copied)
+    assert np.mean(np.array(copied) >= 28) >= 0.93, sorted(copied)
+
+
+def test_a_hole_nothing_in_the_image_matches_is_left_to_the_model():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)  # no background repeats
+    hole = np.zeros((128, 128), bool)
+    hole[50:70, 40:64] = True
+    assert fill_from_surroundings(image, hole) is None
+
+
+def test_a_recolour_keeps_the_outline_whatever_shape_the_model_painted():
+    """What the issue saw: asked for a blue cross, the model painted a blue blob and gave the
+    arms back to the background. The object becomes blue exactly inside its own mask, with its
+    shading, and no other pixel changes."""
+    scene = next(
+        s for s in map(generate_scene, range(60))
+        if s.objects[0].shape == "cross" and s.objects[0].color != "blue"
+    )  # fmt: skip
+    i = scene.index(scene.objects[0].id)
+    mask = scene.masks[i]
+    painted = scene.image.copy()
+    painted[mask] = np.median(scene.image[~scene.masks.any(0)], axis=0)  # arms: background
+    ys, xs = np.nonzero(mask)
+    cy, cx, r = int(ys.mean()), int(xs.mean()), max(2, int((ys.max() - ys.min()) / 5))
+    blob = np.zeros_like(mask)
+    blob[cy - r : cy + r + 1, cx - r : cx + r + 1] = True
+    painted[blob & mask] = COLORS["blue"]  # the blob: the centre of the cross only
+    assert (blob & mask).sum() < 0.6 * mask.sum()
+    out = recolor_within(scene.image, mask, painted)
+    assert (out[~mask] == scene.image[~mask]).all()
+    blue = color_labels(out) == list(COLORS).index("blue")
+    iou = (blue & mask).sum() / (blue | mask).sum()
+    assert iou >= 0.97, iou
+    assert out[mask].std(axis=0).max() > 0.5  # the shading is kept, not a flat fill
