@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 RING_PX = 4  # the known pixels around the hole that a placement must match
+SEARCH_SCALE = 2.0  # the search window: the hole's box grown by this times its longer side
 RING_KEEP = 0.75  # the share of the ring (best matched first) that votes in the second round
 # Grey levels: the largest RMS difference on the ring a copied patch may have. Measured on 80
 # ShapeWorld removals: every copy within 4 restored the background at >= 28 dB but one (stripes,
@@ -80,11 +81,17 @@ def fill_from_surroundings(
     y1, y2, x1, x2 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     if y2 - y1 >= h or x2 - x1 >= w:
         return None
-    img = image.astype(np.float32)
-    tpl = img[y1:y2, x1:x2]
+    # The search stays near the hole (the background most like the hole's, and a bounded cost
+    # on a huge image): the hole's box grown by SEARCH_SCALE times its longer side.
+    m = int(SEARCH_SCALE * max(y2 - y1, x2 - x1))
+    sub = (slice(max(y1 - m, 0), min(y2 + m, h)), slice(max(x1 - m, 0), min(x2 + m, w)))
+    oy, ox = sub[0].start, sub[1].start
+    area = image[sub]
+    img = area.astype(np.float32)
+    tpl = image[y1:y2, x1:x2].astype(np.float32)
     hole_t = hole[y1:y2, x1:x2].astype(np.float32)
     ring_t = ring[y1:y2, x1:x2]
-    on_hole = cv2.matchTemplate(hole.astype(np.float32), hole_t, cv2.TM_CCORR) > 0.5
+    on_hole = cv2.matchTemplate(hole[sub].astype(np.float32), hole_t, cv2.TM_CCORR) > 0.5
     best = None
     for _ in range(2):
         # Placements whose hole part lands on the hole (unknown pixels) or on colours the ring
@@ -93,7 +100,9 @@ def fill_from_surroundings(
         # matches it, so it must neither vote nor count as background.
         full = np.zeros_like(ring)
         full[y1:y2, x1:x2] = ring_t
-        unlike = cv2.matchTemplate(_unlike(image, full).astype(np.float32), hole_t, cv2.TM_CCORR)
+        unlike = cv2.matchTemplate(
+            _unlike(area, full[sub]).astype(np.float32), hole_t, cv2.TM_CCORR
+        )
         bad = on_hole | (unlike > UNLIKE_SHARE * hole_t.sum())
         if bad.all():
             return None
@@ -108,7 +117,7 @@ def fill_from_surroundings(
     if not np.isfinite(rms) or rms > max_rms:
         return None
     out = image.copy()
-    src = image[sy : sy + (y2 - y1), sx : sx + (x2 - x1)]
+    src = image[oy + sy : oy + sy + (y2 - y1), ox + sx : ox + sx + (x2 - x1)]
     window = out[y1:y2, x1:x2]
     inside = hole[y1:y2, x1:x2]
     window[inside] = src[inside]
