@@ -746,8 +746,11 @@ class SignalHeads(nn.Module):
         return torch.stack([xx.flatten(), yy.flatten()], dim=-1)
 
     # -- files -------------------------------------------------------------------------------
-    def save(self, folder: str | Path, fp16: bool = False) -> None:
-        from safetensors.torch import save_file
+    def save(self, folder: str | Path, fp16: bool = False, base: str | Path | None = None) -> None:
+        """Config and weights into ``folder``; with ``base`` (a folder of heads the same start
+        trained, e.g. the router folder beside an ablation in ``<router>/signals-nosynergy``),
+        the tensors equal to base's are left out and :meth:`load` reads them from there."""
+        from safetensors.torch import load_file, save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -757,6 +760,13 @@ class SignalHeads(nn.Module):
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         if fp16:
             state = {k: v.half() for k, v in state.items()}
+        if base is not None and (Path(base) / SIGNALS_WEIGHTS).is_file():
+            shared = load_file(str(Path(base) / SIGNALS_WEIGHTS))
+            state = {
+                k: v
+                for k, v in state.items()
+                if not (k in shared and shared[k].dtype == v.dtype and torch.equal(shared[k], v))
+            }
         save_file(state, str(folder / SIGNALS_WEIGHTS), metadata={"format": "pt"})
 
     @classmethod
@@ -775,8 +785,12 @@ class SignalHeads(nn.Module):
         raw.setdefault("patch_subject", False)  # heads saved before the patches' subject score
         raw.setdefault("commit_box", False)  # heads saved before the committed box
         heads = cls(SignalConfig(**raw))
-        state = {k: v.float() for k, v in load_file(str(folder / SIGNALS_WEIGHTS)).items()}
-        heads.load_state_dict(state)
+        state = load_file(str(folder / SIGNALS_WEIGHTS))
+        if set(heads.state_dict()) - set(state) and (folder.parent / SIGNALS_WEIGHTS).is_file():
+            # Saved with ``base``: the tensors shared with the heads one folder up are there.
+            shared = load_file(str(folder.parent / SIGNALS_WEIGHTS))
+            state = {**{k: v for k, v in shared.items() if k not in state}, **state}
+        heads.load_state_dict({k: v.float() for k, v in state.items()})
         return heads.eval()
 
 

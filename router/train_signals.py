@@ -850,7 +850,7 @@ def train_signals(
         modules=modules,
         skip_finished=True,
     )
-    heads.eval().save(out, fp16=True)
+    heads.eval().save(out, fp16=True, base=None if synergy else router_dir)
     if preset.end_to_end:
         router.save_pretrained(out if synergy else work / "router", fp16=True)
     _save_record(fitted, heads, targets, preset, preset_name, synergy, out, len(cache), held, log)

@@ -461,3 +461,26 @@ def test_the_committed_box_is_the_blob_around_the_subjects_top_patch():
     )
     torch.testing.assert_close(out.committed, SignalHeads.committed_box(out.patches))
     assert not torch.equal(out.committed, out.box)  # the soft box stays for the box loss
+
+
+def test_heads_saved_beside_a_base_keep_only_what_differs(tmp_path):
+    """An ablation saved with ``base`` (the heads one folder up) leaves out the tensors equal
+    to base's and loads them from there: the same weights, a smaller file."""
+    cfg = SignalConfig(tools={"segment": (2, 16)}, llm_dim=32, width=32, depth=1)
+    torch.manual_seed(0)
+    base = SignalHeads(cfg).eval()
+    base.save(tmp_path, fp16=True)
+    other = SignalHeads(cfg).eval()
+    other.load_state_dict(base.state_dict())
+    with torch.no_grad():
+        other.in_proj.weight.add_(1.0)
+    other.save(tmp_path / "ablation", fp16=True, base=tmp_path)
+    whole = tmp_path / "whole"
+    other.save(whole, fp16=True)
+    small = (tmp_path / "ablation" / "signals.safetensors").stat().st_size
+    assert small < (whole / "signals.safetensors").stat().st_size
+    got, want = (
+        SignalHeads.load(tmp_path / "ablation").state_dict(),
+        SignalHeads.load(whole).state_dict(),
+    )
+    assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
