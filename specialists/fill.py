@@ -34,7 +34,6 @@ MATCH_RMS = 4.0
 UNLIKE_SHARE = 0.01  # a placement whose hole part has more pixels unlike the ring is refused
 COLOR_BINS = 16  # per channel, for "a colour the ring has" (with one bin of tolerance)
 GROW_PX = 1  # a removal also takes the object's anti-aliased rim
-BACKGROUND_SHARE = 0.9  # the ring's commonest colours covering this share are background
 NEW_COLOR_SHARE = 0.25  # the painted pixels that moved most, whose median is the new colour
 
 
@@ -44,19 +43,12 @@ def _ring(hole: np.ndarray, width: int) -> np.ndarray:
     return grown & ~hole
 
 
-def _unlike(image: np.ndarray, ring: np.ndarray, rare: float = 0.0) -> np.ndarray:
-    """HW bool: pixels whose colour (binned, one bin of tolerance) the ring does not have —
-    not counting its rarest colours, those of a ``rare`` share of its pixels."""
+def _unlike(image: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """HW bool: pixels whose colour (binned, one bin of tolerance) the ring does not have."""
     q = (image.astype(np.int32) * COLOR_BINS) // 256
     r = q[ring]
     flat = (r[:, 0] * COLOR_BINS + r[:, 1]) * COLOR_BINS + r[:, 2]
-    counts = np.bincount(flat, minlength=COLOR_BINS**3)
-    order = np.argsort(-counts)
-    covered = np.cumsum(counts[order]) / max(len(flat), 1)
-    keep = order[: int(np.searchsorted(covered, 1.0 - rare - 1e-9)) + 1]
-    seen = np.zeros(COLOR_BINS**3, bool)
-    seen[keep[counts[keep] > 0]] = True
-    seen = seen.reshape((COLOR_BINS,) * 3)
+    seen = (np.bincount(flat, minlength=COLOR_BINS**3) > 0).reshape((COLOR_BINS,) * 3)
     pad, b = np.pad(seen, 1), COLOR_BINS
     near = np.zeros_like(seen)
     for dz, dy, dx in itertools.product(range(3), repeat=3):  # one bin of tolerance each way
@@ -143,13 +135,3 @@ def recolor_within(image: np.ndarray, mask: np.ndarray, painted: np.ndarray) -> 
     out = image.copy()
     out[mask] = np.clip(color[None] * shade[:, None], 0, 255).round().astype(np.uint8)
     return out
-
-
-def other_objects(image: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """HW bool: the pixels of ``region`` that are not its surroundings' background — colours
-    outside the ring's commonest ones (those of :data:`BACKGROUND_SHARE` of its pixels: an
-    object crossing the ring is a minority of it). What an addition must leave alone."""
-    ring = _ring(region, RING_PX)
-    if not ring.any():
-        return np.zeros_like(region)
-    return _unlike(image, ring, 1.0 - BACKGROUND_SHARE) & region
