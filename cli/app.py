@@ -287,26 +287,46 @@ def eval_track(
 @eval_app.command("edit")
 def eval_edit(
     split: str = typer.Option("test"),
-    n: int = typer.Option(40, min=1, help="Edits per kind."),
+    n: int | None = typer.Option(
+        None, min=1, help="Edits per kind (default 40), or clips per op with --video (30)."
+    ),
     steps: int = typer.Option(20, min=1, help="Sampler steps per edit."),
     kinds: str | None = typer.Option(
         None, help="Comma-separated edit kinds to score (default: every kind)."
     ),
     out: Path | None = typer.Option(None, help="JSON file to write."),
     card: bool = typer.Option(False, help="Also record the result in the model card."),
+    video: bool = typer.Option(
+        False,
+        "--video",
+        help="Video edits instead (recolor, remove, replace through 16-frame clips; -n is "
+        "clips per op, default 30): a clip succeeds when 90%% of its frames pass the stricter "
+        "judge; flicker and the keep region reported.",
+    ),
 ) -> None:
     """Edit success per kind (judged by the detector and pixel colour) and region PSNR."""
-    from switchboard.evals.specialists import evaluate_edit
+    from switchboard.evals.specialists import evaluate_edit, evaluate_video_edit
     from switchboard.specialists import default_registry
     from switchboard.specialists.edit import EDIT_OPS
+    from switchboard.specialists.video_edit import VIDEO_OPS
 
+    if video:
+        if card:
+            raise typer.BadParameter("--card records the image edit evaluation")
+        chosen = tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else VIDEO_OPS
+        reg = default_registry()
+        det = reg.get("detect")
+        det.load()
+        res = evaluate_video_edit(reg.get("edit"), det, split, n or 30, steps, chosen)
+        _report("edit-video", res, out)
+        return
     chosen = tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else EDIT_OPS
     if card and set(chosen) != set(EDIT_OPS):
         raise typer.BadParameter("--card records a full evaluation: score every kind")
     reg = default_registry()
     det = reg.get("detect")
     det.load()
-    _report("edit", evaluate_edit(reg.get("edit"), det, split, n, steps, chosen), out, card)
+    _report("edit", evaluate_edit(reg.get("edit"), det, split, n or 40, steps, chosen), out, card)
 
 
 @eval_app.command("router")

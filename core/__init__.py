@@ -18,7 +18,17 @@ from .errors import (
 from .media import Image, Video, decode_image, encode_png, load_image, load_video, save_video
 from .regions import Box, Mask, Points, Region, region_box
 from .registry import ENTRY_POINT_GROUP, PluginLoadError, Registry
-from .results import Boxes, ImageOut, Masks, Result, Text, Track, Tracks, mask_to_box
+from .results import (
+    Boxes,
+    ImageOut,
+    Masks,
+    Result,
+    Text,
+    Track,
+    Tracks,
+    VideoOut,
+    mask_to_box,
+)
 from .rle import decode_rle, encode_rle, rle_area
 from .specialist import Media, Specialist
 
@@ -51,6 +61,7 @@ __all__ = [
     "ToolSpec",
     "Track",
     "Tracks",
+    "VideoOut",
     "UnknownToolError",
     "Video",
     "decode_image",

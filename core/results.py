@@ -6,12 +6,19 @@ Masks travel as COCO RLE, images as base64 PNG in JSON; in Python they are numpy
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    model_validator,
+)
 
-from .media import RGBArray
+from .media import RGBArray, _image_serializer, _image_validator
 from .regions import BoolMask
 
 XYXY = tuple[float, float, float, float]
@@ -130,6 +137,53 @@ class ImageOut(BaseModel):
         return f"image {w}x{h}, {int(self.edit_mask.sum())} px changed region"
 
 
+def _frames_validator(value: Any) -> np.ndarray:
+    if isinstance(value, list):  # base64 PNGs, as written by the serializer below
+        value = np.stack([_image_validator(v) for v in value])
+    if not isinstance(value, np.ndarray) or value.ndim != 4 or value.shape[3] != 3:
+        raise ValueError(f"video frames must be a (T, H, W, 3) array, got {type(value)}")
+    if value.dtype != np.uint8:
+        raise ValueError(f"video frames must be uint8, got {value.dtype}")
+    return value
+
+
+# THWC uint8 frames; JSON form is a list of base64 PNGs (lossless: the keep region stays
+# byte-identical on the wire too).
+FramesArray = Annotated[
+    np.ndarray,
+    PlainValidator(_frames_validator),
+    PlainSerializer(lambda v: [_image_serializer(f) for f in v], when_used="json"),
+]
+
+
+class VideoOut(BaseModel):
+    """An edited video: every frame (THWC uint8 RGB, the input's size) at the input's ``fps``,
+    the region that changed on each frame, the track the edit followed (its id and the frames
+    the object was found on), and how many frames were edited."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    kind: Literal["video"] = "video"
+    frames: FramesArray
+    fps: float = Field(gt=0)
+    edit_masks: list[BoolMask] | None = None
+    track: Track | None = None
+
+    @model_validator(mode="after")
+    def _lengths(self) -> VideoOut:
+        if self.edit_masks is not None and len(self.edit_masks) != len(self.frames):
+            raise ValueError("a video edit needs one edit mask per frame")
+        return self
+
+    @property
+    def edited_frames(self) -> int:
+        return 0 if self.edit_masks is None else sum(bool(m.any()) for m in self.edit_masks)
+
+    def observation(self) -> str:
+        t, h, w = self.frames.shape[:3]
+        return f"video {w}x{h}, {t} frames, edited on {self.edited_frames}"
+
+
 class Text(BaseModel):
     kind: Literal["text"] = "text"
     text: str
@@ -138,4 +192,4 @@ class Text(BaseModel):
         return self.text
 
 
-Result = Annotated[Masks | Boxes | Tracks | ImageOut | Text, Field(discriminator="kind")]
+Result = Annotated[Masks | Boxes | Tracks | ImageOut | VideoOut | Text, Field(discriminator="kind")]

@@ -28,9 +28,13 @@ from switchboard.core import (
     Image,
     ImageOut,
     InvalidInputError,
+    NotFoundError,
     SignalSpec,
     Specialist,
     SpecialistFailedError,
+    Track,
+    Video,
+    VideoOut,
     mask_to_box,
 )
 from switchboard.core.config import get_settings, models_dir
@@ -41,6 +45,14 @@ from switchboard.core.vocabulary import COLORS, PLACES
 from .colors import color_of_pixels
 from .diffusion import COND_DIM, NUM_COND_TOKENS
 from .fill import fill_from_surroundings, recolor_within
+from .video_edit import (
+    FRAME_BATCH,
+    ObjectPath,
+    check_video_op,
+    recolor_all,
+    remove_all,
+    replace_all,
+)
 
 EDIT_OPS = ("recolor", "remove", "add", "replace", "move", "generate")
 BACKGROUND = "background"  # the description a removed object's region is painted with
@@ -209,7 +221,11 @@ class EditArgs(BaseModel):
     ``box``. ``prompt`` overrides the composed description; ``instruction`` is a whole-image
     instruction (full profile, InstructPix2Pix)."""
 
-    op: Literal["recolor", "remove", "add", "replace", "move", "generate"] = "recolor"
+    op: Literal["recolor", "remove", "add", "replace", "move", "generate"] = Field(
+        "recolor",
+        description="on a video: recolor, remove or replace (the object is tracked and edited "
+        "on every frame)",
+    )
     target: str | None = Field(None, description="referring expression of the object to edit")
     every: bool = Field(
         False,
@@ -224,6 +240,7 @@ class EditArgs(BaseModel):
     )
     region: BoolMask | None = None
     box: tuple[float, float, float, float] | None = None
+    frame: int = Field(0, ge=0, description="video: the frame `target`, `box` or `region` is on")
     color: str | None = Field(None, description="colour to paint (recolor/add/replace)")
     shape: str | None = Field(None, description="shape to paint (add/replace)")
     place: str | None = Field(None, description="where to add/move to: 'top left', 'center' …")
@@ -272,12 +289,13 @@ class EditSpecialist(Specialist):
     name = "edit"
     description = (
         "Edit or generate pixels: recolour, remove, add, replace or move an object, or draw "
-        "a new image from a description. Everything outside the edited region is unchanged."
+        "a new image from a description; recolour, remove or replace an object through a "
+        "whole video. Everything outside the edited region is unchanged."
     )
     tasks = EDIT_OPS
     Args = EditArgs
     signal = SignalSpec(num_tokens=NUM_COND_TOKENS, dim=COND_DIM)  # MiniLM token space
-    media = ("image", "none")
+    media = ("image", "video", "none")
     examples = (
         ExampleRequest(
             request="make the {ref} {color}",
@@ -334,6 +352,8 @@ class EditSpecialist(Specialist):
         self.conditioner: Any = None
         self.vocab: dict[str, list[str]] | None = None  # tiny: the words the model was taught
         self.work_size = 64
+        self.frame_batch = FRAME_BATCH  # video frames per model pass (1: frame by frame)
+        self._tracker: Any = None
 
     # -- loading ---------------------------------------------------------------------------
     def load(self, device: str = "cpu", dtype: Any = None) -> EditSpecialist:
@@ -375,6 +395,14 @@ class EditSpecialist(Specialist):
 
             self._segmenter = peer(self, "segment")
         return self._segmenter
+
+    @property
+    def tracker(self) -> Any:
+        if self._tracker is None:
+            from . import peer
+
+            self._tracker = peer(self, "track")
+        return self._tracker
 
     # -- conditioning ----------------------------------------------------------------------
     def _check_word(self, kind: str, word: str | None) -> None:
@@ -542,12 +570,18 @@ class EditSpecialist(Specialist):
         return color, shape
 
     # -- run -------------------------------------------------------------------------------
-    def run(self, media: Image | None, args: EditArgs, signal: Any = None) -> ImageOut:
+    def run(
+        self, media: Image | Video | None, args: EditArgs, signal: Any = None
+    ) -> ImageOut | VideoOut:
         check_object_resolved(args)
         for kind, word in (("colors", args.color), ("shapes", args.shape)):
             self._check_word(kind, word)
         if args.op == "generate":
+            if isinstance(media, Video):
+                check_video_op(args.op, media)
             return self._generate(media, args, signal)
+        if isinstance(media, Video):
+            return self._edit_video(media, args, signal)
         if media is None:
             raise InvalidInputError(f"{args.op} needs an image")
         image = media.pixels
@@ -597,6 +631,129 @@ class EditSpecialist(Specialist):
             )
             changed = gone | added
         return ImageOut(image=out, edit_mask=changed)
+
+    # -- video ---------------------------------------------------------------------------------
+    def _edit_video(self, video: Video, args: EditArgs, signal: Any) -> VideoOut:
+        """Recolour, remove or replace the object through the whole clip (:mod:`.video_edit`):
+        tracked, then edited on every frame inside its mask; the rest of every frame keeps its
+        bytes."""
+        check_video_op(args.op, video)
+        if args.frame >= video.num_frames:
+            raise InvalidInputError(
+                f"frame {args.frame} is past the last frame ({video.num_frames - 1})"
+            )
+        if args.op == "recolor" and args.color is None and args.prompt is None and signal is None:
+            raise InvalidInputError("recolor needs a colour")
+        if args.op == "replace" and args.shape is None and args.prompt is None and signal is None:
+            raise InvalidInputError("replace needs a shape")
+        frames = video.frames
+        track = self._track(video, args)
+        path = ObjectPath(frames, track)
+        ref = path.ref
+        color, shape = self._looks(frames[ref], path.masks[ref], args)
+
+        def paint(frame: np.ndarray, hole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return self.inpaint(frame, hole, args.prompt or BACKGROUND, args, signal)
+
+        if args.op == "recolor":
+            text = args.prompt or describe(args.color, shape)
+            painted = self.paint_frames(frames, path.masks, text, args, signal)
+            out, written = recolor_all(frames, path, painted)
+        else:
+            out, written = remove_all(frames, path, paint)
+            if args.op == "replace":
+                # The new shape is painted once, on the reference frame with the old object
+                # removed, and follows the object from there.
+                h, w = frames.shape[1:3]
+                region = box_region(replace_box(path.masks[ref]), h, w)
+                text = args.prompt or describe(color, args.shape)
+                sprite, alpha = self.inpaint(
+                    out[ref], region, text, args, signal, matte=True, tint=color
+                )
+                out, written = replace_all(out, written, frames, path, sprite, alpha)
+        return VideoOut(frames=out, fps=video.fps, edit_masks=list(written), track=track)
+
+    def _track(self, video: Video, args: EditArgs) -> Track:
+        """The edited object through the clip (the track specialist, masks on)."""
+        targs: dict[str, Any] = {"frame": args.frame, "masks": True}
+        if args.region is not None:
+            region = np.asarray(args.region, bool)
+            if region.shape != (video.height, video.width):
+                raise InvalidInputError(
+                    f"region mask is {region.shape[1]}x{region.shape[0]}, "
+                    f"video is {video.width}x{video.height}"
+                )
+            if not region.any():
+                raise InvalidInputError("the region mask is empty")
+            targs["box"] = mask_to_box(region)
+        elif args.box is not None:
+            self._check_box(args.box, video.height, video.width)
+            targs["box"] = args.box
+        elif args.target:
+            targs["target"] = args.target
+        else:
+            raise InvalidInputError(f"{args.op} needs a region, a box or a target")
+        tracks = self.tracker(video, targs)
+        if tracks.tracks and tracks.tracks[0].masks:
+            return tracks.tracks[0]
+        if "box" in targs:
+            # The detector missed the object where it was shown: its mask on that frame (the
+            # region, or segment's for the box) starts the path, which follows it from there
+            # by its appearance.
+            at = args.frame
+            if args.region is not None:
+                mask = np.asarray(args.region, bool)
+            else:
+                seg = self.segmenter(Image(pixels=video.frames[at]), {"box": targs["box"]})
+                mask = np.asarray(seg.masks[0], bool)
+            if mask.any():
+                return Track(track_id=0, frames=[at], xyxy=[mask_to_box(mask)], masks=[mask])
+        what = args.target or "the object"
+        raise NotFoundError(f"{what} could not be followed through the video")
+
+    def paint_frames(
+        self, frames: np.ndarray, masks: np.ndarray, text: str, args: EditArgs, signal: Any
+    ) -> list[np.ndarray | None]:
+        """The model's repaint of each frame's masked object (full frames, None where the mask
+        is empty), ``frame_batch`` frames per pipeline call, each frame from the same noise and
+        the same conditioning (so the frames are painted alike)."""
+        n, factor = self.work_size, self.pipe.vae_scale_factor
+        todo = [t for t, m in enumerate(masks) if m.sum() >= 8]
+        out: list[np.ndarray | None] = [None] * len(frames)
+        cond, uncond = self._embeds(text, signal)
+        h, w = frames.shape[1:3]
+        for at in range(0, len(todo), max(self.frame_batch, 1)):
+            chunk = todo[at : at + max(self.frame_batch, 1)]
+            windows = [crop_window(mask_to_box(masks[t]), h, w) for t in chunk]
+            crops = [
+                frames[t, y0 : y0 + s, x0 : x0 + s]
+                for t, (x0, y0, s) in zip(chunk, windows, strict=True)
+            ]
+            mks = [latent_block_mask(resize_mask(masks[t, y0 : y0 + s, x0 : x0 + s], n), factor)
+                   for t, (x0, y0, s) in zip(chunk, windows, strict=True)]  # fmt: skip
+            imgs = np.stack([resize(c, n) for c in crops])
+            img_t = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+            k = len(chunk)
+            painted = self.pipe(
+                prompt_embeds=cond.expand(k, -1, -1),
+                negative_prompt_embeds=uncond.expand(k, -1, -1),
+                image=img_t,
+                mask_image=torch.from_numpy(np.stack(mks))[:, None].float(),
+                height=n,
+                width=n,
+                strength=1.0,
+                num_inference_steps=args.steps,
+                guidance_scale=args.guidance,
+                generator=[torch.Generator(device="cpu").manual_seed(args.seed) for _ in chunk],
+                output_type="np",
+            ).images
+            for t, (x0, y0, s), p in zip(chunk, windows, painted, strict=True):
+                full = frames[t].copy()
+                full[y0 : y0 + s, x0 : x0 + s] = resize(
+                    (np.clip(p, 0, 1) * 255).round().astype(np.uint8), s
+                )
+                out[t] = full
+        return out
 
     def _remove(
         self, image: np.ndarray, mask: np.ndarray, args: EditArgs, signal: Any = None

@@ -118,20 +118,33 @@ def fill_from_surroundings(
 
 def recolor_within(image: np.ndarray, mask: np.ndarray, painted: np.ndarray) -> np.ndarray:
     """``image`` with the object under ``mask`` recoloured to the colour ``painted`` (the
-    model's repaint of the same image) gives it inside the mask, keeping each pixel's shading
-    (its brightness relative to the object's median) and leaving every other pixel as it was.
+    model's repaint of the same image) gives it inside the mask (:func:`painted_color`),
+    keeping each pixel's shading (:func:`paint_color`)."""
+    return paint_color(image, mask, painted_color(image, mask, painted))
 
-    The new colour is the median of the painted pixels that moved farthest from the object's
-    own colour (the top :data:`NEW_COLOR_SHARE`): where the model painted a blob smaller than
-    the object, the rest of the mask holds background or the old colour, not the new one."""
+
+def _inner(mask: np.ndarray) -> np.ndarray:
     inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    inner = inner if inner.sum() >= 8 else mask
+    return inner if inner.sum() >= 8 else mask
+
+
+def painted_color(image: np.ndarray, mask: np.ndarray, painted: np.ndarray) -> np.ndarray:
+    """The colour (RGB float) the model painted the object under ``mask``: the median of the
+    painted pixels that moved farthest from the object's own colour (the top
+    :data:`NEW_COLOR_SHARE`): where the model painted a blob smaller than the object, the rest
+    of the mask holds background or the old colour, not the new one."""
+    inner = _inner(mask)
     old = np.median(image[inner].astype(np.float32), axis=0)
     new = painted[inner].astype(np.float32)
     moved = np.linalg.norm(new - old, axis=1)
-    color = np.median(new[moved >= np.quantile(moved, 1 - NEW_COLOR_SHARE)], axis=0)
+    return np.median(new[moved >= np.quantile(moved, 1 - NEW_COLOR_SHARE)], axis=0)
+
+
+def paint_color(image: np.ndarray, mask: np.ndarray, color: np.ndarray) -> np.ndarray:
+    """``image`` with the pixels of ``mask`` in ``color`` times each pixel's shading (its
+    brightness relative to the object's median); every other pixel as it was."""
     luma = image[mask].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    shade = luma / max(float(np.median(luma)), 1.0)
+    shade = luma / max(float(np.median(luma)), 1.0) if luma.size else luma
     out = image.copy()
-    out[mask] = np.clip(color[None] * shade[:, None], 0, 255).round().astype(np.uint8)
+    out[mask] = np.clip(np.asarray(color)[None] * shade[:, None], 0, 255).round().astype(np.uint8)
     return out

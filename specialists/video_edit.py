@@ -1,0 +1,381 @@
+"""Editing an object through a whole clip: recolour, remove or replace it on every frame.
+
+The object is followed by the track specialist (a mask per frame from segment's box prompts);
+each frame is then edited inside that frame's mask, and everything else keeps its bytes. What
+makes the frames agree with one another (no flicker) is that nothing is invented per frame:
+
+- **remove**: the hole is filled from the *other frames*. With a fixed camera the background
+  behind a moving object is seen on the frames where the object is elsewhere; the temporal
+  median of those frames, pixel by pixel, is that background (other objects passing by are a
+  minority of the frames and drop out of the median). What no frame shows (an object that
+  never moves off a spot) is filled from the frame's own surroundings (:mod:`.fill`), and
+  only then painted by the model;
+- **recolour**: the model paints the object on every frame in one batch (same noise, same
+  conditioning), the new colour is the median of what it painted over all frames, and every
+  frame's mask takes that one colour times its own shading;
+- **replace**: the model paints the new shape once, on the frame where the object is most
+  visible; that sprite follows the object (its offset on each frame is found by matching the
+  object's own pixels, so occlusion and the frame's edge do not shift it) over the removed
+  object's background.
+
+The masks are completed where the tracker lost the object for a frame (occlusion): the
+nearest tracked mask, moved by the matched offset, on the pixels of the object's colour.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+from switchboard.core import InvalidInputError, NotFoundError, Track, Video, mask_to_box
+
+from .fill import fill_from_surroundings, paint_color, painted_color
+
+VIDEO_OPS = ("recolor", "remove", "replace")
+RIM_PX = 2  # a mask's ring checked for the object's own anti-aliased or unsegmented rim
+OBJECT_COLOR_DIST = 48.0  # RGB distance: a pixel this near the object's colour is the object
+GROW_PX = 4  # a one-colour object's mask grows this far over pixels of its colour
+UNIFORM_SHARE = 0.7  # an object whose mask is mostly one colour is edited on that colour only
+MASK_AGREE = 0.6  # IoU: a tracked mask this far from the matched appearance is replaced
+MATCH_TOL = 24  # grey levels: a template pixel this near the frame's matches
+MATCH_SHARE = 0.5  # the object is there when this share of its seen inner pixels match
+MAX_MISSED = 3  # frames the object may stay unmatched (hidden) before it is given up
+STATIC_TOL = 12.0  # grey levels: a frame's pixel this near the temporal background is background
+FRAME_BATCH = 16  # frames per model pass (a 16-frame clip in one batch)
+
+
+def _dilate(mask: np.ndarray, px: int) -> np.ndarray:
+    k = 2 * px + 1
+    return cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
+
+
+def object_color(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """The object's colour: the median of its eroded masks' pixels over every frame."""
+    px = [frames[t][cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0]
+          for t, m in enumerate(masks) if m.sum() >= 16]  # fmt: skip
+    px = [p for p in px if len(p)] or [frames[t][m] for t, m in enumerate(masks) if m.any()]
+    return np.median(np.concatenate(px).astype(np.float32), axis=0)
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of ``mask``."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return mask
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
+def temporal_background(frames: np.ndarray, holes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(background HxWx3 uint8, known HxW bool)``: each pixel as the median of the frames on
+    which no hole covers it (known where at least one frame shows it)."""
+    vals = frames.astype(np.float32)
+    vals[holes] = np.nan
+    known = ~holes.all(0)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: unknown
+        med = np.nanmedian(vals, axis=0)
+    bg = np.where(known[..., None], np.nan_to_num(np.round(med)), frames[0])
+    return np.clip(bg, 0, 255).astype(np.uint8), known
+
+
+def with_rim(frame: np.ndarray, mask: np.ndarray, color: np.ndarray, bg: np.ndarray,
+             known: np.ndarray) -> np.ndarray:  # fmt: skip
+    """``mask`` plus the pixels of its ``RIM_PX`` ring that are the object's rim: nearer the
+    object's ``color`` than the background there (where the background is known)."""
+    ring = _dilate(mask, RIM_PX) & ~mask & known
+    if not ring.any():
+        return mask
+    px = frame[ring].astype(np.float32)
+    to_obj = np.linalg.norm(px - color, axis=1)
+    to_bg = np.linalg.norm(px - bg[ring].astype(np.float32), axis=1)
+    out = mask.copy()
+    out[ring] = (to_obj < to_bg) & (to_obj <= OBJECT_COLOR_DIST)
+    return out
+
+
+def match_offset(
+    frame: np.ndarray, template: np.ndarray, tmask: np.ndarray, guess: tuple[int, int], reach: int
+) -> tuple[int, int, float]:
+    """Where ``template`` (HxWx3, its object pixels ``tmask``) sits in ``frame``: the top-left
+    ``(x, y)`` minimising the masked SSD within ``reach`` pixels of ``guess`` (the frame padded
+    by the template's size, so an object half out of the frame still matches), and the RMS
+    share of that placement's in-frame template pixels that match (within ``MATCH_TOL``)."""
+    th, tw = tmask.shape
+    pad = max(th, tw)
+    big = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    gx, gy = guess[0] + pad, guess[1] + pad
+    x0, y0 = max(gx - reach, 0), max(gy - reach, 0)
+    x1 = min(gx + reach + tw, big.shape[1])
+    y1 = min(gy + reach + th, big.shape[0])
+    area = big[y0:y1, x0:x1].astype(np.float32)
+    if area.shape[0] < th or area.shape[1] < tw:
+        return guess[0], guess[1], 0.0
+    m3 = np.repeat(tmask.astype(np.float32)[..., None], 3, axis=2)
+    ssd = cv2.matchTemplate(area, template.astype(np.float32), cv2.TM_SQDIFF, mask=m3)
+    # Off the frame the padding is black: a placement is scored on its in-frame pixels only,
+    # as a mean (a placement half outside is not favoured for having fewer pixels).
+    inside = np.zeros(big.shape[:2], np.float32)
+    inside[pad:-pad, pad:-pad] = 1
+    count = cv2.matchTemplate(inside[y0:y1, x0:x1], tmask.astype(np.float32), cv2.TM_CCORR)
+    score = np.where(count >= 0.3 * tmask.sum(), ssd / np.maximum(count, 1), np.inf)
+    sy, sx = np.unravel_index(int(np.argmin(score)), score.shape)
+    # How well it matches: the share of the template's in-frame pixels within MATCH_TOL (a
+    # partly occluded object still matches on the rest of its pixels).
+    win = big[y0 + sy : y0 + sy + th, x0 + sx : x0 + sx + tw].astype(np.int16)
+    close = np.abs(win - template.astype(np.int16)).max(-1) <= MATCH_TOL
+    seen = tmask & (inside[y0 + sy : y0 + sy + th, x0 + sx : x0 + sx + tw] > 0)
+    share = float((close & seen).sum() / max(seen.sum(), 1))
+    return int(x0 + sx - pad), int(y0 + sy - pad), share
+
+
+def shift(mask: np.ndarray, dx: int, dy: int, out_shape: tuple[int, int]) -> np.ndarray:
+    """``mask`` (h x w) drawn at top-left ``(dx, dy)`` of an ``out_shape`` canvas."""
+    out = np.zeros(out_shape, bool)
+    h, w = mask.shape
+    H, W = out_shape
+    x0, y0, x1, y1 = max(dx, 0), max(dy, 0), min(dx + w, W), min(dy + h, H)
+    if x1 > x0 and y1 > y0:
+        out[y0:y1, x0:x1] = mask[y0 - dy : y1 - dy, x0 - dx : x1 - dx]
+    return out
+
+
+class ObjectPath:
+    """The tracked object on every frame: its mask (tracked, or completed where the tracker
+    lost it), and where its appearance on the reference frame sits on each frame."""
+
+    def __init__(self, frames: np.ndarray, track: Track) -> None:
+        t_n, h, w = frames.shape[:3]
+        masks = np.zeros((t_n, h, w), bool)
+        tracked = np.zeros(t_n, bool)
+        for t, m in zip(track.frames, track.masks or [], strict=False):
+            masks[t] = np.asarray(m, bool)
+            tracked[t] = masks[t].any()
+        if not tracked.any():
+            raise NotFoundError("the tracker found the object on no frame")
+        self.frames, self.tracked = frames, tracked
+        self.color = object_color(frames, masks)
+        self.ref = self._reference(masks)
+        # A one-colour object (most of its reference mask near its colour, as every ShapeWorld
+        # shape and many real ones): its masks keep only the pixels of its colour, which
+        # drops what a box prompt leaked into the background or a neighbour.
+        px = frames[self.ref][masks[self.ref]].astype(np.float32)
+        self.one_color = bool((self._near(px)).mean() >= UNIFORM_SHARE)
+        if self.one_color:
+            masks = np.stack([
+                _largest(_dilate(m, GROW_PX) & self._near(f)) if m.any() else m
+                for f, m in zip(frames, masks, strict=True)
+            ])  # fmt: skip
+            tracked &= masks.reshape(t_n, -1).sum(1) >= 8
+        x1, y1, x2, y2 = (int(v) for v in np.round(mask_to_box(masks[self.ref])))
+        self.box = (x1, y1, x2, y2)
+        self.template = frames[self.ref, y1:y2, x1:x2]
+        self.tmask = masks[self.ref, y1:y2, x1:x2]
+        # Matched on the object's inside: its outline's pixels change with sub-pixel motion.
+        inner = cv2.erode(self.tmask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        self.tinner = inner if inner.sum() >= 16 else self.tmask
+        self.at = self._offsets(masks)
+        self.masks = self._complete(masks)
+        self.holes = np.stack([_dilate(m, RIM_PX) if m.any() else m for m in self.masks])
+        self.bg, self.known = temporal_background(frames, self.holes)
+
+    def region(self, t: int) -> np.ndarray:
+        """The object's pixels on frame ``t``: its mask and its rim."""
+        return with_rim(self.frames[t], self.masks[t], self.color, self.bg, self.known)
+
+    def others(self, t: int) -> np.ndarray:
+        """Pixels of frame ``t`` that are neither background nor this object: other objects."""
+        d = np.abs(self.frames[t].astype(np.int16) - self.bg.astype(np.int16)).max(-1)
+        return (d > STATIC_TOL) & self.known & ~self.holes[t]
+
+    def _offsets(self, masks: np.ndarray) -> list[tuple[int, int] | None]:
+        """Top-left of the reference appearance on each frame where the object is: between
+        the first and last tracked frame, and before and after them as long as the appearance
+        still matches (``MATCH_SHARE``) where the motion so far leads (the tracker may lose an
+        object that the detector misses for a few frames, or give it a new id)."""
+        idx = np.nonzero(self.tracked)[0]
+        side = max(self.tmask.shape)
+        th, tw = self.tmask.shape
+        at: list[tuple[int, int] | None] = [None] * len(masks)
+        for t in range(int(idx[0]), int(idx[-1]) + 1):
+            if self.tracked[t]:
+                cx, cy = self._centre(masks[t])
+            else:  # between two tracked frames: the centres interpolated
+                a, b = idx[idx < t][-1], idx[idx > t][0]
+                ca, cb = np.array(self._centre(masks[a])), np.array(self._centre(masks[b]))
+                cx, cy = ca + (cb - ca) * (t - a) / (b - a)
+            guess = (int(round(cx - tw / 2)), int(round(cy - th / 2)))
+            x, y, _ = match_offset(self.frames[t], self.template, self.tinner, guess, side // 2 + 4)
+            at[t] = (x, y)
+        for step, start in ((1, int(idx[-1])), (-1, int(idx[0]))):
+            prev, vel, missed, t = at[start], (0, 0), 0, start + step
+            if 0 <= start - step < len(at) and at[start - step] is not None:
+                before = at[start - step]
+                vel = ((prev[0] - before[0]) * step, (prev[1] - before[1]) * step)
+            while 0 <= t < len(masks) and missed <= MAX_MISSED:
+                guess = (prev[0] + vel[0] * (missed + 1), prev[1] + vel[1] * (missed + 1))
+                reach = side // 4 + 4 + 4 * missed
+                x, y, share = match_offset(self.frames[t], self.template, self.tinner, guess, reach)
+                if share >= MATCH_SHARE:
+                    vel = ((x - prev[0]) // (missed + 1), (y - prev[1]) // (missed + 1))
+                    at[t], prev, missed = (x, y), (x, y), 0
+                else:  # hidden or gone: the motion goes on a few frames before giving up
+                    missed += 1
+                t += step
+        return at
+
+    def _near(self, px: np.ndarray) -> np.ndarray:
+        """Pixels (``[..., 3]``) within ``OBJECT_COLOR_DIST`` of the object's colour."""
+        return np.linalg.norm(px.astype(np.float32) - self.color, axis=-1) <= OBJECT_COLOR_DIST
+
+    def _reference(self, masks: np.ndarray) -> int:
+        """The frame whose mask is the object's appearance: of the tracked frames whose mask
+        keeps off the frame's edge (if any), the most uniform in colour (a mask that leaked
+        into the background or a neighbour is not), the largest among the near-best."""
+        h, w = masks.shape[1:]
+        cands = [t for t in np.nonzero(self.tracked)[0]]
+        inside = [
+            t
+            for t in cands
+            if not (
+                masks[t][0].any()
+                or masks[t][-1].any()
+                or masks[t][:, 0].any()
+                or masks[t][:, -1].any()
+            )
+        ]
+        cands = inside or cands
+        uniform = []
+        for t in cands:
+            px = self.frames[t][masks[t]].astype(np.float32)
+            med = np.median(px, axis=0)
+            uniform.append(float((np.linalg.norm(px - med, axis=1) <= OBJECT_COLOR_DIST).mean()))
+        best = max(uniform)
+        near = [t for t, u in zip(cands, uniform, strict=True) if u >= best - 0.02]
+        return int(max(near, key=lambda t: int(masks[t].sum())))
+
+    @staticmethod
+    def _centre(mask: np.ndarray) -> tuple[float, float]:
+        x1, y1, x2, y2 = mask_to_box(mask)
+        return (x1 + x2) / 2, (y1 + y2) / 2
+
+    def _complete(self, masks: np.ndarray) -> np.ndarray:
+        """Each frame where the object was matched gets the reference mask at the matched
+        place, on the pixels of the object's colour, where the tracker lost the object or its
+        mask disagrees with that (IoU < ``MASK_AGREE``: a box prompt that leaked into the
+        background or a neighbour)."""
+        out = masks.copy()
+        for t, where in enumerate(self.at):
+            if where is None:
+                continue
+            moved = shift(self.tmask, where[0], where[1], masks.shape[1:])
+            if self.one_color:  # grown back over its colour (the outline moves sub-pixel)
+                moved = _dilate(moved, 2)
+            moved &= self._near(self.frames[t])
+            if self.tracked[t]:
+                inter = (moved & masks[t]).sum()
+                if inter >= MASK_AGREE * max((moved | masks[t]).sum(), 1):
+                    continue
+            out[t] = moved
+        return out
+
+
+def remove_all(
+    frames: np.ndarray, path: ObjectPath, paint: Callable[[np.ndarray, np.ndarray], Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every frame with the object removed, and the mask of pixels written per frame: the
+    temporal background where another frame shows it, the frame's own surroundings next, the
+    model (``paint(frame, hole) -> (frame, changed)``) last."""
+    out = frames.copy()
+    written = np.zeros(frames.shape[:3], bool)
+    for t, m in enumerate(path.masks):
+        if not m.any():
+            continue
+        hole = path.region(t)
+        here = hole & path.known
+        out[t][here] = path.bg[here]
+        written[t] = hole
+        rest = hole & ~path.known
+        if rest.any():
+            filled = fill_from_surroundings(out[t], rest)
+            if filled is None:
+                filled = paint(out[t], rest)
+            out[t], changed = filled
+            written[t] |= changed
+    return out, written
+
+
+def recolor_all(
+    frames: np.ndarray, path: ObjectPath, painted: list[np.ndarray | None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every frame's object in one colour: the median over frames of what the model painted
+    (``painted[t]``, the model's repaint of frame ``t``, None where it did not paint)."""
+    colors = [painted_color(frames[t], path.masks[t], p) for t, p in enumerate(painted)
+              if p is not None and path.masks[t].sum() >= 8]  # fmt: skip
+    if not colors:
+        raise InvalidInputError("the object is too small on every frame to recolour")
+    color = np.median(np.stack(colors), axis=0)
+    out = frames.copy()
+    written = np.zeros(frames.shape[:3], bool)
+    for t, m in enumerate(path.masks):
+        if m.any():
+            region = path.region(t)
+            out[t] = paint_color(frames[t], region, color)
+            written[t] = region
+    return out, written
+
+
+def replace_all(
+    removed: np.ndarray,
+    written: np.ndarray,
+    frames: np.ndarray,
+    path: ObjectPath,
+    sprite: np.ndarray,
+    alpha: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The new shape (``sprite``, a whole frame, with its pixels ``alpha``, painted on the
+    reference frame) pasted on each frame where the object is, moved as the
+    object moved, over ``removed`` (the frames with the old object removed). Pixels of other
+    objects (neither background nor the old object) stay in front of it."""
+    h, w = frames.shape[1:3]
+    rx, ry = path.at[path.ref] or (path.box[0], path.box[1])
+    out, changed = removed.copy(), written.copy()
+    for t, where in enumerate(path.at):
+        if where is None or not path.masks[t].any():
+            continue
+        dx, dy = where[0] - rx, where[1] - ry
+        sx, sy = dx, dy
+        # Other objects stay in front of the new shape (their z-order is not known; in front
+        # is the choice that never paints over one).
+        place = shift(alpha, sx, sy, (h, w)) & ~path.others(t)
+        src = np.zeros_like(frames[t])
+        src[shift(np.ones(alpha.shape, bool), sx, sy, (h, w))] = sprite[
+            shift(np.ones((h, w), bool), -sx, -sy, alpha.shape)
+        ]
+        out[t][place] = src[place]
+        changed[t] |= place
+    return out, changed
+
+
+def flicker(frames: np.ndarray, masks: np.ndarray) -> float:
+    """Mean absolute frame-to-frame change (grey levels) inside the edited region: over each
+    pair of consecutive frames, the pixels either frame edited."""
+    vals = []
+    for t in range(1, len(frames)):
+        region = masks[t] | masks[t - 1]
+        if region.any():
+            d = np.abs(frames[t].astype(np.float32) - frames[t - 1].astype(np.float32))
+            vals.append(float(d[region].mean()))
+    return float(np.mean(vals)) if vals else 0.0
+
+
+def check_video_op(op: str, video: Video) -> None:
+    if op not in VIDEO_OPS:
+        raise InvalidInputError(
+            f"{op!r} does not take a video: a video can be edited with {', '.join(VIDEO_OPS)} "
+            "(send one frame as an image to add, move or generate)"
+        )
+    if video.num_frames < 2:
+        raise InvalidInputError("a video edit needs a clip of at least 2 frames")
