@@ -44,7 +44,7 @@ from langgraph.types import Send
 from switchboard.core import HybridCall, Registry
 from switchboard.core.errors import InvalidInputError, NotFoundError, SwitchboardError
 from switchboard.core.media import Image, Video
-from switchboard.core.results import ImageOut, Text
+from switchboard.core.results import ImageOut, Text, VideoOut
 from switchboard.router.prompt import (
     DONE,
     OBJECT_REF,
@@ -510,12 +510,13 @@ def observe(state: TurnState, config: RunnableConfig) -> dict[str, Any]:
     rt.enforce_budget(keep=mine[-1]["tool"] if mine else None)
     current = state.get("current")
     for r in mine:  # an edit's image (or an undo's version) is what the next call works on
-        if r["status"] == "ok" and isinstance(r["result"], ImageOut):
+        made = made_media(r)
+        if made is not None:
             key = f"derived:{step}:{r['index']}"
-            rt.media[key] = r["result"].image
+            rt.media[key] = made
             current = key
             if rt.versions is not None:
-                rt.versions.made(r["result"].image)
+                rt.versions.made(made)
         elif r["status"] == "ok" and r.get("restored"):
             current = r["restored"]
     status = {r["index"]: r["status"] for r in mine}
@@ -578,12 +579,25 @@ def _point(text: str, objects: list[SceneObject] | None) -> tuple[str, list[dict
     return out, pointed
 
 
+def made_media(r: CallResult) -> Any:
+    """What a call made that the next call works on: an edited image (an RGB array) or an
+    edited :class:`Video`; None for anything else."""
+    if r["status"] != "ok":
+        return None
+    if isinstance(r["result"], ImageOut):
+        return r["result"].image
+    if isinstance(r["result"], VideoOut):
+        return Video(frames=r["result"].frames, fps=r["result"].fps)
+    return None
+
+
 def restore_media(rt: AgentRuntime, values: dict[str, Any]) -> None:
     """Put the edited images of a checkpointed state back in the runtime's media cache (the
     input itself comes from the store): what a resumed turn needs to go on."""
     for r in values.get("results", []):
-        if r["status"] == "ok" and isinstance(r["result"], ImageOut):
-            rt.media[f"derived:{r['step']}:{r['index']}"] = r["result"].image
+        made = made_media(r)
+        if made is not None:
+            rt.media[f"derived:{r['step']}:{r['index']}"] = made
 
 
 def checkpoint_serde() -> Any:
@@ -591,7 +605,7 @@ def checkpoint_serde() -> Any:
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
     from switchboard.core import results
 
-    names = ("Masks", "Boxes", "Track", "Tracks", "ImageOut", "Text")
+    names = ("Masks", "Boxes", "Track", "Tracks", "ImageOut", "VideoOut", "Text")
     return JsonPlusSerializer(allowed_msgpack_modules=[(results.__name__, n) for n in names])
 
 

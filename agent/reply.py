@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.core.results import Boxes, ImageOut, Masks, Text, Tracks
+from switchboard.core.results import Boxes, ImageOut, Masks, Text, Tracks, VideoOut
 from switchboard.core.vocabulary import article, count_words, plural_noun, singular_noun
 from switchboard.specialists.objects import SceneObject
 
@@ -158,6 +158,9 @@ def describe_call(
         return group_sentence(result)
     if tool == "edit" and isinstance(res, ImageOut):
         return _edit_sentence(args, what)
+    if tool == "edit" and isinstance(res, VideoOut):  # "I removed the red star on 14 of 16 …"
+        said = _edit_sentence(args, what)[:-1]
+        return f"{said} on {res.edited_frames} of {len(res.frames)} frames of the video."
     if tool == "generate" and isinstance(res, ImageOut):
         return _generate_sentence(args)
     if isinstance(res, Masks):

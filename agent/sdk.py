@@ -32,7 +32,7 @@ import numpy as np
 from switchboard.core import Registry
 from switchboard.core.errors import InvalidInputError
 from switchboard.core.media import Video, encode_png, load_image, load_video
-from switchboard.core.results import Boxes, ImageOut, Masks, Tracks
+from switchboard.core.results import Boxes, ImageOut, Masks, Tracks, VideoOut
 from switchboard.core.wire import Box, TrackOut, TurnReply
 
 from .graph import (
@@ -84,6 +84,7 @@ class Turn:
     boxes: list[tuple[tuple[float, float, float, float], str, float]] = field(default_factory=list)
     tracks: list[Any] = field(default_factory=list)
     images: list[np.ndarray] = field(default_factory=list)
+    videos: list[Video] = field(default_factory=list)  # edited videos
     # (stage, seconds) in order: "perceive" (decoding and storing the request, building the
     # router's conversation), "route" (one per router pass), "call:<tool>", "observe",
     # "respond" (the reply and storing it with its artifacts)
@@ -534,6 +535,10 @@ class Agent:
             elif isinstance(res, ImageOut):
                 turn.images.append(res.image)
                 outputs.append((image_kind, encode_png(res.image)))
+            elif isinstance(res, VideoOut):  # an edited video: an mp4 at the input's fps
+                made = Video(frames=res.frames, fps=res.fps)
+                turn.videos.append(made)
+                outputs.append(("edited", _video_bytes(None, made)))
         for p in out.get("pointed") or []:  # a grounding answer's object ("#3")
             turn.boxes.append((tuple(p["xyxy"]), p["label"], p["score"]))
         if turn.boxes or turn.tracks:

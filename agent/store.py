@@ -249,6 +249,8 @@ MEDIA_TYPES = {
 def media_type(kind: str, data: bytes) -> str:
     """An artifact's media type: by kind, and for a video by its container's magic bytes (an
     uploaded WebM, AVI, QuickTime or GIF is stored as sent)."""
+    if kind == "edited" and data[4:8] == b"ftyp":  # an edited video
+        return "video/mp4"
     if kind == "video":
         if data[:4] == b"\x1aE\xdf\xa3":
             return "video/webm"
@@ -617,9 +619,10 @@ class Store:
                 if i in moves:
                     self._step(s, turn.session, back=kind == "undo")
                     continue
-                _, sha, _, _ = next(made)
+                _, sha, mtype, _ = next(made)
                 if kind in ("edited", "generated"):
-                    self._add_version(s, turn.session, sha, "image", kind, turn.id)
+                    media = "video" if mtype.startswith("video/") else "image"
+                    self._add_version(s, turn.session, sha, media, kind, turn.id)
             turn.status, turn.error, turn.finished_at = status, error, _now()
             turn.session.updated_at = _now()
 

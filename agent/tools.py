@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
-from switchboard.core import ExampleRequest, InvalidInputError, Specialist
+from switchboard.core import ExampleRequest, InvalidInputError, Specialist, Video
 from switchboard.core.results import Text
 
 HISTORY = "history"
@@ -82,7 +82,8 @@ class VersionCursor:
     def made(self, media: Any) -> None:
         """An image this turn made is the current version now (stored with the turn)."""
         vid = -1 - len(self._made)
-        self.versions[vid] = {"id": vid, "parent_id": self.head, "kind": "image"}
+        kind = "video" if isinstance(media, Video) else "image"
+        self.versions[vid] = {"id": vid, "parent_id": self.head, "kind": kind}
         self._made[vid] = media
         self.head = vid
 

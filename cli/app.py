@@ -139,7 +139,9 @@ def train_router(
         "→ invoke in one call: the gpu preset's 9-minute recipe)",
     ),
     preset: str = typer.Option(
-        "tiny", help="tiny (≤ 45 min per stage on 2 cores) | objects | objects-long | gpu | smoke"
+        "tiny",
+        help="tiny (≤ 45 min per stage on 2 cores) | objects | objects-long | conversations | "
+        "plans | video-edits | gpu | smoke",
     ),
     out: Path | None = typer.Option(
         None,
@@ -454,7 +456,7 @@ def eval_signals(
 @eval_app.command("agent")
 def eval_agent(
     split: str = typer.Option("test"),
-    n: int = typer.Option(210, min=1, help="Tasks, spread evenly over the task types."),
+    n: int = typer.Option(240, min=1, help="Tasks, spread evenly over the task types."),
     out: Path | None = typer.Option(None, help="JSON file to write."),
     misses: int = typer.Option(0, min=0, help="Print this many misses (all are in the JSON)."),
     signals: bool = typer.Option(
@@ -488,7 +490,7 @@ def eval_agent(
     from switchboard.evals.agent import agent_table, evaluate_agent
 
     if conversations:
-        _eval_conversations(split, None if n == 210 else n, out, misses, folder, history_turns)
+        _eval_conversations(split, None if n == 240 else n, out, misses, folder, history_turns)
         return
     res = evaluate_agent(
         split=split,

@@ -1,6 +1,6 @@
 """End-to-end evaluation of the agent on a ShapeWorld task suite (held-out phrasings).
 
-    switchboard eval agent --split test --n 210
+    switchboard eval agent --split test --n 240
 
 Each task is one world request (:func:`~switchboard.world.requests.make_request` on the split's
 seeds) sent through the SDK (:class:`~switchboard.agent.sdk.Agent`: router, graph, specialists,
@@ -19,6 +19,9 @@ reply, masks, boxes, tracks and images — against the world's ground truth, nev
 - editing (recolour, remove, add, move, replace) and generation: the final image passes the rules
   of :func:`switchboard.evals.specialists.judge_edit` (the detector and pixel colour judge,
   never the editor);
+- video editing (recolour, remove, replace an object through a clip): the final video passes
+  :func:`switchboard.evals.specialists.judge_video_frame` (the stricter judge, frame by frame)
+  on at least 90 % of its frames, as ``switchboard eval edit --video`` scores a clip;
 - multi-step: "remove every X" — every object of the group is gone (the detector finds none
   where it was, and its pixels match the true background); "make every X Y" — every member of the
   group passes the recolour rule; "segment then recolour" — the mask and the recoloured image
@@ -53,6 +56,7 @@ TASK_TYPES: dict[str, tuple[str, ...]] = {
     "editing": ("recolor", "remove", "add", "move", "replace"),
     "generation": ("generate",),
     "multi-step": ("remove_all", "segment_recolor", "recolor_all"),
+    "video editing": ("video_recolor", "video_remove", "video_replace"),
 }
 IOU = 0.5
 # Keep the suite's seeds apart from the other evals' first seeds (router, signals, edit use
@@ -93,7 +97,7 @@ def renamed(request: Request, names: dict[str, str]) -> Request:
 
 
 def suite(
-    split: str = "test", n: int = 210, types: tuple[str, ...] | None = None
+    split: str = "test", n: int = 240, types: tuple[str, ...] | None = None
 ) -> list[tuple[str, Request]]:
     """``n`` tasks, spread evenly over :data:`TASK_TYPES` (or ``types`` of them) and
     round-robin over each type's world tasks; deterministic by split."""
@@ -156,6 +160,8 @@ def judge(request: Request, turn: Any) -> Verdict:
         return _judge_generate(request, turn)
     if task == "track":
         return _judge_track(request, turn)
+    if request.media == "video" and request.intents[0].task in ("recolor", "remove", "replace"):
+        return _judge_video_edit(request, turn)
     from switchboard.world.scene import generate_scene
 
     scene = generate_scene(request.seed)
@@ -220,6 +226,26 @@ def _judge_track(request: Request, turn: Any) -> Verdict:
         ious.append(float(iou))
     m = float(np.mean(ious)) if ious else 0.0
     return Verdict(m >= IOU, f"track mean IoU {m:.2f} over {len(ious)} frames")
+
+
+def _judge_video_edit(request: Request, turn: Any) -> Verdict:
+    """The turn's last video against the world's edited clip, frame by frame."""
+    from switchboard.evals.specialists import FRAMES_TO_PASS, judge_video_frame
+    from switchboard.world.video import apply_video_edit, generate_video
+
+    if not getattr(turn, "videos", None):
+        return Verdict(False, "no video")
+    made = turn.videos[-1].frames
+    clip = generate_video(request.seed)
+    if made.shape != clip.frames.shape:
+        return Verdict(False, f"video {made.shape} is not the input's {clip.frames.shape}")
+    intent = request.intents[0]
+    params = {k: v for k, v in intent.params.items() if k != "ref_kind"}
+    pair = apply_video_edit(clip, intent.task, intent.targets[0], params)
+    det = _detector()
+    passed = [judge_video_frame(det, pair, made[t], t)["ok"] for t in range(clip.num_frames)]
+    share = float(np.mean(passed))
+    return Verdict(share >= FRAMES_TO_PASS, f"{sum(passed)}/{len(passed)} frames pass")
 
 
 def _judge_edit(request: Any, scene: Any, turn: Any, intent: Any) -> Verdict:
@@ -348,7 +374,7 @@ def _miss(turn: Any, verdict: Verdict, **where: Any) -> dict[str, Any]:
 def evaluate_agent(
     agent: Any = None,
     split: str = "test",
-    n: int = 210,
+    n: int = 240,
     log: Callable[[str], None] | None = None,
     max_misses: int = 60,
     with_signals: bool = False,

@@ -29,7 +29,7 @@ EVALS = ("segment", "detect", "track", "edit", "router", "signals", "agent", "co
          "photos")  # fmt: skip
 # Item counts: the full run (each task's own command's default) and the --quick smoke run.
 FULL = {"segment": 200, "detect": 200, "track": 30, "edit": 40, "router": 100, "signals": 300,
-        "signals_missed": 60, "signals_track": 30, "signals_edit": 20, "agent": 210,
+        "signals_missed": 60, "signals_track": 30, "signals_edit": 20, "agent": 240,
         "agent_turns": 42, "conversations": 126, "photos": 3}  # fmt: skip
 QUICK = {"segment": 4, "detect": 4, "track": 2, "edit": 1, "router": 4, "signals": 3,
          "signals_missed": 1, "signals_track": 1, "signals_edit": 1, "agent": 7, "agent_turns": 7,

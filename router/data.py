@@ -166,14 +166,18 @@ def call_for(
 
 
 def observe(
-    call: HybridCall, scene: Scene | None, ids: list[int], objects: list[SceneObject] | None = None
+    call: HybridCall,
+    scene: Scene | None,
+    ids: list[int],
+    objects: list[SceneObject] | None = None,
+    video: bool = False,
 ) -> str:
     """The short text a tool's result comes back as (from the ground truth of ``ids``), as
     :func:`~switchboard.router.prompt.observe_result` writes it from a real result."""
     if call.tool == "track":
         return f"[track → {max(len(ids), 1)} track]"
     if call.tool == "edit":
-        return "[edit → new image]"
+        return "[edit → new video]" if video else "[edit → new image]"
     if scene is None or not ids:
         return f"[{call.tool} → done]"
     idx = [scene.index(i) for i in ids if any(o.id == i for o in scene.objects)]
@@ -307,6 +311,7 @@ def items_for(
         return [item(base, said, answer=said)]
     out: list[Item] = []
     history = list(base)
+    video = request.media == "video"
     for k, ((_, ids), call) in enumerate(zip(steps, calls, strict=True)):
         if call is None:
             break
@@ -314,7 +319,7 @@ def items_for(
         out.append(item(history, target, step=k, calls=[call]))
         history += [
             {"role": "assistant", "content": target},
-            {"role": "user", "content": observe(call, scene, ids, objects)},
+            {"role": "user", "content": observe(call, scene, ids, objects, video)},
         ]
     out.append(item(history, DONE, step=len(out), answer=DONE))
     return out

@@ -91,12 +91,14 @@ def observe_result(tool: str, result: Any, objects: list[SceneObject] | None = N
     """A specialist's result as the short text the router reads back
     (``[segment → 1 mask, area 812 px, box #2 (40,52,88,97)]``); boxes of listed objects carry
     their ``#k``."""
-    from switchboard.core.results import Boxes, ImageOut, Masks, Tracks
+    from switchboard.core.results import Boxes, ImageOut, Masks, Tracks, VideoOut
 
     if isinstance(result, Tracks):
         return f"[{tool} → {max(len(result.tracks), 1)} track]"
     if isinstance(result, ImageOut):
         return f"[{tool} → new image]"
+    if isinstance(result, VideoOut):
+        return f"[{tool} → new video]"
     if isinstance(result, Boxes):
         boxes = ", ".join(_where(b, objects) for b in result.xyxy)
         return f"[{tool} → {len(result.xyxy)} boxes: {boxes}]"

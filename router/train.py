@@ -124,6 +124,22 @@ PRESETS = {
         task_weights={"track": 3.0, "segment_recolor": 3.0, "recolor_all": 1.5, "remove_all": 1.5},
         draw_seed=29,
     ),
+    # Video edits taught to the committed router: "make the star blue" with a clip is an edit
+    # of the clip (the edit tool takes a video), not a track; the same words with an image
+    # stay an image edit. Tracking is drawn more, so that it is kept apart.
+    "video-edits": RouterPreset(
+        steps=3000,
+        minutes=40,
+        ground_replay=0.2,
+        conversation_share=0.2,
+        task_weights={
+            "video_recolor": 3.0,
+            "video_remove": 3.0,
+            "video_replace": 3.0,
+            "track": 2.0,
+        },  # fmt: skip
+        draw_seed=31,
+    ),
     "smoke": RouterPreset(
         steps=2,
         batch=2,
@@ -162,7 +178,9 @@ def stage_items(
         task = None
         if task_weights:
             tasks = list(TASK_WEIGHTS)
-            w = np.array([TASK_WEIGHTS[t] * task_weights.get(t, 1.0) for t in tasks])
+            # A task off by default (weight 0: the video edits) is drawn at its preset weight.
+            w = np.array([(TASK_WEIGHTS[t] or float(t in task_weights)) * task_weights.get(t, 1.0)
+                          for t in tasks])  # fmt: skip
             task = tasks[int(np.random.default_rng([seed, 23]).choice(len(tasks), p=w / w.sum()))]
         return items_for(make_request(seed, "train", task), registry, names, absent)
     scene = generate_scene(seed)

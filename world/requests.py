@@ -209,6 +209,44 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "recolor all {group} to {color}",
         "give every {group_one} a {color} color",
     ),
+    # Edits through a whole video: the words of an image edit, with or without the video
+    # named; the media (a clip) is what makes them video edits.
+    "video_recolor": (
+        "make the {ref} {color} in the video",
+        "make the {ref} {color}",
+        "change the color of the {ref} to {color} in every frame",
+        "paint the {ref} {color} throughout the clip",
+        "recolor the {ref} {color} in this video",
+        "turn the {ref} {color} in the whole clip",
+        "I want the {ref} to be {color} in the video",
+        "can you make the {ref} {color} in every frame?",
+        "switch the {ref} to {color} for the whole video",
+        "give the {ref} a {color} color in this clip",
+    ),
+    "video_remove": (
+        "remove the {ref} from the video",
+        "remove the {ref}",
+        "erase the {ref} from every frame",
+        "delete the {ref} from this clip",
+        "get rid of the {ref} in the video",
+        "make the {ref} disappear from the video",
+        "take the {ref} out of the clip",
+        "wipe the {ref} out of every frame",
+        "I don't want the {ref} in this video",
+        "clear the {ref} out of the whole clip",
+    ),
+    "video_replace": (
+        "replace the {ref} with a {shape} in the video",
+        "turn the {ref} into a {shape}",
+        "swap the {ref} for a {shape} in every frame",
+        "make the {ref} a {shape} throughout the clip",
+        "change the {ref} into a {shape} in this video",
+        "replace the {ref} with a {shape}",
+        "I want a {shape} instead of the {ref} in the video",
+        "can you turn the {ref} into a {shape} in the clip?",
+        "put a {shape} where the {ref} is in every frame",
+        "swap out the {ref} for a {shape} in this video",
+    ),
 }
 # More phrasings for the train split only (the val/test templates above stay as they are, so
 # held-out numbers stay comparable). None repeats a val/test template or its distinctive verb
@@ -377,6 +415,8 @@ TRAIN_ONLY_TEMPLATES: dict[str, tuple[str, ...]] = {
         "I'd like all {group} in {color}",
     ),
 }
+VIDEO_EDIT_TASKS = {"video_recolor": "recolor", "video_remove": "remove",
+                    "video_replace": "replace"}  # fmt: skip
 EXTRA_INDEX = 100  # train-only templates are numbered from here in ``Request.template``
 CHAT_ANSWER = (
     "I can segment, detect, track, recolor, remove, add, move or replace shapes in "
@@ -399,7 +439,13 @@ IMAGE_TASKS = (
     "recolor_all",
 )
 TASKS = (*TEMPLATES, "ask_media")
-TASK_WEIGHTS = {t: 1.0 for t in TASKS} | {"segment": 2.0, "chat": 0.5, "ask_media": 0.5}
+# The video edit tasks are drawn only where asked for (a training preset's ``task_weights``,
+# an eval by name): with weight 0 here every earlier request draw stays the same.
+TASK_WEIGHTS = (
+    {t: 1.0 for t in TASKS}
+    | {"segment": 2.0, "chat": 0.5, "ask_media": 0.5}
+    | {t: 0.0 for t in VIDEO_EDIT_TASKS}
+)
 
 
 @dataclass
@@ -539,6 +585,9 @@ def make_request(seed: int, split: str = "train", task: str | None = None) -> Re
             "video",
         )
 
+    if task in VIDEO_EDIT_TASKS:
+        return _video_edit_request(seed, split, task, index, template, rng)
+
     scene = generate_scene(seed)
     if task == "caption":
         return done(template, [Intent("caption")], answer=caption(scene))
@@ -593,6 +642,32 @@ def make_request(seed: int, split: str = "train", task: str | None = None) -> Re
         return make_request(seed + 1, split, task)
     text = template.format(ref=ref.text, **{k: v for k, v in params.items()})
     return done(text, [Intent(task, [ref.target], ref.text, base | params)])
+
+
+def _video_edit_request(
+    seed: int, split: str, task: str, index: int, template: str, rng: np.random.Generator
+) -> Request:
+    """An edit of one object through ``generate_video(seed)``: the object is named by an
+    attribute expression on the first frame (as a track request's is) and seen on at least
+    half the frames."""
+    from .video import frame_scene
+
+    clip = generate_video(seed)
+    first = generate_scene_from_clip(clip)
+    choices = [
+        r
+        for k, o in enumerate(clip.objects)
+        if clip.present[0, k] and clip.present[:, k].mean() >= 0.5
+        for r in attribute_expressions(first, first.index(o.id))
+    ]
+    if not choices:
+        return make_request(seed + 1, split, task)
+    ref = _pick(rng, choices)
+    op = VIDEO_EDIT_TASKS[task]
+    params = sample_edit_params(frame_scene(clip, 0), op, ref.target, rng)
+    text = template.format(ref=ref.text, **params)
+    intent = Intent(op, [ref.target], ref.text, {"ref_kind": ref.kind} | params)
+    return Request(text, [intent], "video", seed, split, task, index)
 
 
 def generate_scene_from_clip(clip: Any) -> Scene:

@@ -551,3 +551,49 @@ def test_a_cancelled_turn_stops_before_its_next_step_and_is_stored_failed(tmp_pa
     assert len(leaving.seen) == 1  # the route after the segment call was never asked
     assert agent.store.turn(running.turn_id)["status"] == "failed"
     assert not agent.store.pending_turns()
+
+
+class RecolourTheVideo:
+    """A scripted policy: recolour the object in the region's box through the video."""
+
+    def __init__(self) -> None:
+        self.frames: list[int | None] = []
+
+    def step(self, messages, images, frame_index, regions, objects=None):
+        self.frames.append(len(frame_index))
+        if messages[-1]["content"].startswith("[edit"):
+            return Step(text="Done.")
+        if "how" in messages[-1]["content"]:
+            return Step(text="It looks fine.")
+        args = {"op": "recolor", "color": "red", "box": regions[0]["box"], "steps": 4}
+        return Step(calls=[HybridCall(tool="edit", args=args)])
+
+
+def test_an_edited_video_is_stored_as_an_mp4_and_becomes_the_current_video(tmp_path):
+    from switchboard.core import Video
+    from switchboard.world.video import generate_video_edit
+
+    pair = generate_video_edit(31, "recolor")
+    clip = pair.before
+    i = [o.id for o in clip.objects].index(pair.target)
+    box = tuple(int(v) for v in clip.boxes[0, i])
+    agent = _agent(tmp_path, RecolourTheVideo())
+    turn = agent.chat("make this red", video=clip.frames, region=box)
+    assert turn.calls[0].status == "ok", turn.calls[0].error
+    (made,) = turn.videos
+    assert made.frames.shape == clip.frames.shape
+    assert "frames of the video" in turn.text
+    (reply,) = [m for m in agent.history(turn.session)[0]["messages"] if m["role"] == "assistant"]
+    (stored,) = [a for a in reply["artifacts"] if a["kind"] == "edited"]
+    data, media_type = agent.store.artifact(stored["sha256"])
+    assert media_type == "video/mp4" and data[4:8] == b"ftyp"
+    cur = agent.current(turn.session)
+    assert cur["kind"] == "video" and cur["source"] == "edited"
+    again = agent.current_media(turn.session)
+    assert isinstance(again, Video) and again.num_frames == clip.num_frames
+    # The mp4 is lossy but close to what the edit made.
+    gap = np.abs(again.frames.astype(np.int16) - made.frames.astype(np.int16)).mean()
+    assert gap < 3.0
+    # A follow-up without media works on the edited video; undo brings the upload back.
+    agent.chat("how does it look?", session=turn.session)
+    assert agent.undo(turn.session)["source"] == "upload"

@@ -16,15 +16,15 @@ from switchboard.world.scene import generate_scene
 from switchboard.world.splits import SPLITS
 
 
-def test_the_suite_spreads_210_held_out_tasks_over_every_type():
-    tasks = suite("test", 210)
-    assert len(tasks) == 210
+def test_the_suite_spreads_240_held_out_tasks_over_every_type():
+    tasks = suite("test", 240)
+    assert len(tasks) == 240
     assert Counter(k for k, _ in tasks) == {k: 30 for k in TASK_TYPES}
     lo, hi = SPLITS["test"]
     assert all(lo <= r.seed < hi and r.split == "test" for _, r in tasks)
     for kind, req in tasks:
         assert req.task in TASK_TYPES[kind]
-    assert [r.text for _, r in suite("test", 210)] == [r.text for _, r in tasks]
+    assert [r.text for _, r in suite("test", 240)] == [r.text for _, r in tasks]
 
 
 def _turn(**kw) -> Turn:
@@ -53,6 +53,18 @@ def test_judges_pass_the_truth_and_fail_what_is_wrong():
     assert judge(rec, _turn(images=[after.after.image])).ok
     assert not judge(rec, _turn(images=[scene.image])).ok
 
+    from switchboard.core import Video
+    from switchboard.world.video import apply_video_edit, generate_video
+
+    vid = make_request(1_010_006, "test", "video_remove")
+    clip = generate_video(vid.seed)
+    it = vid.intents[0]
+    pair = apply_video_edit(clip, "remove", it.targets[0], {})
+    assert vid.media == "video"
+    assert judge(vid, _turn(videos=[Video(frames=pair.after.frames, fps=clip.fps)])).ok
+    assert not judge(vid, _turn(videos=[Video(frames=clip.frames, fps=clip.fps)])).ok
+    assert judge(vid, _turn()).why == "no video"
+
     words = make_request(1_010_005, "test", "chat")
     assert judge(words, _turn(text=words.answer)).ok
     assert not judge(words, _turn(text="something else")).ok
@@ -75,7 +87,7 @@ class ReplayPolicy:
         return Step(text="" if item.calls else item.target, calls=list(item.calls))
 
 
-@pytest.mark.parametrize("n", [14])
+@pytest.mark.parametrize("n", [16])
 def test_a_perfect_router_through_the_real_agent_scores_high(tmp_path, n):
     from switchboard.specialists import default_registry
 

@@ -600,6 +600,70 @@ def test_track_a_video_draws_the_track(server, page, files):
     assert view.locator(".frame-label").inner_text().startswith("frame 3 / ")
 
 
+def test_a_video_edit_plays_beside_the_original_and_downloads(server, page, files):
+    """Upload a clip, ask for an object to be made another colour: the edited video plays
+    beside the original, in step with it, shows the new colour where the object is, and
+    downloads as an mp4."""
+    from switchboard.core.vocabulary import COLORS
+
+    page.goto(server.url)
+    page.click("#new-session")
+    _attach(page, files["video"])
+    clip = files["clip"]
+    n = int(np.flatnonzero(clip.present.all(axis=0))[0])  # an object on every frame
+    obj = clip.objects[n]
+    color = "blue" if obj.color != "blue" else "red"
+    _ask(page, f"make the {obj.color} {obj.shape} {color}")
+    view = page.locator(".bubble.assistant").last.locator("figure.video-before-after")
+    view.wait_for()
+    assert view.locator("video").count() == 2
+    for label in ("the original video", "the edited video"):
+        view.locator(f"video[aria-label='{label}']").evaluate(
+            "v => new Promise(r => v.readyState >= 2 ? r() : v.addEventListener('loadeddata', r))"
+        )
+    after = view.locator("video[aria-label='the edited video']")
+    assert abs(after.evaluate("v => v.duration") - clip.num_frames / clip.fps) < 0.3
+    view.locator(".track-controls .play").click()  # one button plays both
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.video-before-after video')]"
+        ".every(v => !v.paused && v.currentTime > 0.3)"
+    )
+    view.locator(".track-controls .play").click()
+    times = view.locator("video").evaluate_all("vs => vs.map(v => [v.paused, v.currentTime])")
+    assert all(paused for paused, _ in times), times
+    assert abs(times[0][1] - times[1][1]) < 0.15, times
+    # The frame on screen: the object's box in the edited video has the new colour.
+    frame = int(round(times[1][1] * clip.fps - 0.5)) % clip.num_frames
+    box = [int(v) for v in clip.boxes[frame, n]]
+    mean = after.evaluate(
+        """(v, b) => {
+        const c = document.createElement('canvas');
+        c.width = v.videoWidth; c.height = v.videoHeight;
+        const g = c.getContext('2d'); g.drawImage(v, 0, 0);
+        const d = g.getImageData(b[0], b[1], b[2] - b[0], b[3] - b[1]).data;
+        const s = [0, 0, 0]; let n = 0;
+        for (let i = 0; i < d.length; i += 4) {
+            s[0] += d[i]; s[1] += d[i + 1]; s[2] += d[i + 2]; n++;
+        }
+        return s.map(x => x / n);
+    }""",
+        box,
+    )
+    x1, y1, x2, y2 = box
+    mask = clip.masks[frame, n][y1:y2, x1:x2]
+    want = np.array(COLORS[color], float)
+    before = clip.frames[frame, y1:y2, x1:x2].reshape(-1, 3).mean(0)
+    # The box holds the object and some background: its mean moved toward the new colour.
+    assert mask.mean() > 0.3
+    assert np.linalg.norm(np.array(mean) - want) < np.linalg.norm(before - want) - 20, (
+        mean, before, want)  # fmt: skip
+    with page.expect_download() as got:
+        view.locator("a.download").click()
+    assert got.value.suggested_filename == "edited.mp4"
+    data = Path(got.value.path()).read_bytes()
+    assert data[4:8] == b"ftyp"
+
+
 def test_a_request_for_something_absent_reads_as_failed(server, page, files):
     page.goto(server.url)
     page.click("#new-session")

@@ -5,6 +5,7 @@ from switchboard.world.requests import (
     EXTRA_INDEX,
     IMAGE_TASKS,
     TRAIN_ONLY_TEMPLATES,
+    VIDEO_EDIT_TASKS,
     templates_for,
 )
 
@@ -38,7 +39,22 @@ def test_train_only_phrasings_never_repeat_held_out_templates():
 def test_requests_are_deterministic_and_cover_every_task():
     assert make_request(7, "test") == make_request(7, "test")
     tasks = Counter(r.task for r in make_requests("train", 600))
-    assert set(tasks) == {*TEMPLATES, "ask_media"}
+    # The video edits are drawn only by name (their default weight is 0, so that every other
+    # draw stays what it was).
+    assert set(tasks) == {*TEMPLATES, "ask_media"} - set(VIDEO_EDIT_TASKS)
+
+
+def test_video_edit_requests_name_an_object_seen_on_the_clip():
+    from switchboard.world.video import generate_video
+
+    for task, op in VIDEO_EDIT_TASKS.items():
+        for r in make_requests("val", 5, task=task):
+            clip = generate_video(r.seed)
+            (intent,) = r.intents
+            assert r.media == "video" and r.task == task and intent.task == op
+            k = [o.id for o in clip.objects].index(intent.targets[0])
+            assert clip.present[0, k] and clip.present[:, k].mean() >= 0.5
+            assert intent.target_text in r.text
 
 
 def test_intents_refer_to_real_objects_and_no_tool_requests_carry_answers():

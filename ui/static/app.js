@@ -358,7 +358,9 @@ function workedOn(artifact) {
 async function drawResults(box, input, reply) {
   if (!reply) return;
   const masks = artifactsOf(reply, "mask");
-  const edited = artifactsOf(reply, "edited");
+  const isVideo = (a) => (a.media_type || "").startsWith("video/");
+  const editedVideos = artifactsOf(reply, "edited").filter(isVideo);
+  const edited = artifactsOf(reply, "edited").filter((a) => !isVideo(a));
   const generated = artifactsOf(reply, "generated");
   const resultsFile = artifactsOf(reply, "results")[0];
   const found = resultsFile ? await artifactJSON(resultsFile.sha256) : { boxes: [], tracks: [] };
@@ -376,6 +378,56 @@ async function drawResults(box, input, reply) {
   if (input && input.kind === "video" && found.tracks.length) {
     box.append(await trackView(input, found.tracks, found.fps || 6));
   }
+  for (const v of editedVideos) {
+    box.append(await videoBeforeAfter(input, v));
+  }
+}
+
+/** An edited video beside the video it was made from, played together: one play/pause and
+ * one frame scrubber drive both (the original follows the edit's clock), and a download. */
+async function videoBeforeAfter(input, edited) {
+  const make = async (sha, label) => {
+    const v = el("video", { src: await artifactURL(sha), muted: "", loop: "", playsinline: "",
+      preload: "auto", "aria-label": label });
+    v.muted = true;
+    return v;
+  };
+  const after = await make(edited.sha256, "the edited video");
+  const before = input ? await make(input.sha256, "the original video") : null;
+  const play = el("button", { type: "button", class: "play", "aria-label": "Play" }, "▶");
+  const scrub = el("input", { type: "range", class: "scrub", min: 0, max: 1000, step: 1, value: 0,
+    "aria-label": "position" });
+  const both = before ? [before, after] : [after];
+  const sync = () => {
+    if (before && Math.abs(before.currentTime - after.currentTime) > 0.05) {
+      before.currentTime = after.currentTime;
+    }
+    if (after.duration) scrub.value = String(Math.round(1000 * after.currentTime / after.duration));
+    if (!after.paused) requestAnimationFrame(sync);
+  };
+  const label = () => {
+    play.textContent = after.paused ? "▶" : "❚❚";
+    play.setAttribute("aria-label", after.paused ? "Play" : "Pause");
+  };
+  after.addEventListener("play", () => { if (before) before.play().catch(() => {}); label(); requestAnimationFrame(sync); });
+  after.addEventListener("pause", () => { if (before) before.pause(); label(); sync(); });
+  after.addEventListener("seeked", sync);
+  play.addEventListener("click", () => (after.paused ? after.play() : after.pause()));
+  scrub.addEventListener("input", () => {
+    for (const v of both) v.pause();
+    const t = (Number(scrub.value) / 1000) * (after.duration || 0);
+    for (const v of both) v.currentTime = t;
+  });
+  const download = el("a", { class: "download", href: `/api/artifacts/${edited.sha256}`,
+    download: "edited.mp4", onclick: async (e) => {
+      e.preventDefault();
+      el("a", { href: await artifactURL(edited.sha256), download: "edited.mp4" }).click();
+    } }, "Download the edited video");
+  const side = el("div", { class: "media-wrap side" },
+    ...(before ? [el("figure", {}, before, el("figcaption", { text: "original" }))] : []),
+    el("figure", {}, after, el("figcaption", { text: "edited" })));
+  return el("figure", { class: "video-before-after", "data-sha256": edited.sha256 }, side,
+    el("div", { class: "track-controls" }, play, scrub), download);
 }
 
 /** The input image with the masks (each toggled by its checkbox) and labelled boxes on top.
@@ -690,7 +742,8 @@ function downloads(files) {
   const counts = {};
   return el("p", { class: "downloads" }, "Download: ", ...files.map((a) => {
     counts[a.kind] = (counts[a.kind] || 0) + 1;
-    const ext = a.media_type === "application/json" ? ".json" : a.media_type === "image/png" ? ".png" : "";
+    const ext = a.media_type === "application/json" ? ".json" : a.media_type === "image/png" ? ".png"
+      : a.media_type === "video/mp4" ? ".mp4" : "";
     let name = names[a.kind] || a.kind;
     if (!name.includes(".")) name = `${name}-${counts[a.kind]}${ext}`;
     return el("a", { href: `/api/artifacts/${a.sha256}`, download: name, class: "download",
