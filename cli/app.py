@@ -475,6 +475,9 @@ def eval_agent(
         help="Renamed vocabulary: the detector's classes called by nouns never trained on "
         "(understanding, segmentation and detection tasks).",
     ),
+    types: str | None = typer.Option(
+        None, help="Comma-separated task types to run (default: all), e.g. 'video editing'."
+    ),
     conversations: bool = typer.Option(
         False,
         help="Scripted conversations of 2-5 turns instead (--n of them, default 126): "
@@ -501,6 +504,7 @@ def eval_agent(
         after_turn=after_turn,
         history_turns=history_turns,
         rename=rename,
+        types=tuple(t.strip() for t in types.split(",") if t.strip()) if types else None,
     )
     how = "hybrid calls" if signals else "text calls only"
     if rename:

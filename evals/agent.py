@@ -104,6 +104,9 @@ def suite(
     lo, hi = SPLITS[split]
     out: list[tuple[str, Request]] = []
     types = list(types or TASK_TYPES)
+    unknown = set(types) - set(TASK_TYPES)
+    if unknown:
+        raise ValueError(f"unknown task types {sorted(unknown)}; expected {list(TASK_TYPES)}")
     for k in range(n):
         kind = types[k % len(types)]
         tasks = TASK_TYPES[kind]
@@ -382,6 +385,7 @@ def evaluate_agent(
     after_turn: bool = False,
     history_turns: int | None = None,
     rename: bool = False,
+    types: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Task success of ``agent`` (default: ``Agent.load()`` with a temporary home, the router
     in ``folder`` or router-tiny, its signals used or not, reading ``history_turns`` earlier
@@ -390,11 +394,12 @@ def evaluate_agent(
     :data:`EARLIER_TURN` on another scene (what a conversation in the page looks like).
     ``rename``: the renamed-vocabulary suite — the suite's tasks of :data:`RENAMED_TYPES`,
     said with the held-out nouns while the agent's detector calls ShapeWorld's shapes by
-    :func:`renamed_names` (so the two runs compare task for task)."""
+    :func:`renamed_names` (so the two runs compare task for task). ``types``: only these task
+    types (``n`` spread over them)."""
     with tempfile.TemporaryDirectory() if agent is None else nullcontext() as home:
         if agent is None:
             agent = _router_agent(Path(home), folder, with_signals, history_turns)
-        tasks = suite(split, n)
+        tasks = suite(split, n, types)
         detector = agent.registry.get("detect") if rename else None
         if rename:  # the same requests of those types, said with the held-out nouns
             names = renamed_names()

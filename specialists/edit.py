@@ -648,7 +648,9 @@ class EditSpecialist(Specialist):
             raise InvalidInputError("replace needs a shape")
         frames = video.frames
         track = self._track(video, args)
-        path = ObjectPath(frames, track)
+        # Every object the tracker follows (boxes only): kept out of the background estimate.
+        everyone = self.tracker(video, {"masks": False}).tracks
+        path = ObjectPath(frames, track, everyone)
         ref = path.ref
         color, shape = self._looks(frames[ref], path.masks[ref], args)
 

@@ -44,6 +44,10 @@ MATCH_TOL = 24  # grey levels: a template pixel this near the frame's matches
 MATCH_SHARE = 0.5  # the object is there when this share of its seen inner pixels match
 MAX_MISSED = 3  # frames the object may stay unmatched (hidden) before it is given up
 STATIC_TOL = 12.0  # grey levels: a frame's pixel this near the temporal background is background
+UNCOVER_MIN_PX = 40  # another object's part beside a hole smaller than this is left alone
+UNCOVER_SHARE = 0.8  # the other object's seen part must match this well on the other frame
+UNCOVER_FRAMES = 8  # the nearest frames searched for what the removed object hid
+UNCOVER_SPEED = 16  # pixels per frame an object may move (ShapeWorld's fastest: 13)
 FRAME_BATCH = 16  # frames per model pass (a 16-frame clip in one batch)
 
 
@@ -58,6 +62,14 @@ def object_color(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
           for t, m in enumerate(masks) if m.sum() >= 16]  # fmt: skip
     px = [p for p in px if len(p)] or [frames[t][m] for t, m in enumerate(masks) if m.any()]
     return np.median(np.concatenate(px).astype(np.float32), axis=0)
+
+
+def _box_iou(a: Any, b: Any) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(x2 - x1, 0) * max(y2 - y1, 0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
 
 
 def _largest(mask: np.ndarray) -> np.ndarray:
@@ -146,7 +158,10 @@ class ObjectPath:
     """The tracked object on every frame: its mask (tracked, or completed where the tracker
     lost it), and where its appearance on the reference frame sits on each frame."""
 
-    def __init__(self, frames: np.ndarray, track: Track) -> None:
+    def __init__(self, frames: np.ndarray, track: Track, others: list[Track] | None = None) -> None:
+        """``track``: the object (masks on its frames); ``others``: every object the tracker
+        followed in the clip (boxes; the object's own track among them is recognised and
+        skipped), kept out of the background estimate."""
         t_n, h, w = frames.shape[:3]
         masks = np.zeros((t_n, h, w), bool)
         tracked = np.zeros(t_n, bool)
@@ -180,6 +195,34 @@ class ObjectPath:
         self.masks = self._complete(masks)
         self.holes = np.stack([_dilate(m, RIM_PX) if m.any() else m for m in self.masks])
         self.bg, self.known = temporal_background(frames, self.holes)
+        # What tells other objects from background (``others``): the best background
+        # estimate of each pixel, known wherever any frame shows it.
+        self.bg_any, self.known_any = self.bg.copy(), self.known.copy()
+        covered = self._covered(others or [])
+        if covered.any():
+            # The background behind the object from the frames where neither it nor another
+            # object covers the pixel: a slow object beside it would otherwise win the median.
+            # Where every frame has one or the other there, no frame shows the background: the
+            # frame's own surroundings fill it (remove_all), not another object's colour.
+            self.bg, self.known = temporal_background(frames, self.holes | covered)
+            self.bg_any[self.known] = self.bg[self.known]
+
+    def _covered(self, others: list[Track]) -> np.ndarray:
+        """``[T, H, W]``: the boxes (grown by ``RIM_PX`` + 1) of the other objects' tracks on
+        each frame; a track whose box matches this object's on a frame is this object."""
+        t_n, h, w = self.frames.shape[:3]
+        out = np.zeros((t_n, h, w), bool)
+        mine = {t: mask_to_box(m) for t, m in enumerate(self.masks) if m.any()}
+        for tr in others:
+            same = [_box_iou(b, mine[t]) for t, b in zip(tr.frames, tr.xyxy, strict=True)
+                    if t in mine]  # fmt: skip
+            if same and max(same) >= 0.5:
+                continue
+            g = RIM_PX + 1
+            for t, (x1, y1, x2, y2) in zip(tr.frames, tr.xyxy, strict=True):
+                out[t, max(int(y1) - g, 0) : min(int(np.ceil(y2)) + g, h),
+                    max(int(x1) - g, 0) : min(int(np.ceil(x2)) + g, w)] = True  # fmt: skip
+        return out
 
     def region(self, t: int) -> np.ndarray:
         """The object's pixels on frame ``t``: its mask and its rim."""
@@ -187,8 +230,8 @@ class ObjectPath:
 
     def others(self, t: int) -> np.ndarray:
         """Pixels of frame ``t`` that are neither background nor this object: other objects."""
-        d = np.abs(self.frames[t].astype(np.int16) - self.bg.astype(np.int16)).max(-1)
-        return (d > STATIC_TOL) & self.known & ~self.holes[t]
+        d = np.abs(self.frames[t].astype(np.int16) - self.bg_any.astype(np.int16)).max(-1)
+        return (d > STATIC_TOL) & self.known_any & ~self.holes[t]
 
     def _offsets(self, masks: np.ndarray) -> list[tuple[int, int] | None]:
         """Top-left of the reference appearance on each frame where the object is: between
@@ -304,7 +347,59 @@ def remove_all(
                 filled = paint(out[t], rest)
             out[t], changed = filled
             written[t] |= changed
+        uncover(out[t], frames, path, t, hole)
     return out, written
+
+
+def uncover(
+    out: np.ndarray, frames: np.ndarray, path: ObjectPath, t: int, hole: np.ndarray
+) -> None:
+    """Where the removed object hid part of another object, that part on frame ``t`` (in
+    place on ``out``, the frame with the hole filled by background): each other object seen
+    beside the hole is found on the nearest frames by its visible pixels, and a hole pixel
+    takes that frame's pixel, moved by the object's motion, when it is the object's colour
+    there and not under the removed object (the other object moves on; what was hidden on
+    this frame is in view on another)."""
+    others = path.others(t)
+    ring = _dilate(hole, RIM_PX + 3) & others  # others keep RIM_PX off the mask
+    if not ring.any():
+        return
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(others.astype(np.uint8), connectivity=8)
+    todo = hole.copy()
+    h, w = hole.shape
+    for k in np.unique(labels[ring]):
+        if k == 0 or stats[k, cv2.CC_STAT_AREA] < UNCOVER_MIN_PX:
+            continue
+        x, y = int(stats[k, cv2.CC_STAT_LEFT]), int(stats[k, cv2.CC_STAT_TOP])
+        bw, bh = int(stats[k, cv2.CC_STAT_WIDTH]), int(stats[k, cv2.CC_STAT_HEIGHT])
+        part = labels[y : y + bh, x : x + bw] == k
+        template = frames[t, y : y + bh, x : x + bw]
+        color = np.median(template[part].astype(np.float32), axis=0)
+        # The hole pixels this object could own: within its part's box grown by the hole's.
+        near = np.zeros_like(hole)
+        hy, hx = np.nonzero(hole)
+        near[max(min(hy.min(), y), 0) : max(hy.max() + 1, y + bh),
+             max(min(hx.min(), x), 0) : max(hx.max() + 1, x + bw)] = True  # fmt: skip
+        want = todo & near
+        for t2 in sorted(range(len(frames)), key=lambda f: abs(f - t))[1 : 1 + UNCOVER_FRAMES]:
+            if not want.any():
+                break
+            reach = UNCOVER_SPEED * abs(t2 - t) + 8
+            x2, y2, share = match_offset(frames[t2], template, part, (x, y), reach)
+            if share < UNCOVER_SHARE:
+                continue
+            dx, dy = x2 - x, y2 - y
+            py, px = np.nonzero(want)
+            qy, qx = py + dy, px + dx
+            inside = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
+            py, px, qy, qx = py[inside], px[inside], qy[inside], qx[inside]
+            src = frames[t2][qy, qx].astype(np.float32)
+            mine = (np.linalg.norm(src - color, axis=1) <= OBJECT_COLOR_DIST) & ~path.holes[t2][
+                qy, qx
+            ]
+            out[py[mine], px[mine]] = frames[t2][qy[mine], qx[mine]]
+            want[py[mine], px[mine]] = False
+            todo[py[mine], px[mine]] = False
 
 
 def recolor_all(
