@@ -22,7 +22,7 @@ from switchboard.core.media import VIDEO_MEDIA_TYPES, decode_image, encode_png, 
 from switchboard.core.results import Track
 from switchboard.core.wire import TurnReply
 
-from .sdk import CallRecord, Turn
+from .sdk import CallRecord, Turn, _decode_input
 
 
 class ServerError(SwitchboardError):
@@ -145,9 +145,14 @@ class Client:
         turn.boxes = [(tuple(b.xyxy), b.label, b.score) for b in reply.boxes]
         turn.tracks = [Track(**t.model_dump()) for t in reply.tracks]
         for a in reply.messages[-1].artifacts if reply.messages else []:
+            if a.kind not in ("mask", "edited", "generated"):
+                continue  # the results JSON: its boxes and tracks are in the reply already
+            if a.media_type.startswith("video/"):  # an edited video (mp4)
+                turn.videos.append(_decode_input("video", self.artifact(a.sha256)))
+                continue
             data = decode_image(self.artifact(a.sha256), convert=True)
             if a.kind == "mask":
                 turn.masks.append(data[..., 0] > 127)
-            elif a.kind in ("edited", "generated"):
+            else:
                 turn.images.append(data)
         return turn

@@ -178,12 +178,18 @@ class ObjectPath:
         # drops what a box prompt leaked into the background or a neighbour.
         px = frames[self.ref][masks[self.ref]].astype(np.float32)
         self.one_color = bool((self._near(px)).mean() >= UNIFORM_SHARE)
+        raw = masks
         if self.one_color:
             masks = np.stack([
                 _largest(_dilate(m, GROW_PX) & self._near(f)) if m.any() else m
                 for f, m in zip(frames, masks, strict=True)
             ])  # fmt: skip
-            tracked &= masks.reshape(t_n, -1).sum(1) >= 8
+            kept = tracked & (masks.reshape(t_n, -1).sum(1) >= 8)
+            if kept[self.ref]:
+                tracked = kept
+            else:  # its colour is not one colour after all: the masks as tracked
+                self.one_color = False
+                masks = raw
         x1, y1, x2, y2 = (int(v) for v in np.round(mask_to_box(masks[self.ref])))
         self.box = (x1, y1, x2, y2)
         self.template = frames[self.ref, y1:y2, x1:x2]
@@ -256,7 +262,7 @@ class ObjectPath:
             prev, vel, missed, t = at[start], (0, 0), 0, start + step
             if 0 <= start - step < len(at) and at[start - step] is not None:
                 before = at[start - step]
-                vel = ((prev[0] - before[0]) * step, (prev[1] - before[1]) * step)
+                vel = (prev[0] - before[0], prev[1] - before[1])  # per frame, this way
             while 0 <= t < len(masks) and missed <= MAX_MISSED:
                 guess = (prev[0] + vel[0] * (missed + 1), prev[1] + vel[1] * (missed + 1))
                 reach = side // 4 + 4 + 4 * missed
@@ -315,8 +321,7 @@ class ObjectPath:
                 continue
             moved = shift(self.tmask, where[0], where[1], masks.shape[1:])
             if self.one_color:  # grown back over its colour (the outline moves sub-pixel)
-                moved = _dilate(moved, 2)
-            moved &= self._near(self.frames[t])
+                moved = _dilate(moved, 2) & self._near(self.frames[t])
             if self.tracked[t]:
                 inter = (moved & masks[t]).sum()
                 if inter >= MASK_AGREE * max((moved | masks[t]).sum(), 1):
