@@ -25,13 +25,15 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-EVALS = ("segment", "detect", "track", "edit", "router", "signals", "agent", "conversations",
-         "photos")  # fmt: skip
+EVALS = ("segment", "detect", "track", "edit", "edit-video", "router", "signals", "agent",
+         "conversations", "photos")  # fmt: skip
 # Item counts: the full run (each task's own command's default) and the --quick smoke run.
-FULL = {"segment": 200, "detect": 200, "track": 30, "edit": 40, "router": 100, "signals": 300,
+FULL = {"segment": 200, "detect": 200, "track": 30, "edit": 40, "edit-video": 30, "router": 100,
+        "signals": 300,
         "signals_missed": 60, "signals_track": 30, "signals_edit": 20, "agent": 240,
         "agent_turns": 42, "conversations": 126, "photos": 3}  # fmt: skip
-QUICK = {"segment": 4, "detect": 4, "track": 2, "edit": 1, "router": 4, "signals": 3,
+QUICK = {"segment": 4, "detect": 4, "track": 2, "edit": 1, "edit-video": 1, "router": 4,
+         "signals": 3,
          "signals_missed": 1, "signals_track": 1, "signals_edit": 1, "agent": 7, "agent_turns": 7,
          "conversations": 3, "photos": 1}  # fmt: skip
 # The targets the issues set (metric → minimum), shown beside each number.
@@ -121,6 +123,14 @@ def _edit(reg, split, n, log):
     det = reg.get("detect")
     det.load()
     return evaluate_edit(reg.get("edit"), det, split, n["edit"], 20, EDIT_KINDS)
+
+
+def _edit_video(reg, split, n, log):
+    from switchboard.evals.specialists import evaluate_video_edit
+
+    det = reg.get("detect")
+    det.load()
+    return evaluate_video_edit(reg.get("edit"), det, split, n["edit-video"], 20)
 
 
 def _router(reg, split, n, log):
@@ -310,8 +320,8 @@ def _photo_sheet(shown, path: Path) -> None:
 
 _EVALS: dict[str, Callable[..., Any]] = {
     "segment": _segment, "detect": _detect, "track": _track, "edit": _edit,
-    "router": _router, "signals": _signals, "agent": _agent, "conversations": _conversations,
-    "photos": _photos,
+    "edit-video": _edit_video, "router": _router, "signals": _signals, "agent": _agent,
+    "conversations": _conversations, "photos": _photos,
 }  # fmt: skip
 
 
@@ -345,6 +355,12 @@ def headline(res: dict[str, Any]) -> list[tuple[str, str, float, float | None]]:
             ("edit", f"{k} success", float(res["edit"][f"{k}_success"]), None)
             for k in EDIT_KINDS
             if f"{k}_success" in res["edit"]
+        ]
+    if "edit-video" in res:
+        rows += [
+            ("edit-video", f"{k} clip success", float(res["edit-video"][f"{k}_success"]), 0.80)
+            for k in ("recolor", "remove", "replace")
+            if f"{k}_success" in res["edit-video"]
         ]
     if "router" in res:
         rows += [
@@ -543,6 +559,36 @@ def _edit_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path)
     ]
 
 
+def _edit_video_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
+    ops = [k for k in ("recolor", "remove", "replace") if f"{k}_success" in res]
+    rows = [
+        (
+            k,
+            f"{res[f'{k}_success']:.3f}",
+            _f(res.get(f"{k}_on_truth")),
+            _f(res.get(f"{k}_frames_passed")),
+            _f(res.get(f"{k}_region_psnr")),
+            f"{res[f'{k}_flicker']:.1f} / {res[f'{k}_flicker_truth']:.1f}",
+        )
+        for k in ops
+    ]
+    head = ("op", "clip success", "on the true clip", "frames passed", "region PSNR (dB)",
+            "flicker: edit / true clip")  # fmt: skip
+    return [
+        f"## Video edits (`switchboard eval edit --video --split {sp} --n {n['edit-video']}`)",
+        "",
+        f"{res.get('clips_per_op')} clips per op (16 frames, 256 px), the object given as its "
+        f"box on the first frame; a clip succeeds when ≥ {res.get('frames_to_pass', 0.9):.0%} "
+        "of its frames pass the stricter image judge. Flicker: mean absolute change from frame "
+        "to frame inside the true edit region (grey levels). Keep region byte-identical on "
+        f"every frame: {res.get('keep_region_identical')}; "
+        f"{res.get('seconds_per_frame', 0):.2f} s per frame (tracking included).",
+        "",
+        *_table(head, rows),
+        "",
+    ]
+
+
 def _router_section(res: Any, sp: str, n: dict[str, int], rel: str, figures: Path) -> list[str]:
     ours, base = res[0], res[1]
     per_task = [
@@ -673,6 +719,7 @@ REPORT_SECTIONS: dict[str, Callable[..., list[str]]] = {
     "detect": _detect_section,
     "track": _track_section,
     "edit": _edit_section,
+    "edit-video": _edit_video_section,
     "router": _router_section,
     "signals": _signals_section,
     "agent": _agent_section,

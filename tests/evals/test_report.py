@@ -41,6 +41,7 @@ def test_the_report_shows_the_numbers_the_run_measured(run, tmp_path):
         "detect",
         "track",
         "edit",
+        "edit-video",
         "router",
         "signals",
         "agent",
@@ -53,6 +54,7 @@ def test_the_report_shows_the_numbers_the_run_measured(run, tmp_path):
     hybrid = run["agent"]["hybrid"]["success"]  # the agent with hybrid calls, beside text calls
     assert f"| **all** | **{run['agent']['success']:.3f}** | **{hybrid:.3f}** |" in text
     assert f"| generate | {run['edit']['generate_success']:.3f} |" in text
+    assert f"| remove | {run['edit-video']['remove_success']:.3f} |" in text  # video edits
     assert "| grounding_iou50 |" in text and "Per task (the items that call a tool)" in text
     conv = run["conversations"]  # the conversation table, per turn position
     assert f"| **all** | {conv['turns']} | **{conv['turn_success']:.3f}** |" in text
