@@ -79,10 +79,10 @@ def test_video_edits_on_held_out_clips(editor, detector):
     share of frames passing the stricter judge near what the full evaluation measures."""
     res = evaluate_video_edit(editor, detector, "test", n=3, steps=10)
     assert res["keep_region_identical"]
-    # Measured (2026-12-06): recolour 1.00, remove 0.667, replace 0.896 of the frames.
+    # Measured (2026-12-06): recolour 1.00, remove 0.792, replace 0.979 of the frames.
     assert res["recolor_frames_passed"] >= 0.95, res
-    assert res["remove_frames_passed"] >= 0.62, res
-    assert res["replace_frames_passed"] >= 0.85, res
+    assert res["remove_frames_passed"] >= 0.75, res
+    assert res["replace_frames_passed"] >= 0.93, res
     assert res["recolor_flicker"] <= 1.2 * res["recolor_flicker_truth"], res
 
 
