@@ -35,6 +35,8 @@ from switchboard.core import InvalidInputError, NotFoundError, Track, Video, mas
 from .fill import fill_from_surroundings, paint_color, painted_color
 
 VIDEO_OPS = ("recolor", "remove", "replace")
+RIM_MIN_ALPHA = 0.15  # a ring pixel with less of the object's colour than this is background
+RIM_RESIDUAL = 24.0  # RGB distance: a rim pixel lies this near the object-background line
 RIM_PX = 2  # a mask's ring checked for the object's own anti-aliased or unsegmented rim
 OBJECT_COLOR_DIST = 48.0  # RGB distance: a pixel this near the object's colour is the object
 GROW_PX = 4  # a one-colour object's mask grows this far over pixels of its colour
@@ -93,19 +95,33 @@ def temporal_background(frames: np.ndarray, holes: np.ndarray) -> tuple[np.ndarr
     return np.clip(bg, 0, 255).astype(np.uint8), known
 
 
+def rim_alpha(frame: np.ndarray, mask: np.ndarray, color: np.ndarray, bg: np.ndarray,
+              known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The object's rim outside ``mask``: pixels of its ``RIM_PX`` ring (where the background
+    is known) that are a blend of the object's ``color`` and the background there (a lossy
+    video's edge, an anti-aliased outline), and each one's share ``alpha`` of the object
+    (``(ring HxW bool, alpha HxW float)``). A pixel off the line between the two colours (a
+    neighbour of another colour) is not rim."""
+    ring = _dilate(mask, RIM_PX) & ~mask & known
+    alpha = np.zeros(mask.shape, np.float32)
+    if not ring.any():
+        return ring, alpha
+    px = frame[ring].astype(np.float32)
+    base = bg[ring].astype(np.float32)
+    d = color[None] - base
+    a = np.clip(((px - base) * d).sum(1) / np.maximum((d * d).sum(1), 1.0), 0.0, 1.0)
+    resid = np.linalg.norm(px - (base + a[:, None] * d), axis=1)
+    rim = (a >= RIM_MIN_ALPHA) & (resid <= RIM_RESIDUAL) & (np.linalg.norm(d, axis=1) >= 30)
+    out = np.zeros_like(mask)
+    out[ring] = rim
+    alpha[ring] = np.where(rim, a, 0.0)
+    return out, alpha
+
+
 def with_rim(frame: np.ndarray, mask: np.ndarray, color: np.ndarray, bg: np.ndarray,
              known: np.ndarray) -> np.ndarray:  # fmt: skip
-    """``mask`` plus the pixels of its ``RIM_PX`` ring that are the object's rim: nearer the
-    object's ``color`` than the background there (where the background is known)."""
-    ring = _dilate(mask, RIM_PX) & ~mask & known
-    if not ring.any():
-        return mask
-    px = frame[ring].astype(np.float32)
-    to_obj = np.linalg.norm(px - color, axis=1)
-    to_bg = np.linalg.norm(px - bg[ring].astype(np.float32), axis=1)
-    out = mask.copy()
-    out[ring] = (to_obj < to_bg) & (to_obj <= OBJECT_COLOR_DIST)
-    return out
+    """``mask`` plus its rim (:func:`rim_alpha`)."""
+    return mask | rim_alpha(frame, mask, color, bg, known)[0]
 
 
 def match_offset(
@@ -421,9 +437,13 @@ def recolor_all(
     written = np.zeros(frames.shape[:3], bool)
     for t, m in enumerate(path.masks):
         if m.any():
-            region = path.region(t)
-            out[t] = paint_color(frames[t], region, color)
-            written[t] = region
+            out[t] = paint_color(frames[t], m, color)
+            # The rim (a blend of the object and the background) moves by its share of the
+            # colour change: a compressed video's edge takes the new colour, not a halo.
+            rim, alpha = rim_alpha(frames[t], m, path.color, path.bg, path.known)
+            shifted = frames[t][rim] + alpha[rim][:, None] * (color - path.color)[None]
+            out[t][rim] = np.clip(shifted, 0, 255).round().astype(np.uint8)
+            written[t] = m | rim
     return out, written
 
 

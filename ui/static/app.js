@@ -412,7 +412,10 @@ async function videoBeforeAfter(input, edited) {
   after.addEventListener("play", () => { if (before) before.play().catch(() => {}); label(); requestAnimationFrame(sync); });
   after.addEventListener("pause", () => { if (before) before.pause(); label(); sync(); });
   after.addEventListener("seeked", sync);
-  play.addEventListener("click", () => (after.paused ? after.play() : after.pause()));
+  play.addEventListener("click", () => {
+    if (after.paused) after.play();
+    else for (const v of both) v.pause();
+  });
   scrub.addEventListener("input", () => {
     for (const v of both) v.pause();
     const t = (Number(scrub.value) / 1000) * (after.duration || 0);
@@ -423,7 +426,7 @@ async function videoBeforeAfter(input, edited) {
       e.preventDefault();
       el("a", { href: await artifactURL(edited.sha256), download: "edited.mp4" }).click();
     } }, "Download the edited video");
-  const side = el("div", { class: "media-wrap side" },
+  const side = el("div", { class: "side" },
     ...(before ? [el("figure", {}, before, el("figcaption", { text: "original" }))] : []),
     el("figure", {}, after, el("figcaption", { text: "edited" })));
   return el("figure", { class: "video-before-after", "data-sha256": edited.sha256 }, side,
