@@ -28,6 +28,7 @@ from .results import (
     Tracks,
     VideoOut,
     mask_to_box,
+    xyxy_iou,
 )
 from .rle import decode_rle, encode_rle, rle_area
 from .specialist import Media, Specialist
@@ -76,4 +77,5 @@ __all__ = [
     "region_box",
     "rle_area",
     "save_video",
+    "xyxy_iou",
 ]

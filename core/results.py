@@ -36,6 +36,15 @@ def mask_to_box(mask: np.ndarray) -> XYXY | None:
     return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
 
 
+def xyxy_iou(a: Any, b: Any) -> float:
+    """Intersection over union of two XYXY boxes (0 when both are empty)."""
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(x2 - x1, 0) * max(y2 - y1, 0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
 class Masks(BaseModel):
     """N masks (HW bool each) with a score each; boxes are derived from the masks."""
 
@@ -110,9 +119,14 @@ class Track(BaseModel):
 
 
 class Tracks(BaseModel):
+    """The tracks asked for; ``others``: every other object the tracker followed in the clip
+    (boxes only), filled only when the call asks for them (``others``: the editor keeps them
+    out of a removal's background)."""
+
     kind: Literal["tracks"] = "tracks"
     tracks: list[Track]
     num_frames: int = Field(ge=0)
+    others: list[Track] = Field(default_factory=list)
 
     def observation(self) -> str:
         if not self.tracks:

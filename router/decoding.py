@@ -41,7 +41,8 @@ from .codec import CALL_CLOSE, CALL_OPEN, IMAGE_TOKEN, REGION_TOKEN, SIG_TOKENS,
 
 def call_schema(registry: Registry, names: list[str] | None = None) -> dict[str, Any]:
     """The JSON schema of one call to any of ``names`` (default: every registered tool).
-    Fields that carry bulk data (masks: ``x-bulk``) are left out; the agent fills them."""
+    Fields that carry bulk data (masks: ``x-bulk``) are left out, the agent fills them; so are
+    fields only another specialist sets (``x-peer``)."""
     alternatives, defs = [], {}
     for name in names or registry.names():
         schema = _drop_bulk(copy.deepcopy(registry.cls(name).Args.model_json_schema()))
@@ -86,10 +87,11 @@ def tools_for_media(registry: Registry, kind: str) -> list[str] | None:
 
 
 def _is_bulk(node: Any) -> bool:
-    """A field the router never writes (``x-bulk``: masks and other data the agent supplies)."""
+    """A field the router never writes: ``x-bulk`` (masks and other data the agent supplies)
+    or ``x-peer`` (set by another specialist that calls this one)."""
     if not isinstance(node, dict):
         return False
-    if node.get("x-bulk"):
+    if node.get("x-bulk") or node.get("x-peer"):
         return True
     alts = node.get("anyOf", [])
     return any(_is_bulk(a) for a in alts)

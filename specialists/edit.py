@@ -52,6 +52,7 @@ from .video_edit import (
     recolor_all,
     remove_all,
     replace_all,
+    shift,
 )
 
 EDIT_OPS = ("recolor", "remove", "add", "replace", "move", "generate")
@@ -64,15 +65,6 @@ FEATHER = 2  # pixels of soft edge outside the region
 # Adding into a box: a pixel counts as painted when a channel moved by more than this.
 MATTE_DIFF = 40
 BLOB_COLOR_DIST = 48.0  # RGB distance: a painted pixel this near the object's colour is the object
-
-
-def shift_mask(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """``mask`` moved by ``(dx, dy)`` pixels; what leaves the image is dropped."""
-    h, w = mask.shape
-    out = np.zeros_like(mask)
-    src = mask[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
-    out[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
-    return out
 
 
 def describe(color: str | None, shape: str | None) -> str:
@@ -625,7 +617,7 @@ class EditSpecialist(Specialist):
             dy = round((by1 + by2) / 2 - (y1 + y2) / 2)
             # The mask carries the shape (as in a recolour), so the object keeps its outline
             # and size even when no shape word is known for it.
-            moved = shift_mask(mask, dx, dy)
+            moved = shift(mask, dx, dy, mask.shape)
             out, added = self.inpaint(
                 out, moved, args.prompt or describe(color, shape), args, signal
             )
@@ -647,10 +639,10 @@ class EditSpecialist(Specialist):
         if args.op == "replace" and args.shape is None and args.prompt is None and signal is None:
             raise InvalidInputError("replace needs a shape")
         frames = video.frames
-        track = self._track(video, args)
-        # Every object the tracker follows (boxes only): kept out of the background estimate.
-        everyone = self.tracker(video, {"masks": False}).tracks
-        path = ObjectPath(frames, track, everyone)
+        # The object (masks per frame) and every other object the tracker followed (boxes,
+        # kept out of the background estimate), from one pass of detection and tracking.
+        track, others = self._track(video, args)
+        path = ObjectPath(frames, track, others)
         ref = path.ref
         color, shape = self._looks(frames[ref], path.masks[ref], args)
 
@@ -675,9 +667,10 @@ class EditSpecialist(Specialist):
                 out, written = replace_all(out, written, frames, path, sprite, alpha)
         return VideoOut(frames=out, fps=video.fps, edit_masks=list(written), track=track)
 
-    def _track(self, video: Video, args: EditArgs) -> Track:
-        """The edited object through the clip (the track specialist, masks on)."""
-        targs: dict[str, Any] = {"frame": args.frame, "masks": True}
+    def _track(self, video: Video, args: EditArgs) -> tuple[Track, list[Track]]:
+        """The edited object through the clip (the track specialist, masks on), and the other
+        objects it followed (boxes only)."""
+        targs: dict[str, Any] = {"frame": args.frame, "masks": True, "others": True}
         if args.region is not None:
             region = np.asarray(args.region, bool)
             if region.shape != (video.height, video.width):
@@ -697,7 +690,7 @@ class EditSpecialist(Specialist):
             raise InvalidInputError(f"{args.op} needs a region, a box or a target")
         tracks = self.tracker(video, targs)
         if tracks.tracks and tracks.tracks[0].masks:
-            return tracks.tracks[0]
+            return tracks.tracks[0], tracks.others
         if "box" in targs:
             # The detector missed the object where it was shown: its mask on that frame (the
             # region, or segment's for the box) starts the path, which follows it from there
@@ -709,7 +702,8 @@ class EditSpecialist(Specialist):
                 seg = self.segmenter(Image(pixels=video.frames[at]), {"box": targs["box"]})
                 mask = np.asarray(seg.masks[0], bool)
             if mask.any():
-                return Track(track_id=0, frames=[at], xyxy=[mask_to_box(mask)], masks=[mask])
+                track = Track(track_id=0, frames=[at], xyxy=[mask_to_box(mask)], masks=[mask])
+                return track, tracks.others
         what = args.target or "the object"
         raise NotFoundError(f"{what} could not be followed through the video")
 

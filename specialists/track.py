@@ -26,6 +26,7 @@ from switchboard.core import (
     Tracks,
     Video,
     mask_to_box,
+    xyxy_iou,
 )
 from switchboard.core.config import get_settings
 from switchboard.core.specialist import check_object_resolved
@@ -57,6 +58,11 @@ class TrackArgs(BaseModel):
     masks: bool = Field(True, description="also return a mask per frame (slower)")
     tracker: Literal["bytetrack", "botsort"] | None = None
     score_threshold: float = Field(0.1, ge=0.0, le=1.0)
+    others: bool = Field(
+        False,
+        description="also return the other objects followed in the clip (boxes only)",
+        json_schema_extra={"x-peer": True},  # for another specialist (edit), not the router
+    )
 
 
 @dataclass
@@ -91,14 +97,6 @@ def make_tracker(kind: str) -> Any:
         cfg.gmc_method = "none"  # camera-motion compensation: our videos have a fixed camera
         return BOTSORT(cfg)
     return BYTETracker(cfg)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(x2 - x1, 0) * max(y2 - y1, 0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 class TrackSpecialist(Specialist):
@@ -256,7 +254,7 @@ class TrackSpecialist(Specialist):
             best, best_iou = None, 0.0
             for tid, tr in raw.items():
                 if at in tr["frames"]:
-                    iou = _iou(np.array(tr["xyxy"][tr["frames"].index(at)]), box)
+                    iou = xyxy_iou(tr["xyxy"][tr["frames"].index(at)], box)
                     if iou > best_iou:
                         best, best_iou = tid, iou
             if best is not None and best_iou >= 0.3:
@@ -279,7 +277,7 @@ class TrackSpecialist(Specialist):
                     f"box {args.box} is not XYXY inside the {media.width}x{media.height} frame"
                 )
         kind = args.tracker or get_settings().tracker
-        raw = self.track_all(frames, kind, args.score_threshold)
+        everyone = raw = self.track_all(frames, kind, args.score_threshold)
         names = self.detector.class_names
         if args.box is not None or signal is not None or args.target:
             raw = self._pick(raw, self._referents(frames, args, signal))
@@ -299,7 +297,15 @@ class TrackSpecialist(Specialist):
                     masks=masks.get(tid),
                 )
             )
-        return Tracks(tracks=out, num_frames=media.num_frames)
+        others = []
+        if args.others:
+            for tid, tr in sorted(everyone.items()):
+                if tid not in raw:
+                    label = names[max(set(tr["cls"]), key=tr["cls"].count)]
+                    others.append(
+                        Track(track_id=tid, label=label, frames=tr["frames"], xyxy=tr["xyxy"])
+                    )
+        return Tracks(tracks=out, num_frames=media.num_frames, others=others)
 
     def _masks(self, frames: np.ndarray, raw: dict[int, dict[str, list]]) -> dict[int, list]:
         """A mask per track and frame from box prompts, frame by frame so that each frame is

@@ -30,7 +30,14 @@ from typing import Any
 
 import cv2
 import numpy as np
-from switchboard.core import InvalidInputError, NotFoundError, Track, Video, mask_to_box
+from switchboard.core import (
+    InvalidInputError,
+    NotFoundError,
+    Track,
+    Video,
+    mask_to_box,
+    xyxy_iou,
+)
 
 from .fill import fill_from_surroundings, paint_color, painted_color
 
@@ -64,14 +71,6 @@ def object_color(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
           for t, m in enumerate(masks) if m.sum() >= 16]  # fmt: skip
     px = [p for p in px if len(p)] or [frames[t][m] for t, m in enumerate(masks) if m.any()]
     return np.median(np.concatenate(px).astype(np.float32), axis=0)
-
-
-def _box_iou(a: Any, b: Any) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(x2 - x1, 0) * max(y2 - y1, 0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def _largest(mask: np.ndarray) -> np.ndarray:
@@ -236,7 +235,7 @@ class ObjectPath:
         out = np.zeros((t_n, h, w), bool)
         mine = {t: mask_to_box(m) for t, m in enumerate(self.masks) if m.any()}
         for tr in others:
-            same = [_box_iou(b, mine[t]) for t, b in zip(tr.frames, tr.xyxy, strict=True)
+            same = [xyxy_iou(b, mine[t]) for t, b in zip(tr.frames, tr.xyxy, strict=True)
                     if t in mine]  # fmt: skip
             if same and max(same) >= 0.5:
                 continue

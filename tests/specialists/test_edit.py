@@ -120,12 +120,12 @@ def test_bad_input_is_a_typed_error(editor):
         editor(img, {"op": "recolor", "instruction": "make everything blue"})
 
 
-def test_shift_mask_moves_and_clips():
-    from switchboard.specialists.edit import shift_mask
+def test_shift_moves_and_clips():
+    from switchboard.specialists.video_edit import shift
 
     m = np.zeros((5, 6), bool)
     m[1:3, 1:4] = True
-    moved = shift_mask(m, 2, 1)
+    moved = shift(m, 2, 1, m.shape)
     assert moved.sum() == m.sum() and moved[2:4, 3:6].all()
-    clipped = shift_mask(m, -3, -2)  # only the top-left cell stays inside
+    clipped = shift(m, -3, -2, m.shape)  # only the top-left cell stays inside
     assert clipped.sum() == 1 and clipped[0, 0]

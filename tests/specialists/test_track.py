@@ -37,8 +37,13 @@ def test_referent_by_text_and_box_with_masks(tracker, tmp_path):
         if gt.any():
             iou.append((m & gt).sum() / (m | gt).sum())
     assert np.mean(iou) > 0.7
-    by_box = tracker(video, {"box": tuple(float(v) for v in clip.boxes[0, k]), "masks": False})
+    assert out.others == []  # only when asked for
+    box = tuple(float(v) for v in clip.boxes[0, k])
+    by_box = tracker(video, {"box": box, "masks": False, "others": True})
     assert by_box.tracks[0].frames == tr.frames
+    # The other objects the same pass followed (the editor keeps them out of a background).
+    assert by_box.others and all(o.masks is None for o in by_box.others)
+    assert by_box.tracks[0].track_id not in {o.track_id for o in by_box.others}
 
 
 def test_a_referent_that_enters_after_the_first_frame_is_followed(tracker):
