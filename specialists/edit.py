@@ -44,7 +44,8 @@ from switchboard.core.vocabulary import COLORS, PLACES
 
 from .colors import color_of_pixels
 from .diffusion import COND_DIM, NUM_COND_TOKENS
-from .fill import fill_from_surroundings, recolor_within
+from .fill import fill_from_surroundings, fill_smooth, recolor_within
+from .objects import detect_objects
 from .video_edit import (
     FRAME_BATCH,
     ObjectPath,
@@ -65,6 +66,41 @@ FEATHER = 2  # pixels of soft edge outside the region
 # Adding into a box: a pixel counts as painted when a channel moved by more than this.
 MATTE_DIFF = 40
 BLOB_COLOR_DIST = 48.0  # RGB distance: a painted pixel this near the object's colour is the object
+
+
+MOVE_GAP_PX = 2  # a moved object keeps this far from other objects' boxes where it can
+
+
+def place_box(place: str, height: int, width: int) -> tuple[float, float, float, float]:
+    """The third of the image (XYXY) that a place word names ("top left": the top-left cell
+    of a 3x3 grid)."""
+    col, row = PLACES[place]
+    return col * width / 3, row * height / 3, (col + 1) * width / 3, (row + 1) * height / 3
+
+
+def free_spot(
+    mask: np.ndarray, occupied: np.ndarray, area: tuple[float, float, float, float]
+) -> tuple[int, int]:
+    """The shift ``(dx, dy)`` that puts ``mask`` (kept whole inside the image) with its box's
+    centre in ``area`` (XYXY), over the fewest ``occupied`` pixels, nearest the area's centre
+    among those; the nearest placement to the area when none centres in it."""
+    x1, y1, x2, y2 = (int(v) for v in mask_to_box(mask))
+    tpl = mask[y1:y2, x1:x2].astype(np.float32)
+    bh, bw = tpl.shape
+    # overlap[y, x]: occupied pixels under the mask with its box's top-left at (x, y).
+    overlap = cv2.matchTemplate(occupied.astype(np.float32), tpl, cv2.TM_CCORR)
+    ty, tx = np.mgrid[0 : overlap.shape[0], 0 : overlap.shape[1]].astype(np.float32)
+    cx, cy = tx + bw / 2, ty + bh / 2
+    ax1, ay1, ax2, ay2 = area
+    outside = np.hypot(np.clip(np.maximum(ax1 - cx, cx - ax2), 0, None),
+                       np.clip(np.maximum(ay1 - cy, cy - ay2), 0, None))  # fmt: skip
+    centre = np.hypot(cx - (ax1 + ax2) / 2, cy - (ay1 + ay2) / 2)
+    if (outside == 0).any():
+        cost = np.where(outside == 0, np.round(overlap) * 1e4 + centre, np.inf)
+    else:
+        cost = outside
+    y, x = np.unravel_index(int(np.argmin(cost)), cost.shape)
+    return int(x) - x1, int(y) - y1
 
 
 def describe(color: str | None, shape: str | None) -> str:
@@ -604,24 +640,15 @@ class EditSpecialist(Specialist):
         elif args.op == "replace":
             if args.shape is None and args.prompt is None and signal is None:
                 raise InvalidInputError("replace needs a shape")
+            # The old object is removed first (as a removal), then the new one painted into
+            # its box: what the new shape does not cover is background, not the old object.
+            cleared, gone = self._remove(image, mask, args.model_copy(update={"prompt": None}))
             region = box_region(replace_box(mask), h, w)
             text = args.prompt or describe(color, args.shape)
-            out, changed = self.inpaint(
-                image, region, text, args, signal, matte=True, keep=mask, tint=color
-            )
-        else:  # move: remove where it is, repaint its own silhouette where it goes
-            x1, y1, x2, y2 = mask_to_box(mask)
-            out, gone = self._remove(image, mask, args.model_copy(update={"prompt": None}))
-            bx1, by1, bx2, by2 = self._paint_box(h, w, args, size_px=max(x2 - x1, y2 - y1))
-            dx = round((bx1 + bx2) / 2 - (x1 + x2) / 2)
-            dy = round((by1 + by2) / 2 - (y1 + y2) / 2)
-            # The mask carries the shape (as in a recolour), so the object keeps its outline
-            # and size even when no shape word is known for it.
-            moved = shift(mask, dx, dy, mask.shape)
-            out, added = self.inpaint(
-                out, moved, args.prompt or describe(color, shape), args, signal
-            )
+            out, added = self.inpaint(cleared, region, text, args, signal, matte=True, tint=color)
             changed = gone | added
+        else:  # move: removed where it is, its own pixels where it goes
+            out, changed = self._move(image, mask, args)
         return ImageOut(image=out, edit_mask=changed)
 
     # -- video ---------------------------------------------------------------------------------
@@ -751,14 +778,56 @@ class EditSpecialist(Specialist):
                 out[t] = full
         return out
 
+    def _move(
+        self, image: np.ndarray, mask: np.ndarray, args: EditArgs
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The object under ``mask`` moved to ``args.place``: removed where it is (as a
+        removal), and its own pixels (its exact look: a move changes where, not what) put where
+        it overlaps the fewest other objects in the place's third of the image, nearest its
+        centre; where it cannot help overlapping one, it goes behind it (a move never paints
+        over another object). The other objects are the detector's on the cleared image."""
+        h, w = mask.shape
+        if args.place is None:
+            raise InvalidInputError("move needs a place (e.g. 'top left')")
+        out, gone = self._remove(image, mask, args.model_copy(update={"prompt": None}))
+        objects = detect_objects(self._detector(), out)
+        occupied = np.zeros((h, w), bool)
+        for o in objects:
+            x1, y1, x2, y2 = o.xyxy
+            g = MOVE_GAP_PX
+            occupied[max(int(y1) - g, 0) : int(np.ceil(y2)) + g,
+                     max(int(x1) - g, 0) : int(np.ceil(x2)) + g] = True  # fmt: skip
+        dx, dy = free_spot(mask, occupied, place_box(args.place, h, w))
+        moved = shift(mask, dx, dy, (h, w))
+        behind = np.zeros((h, w), bool)
+        for o in objects:
+            if box_region(o.xyxy, h, w)[moved].any():
+                seg = self.segmenter(Image(pixels=out), {"box": o.xyxy})
+                behind |= np.asarray(seg.masks[0], bool)
+        put = moved & ~behind
+        ys, xs = np.nonzero(put)
+        out[ys, xs] = image[ys - dy, xs - dx]
+        return out, gone | put
+
+    def _detector(self) -> Any:
+        from . import peer
+
+        det = peer(self, "detect")
+        if not det.loaded:
+            det.load(self.device or "cpu")
+        return det
+
     def _remove(
         self, image: np.ndarray, mask: np.ndarray, args: EditArgs, signal: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The object under ``mask`` removed: the hole filled from the image's own background
-        where a patch of it matches the hole's surroundings (:mod:`.fill`), else painted as
-        "background" (or the request's own ``prompt``) by the model."""
+        where a patch of it matches the hole's surroundings, else by the smooth surface that
+        fits them (:mod:`.fill`), else painted as "background" (or the request's own
+        ``prompt``) by the model."""
         if args.prompt is None:
             filled = fill_from_surroundings(image, mask)
+            if filled is None:
+                filled = fill_smooth(image, mask)
             if filled is not None:
                 return filled
         return self.inpaint(image, mask, args.prompt or BACKGROUND, args, signal)

@@ -35,6 +35,15 @@ UNLIKE_SHARE = 0.01  # a placement whose hole part has more pixels unlike the ri
 COLOR_BINS = 16  # per channel, for "a colour the ring has" (with one bin of tolerance)
 GROW_PX = 1  # a removal also takes the object's anti-aliased rim
 NEW_COLOR_SHARE = 0.25  # the painted pixels that moved most, whose median is the new colour
+# The smooth-surface fill. Tuned on generated scenes 5000-5079 (the patch fill's tuning set).
+SMOOTH_PX = 12  # the annulus around the hole the surface is fitted on
+SMOOTH_INNER_PX = 4  # its inner band, which the outer band must predict (choosing the degree)
+SMOOTH_TOL = 10.0  # grey levels (any channel): a pixel further off the surface is not background
+SMOOTH_NEAR = 0.1  # the largest share of the annulus off the surface by 1-4x SMOOTH_TOL: pixels
+# like the background but not on its surface (stripes, checks: ~0.5; other objects are further)
+SMOOTH_MIN = 0.25  # the smallest share of the annulus on the surface
+SMOOTH_RMS = 6.0  # the largest RMS of the explained pixels (noise over shading: 3.5-5)
+SMOOTH_TRIES = 200  # RANSAC draws of three pixels
 
 
 def _ring(hole: np.ndarray, width: int) -> np.ndarray:
@@ -148,3 +157,75 @@ def paint_color(image: np.ndarray, mask: np.ndarray, color: np.ndarray) -> np.nd
     out = image.copy()
     out[mask] = np.clip(np.asarray(color)[None] * shade[:, None], 0, 255).round().astype(np.uint8)
     return out
+
+
+def _poly(ys: np.ndarray, xs: np.ndarray, degree: int, side: float) -> np.ndarray:
+    """The design matrix of a 2-D polynomial of ``degree`` (1-3) in image-normalised x, y."""
+    y, x = ys / side - 0.5, xs / side - 0.5
+    cols = [np.ones_like(x), x, y]
+    if degree >= 2:
+        cols += [x * x, x * y, y * y]
+    if degree >= 3:
+        cols += [x**3, x * x * y, x * y * y, y**3]
+    return np.stack(cols, 1)
+
+
+def fill_smooth(
+    image: np.ndarray, hole: np.ndarray, max_rms: float = SMOOTH_RMS
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``image`` HWC uint8 with ``hole`` (HW bool, grown by ``GROW_PX``) filled by a smooth
+    surface fitted to its surroundings, and the mask of pixels written; None when the surface
+    leaves background-like pixels unexplained (:data:`SMOOTH_NEAR`: a texture), explains too
+    little of the surroundings (:data:`SMOOTH_MIN`), or fits at RMS > ``max_rms``."""
+    k = 2 * GROW_PX + 1
+    hole = cv2.dilate(hole.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
+    ann = _ring(hole, SMOOTH_PX)
+    ys, xs = np.nonzero(ann)
+    n = len(ys)
+    if not hole.any() or n < 30:
+        return None
+    side = float(max(image.shape[:2]))
+    fy, fx = ys.astype(np.float64), xs.astype(np.float64)
+    vals = image[ys, xs].astype(np.float64)
+    # RANSAC on a plane (loose, for shading that curves): the background's pixels, not a
+    # neighbour's, decide the surface.
+    plane = _poly(fy, fx, 1, side)
+    rng = np.random.default_rng(0)
+    keep, best = None, -1
+    for _ in range(SMOOTH_TRIES):
+        pick = rng.choice(n, 3, replace=False)
+        try:
+            coef = np.linalg.solve(plane[pick], vals[pick])
+        except np.linalg.LinAlgError:
+            continue
+        inl = np.abs(plane @ coef - vals).max(1) <= 2 * SMOOTH_TOL
+        if int(inl.sum()) > best:
+            keep, best = inl, int(inl.sum())
+    if keep is None or best < SMOOTH_MIN * n:
+        return None
+    # The degree whose fit on the outer band best predicts the inner band beside the hole.
+    near = _ring(hole, SMOOTH_INNER_PX)[ys, xs]
+    fit, held = keep & ~near, keep & near
+    errs = {}
+    for degree in (1, 2, 3):
+        a = _poly(fy, fx, degree, side)
+        if fit.sum() >= 3 * a.shape[1] and held.sum() >= 10:
+            coef, *_ = np.linalg.lstsq(a[fit], vals[fit], rcond=None)
+            errs[degree] = float(np.sqrt(((a[held] @ coef - vals[held]) ** 2).mean()))
+    degree = min(errs, key=errs.__getitem__) if errs else 1
+    a = _poly(fy, fx, degree, side)
+    for _ in range(3):
+        coef, *_ = np.linalg.lstsq(a[keep], vals[keep], rcond=None)
+        off = np.abs(a @ coef - vals).max(1)
+        keep = off <= SMOOTH_TOL
+        if keep.sum() < max(SMOOTH_MIN * n, 3 * a.shape[1]):
+            return None
+    unexplained = (off > SMOOTH_TOL) & (off <= 4 * SMOOTH_TOL)
+    rms = float(np.sqrt(((a[keep] @ coef - vals[keep]) ** 2).mean()))
+    if unexplained.mean() > SMOOTH_NEAR or rms > max_rms:
+        return None
+    hy, hx = np.nonzero(hole)
+    out = image.copy()
+    pred = _poly(hy.astype(np.float64), hx.astype(np.float64), degree, side) @ coef
+    out[hy, hx] = np.clip(pred, 0, 255).round().astype(np.uint8)
+    return out, hole

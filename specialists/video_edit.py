@@ -39,7 +39,7 @@ from switchboard.core import (
     xyxy_iou,
 )
 
-from .fill import fill_from_surroundings, paint_color, painted_color
+from .fill import fill_from_surroundings, fill_smooth, paint_color, painted_color
 
 VIDEO_OPS = ("recolor", "remove", "replace")
 RIM_MIN_ALPHA = 0.15  # a ring pixel with less of the object's colour than this is background
@@ -363,6 +363,8 @@ def remove_all(
         rest = hole & ~path.known
         if rest.any():
             filled = fill_from_surroundings(out[t], rest)
+            if filled is None:
+                filled = fill_smooth(out[t], rest)
             if filled is None:
                 filled = paint(out[t], rest)
             out[t], changed = filled

@@ -8,7 +8,7 @@ import numpy as np
 from switchboard.core.vocabulary import COLORS
 from switchboard.evals.metrics import psnr
 from switchboard.specialists.colors import color_labels
-from switchboard.specialists.fill import fill_from_surroundings, recolor_within
+from switchboard.specialists.fill import fill_from_surroundings, fill_smooth, recolor_within
 from switchboard.world.edits import apply_edit
 from switchboard.world.scene import generate_scene
 
@@ -35,6 +35,57 @@ def test_a_removed_objects_hole_is_filled_from_its_own_background():
         copied.append(psnr(out, truth, scene.masks[i]))
     assert len(copied) >= 27, len(copied)
     assert np.mean(np.array(copied) >= 28) >= 0.93, sorted(copied)
+
+
+def test_a_hole_no_patch_matches_is_filled_by_the_smooth_surface_around_it():
+    """The holes of the same 60 scenes that no patch matched (noise over slow shading, and
+    textures): the surface fill takes the smooth backgrounds and refuses the textured ones.
+    Measured: 23 taken, 19 of them >= 28 dB (the rest 26.6-27.9, and one striped 14.8); 7 of
+    the 8 striped or checked holes refused."""
+    rng = np.random.default_rng(0)
+    taken, refused_textures = [], 0
+    for seed in SEEDS:
+        scene = generate_scene(seed)
+        oid = scene.objects[0].id
+        i = scene.index(oid)
+        truth = apply_edit(scene, "remove", oid, {}, rng).after.image
+        if fill_from_surroundings(scene.image, scene.masks[i]) is not None:
+            continue
+        filled = fill_smooth(scene.image, scene.masks[i])
+        textured = scene.background.kind in ("stripes", "checker")
+        if filled is None:
+            refused_textures += textured
+            continue
+        out, written = filled
+        assert written[scene.masks[i]].all() and (out[~written] == scene.image[~written]).all()
+        taken.append(psnr(out, truth, scene.masks[i]))
+    assert len(taken) >= 22, len(taken)
+    assert np.mean(np.array(taken) >= 28) >= 0.8, sorted(taken)
+    assert refused_textures >= 7
+
+
+def test_a_gradient_comes_back_under_an_object_that_touched_a_neighbour():
+    """A neighbour touching the hole is outlying for the surface (RANSAC), not averaged in."""
+    yy, xx = np.mgrid[0:128, 0:128].astype(np.float32)
+    bg = np.clip(90 + 0.3 * xx + 0.15 * yy, 0, 255)[..., None].repeat(3, 2).astype(np.uint8)
+    image = bg.copy()
+    hole = (yy - 64) ** 2 + (xx - 60) ** 2 <= 20**2
+    image[hole] = COLORS["red"]
+    image[50:80, 78:100] = COLORS["green"]  # the neighbour, overlapping the hole's rim
+    hole &= ~((yy >= 50) & (yy < 80) & (xx >= 78) & (xx < 100))
+    filled = fill_smooth(image, hole)
+    assert filled is not None
+    out, written = filled
+    assert psnr(out, bg, hole) >= 45
+    assert (out[50:80, 81:100] == COLORS["green"]).all()  # the neighbour kept its pixels
+
+
+def test_a_striped_background_is_not_taken_for_a_smooth_one():
+    yy, xx = np.mgrid[0:128, 0:128]
+    image = np.where((xx // 9) % 2 == 0, 150, 126)[..., None].repeat(3, 2).astype(np.uint8)
+    hole = (yy - 64) ** 2 + (xx - 64) ** 2 <= 18**2
+    image[hole] = COLORS["blue"]
+    assert fill_smooth(image, hole) is None
 
 
 def test_a_hole_nothing_in_the_image_matches_is_left_to_the_model():
