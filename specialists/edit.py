@@ -279,7 +279,9 @@ class EditArgs(BaseModel):
     width: int = Field(256, ge=64, le=2048, description="generate: canvas width")
     height: int = Field(256, ge=64, le=2048, description="generate: canvas height")
     steps: int = Field(20, ge=1, le=200)
-    guidance: float = Field(3.0, ge=1.0, le=20.0)
+    # Classifier-free guidance: 4 measured best on 40 validation edits per kind (strict
+    # success add 28 -> 30, replace 22 -> 24 of 40 against 3; 5-7 no better; recolour 40/40).
+    guidance: float = Field(4.0, ge=1.0, le=20.0)
     seed: int = 0
 
     model_config = {"arbitrary_types_allowed": True}
