@@ -57,23 +57,25 @@ def test_edit_success_on_held_out_pairs(editor, detector):
     res = evaluate_edit(editor, detector, "test", n=8, steps=20)
     assert res["keep_region_identical"]
     # The committed model on these 8 held-out pairs per kind (seeded, so fixed), judged by the
-    # detector and pixel colour: recolour 8/8, remove 6/8, add 6/8, replace 6/8, move 8/8,
-    # generate 5/8. Region PSNR: recolour 32.4 (the model's colour inside the object's own
+    # detector and pixel colour: recolour 8/8, remove 6/8, add 6/8, replace 7/8, move 8/8,
+    # generate 6/8. Region PSNR: recolour 32.1 (the model's colour inside the object's own
     # outline), remove 27.4 (holes filled from the background: a patch, else a smooth surface;
-    # two of the 8 removed objects hid most of another, which the truth shows), add 16.9,
-    # replace 17.5 dB; leaving the image unedited scores 8.0 / 10.1. The stricter judge:
+    # two of the 8 removed objects hid most of another, which the truth shows), add 17.1,
+    # replace 17.4 dB; leaving the image unedited scores 8.0 / 10.1. The stricter judge:
     # recolour 8/8 (outline IoU 1.000), remove 4/8, move 4/8 (the object's own pixels in free
-    # space), the other objects' pixels kept around additions (worst IoU per edit, mean) 0.972.
+    # space), replace 4/8, the other objects' pixels kept around additions (worst IoU per
+    # edit, mean) 0.971.
     # The 40-per-kind test numbers are in docs/editing.md.
     for kind in ("recolor", "remove", "add", "replace", "move"):
         assert res[f"{kind}_success"] >= 0.75, kind
-    assert res["generate_success"] >= 0.5
+    assert res["generate_success"] >= 0.625
     assert res["recolor_region_psnr"] >= 28
     assert res["remove_region_psnr"] >= 24
     assert res["add_region_psnr"] >= 15
     assert res["replace_region_psnr"] >= 15
     assert res["recolor_strict_success"] >= 0.875 and res["recolor_shape_iou"] >= 0.98
     assert res["remove_strict_success"] >= 0.5 and res["move_strict_success"] >= 0.5
+    assert res["replace_strict_success"] >= 0.5
     assert res["add_others_iou"] >= 0.95
 
 
