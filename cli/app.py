@@ -873,6 +873,18 @@ def serve(
         help="Unload least recently used specialists over this resident memory "
         "(MiB; SWITCHBOARD_MEMORY_BUDGET_MB).",
     ),
+    ray: bool = typer.Option(
+        False,
+        "--ray",
+        help="Run every specialist and the router as Ray Serve deployments "
+        "(pip install 'switchboard[ray]'; docs/deploy.md).",
+    ),
+    ray_address: str | None = typer.Option(
+        None, help="with --ray: join this cluster ('auto': this machine's); else start one"
+    ),
+    serve_config: Path | None = typer.Option(
+        None, help="with --ray: replicas, CPUs/GPUs and resources per tool (serve.yaml)"
+    ),
 ) -> None:
     """The web page and the HTTP API (FastAPI; OpenAPI at /docs) over the embedded agent. Set
     SWITCHBOARD_API_TOKEN to require bearer tokens (comma-separated: one owner each)."""
@@ -882,8 +894,13 @@ def serve(
 
     typer.echo("loading the agent (router, specialists on first use)…")
     # Interrupted turns are resumed on a thread: the server answers at once.
+    backend = {"backend": "ray", "ray_address": ray_address, "serve_config": serve_config}
     agent = Agent.load(
-        home=home, signals=signals, recover="background", **_budget(memory_budget_mb)
+        home=home,
+        signals=signals,
+        recover="background",
+        **(backend if ray else {}),
+        **_budget(memory_budget_mb),
     )
     app_ = create_app(agent)
     typer.echo(f"Switchboard: open http://{host}:{port}/ (API docs: http://{host}:{port}/docs)")

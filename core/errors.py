@@ -28,6 +28,9 @@ class UnknownToolError(SwitchboardError, KeyError):
         self.known = sorted(known or [])
         super().__init__(name)
 
+    def __reduce__(self) -> tuple:  # pickled across processes (Ray replicas) with its fields
+        return type(self), (self.name, self.known)
+
     def __str__(self) -> str:
         known = ", ".join(self.known) if self.known else "none registered"
         return f"unknown tool {self.name!r} (registered: {known})"
@@ -37,8 +40,11 @@ class SpecialistFailedError(SwitchboardError, RuntimeError):
     """A specialist raised while loading or running; wraps the original exception."""
 
     def __init__(self, tool: str, message: str) -> None:
-        self.tool = tool
+        self.tool, self.message = tool, message
         super().__init__(f"specialist {tool!r} failed: {message}")
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.tool, self.message)
 
 
 class SpecialistTimeoutError(SwitchboardError, TimeoutError):
@@ -48,6 +54,9 @@ class SpecialistTimeoutError(SwitchboardError, TimeoutError):
         self.tool = tool
         self.seconds = seconds
         super().__init__(f"specialist {tool!r} timed out after {seconds:.1f} s")
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.tool, self.seconds)
 
 
 class MalformedCallError(SwitchboardError):

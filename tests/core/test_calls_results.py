@@ -84,3 +84,28 @@ def test_result_validation_and_observations():
         Masks(masks=[m], scores=[1.0]).observation() == "1 mask(s): area 2160 px, box (40,52,88,97)"
     )
     assert Boxes(xyxy=[], labels=[], scores=[]).observation() == "no objects found"
+
+
+def test_every_error_crosses_a_process_boundary_with_its_fields():
+    """Errors are pickled between processes (Ray replicas → the agent) and must come back as
+    the same type with the same fields and message."""
+    import pickle
+
+    from switchboard.core.errors import (
+        InvalidInputError,
+        NotFoundError,
+        SpecialistFailedError,
+        SpecialistTimeoutError,
+        UnknownToolError,
+    )
+
+    for err in (
+        InvalidInputError("bad box"),
+        NotFoundError("I can't find a bus"),
+        UnknownToolError("paint", ["edit", "segment"]),
+        SpecialistFailedError("segment", "ValueError: boom"),
+        SpecialistTimeoutError("edit", 12.5),
+    ):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err)
+        assert vars(back) == vars(err)
