@@ -55,7 +55,8 @@ class ToolPlan(BaseModel):
     # Requests a replica admits at once: more than one, so the next request's arguments are
     # deserialised while one runs (one halves throughput); the tool itself runs one at a time.
     max_ongoing_requests: int = Field(4, ge=1)
-    torch_threads: int | None = Field(None, ge=1)  # per replica; None: torch's default
+    # per replica; None: the node's cores (set it when several replicas share a node)
+    torch_threads: int | None = Field(None, ge=1)
     device: str = "cpu"
 
 
@@ -84,10 +85,12 @@ class ServePlan(BaseModel):
 
 
 def _limit_threads(plan: ToolPlan) -> None:
-    if plan.torch_threads is not None:
-        import torch
+    """torch's threads in a replica: the plan's, else the node's cores (what a process of its
+    own uses). Ray sets OMP_NUM_THREADS to an actor's whole CPUs, 1 for a fraction: left so, a
+    replica of a quarter CPU would decode on one thread of an otherwise idle machine."""
+    import torch
 
-        torch.set_num_threads(plan.torch_threads)
+    torch.set_num_threads(plan.torch_threads or len(os.sched_getaffinity(0)))
 
 
 def _resolve(media: Any) -> Any:
@@ -327,9 +330,13 @@ def connect(address: str | None = None, **init: Any) -> None:
 def deploy(registry: Registry, plan: ServePlan, signals: bool = True,
            names: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Deploy (or update) one application per tool of ``registry`` (``names``: those only) and
-    the router's; returns their handles by tool name, the router's as ``"router"``."""
+    the router's; returns their handles by tool name, the router's as ``"router"``. The
+    agent's own tools (undo/redo: the session's versions, not pixels) stay in the agent."""
+    from .tools import AGENT_TOOLS
+
     handles = {}
-    for name in names if names is not None else registry.names():
+    names = [n for n in (names if names is not None else registry.names()) if n not in AGENT_TOOLS]
+    for name in names:
         tp = plan.for_tool(name)
         dep = serve.deployment(SpecialistServer, name=name).options(
             num_replicas=tp.replicas,

@@ -48,18 +48,19 @@ import numpy as np
 import typer
 
 SECTIONS = ("loads", "world", "perception", "edit", "router", "stages", "passes", "lazy",
-            "server", "hardening", "kernels")  # fmt: skip
+            "server", "hardening", "kernels", "ray")  # fmt: skip
 # Repeats per section: the full run and the --quick pipeline check.
 FULL = {"world": 1000, "perception": 30, "clips": 3, "edit": 10, "router": 20, "stages": 4,
         "passes": 3, "lazy": 1, "clients": 8, "requests": 24, "kernels": 10,
-        "sequential": 200}  # fmt: skip
+        "sequential": 200, "ray": 4}  # fmt: skip
 QUICK = {"world": 50, "perception": 3, "clips": 1, "edit": 1, "router": 3, "stages": 1,
          "passes": 1, "lazy": 1, "clients": 2, "requests": 3, "kernels": 2,
-         "sequential": 21}  # fmt: skip
+         "sequential": 21, "ray": 1}  # fmt: skip
 # The aims the issues set for a latency or a memory figure (lower is better).
 AIMS = {"segment_call_ms": 150, "detect_frame_ms": 60, "track_frame_ms": 150,
         "perception_rss_mb": 1536, "edit_ms": 1500, "video_edit_s_per_frame": 0.5,
-        "route_ms": 400, "one_call_turn_s": 1.5, "world_1000_s": 30}  # fmt: skip
+        "route_ms": 400, "one_call_turn_s": 1.5, "world_1000_s": 30,
+        "ray_turn_ratio": 1.10}  # fmt: skip
 SPECIALISTS = ("segment", "detect", "track", "edit")
 # The tasks whose request is one specialist call (what the passes comparison runs on).
 SINGLE_CALL = ("segment", "detect", "track", "recolor", "remove", "add", "move", "replace",
@@ -638,6 +639,45 @@ def bench_server(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
     return out
 
 
+RAY_TASKS = ("segment", "detect", "recolor", "track")
+
+
+def bench_ray(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    """The same held-out turns through the embedded agent and through Ray Serve deployments
+    (``Agent.load(backend="ray")`` on a local cluster of this machine's cores), alternating
+    request by request so both see the same machine state; both warmed first."""
+    from switchboard.agent import ray_serve
+    from switchboard.agent.sdk import Agent
+    from switchboard.evals.agent import _media
+
+    reqs = _requests(RAY_TASKS, n["ray"])
+    local_s, ray_s, same = [], [], 0
+    with tempfile.TemporaryDirectory() as h1, tempfile.TemporaryDirectory() as h2:
+        local = _agent(h1)
+        t0 = time.perf_counter()
+        remote = Agent.load(home=h2, backend="ray")
+        start_s = time.perf_counter() - t0
+        _warm(local)
+        _warm(remote)
+        for req in reqs:
+            turns = []
+            for agent, out in ((local, local_s), (remote, ray_s)):
+                t0 = time.perf_counter()
+                turns.append(agent.chat(req.text, **_media(req)))
+                out.append(time.perf_counter() - t0)
+            same += [c.tool for c in turns[0].calls] == [c.tool for c in turns[1].calls]
+        local.close()
+        remote.close()
+        ray_serve.shutdown()
+    ratio = pct(ray_s, 50) / max(pct(local_s, 50), 1e-9)
+    out = {"tasks": list(RAY_TASKS), "turns": len(reqs), "start_s": round(start_s, 1),
+           "in_process": _summary(local_s), "ray": _summary(ray_s),
+           "p50_ratio": round(ratio, 3), "same_calls": same}  # fmt: skip
+    log(f"{len(reqs)} turns: in-process p50 {out['in_process']['p50_s']} s, through Ray "
+        f"{out['ray']['p50_s']} s (x{ratio:.2f}); deployments up in {start_s:.0f} s")  # fmt: skip
+    return out
+
+
 def bench_hardening(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
     """``switchboard serve`` in its own process under hostile probes (:mod:`.bench_hardening`)."""
     from .hardening import bench_hardening as run
@@ -657,7 +697,7 @@ _SECTIONS: dict[str, Callable[[dict[str, int], Callable[[str], None]], dict[str,
     "loads": bench_loads, "world": bench_world, "perception": bench_perception,
     "edit": bench_edit, "router": bench_router, "stages": bench_stages,
     "passes": bench_passes, "lazy": bench_lazy, "server": bench_server,
-    "hardening": bench_hardening, "kernels": bench_kernels,
+    "hardening": bench_hardening, "kernels": bench_kernels, "ray": bench_ray,
 }  # fmt: skip
 
 
@@ -1098,6 +1138,22 @@ def _kernels_markdown(res: dict[str, Any]) -> list[str]:
 
 
 # The sections in the order the report shows them.
+def _ray_markdown(r: dict[str, Any]) -> list[str]:
+    return [
+        "### Through Ray Serve (`--only ray`)",
+        "",
+        f"{r['turns']} held-out turns ({', '.join(r['tasks'])}), each through the embedded "
+        'agent and through `Agent.load(backend="ray")` (every tool and the router a Serve '
+        "deployment on a local cluster of this machine), alternating, both warmed first: "
+        f"in-process {_s(r['in_process'])}, through Ray {_s(r['ray'])} — p50 "
+        f"**×{r['p50_ratio']:.2f}** "
+        f"({_aim(r['p50_ratio'], AIMS['ray_turn_ratio'], '×')}); the same tools called on "
+        f"{r['same_calls']} of {r['turns']}; the deployments were up {r['start_s']:.0f} s "
+        "after `Agent.load`.",
+        "",
+    ]
+
+
 SECTION_MARKDOWN: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "loads": _loads_markdown,
     "stages": _stages_markdown,
@@ -1105,6 +1161,7 @@ SECTION_MARKDOWN: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "lazy": _lazy_markdown,
     "server": _server_markdown,
     "hardening": _hardening_markdown,
+    "ray": _ray_markdown,
     "router": _router_markdown,
     "perception": _perception_markdown,
     "edit": _edit_markdown,
