@@ -4,14 +4,17 @@ local cluster with every tool and the router deployed."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import ray  # the [ray] extra, which `make install` installs: these tests never skip
+from pydantic import BaseModel
 from ray import serve
 from switchboard.agent import ray_serve
-from switchboard.core import Image, Registry, mask_to_box
+from switchboard.core import Image, Registry, Specialist, Text, mask_to_box
 from switchboard.core.errors import InvalidInputError, NotFoundError
-from switchboard.specialists import BUILTINS, default_registry
+from switchboard.specialists import BUILTINS, default_registry, register
 from switchboard.world.scene import generate_scene
 
 
@@ -53,6 +56,39 @@ def test_a_deployments_public_methods_and_attributes_are_forwarded(scene):
     assert np.allclose(boxes, lb) and np.array_equal(classes, lc)
     with pytest.raises(InvalidInputError, match="no public attribute"):
         detect.attribute_that_is_not_there  # noqa: B018
+
+
+class Sleepy(Specialist):
+    """Takes as long as it is told to."""
+
+    name = "sleepy"
+    description = "sleeps for the given seconds"
+    tasks = ("sleep",)
+    media = ("none",)
+
+    class Args(BaseModel):
+        seconds: float = 1.0
+
+    def run(self, media, args, signal=None):
+        time.sleep(args.seconds)
+        return Text(text="awake")
+
+
+def test_a_call_past_its_timeout_is_cancelled_and_raises_a_timeout():
+    """As a local call's: the graph reports it as a timeout, and the turn goes on."""
+    register(Sleepy)
+    try:
+        dep = serve.deployment(ray_serve.SpecialistServer, name="sleepy")
+        handle = serve.run(dep.bind("sleepy", {}), name="local-sleepy", route_prefix=None,
+                           _local_testing_mode=True)  # fmt: skip
+        proxy = ray_serve.RemoteSpecialist(Sleepy, handle, ray_serve.MediaRefs(), timeout_s=0.5)
+        assert proxy(None, {"seconds": 0.01}).text == "awake"
+        t0 = time.perf_counter()
+        with pytest.raises(TimeoutError, match="sleepy took longer than 0.5 s"):
+            proxy(None, {"seconds": 5})
+        assert time.perf_counter() - t0 < 2
+    finally:
+        default_registry().unregister("sleepy")
 
 
 def test_a_serve_config_sets_each_tools_plan(tmp_path):
