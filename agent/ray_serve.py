@@ -175,8 +175,9 @@ class MediaRefs:
 
     @staticmethod
     def _key(media: Any) -> Any:
-        return getattr(media, "pixels", None) if hasattr(media, "pixels") else (
-            getattr(media, "frames", None) if hasattr(media, "frames") else media)  # fmt: skip
+        """The array that identifies ``media`` (an Image's pixels, a Video's frames). The agent
+        never changes a turn's media in place: an edit makes new arrays."""
+        return getattr(media, "pixels", getattr(media, "frames", media))
 
     def wrap(self, media: Any) -> Any:
         """``[ObjectRef]`` for ``media`` (an Image, a Video or an array); None stays None."""
@@ -338,22 +339,20 @@ def deploy(registry: Registry, plan: ServePlan, signals: bool = True,
     names = [n for n in (names if names is not None else registry.names()) if n not in AGENT_TOOLS]
     for name in names:
         tp = plan.for_tool(name)
-        dep = serve.deployment(SpecialistServer, name=name).options(
-            num_replicas=tp.replicas,
-            max_ongoing_requests=tp.max_ongoing_requests,
-            ray_actor_options=_actor_options(tp),
-        )
-        handles[name] = serve.run(dep.bind(name, tp.model_dump()), name=APP_PREFIX + name,
-                                  route_prefix=None)  # fmt: skip
-    tp = plan.router
-    dep = serve.deployment(RouterServer, name=ROUTER).options(
+        handles[name] = _run(SpecialistServer, name, tp, name, tp.model_dump())
+    handles[ROUTER] = _run(RouterServer, ROUTER, plan.router, signals, plan.router.model_dump())
+    return handles
+
+
+def _run(server: type, name: str, tp: ToolPlan, *args: Any) -> Any:
+    """``server`` deployed as the application ``switchboard-<name>`` with ``tp``'s options,
+    built with ``args``; its handle."""
+    dep = serve.deployment(server, name=name).options(
         num_replicas=tp.replicas,
         max_ongoing_requests=tp.max_ongoing_requests,
         ray_actor_options=_actor_options(tp),
     )
-    handles[ROUTER] = serve.run(dep.bind(signals, tp.model_dump()), name=APP_PREFIX + ROUTER,
-                                route_prefix=None)  # fmt: skip
-    return handles
+    return serve.run(dep.bind(*args), name=APP_PREFIX + name, route_prefix=None)
 
 
 def _actor_options(tp: ToolPlan) -> dict[str, Any]:

@@ -54,12 +54,13 @@ def format_reply(
     prose: str, calls: list[HybridCall], registry: Registry, with_signals: bool = True
 ) -> str:
     """Write a reply; a call's ``<sig_k>`` tokens are written when its tool declares a signal
-    and ``with_signals`` is set."""
+    and ``with_signals`` is set. A call to a tool ``registry`` lacks is written without them
+    (the agent writes back the calls it made, and such a call failed with its own error)."""
     if _TAG.search(prose):
         raise MalformedCallError("prose may not contain call or signal tags")
     parts = [prose]
     for call in calls:
-        spec = registry.cls(call.tool).signal
+        spec = registry.cls(call.tool).signal if call.tool in registry else None
         parts.append(f"{CALL_OPEN}{call_json(call.tool, call.args)}{CALL_CLOSE}")
         if with_signals and spec is not None:
             parts.append("".join(SIG_TOKENS[: spec.num_tokens]))

@@ -119,3 +119,10 @@ def test_signal_tokens_follow_the_tools_spec_on_the_real_registry():
     assert parse_reply(wire, reg).signal_tokens == [2]
     with pytest.raises(MalformedCallError):
         format_reply("a <sig_0> in prose", [], reg)
+
+
+def test_a_call_to_a_tool_the_registry_lacks_is_written_back_without_signals():
+    """The agent writes back the calls it made; one the router made to a tool this agent's
+    registry lacks failed with its own error, and writing it back must not fail the turn."""
+    wire = format_reply("", [HybridCall(tool="blur", args={"x": 1})], REG)
+    assert wire == '<call>{"tool":"blur","args":{"x":1}}</call>'
