@@ -156,10 +156,9 @@ def removed(
 
 def place_cell(place: str, size: int) -> tuple[float, float, float, float]:
     """The third of a ``size``-pixel square image that a place word names, XYXY."""
-    from switchboard.specialists.edit import PLACES
+    from switchboard.specialists.edit import place_box
 
-    col, row = PLACES[place]
-    return col * size / 3, row * size / 3, (col + 1) * size / 3, (row + 1) * size / 3
+    return place_box(place, size, size)
 
 
 def judge_edit(det: Any, pair: Any, image: np.ndarray) -> tuple[bool, np.ndarray | None]:

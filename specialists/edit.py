@@ -466,15 +466,13 @@ class EditSpecialist(Specialist):
         args: EditArgs,
         signal: Any = None,
         matte: bool = False,
-        keep: np.ndarray | None = None,
         tint: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Repaint ``region`` (HW bool) of ``image`` as ``text`` describes (or as ``signal``
         conditions); returns the new image and the mask of pixels that may have changed.
 
         ``matte`` (adding an object into a box): paste only the pixels the model changed
-        (a difference matte against the input, cleaned of specks), plus ``keep`` (pixels that
-        must be repainted anyway, e.g. the object being replaced). The rest of the box keeps its
+        (a difference matte against the input, cleaned of specks). The rest of the box keeps its
         original bytes instead of the model's re-rendering of the background; ``tint`` (the
         new object's colour name) picks the object out of what changed (:func:`_object_blob`)."""
         h, w = image.shape[:2]
@@ -502,7 +500,7 @@ class EditSpecialist(Specialist):
         painted = resize((np.clip(out, 0, 1) * 255).round().astype(np.uint8), side)
         if matte:
             rgb = COLORS.get(tint) if tint else None
-            region = self._matte(region, painted, crop, (y0, x0, side), keep, rgb)
+            region = self._matte(region, painted, crop, (y0, x0, side), rgb)
         # Paste: the region plus a feathered rim; everything else keeps its original bytes.
         # The feather of a pixel depends on the region within 2*FEATHER px of it, so it is
         # computed over the window grown by that much, not over the whole (possibly huge) image.
@@ -525,11 +523,10 @@ class EditSpecialist(Specialist):
         painted: np.ndarray,
         crop: np.ndarray,
         window: tuple[int, int, int],
-        keep: np.ndarray | None,
         tint: tuple[int, int, int] | None = None,
     ) -> np.ndarray:
         """The part of ``region`` where ``painted`` differs from ``crop`` (max channel gap >
-        ``MATTE_DIFF``; opened to drop specks, closed to fill holes), plus ``keep`` — and of
+        ``MATTE_DIFF``; opened to drop specks, closed to fill holes) — and of
         that, the new object alone: the largest connected blob of the changed pixels whose
         colour is the object's (``tint``, the requested colour, else the changed pixels'
         median). A neighbour the model re-rendered a little differently, or background it
@@ -543,7 +540,7 @@ class EditSpecialist(Specialist):
         out = np.zeros_like(region)
         out[y0 : y0 + side, x0 : x0 + side] = m.astype(bool)
         out &= region
-        return out | keep if keep is not None else out
+        return out
 
     # -- regions ---------------------------------------------------------------------------
     def _check_box(self, box: tuple[float, ...], h: int, w: int) -> None:
