@@ -335,24 +335,24 @@ def deploy(registry: Registry, plan: ServePlan, signals: bool = True,
     agent's own tools (undo/redo: the session's versions, not pixels) stay in the agent."""
     from .tools import AGENT_TOOLS
 
-    handles = {}
     names = [n for n in (names if names is not None else registry.names()) if n not in AGENT_TOOLS]
-    for name in names:
-        tp = plan.for_tool(name)
-        handles[name] = _run(SpecialistServer, name, tp, name, tp.model_dump())
-    handles[ROUTER] = _run(RouterServer, ROUTER, plan.router, signals, plan.router.model_dump())
-    return handles
+    apps = {n: _app(SpecialistServer, n, plan.for_tool(n), n, plan.for_tool(n).model_dump())
+            for n in names}  # fmt: skip
+    apps[ROUTER] = _app(RouterServer, ROUTER, plan.router, signals, plan.router.model_dump())
+    # All at once: the replicas start (import torch, load weights) side by side.
+    targets = [serve.RunTarget(app, name=APP_PREFIX + n, route_prefix=None)
+               for n, app in apps.items()]  # fmt: skip
+    return dict(zip(apps, serve.run_many(targets), strict=True))
 
 
-def _run(server: type, name: str, tp: ToolPlan, *args: Any) -> Any:
-    """``server`` deployed as the application ``switchboard-<name>`` with ``tp``'s options,
-    built with ``args``; its handle."""
+def _app(server: type, name: str, tp: ToolPlan, *args: Any) -> Any:
+    """``server`` as the deployment ``name`` with ``tp``'s options, built with ``args``."""
     dep = serve.deployment(server, name=name).options(
         num_replicas=tp.replicas,
         max_ongoing_requests=tp.max_ongoing_requests,
         ray_actor_options=_actor_options(tp),
     )
-    return serve.run(dep.bind(*args), name=APP_PREFIX + name, route_prefix=None)
+    return dep.bind(*args)
 
 
 def _actor_options(tp: ToolPlan) -> dict[str, Any]:
