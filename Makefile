@@ -14,7 +14,7 @@ export PYTHONSAFEPATH := 1
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-wheel lint install browser clean-venv
+.PHONY: run test test-wheel lint install browser postgres clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,17 +40,27 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
+# The PostgreSQL tests (shared store, checkpointer, turn claims) start a throwaway server from
+# Debian's PostgreSQL; they fail, never skip, without it.
+postgres:
+	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  echo "installing PostgreSQL (apt) for the shared-state tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql; }
+
 # The web UI and API over the embedded default agent (trained router + specialists).
 run: $(STAMP)
 	$(BIN)/switchboard serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) browser
+test: $(STAMP) browser postgres
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q --ignore=tests/agent/test_ray_serve.py
-	# The Ray tests in a process of their own: Ray's driver state and Serve's in-process
-	# replicas stay out of the rest of the suite.
+	$(BIN)/python -m pytest -q --ignore=tests/agent/test_ray_serve.py \
+	  --ignore=tests/agent/test_ray_cluster.py
+	# The Ray tests in processes of their own (one cluster each): Ray's driver state and
+	# Serve's in-process replicas stay out of the rest of the suite.
 	$(BIN)/python -m pytest -q tests/agent/test_ray_serve.py
+	$(BIN)/python -m pytest -q tests/agent/test_ray_cluster.py
 
 # A regular install of the built wheel, in a fresh venv, answers a turn (CI runs it after test).
 test-wheel: $(STAMP)

@@ -35,6 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, NotRequired, Protocol, TypedDict
 
 import numpy as np
@@ -134,7 +135,15 @@ class AgentRuntime:
         )
         while loaded and proc.memory_info().rss / 2**20 > self.memory_budget_mb:
             name = loaded.pop(0)
-            self.registry.get(name).unload()
+            spec = self.registry.get(name)
+            lock = getattr(spec, "lock", None)
+            if lock is not None and not lock.acquire(blocking=False):
+                continue  # another turn's call is using it (or a peer's): not now
+            try:
+                spec.unload()
+            finally:
+                if lock is not None:
+                    lock.release()
             gc.collect()
             dropped.append(name)
         if dropped:
@@ -620,6 +629,38 @@ def sqlite_checkpointer(path: str | Any) -> Any:
     saver = SqliteSaver(conn, serde=checkpoint_serde())
     saver.setup()
     return saver
+
+
+def postgres_checkpointer(url: str) -> Any:
+    """LangGraph's PostgreSQL saver on the database at ``url`` (a SQLAlchemy URL such as the
+    store's ``postgresql+psycopg://…``, or a libpq one): a small pool of connections shared by
+    the graph's worker threads; every replica pointed at the same database sees every turn's
+    checkpoints, so any of them can resume a turn another one started."""
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+    from psycopg_pool import ConnectionPool
+    from sqlalchemy.engine import make_url
+
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    pool = ConnectionPool(
+        conninfo,
+        min_size=1,
+        max_size=4,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        open=True,
+    )
+    saver = PostgresSaver(pool, serde=checkpoint_serde())
+    saver.setup()
+    return saver
+
+
+def checkpointer_for(database: str, home: Path) -> Any:
+    """The checkpointer beside a store: on the same PostgreSQL database when the store's URL
+    is one (shared by every replica), else LangGraph's SQLite saver in
+    ``<home>/checkpoints.db``."""
+    if database.startswith(("postgresql", "postgres:")):
+        return postgres_checkpointer(database)
+    return sqlite_checkpointer(home / "checkpoints.db")
 
 
 def _timed(name: str, node: Any) -> Any:

@@ -12,6 +12,7 @@ referent (docs/signals.md). ``with_signals=False`` (``Agent.load(signals=False)`
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ class RouterPolicy:
         router-tiny with its signal heads, loaded on first use)."""
         self._router = router
         self.with_signals = with_signals
+        self._loading = threading.Lock()  # concurrent turns load one router
 
     @property
     def calls(self) -> str:
@@ -37,9 +39,11 @@ class RouterPolicy:
     @property
     def router(self) -> Any:
         if self._router is None:
-            from switchboard.router.inference import Router
+            with self._loading:
+                if self._router is None:
+                    from switchboard.router.inference import Router
 
-            self._router = Router.load()
+                    self._router = Router.load()
         return self._router
 
     def step(
@@ -58,6 +62,7 @@ class RouterPolicy:
             h, w = images[0].shape[:2]
             regs = [Region.of(h, w, **r) for r in regions]
         signals = self.with_signals and router.heads is not None and bool(images)
+        # The router decodes one route at a time (its own lock); turns overlap around it.
         reply, _ = router.route(
             messages, images, regs, frame_index, with_signals=signals, objects=objects
         )

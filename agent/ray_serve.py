@@ -93,6 +93,18 @@ def _limit_threads(plan: ToolPlan) -> None:
     torch.set_num_threads(plan.torch_threads or len(os.sched_getaffinity(0)))
 
 
+def _locked(lock: threading.Lock, fn: Any, *args: Any, **kw: Any) -> Any:
+    """``fn(*args, **kw)`` holding ``lock``: a replica admits several requests (their
+    arguments deserialised while one runs) but runs its model one call at a time."""
+    with lock:
+        return fn(*args, **kw)
+
+
+def _where() -> dict[str, Any]:
+    """The node and process a replica runs in."""
+    return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+
+
 def _resolve(media: Any) -> Any:
     """A call's media as sent: ``[ObjectRef]`` (the object store) or the media itself."""
     if isinstance(media, list) and len(media) == 1 and isinstance(media[0], ray.ObjectRef):
@@ -113,13 +125,13 @@ class SpecialistServer:
         self.specialist = default_registry().get(name).load(self.plan.device)
         self.lock = threading.Lock()
 
-    def _locked(self, fn: Any, *args: Any, **kw: Any) -> Any:
-        with self.lock:
-            return fn(*args, **kw)
-
     async def call(self, media: Any, args: Any, signal: Any = None) -> Any:
         media = _resolve(media)
-        return await asyncio.to_thread(self._locked, self.specialist, media, args, signal)
+        return await asyncio.to_thread(_locked, self.lock, self.specialist, media, args, signal)
+
+    async def where(self) -> dict[str, Any]:
+        """The node and process this replica runs in (``node``: Ray's node id, ``pid``)."""
+        return _where()
 
     async def method(self, name: str, args: tuple, kwargs: dict[str, Any]) -> Any:
         """One of the tool's public methods (``detect_all``): what its peers and the agent's
@@ -127,7 +139,7 @@ class SpecialistServer:
         if name.startswith("_") or not callable(getattr(type(self.specialist), name, None)):
             raise InvalidInputError(f"{self.specialist.name!r} has no public method {name!r}")
         fn = getattr(self.specialist, name)
-        return await asyncio.to_thread(self._locked, fn, *args, **kwargs)
+        return await asyncio.to_thread(_locked, self.lock, fn, *args, **kwargs)
 
     async def attribute(self, name: str) -> Any:
         """One of the tool's public attributes (``class_names``)."""
@@ -153,14 +165,11 @@ class RouterServer:
         """How the loaded router calls tools: "hybrid" or "text"."""
         return self.policy.calls
 
-    def _step(self, *args: Any, **kw: Any) -> Any:
-        with self.lock:
-            return self.policy.step(*args, **kw)
-
     async def step(self, messages: Any, images: Any, frame_index: Any, regions: Any,
                    objects: Any = None) -> Any:  # fmt: skip
         images = [_resolve(m) for m in images]
-        return await asyncio.to_thread(self._step, messages, images, frame_index, regions, objects)
+        return await asyncio.to_thread(_locked, self.lock, self.policy.step, messages, images,
+                                       frame_index, regions, objects)  # fmt: skip
 
 
 class MediaRefs:
@@ -237,12 +246,13 @@ class RemoteSpecialist:
         """The replica keeps its weights (its own process, its own memory)."""
 
     def __call__(self, media: Any, args: dict[str, Any] | BaseModel, signal: Any = None) -> Any:
-        Specialist._check_media(self, media)  # type: ignore[arg-type]
-        parsed = self.cls.parse_args(args)
-        if signal is not None and self.signal is None:
-            raise InvalidInputError(f"tool {self.name!r} takes no signal")
+        parsed = self.cls.check_call(media, args, signal is not None)  # as a local call
         response = self.handle.call.remote(self.refs.wrap(media), parsed, signal)
         return _result(response, self.timeout_s, self.name)
+
+    def where(self) -> dict[str, Any]:
+        """The node and process of the replica that answers (``node``, ``pid``)."""
+        return _result(self.handle.where.remote(), self.timeout_s, f"{self.name}.where")
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -329,20 +339,39 @@ def connect(address: str | None = None, **init: Any) -> None:
 
 
 def deploy(registry: Registry, plan: ServePlan, signals: bool = True,
-           names: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Deploy (or update) one application per tool of ``registry`` (``names``: those only) and
-    the router's; returns their handles by tool name, the router's as ``"router"``. The
-    agent's own tools (undo/redo: the session's versions, not pixels) stay in the agent."""
+           names: list[str] | None = None, router: bool = True,
+           redeploy: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Deploy one application per tool of ``registry`` (``names``: those only) and, with
+    ``router``, the router's; returns their handles by tool name, the router's as
+    ``"router"``. The agent's own tools (undo/redo: the session's versions, not pixels) stay
+    in the agent.
+
+    An application already running in the cluster (another agent process deployed it: the
+    replicas of a scaled-out server share the deployments) is joined, not deployed again:
+    deploying it again would restart its replicas under the other process's calls.
+    ``redeploy``: deploy every one anew (a changed plan)."""
     from .tools import AGENT_TOOLS
 
     names = [n for n in (names if names is not None else registry.names()) if n not in AGENT_TOOLS]
-    apps = {n: _app(SpecialistServer, n, plan.for_tool(n), n, plan.for_tool(n).model_dump())
-            for n in names}  # fmt: skip
-    apps[ROUTER] = _app(RouterServer, ROUTER, plan.router, signals, plan.router.model_dump())
-    # All at once: the replicas start (import torch, load weights) side by side.
-    targets = [serve.RunTarget(app, name=APP_PREFIX + n, route_prefix=None)
-               for n, app in apps.items()]  # fmt: skip
-    return dict(zip(apps, serve.run_many(targets), strict=True))
+    wanted = {n: (SpecialistServer, plan.for_tool(n), (n, plan.for_tool(n).model_dump()))
+              for n in names}  # fmt: skip
+    if router:
+        wanted[ROUTER] = (RouterServer, plan.router, (signals, plan.router.model_dump()))
+    running = set() if redeploy else _running()
+    handles = {n: serve.get_app_handle(APP_PREFIX + n) for n in wanted if APP_PREFIX + n in running}
+    # The rest all at once: the replicas start (import torch, load weights) side by side.
+    todo = [n for n in wanted if n not in handles]
+    targets = [serve.RunTarget(_app(wanted[n][0], n, wanted[n][1], *wanted[n][2]),
+                               name=APP_PREFIX + n, route_prefix=None) for n in todo]  # fmt: skip
+    if targets:
+        handles.update(zip(todo, serve.run_many(targets), strict=True))
+    return handles
+
+
+def _running() -> set[str]:
+    """The Serve applications of the cluster that are up."""
+    apps = serve.status().applications
+    return {name for name, app in apps.items() if str(app.status).endswith("RUNNING")}
 
 
 def _app(server: type, name: str, tp: ToolPlan, *args: Any) -> Any:
@@ -363,16 +392,17 @@ def _actor_options(tp: ToolPlan) -> dict[str, Any]:
 
 
 def backend(registry: Registry, address: str | None = None, plan: ServePlan | None = None,
-            signals: bool = True) -> tuple[RemoteRegistry, RemotePolicy]:  # fmt: skip
-    """Connect, deploy every tool of ``registry`` and the router, and return the registry and
-    policy an :class:`~switchboard.agent.Agent` runs on."""
+            signals: bool = True, router: bool = True,
+            ) -> tuple[RemoteRegistry, RemotePolicy | None]:  # fmt: skip
+    """Connect, deploy (or join) every tool of ``registry`` and, with ``router``, the router,
+    and return the registry and policy (None without ``router``) an
+    :class:`~switchboard.agent.Agent` runs on."""
     plan = plan or ServePlan()
     connect(address)
-    handles = deploy(registry, plan, signals)
+    handles = deploy(registry, plan, signals, router=router)
     refs = MediaRefs()
-    router = handles.pop(ROUTER)
-    return (RemoteRegistry(registry, handles, refs, plan.timeout_s),
-            RemotePolicy(router, refs, plan.timeout_s))  # fmt: skip
+    policy = RemotePolicy(handles.pop(ROUTER), refs, plan.timeout_s) if router else None
+    return RemoteRegistry(registry, handles, refs, plan.timeout_s), policy
 
 
 def shutdown() -> None:

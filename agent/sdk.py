@@ -18,12 +18,14 @@ crash is marked failed when the next :class:`Agent` opens the same home.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import queue
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,11 +42,13 @@ from .graph import (
     AgentRuntime,
     TurnCancelled,
     build_graph,
+    checkpointer_for,
     restore_media,
-    sqlite_checkpointer,
 )
 from .store import Store, turn_outcome
 from .tools import HISTORY, VersionCursor, with_agent_tools
+
+log = logging.getLogger(__name__)
 
 # The router's conversation is bounded: at most this many characters of earlier turns' words
 # (about 300 tokens; the scripted conversations it is trained on hold 1–4 earlier turns of
@@ -224,6 +228,7 @@ class Agent:
         single_pass: bool = False,
         memory_budget_mb: float | None = None,
         recover: str = "now",
+        concurrent_turns: int = 1,
     ) -> None:
         """``history_turns``: how many earlier turns of the session the router reads (their
         words, bounded by :data:`HISTORY_CHARS`): "now make it yellow" refers to what the turn
@@ -238,40 +243,100 @@ class Agent:
 
         ``recover``: what to do with the turns a killed process left pending — ``"now"``
         (resume them before returning), or ``"background"`` (resume them on a thread holding
-        :attr:`turn_lock`, so a server answers at once and runs new turns after them).
+        :attr:`turn_lock`, so a server answers at once and runs new turns after them; then
+        look again every third of a lease: a server sharing its database with others resumes
+        the turns of one that died). While the agent lives it renews the lease on its own
+        pending turns (:meth:`Store.renew`), so no other process takes them.
+
+        ``concurrent_turns``: how many turns run at once (:meth:`run` waits for a slot); turns
+        of one session always run one after another, in the order they were accepted. Each
+        specialist (and the router) runs one call at a time under its own lock, so turns
+        overlap where they use different models, and a turn's Python, database and encoding
+        work overlaps another's model work.
 
         The agent owns the thread pool its calls run on: :meth:`close` (or ``with Agent…``)
         shuts it down."""
         self.policy, self.registry, self.store = policy, registry, store
         with_agent_tools(registry)  # the agent's own tools (undo/redo) beside the specialists
         self.memory_budget_mb = memory_budget_mb
-        self.executor = ThreadPoolExecutor(4, thread_name_prefix="switchboard-call")
+        if concurrent_turns < 1:
+            raise ValueError("concurrent_turns is at least 1")
+        self.concurrent_turns = concurrent_turns
+        # Four calls in flight per turn (a route's parallel calls), for every turn at once.
+        self.executor = ThreadPoolExecutor(
+            4 * concurrent_turns, thread_name_prefix="switchboard-call"
+        )
+        self._slots = threading.BoundedSemaphore(concurrent_turns)
+        self._order = threading.Lock()
+        self._session_locks: dict[str, list[Any]] = {}  # session → [lock, turns holding it]
         self.single_pass = single_pass
         self.max_steps, self.timeout_s = max_steps, timeout_s
         self.history_turns = history_turns
         self.checkpointer = checkpointer
         self.graph = build_graph(checkpointer)
-        # One turn at a time where turns share the agent (the server holds it per turn).
-        self.turn_lock = threading.Lock()
+        # Held while interrupted turns are resumed: new turns start after them (:meth:`slot`).
+        self.turn_lock = threading.RLock()
         # Turns a killed process left pending: resumed from their checkpoint or their request
         # (``resumed``), else marked failed; ``recovered`` counts both (None while a
         # background recovery runs).
         self.resumed: list[int] = []
         self.recovered: int | None = None
         self.recovery: threading.Thread | None = None
+        if recover not in ("now", "background"):
+            raise ValueError(f"recover is 'now' or 'background', not {recover!r}")
+        self._closing = threading.Event()
         if recover == "background":
             self.recovery = threading.Thread(
                 target=self._recover_locked, daemon=True, name="switchboard-recover"
             )
             self.recovery.start()
-        elif recover == "now":
-            self.recovered = self._recover()
         else:
-            raise ValueError(f"recover is 'now' or 'background', not {recover!r}")
+            self.recovered = self._recover()
+        self.leases = threading.Thread(
+            target=self._keep_leases,
+            args=(recover == "background",),
+            daemon=True,
+            name="switchboard-leases",
+        )
+        self.leases.start()
+
+    @contextmanager
+    def slot(self, session: str) -> Iterator[None]:
+        """Hold one of the agent's turn slots for a turn of ``session``: after any resumption
+        of interrupted turns in progress, after the session's earlier turns (one turn of a
+        session at a time, first come first served), then as soon as fewer than
+        ``concurrent_turns`` turns run."""
+        with self.turn_lock:  # wait out a recovery in progress (re-entrant for its own turns)
+            pass
+        with self._order:
+            held = self._session_locks.setdefault(session, [threading.Lock(), 0])
+            held[1] += 1
+        try:
+            with held[0], self._slots:
+                yield
+        finally:
+            with self._order:
+                held[1] -= 1
+                if held[1] == 0:
+                    self._session_locks.pop(session, None)
 
     def _recover_locked(self) -> None:
         with self.turn_lock:
             self.recovered = self._recover()
+
+    def _keep_leases(self, sweep: bool) -> None:
+        """Renew this process's claim on its pending turns every third of a lease; with
+        ``sweep``, resume the turns of processes that died meanwhile (after the start's own
+        recovery)."""
+        every = self.store.lease_s / 3
+        while not self._closing.wait(every):
+            try:
+                self.store.renew()
+                if sweep and not self.recovering and self.store.orphans():
+                    with self.turn_lock:
+                        self.recovered = (self.recovered or 0) + self._recover()
+            except Exception as exc:  # the database away for a moment: try again next time
+                log.warning("renewing turn leases failed: %s: %s", type(exc).__name__, exc)
 
     @property
     def recovering(self) -> bool:
@@ -289,7 +354,7 @@ class Agent:
         signals: bool = True,
         backend: str = "local",
         ray_address: str | None = None,
-        serve_config: str | Path | None = None,
+        serve_config: Any = None,
         **kw: Any,
     ) -> Agent:
         """The embedded default: router-tiny (``SWITCHBOARD_ROUTER`` overrides the folder) making
@@ -301,7 +366,8 @@ class Agent:
 
         ``backend="ray"``: every specialist and the router run as Ray Serve deployments (of a
         local cluster, or the one at ``ray_address``; replicas and resources from
-        ``serve_config``, a YAML :class:`~switchboard.agent.ray_serve.ServePlan`); the graph,
+        ``serve_config``, a YAML file or a :class:`~switchboard.agent.ray_serve.ServePlan`;
+        applications already running in the cluster are joined); the graph,
         the store and this object are the same (:mod:`switchboard.agent.ray_serve`)."""
         from switchboard.core.config import get_settings
         from switchboard.specialists import default_registry
@@ -312,9 +378,14 @@ class Agent:
             raise InvalidInputError(f"unknown profile {profile!r}: 'tiny' or 'full'")
         home = Path(home) if home else get_settings().home
         home.mkdir(parents=True, exist_ok=True)
-        store = Store(database or f"sqlite:///{home / 'switchboard.db'}", home / "artifacts")
-        kw.setdefault("checkpointer", sqlite_checkpointer(home / "checkpoints.db"))
-        kw.setdefault("memory_budget_mb", get_settings().memory_budget_mb)
+        settings = get_settings()
+        database = database or settings.database or f"sqlite:///{home / 'switchboard.db'}"
+        store = Store(
+            database, settings.artifacts or home / "artifacts", lease_s=settings.turn_lease_s
+        )
+        kw.setdefault("checkpointer", checkpointer_for(database, home))
+        kw.setdefault("memory_budget_mb", settings.memory_budget_mb)
+        kw.setdefault("concurrent_turns", settings.concurrent_turns)
         registry = registry or default_registry()
         if backend == "ray":
             try:
@@ -323,8 +394,15 @@ class Agent:
                 raise InvalidInputError(
                     f"backend 'ray' needs Ray Serve: pip install 'switchboard[ray]' ({exc})"
                 ) from exc
-            plan = ray_serve.ServePlan.load(serve_config)
-            registry, remote = ray_serve.backend(registry, ray_address, plan, signals)
+            plan = (
+                serve_config
+                if isinstance(serve_config, ray_serve.ServePlan)
+                else ray_serve.ServePlan.load(serve_config)
+            )
+            # A policy given here runs in this process: no router deployment for it.
+            registry, remote = ray_serve.backend(
+                registry, ray_address, plan, signals, router=policy is None
+            )
             policy = policy or remote
         elif backend != "local":
             raise InvalidInputError(f"unknown backend {backend!r}: 'local' or 'ray'")
@@ -413,6 +491,10 @@ class Agent:
         """Run an accepted turn to its end and store it. A request sent without media works on
         the session's current image as it is now: when a turn of the same session ran after
         this one was accepted and changed it, the turn is pointed at the new one."""
+        with self.slot(accepted.session):
+            return self._run_accepted(accepted, on_event)
+
+    def _run_accepted(self, accepted: Accepted, on_event: Any) -> Turn:
         acc = accepted
         if acc.cancel.is_set():  # its client left while it waited: never started
             return self._cancelled(acc.session, acc.turn_id)
@@ -486,7 +568,10 @@ class Agent:
         """Run (``state``) or resume (``None``) the turn's graph; store and return the Turn."""
         config = self._config(turn_id, rt)
         try:  # every step's checkpoint is written before the next step starts
-            out = self.graph.invoke(state, config=config, durability="sync")
+            # (durability without a checkpointer trips LangGraph: it waits on a save it never
+            # started)
+            sync = {"durability": "sync"} if self.checkpointer is not None else {}
+            out = self.graph.invoke(state, config=config, **sync)
         except TurnCancelled:
             return self._cancelled(session, turn_id, config)
         except Exception as exc:  # the graph catches specialists; this is a bug: record it
@@ -568,42 +653,16 @@ class Agent:
         return turn
 
     def _recover(self) -> int:
-        """Resume every pending turn: from its last finished step where it has a checkpoint
-        (with the request's media from the store), else from its stored request, once; mark
-        the ones that cannot be resumed failed. Returns how many turns were pending."""
-        pending = self.store.pending_turns()
-        for turn_id in pending:
-            if self.checkpointer is None:
-                break
-            rt = AgentRuntime(
-                self.policy,
-                self.registry,
-                self.max_steps,
-                self.timeout_s,
-                executor=self.executor,
-                memory_budget_mb=self.memory_budget_mb,
-                single_pass=self.single_pass,
-            )
-            config = self._config(turn_id, rt)
+        """Resume every pending turn no live process runs (:meth:`Store.claim`: one turn to
+        one process, even with several sharing the database): from its last finished step
+        where it has a checkpoint (with the request's media from the store), else from its
+        stored request, once; a turn that cannot be resumed is marked failed. Returns how many
+        turns were claimed."""
+        n = 0
+        while (turn_id := self.store.claim()) is not None:
+            n += 1
             try:
-                snapshot = self.graph.get_state(config)
-                if not snapshot.values:  # accepted, but killed before its first step was saved
-                    if self.store.claim_rerun(turn_id):  # once: a request that kills the
-                        self.store.mark_resumed(turn_id)  # process must not do so at every
-                        self._rerun(turn_id)  # start
-                        self.resumed.append(turn_id)
-                    continue
-                self.store.mark_resumed(turn_id)
-                req = self.store.turn_request(turn_id)
-                for kind, data in req["inputs"]:
-                    rt.media["input"] = _decode_input(kind, data)
-                restore_media(rt, snapshot.values)
-                if snapshot.next:
-                    self._run(req["session"], turn_id, rt, None)
-                else:  # the graph had ended; only the store's part was cut off
-                    self._finish(req["session"], turn_id, snapshot.values, rt)
-                    self._forget(turn_id)
-                self.resumed.append(turn_id)
+                self._resume(turn_id)
             except Exception as exc:  # could not resume: the turn is failed, nothing is lost
                 if turn_id in self.store.pending_turns():
                     self.store.finish_turn(
@@ -613,8 +672,47 @@ class Agent:
                         error=f"resume failed: {type(exc).__name__}: {exc}",
                     )
                 self._forget(turn_id)
-        self.store.recover()
-        return len(pending)
+        return n
+
+    STOPPED = "the process stopped before the turn finished"
+
+    def _resume(self, turn_id: int) -> None:
+        """Resume one claimed turn (see :meth:`_recover`)."""
+        if self.checkpointer is None:
+            self.store.fail_turn(turn_id, self.STOPPED)
+            return
+        rt = AgentRuntime(
+            self.policy,
+            self.registry,
+            self.max_steps,
+            self.timeout_s,
+            executor=self.executor,
+            memory_budget_mb=self.memory_budget_mb,
+            single_pass=self.single_pass,
+        )
+        config = self._config(turn_id, rt)
+        snapshot = self.graph.get_state(config)
+        if not snapshot.values:  # accepted, but killed before its first step was saved
+            if not self.store.claim_rerun(turn_id):  # once: a request that kills the
+                # process must not do so at every start
+                self.store.fail_turn(turn_id, self.STOPPED)
+                return
+            self.store.mark_resumed(turn_id)
+            self._rerun(turn_id)
+            self.resumed.append(turn_id)
+            return
+        self.store.mark_resumed(turn_id)
+        req = self.store.turn_request(turn_id)
+        for kind, data in req["inputs"]:
+            rt.media["input"] = _decode_input(kind, data)
+        restore_media(rt, snapshot.values)
+        with self.slot(req["session"]):
+            if snapshot.next:
+                self._run(req["session"], turn_id, rt, None)
+            else:  # the graph had ended; only the store's part was cut off
+                self._finish(req["session"], turn_id, snapshot.values, rt)
+                self._forget(turn_id)
+        self.resumed.append(turn_id)
 
     def _rerun(self, turn_id: int) -> None:
         """Run a stored request from its start (its turn has no checkpoint), as :meth:`run`
@@ -691,8 +789,9 @@ class Agent:
         return [m for t in turns for m in t]
 
     def close(self) -> None:
-        """Shut the calls' thread pool down (waiting for running calls). The store and the
-        loaded models stay usable by whoever holds them."""
+        """Stop renewing leases and shut the calls' thread pool down (waiting for running
+        calls). The store and the loaded models stay usable by whoever holds them."""
+        self._closing.set()
         self.executor.shutdown(wait=True)
 
     def __enter__(self) -> Agent:

@@ -18,11 +18,13 @@ database keeps the hash, the kind and the media type.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +34,14 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     create_engine,
     event,
     func,
     select,
+    update,
 )
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -54,12 +58,39 @@ from .migrations import upgrade as upgrade_schema
 TURN_STATUSES = ("pending", "done", "failed")
 CALL_STATUSES = ("ok", "not_found", "error", "timeout")
 TITLE_CHARS = 120  # a session's name, as a person gives it
+LEASE_S = 30.0  # how long a runner's claim on its pending turns holds unless renewed
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def runner_id() -> str:
+    """This process as a turn's runner: ``host:pid:started`` (the process's start time tells a
+    live process from a later one that reused its pid)."""
+    import psutil
+
+    return f"{socket.gethostname()}:{os.getpid()}:{int(psutil.Process().create_time())}"
+
+
+def runner_dead(runner: str) -> bool:
+    """Whether ``runner`` is known to be gone: a process of this host that no longer runs (or
+    whose pid another process has since taken). A runner on another host is never known dead
+    here; its turns wait for its lease to lapse."""
+    import psutil
+
+    parts = runner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname():
+        return False
+    try:
+        pid, started = int(parts[1]), int(parts[2])
+        return int(psutil.Process(pid).create_time()) != started
+    except psutil.NoSuchProcess:
+        return True
+    except (ValueError, psutil.Error):
+        return False
 
 
 class NotFoundError(KeyError):
@@ -140,6 +171,11 @@ class TurnRow(Base):
     # When a restart resumed it (the process running it had died); None for most turns.
     # Added after the first release (``agent.migrations.adopt``).
     resumed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Who runs a pending turn (an agent process: "host:pid:started", :func:`runner_id`) and
+    # until when its claim holds unless renewed: another process resumes the turn only once the
+    # claim has lapsed or its runner is known dead (revision 0002).
+    runner: Mapped[str | None] = mapped_column(String(96), nullable=True, index=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     session: Mapped[SessionRow] = relationship(back_populates="turns")
     messages: Mapped[list[MessageRow]] = relationship(
         back_populates="turn", order_by="MessageRow.id", cascade="all, delete-orphan"
@@ -191,6 +227,15 @@ class ArtifactRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
 
 
+class ArtifactBlobRow(Base):
+    """An artifact's bytes, when they live in the database (:class:`DatabaseArtifacts`)."""
+
+    __tablename__ = "artifact_blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class MessageArtifact(Base):
     """An artifact attached to a message under a kind (image, video, mask, edited, …)."""
 
@@ -204,6 +249,32 @@ class MessageArtifact(Base):
     artifact: Mapped[ArtifactRow] = relationship(lazy="joined")
 
 
+def check_hash(sha256: str) -> str:
+    """``sha256`` if it is a SHA-256 in hex, else :class:`NotFoundError` (also what stops "../"
+    in a URL from reaching the disk)."""
+    if not isinstance(sha256, str) or not _HASH.match(sha256):
+        raise NotFoundError(f"no artifact {sha256!r}")
+    return sha256
+
+
+def insert_once(s: Session, row: Base) -> None:
+    """Add ``row`` unless a row with its primary key exists — also when another process adds
+    the same one at the same moment (``INSERT … ON CONFLICT DO NOTHING``): artifacts are named
+    by their bytes, so two replicas storing the same image is normal."""
+    table = type(row).__table__
+    values = {c.key: getattr(row, c.key) for c in table.columns if getattr(row, c.key) is not None}
+    if s.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif s.bind.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # another database: check, then add (the check and the add are not atomic)
+        if s.get(type(row), values[table.primary_key.columns[0].key]) is None:
+            s.add(row)
+            s.flush()
+        return
+    s.execute(insert(table).values(**values).on_conflict_do_nothing())
+
+
 class ArtifactFiles:
     """Content-addressed files: :meth:`put` returns the SHA-256; the same bytes are stored once.
     Writes go to a temporary name and are renamed into place, so a reader never sees half a
@@ -214,9 +285,7 @@ class ArtifactFiles:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, sha256: str) -> Path:
-        if not _HASH.match(sha256):  # also what stops "../" in a URL from reaching the disk
-            raise NotFoundError(f"no artifact {sha256!r}")
-        return self.root / sha256[:2] / sha256
+        return self.root / check_hash(sha256)[:2] / sha256
 
     def put(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
@@ -233,6 +302,34 @@ class ArtifactFiles:
         if not path.is_file():
             raise NotFoundError(f"no artifact {sha256!r}")
         return path.read_bytes()
+
+
+class DatabaseArtifacts:
+    """Artifact bytes in the database itself (``artifact_blobs``): every replica that shares the
+    database sees every artifact, with no shared folder to mount (``SWITCHBOARD_ARTIFACTS=
+    database``). The same bytes are stored once; a write is its own transaction, committed
+    before the turn that refers to it."""
+
+    root = None  # no folder
+
+    def __init__(self, sessions: sessionmaker) -> None:
+        self._sessions = sessions
+
+    def put(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        with self._sessions() as s, s.begin():
+            if s.get(ArtifactBlobRow, sha) is None:
+                insert_once(s, ArtifactBlobRow(sha256=sha, data=bytes(data)))
+        return sha
+
+    def get(self, sha256: str) -> bytes:
+        with self._sessions() as s:
+            data = s.scalar(
+                select(ArtifactBlobRow.data).where(ArtifactBlobRow.sha256 == check_hash(sha256))
+            )
+        if data is None:
+            raise NotFoundError(f"no artifact {sha256!r}")
+        return bytes(data)
 
 
 MEDIA_TYPES = {
@@ -266,11 +363,25 @@ def media_type(kind: str, data: bytes) -> str:
 class Store:
     """Sessions, turns, messages, calls and artifacts in a SQL database (``url``: any
     SQLAlchemy URL — ``sqlite:///file.db`` by default, ``postgresql+psycopg://…`` unchanged)
-    and artifact bytes in ``artifacts`` (a folder)."""
+    and artifact bytes in ``artifacts``: a folder (shared between machines when several
+    processes share a database: an NFS mount, a volume), or ``"database"`` for the database's
+    own ``artifact_blobs`` table.
 
-    def __init__(self, url: str, artifacts: str | Path) -> None:
+    Several processes may share one database. Each pending turn names its ``runner`` (the
+    process running it, ``runner``: this one by default) and a lease it renews
+    (:meth:`renew`); :meth:`claim` hands a process one turn whose runner died or stopped
+    renewing, and never the same turn to two processes (``SELECT … FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL, then a compare-and-set on the runner)."""
+
+    def __init__(
+        self,
+        url: str,
+        artifacts: str | Path,
+        runner: str | None = None,
+        lease_s: float = LEASE_S,
+    ) -> None:
         self.url = url
-        self.engine = create_engine(url, future=True)
+        self.engine = create_engine(url, future=True, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             # Foreign keys on, and a writer waits for another instead of failing at once.
             @event.listens_for(self.engine, "connect")
@@ -284,7 +395,15 @@ class Store:
         # one upgraded, one made before the migrations adopted.
         self.revision = upgrade_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.files = ArtifactFiles(artifacts)
+        self.files: ArtifactFiles | DatabaseArtifacts = (
+            DatabaseArtifacts(self._sessions)
+            if str(artifacts) == "database"
+            else ArtifactFiles(artifacts)
+        )
+        self.runner = runner or runner_id()
+        if lease_s <= 0:
+            raise ValueError("a turn's lease lasts more than 0 seconds")
+        self.lease_s = float(lease_s)
 
     @contextmanager
     def db(self) -> Iterator[Session]:
@@ -441,7 +560,13 @@ class Store:
         ]
         with self.db() as s:
             sess = self._session(s, session_id, owner)
-            turn = TurnRow(session_id=session_id, index=len(sess.turns), status="pending")
+            turn = TurnRow(
+                session_id=session_id,
+                index=len(sess.turns),
+                status="pending",
+                runner=self.runner,
+                lease_until=self._lease(),
+            )
             s.add(turn)
             msg = MessageRow(role="user", text=text, region=region)
             turn.messages.append(msg)
@@ -554,8 +679,7 @@ class Store:
     def _attach(self, s: Session, msg: MessageRow, shas: list[tuple[str, str, str, int]]) -> None:
         for kind, sha, mtype, size in shas:
             if s.get(ArtifactRow, sha) is None:
-                s.add(ArtifactRow(sha256=sha, media_type=mtype, size=size))
-                s.flush()
+                insert_once(s, ArtifactRow(sha256=sha, media_type=mtype, size=size))
             msg.artifacts.append(MessageArtifact(sha256=sha, kind=kind, name=kind))
 
     def add_call(
@@ -668,23 +792,102 @@ class Store:
             return True
 
     def pending_turns(self) -> list[int]:
+        """Every pending turn, whoever runs it."""
         with self.db() as s:
             return list(s.scalars(select(TurnRow.id).where(TurnRow.status == "pending")))
 
-    def recover(self, reason: str = "the process stopped before the turn finished") -> int:
-        """Mark every pending turn failed (run at start-up, after what can be resumed was).
-        Returns how many."""
+    # -- who runs a pending turn -------------------------------------------------------------
+    def _lease(self) -> datetime:
+        return _now() + timedelta(seconds=self.lease_s)
+
+    def renew(self) -> int:
+        """Extend the lease of every pending turn this store's runner holds (an agent does so
+        every third of a lease while it lives). Returns how many."""
         with self.db() as s:
-            rows = s.scalars(select(TurnRow).where(TurnRow.status == "pending")).all()
-            for t in rows:
-                t.status, t.error, t.finished_at = "failed", reason, _now()
-            return len(rows)
+            done = s.execute(
+                update(TurnRow)
+                .where(TurnRow.runner == self.runner, TurnRow.status == "pending")
+                .values(lease_until=self._lease())
+            )
+            return int(done.rowcount or 0)
+
+    def orphans(self) -> list[int]:
+        """Pending turns no live process runs: their runner is known dead (a process of this
+        host that is gone), their lease lapsed, or they never had a runner (a database from
+        before runners)."""
+        with self.db() as s:
+            rows = s.execute(
+                select(TurnRow.id, TurnRow.runner, TurnRow.lease_until)
+                .where(TurnRow.status == "pending")
+                .order_by(TurnRow.id)
+            ).all()
+        now, dead = _now(), {}
+        return [
+            tid
+            for tid, runner, lease in rows
+            if runner != self.runner
+            and (
+                runner is None
+                or (lease is not None and lease < now)
+                or dead.setdefault(runner, runner_dead(runner))
+            )
+        ]
+
+    def claim(self) -> int | None:
+        """Take one orphaned pending turn (:meth:`orphans`) for this runner, oldest first, or
+        None when there is none. Two processes claiming at once never get the same turn: the
+        row is locked (``FOR UPDATE SKIP LOCKED``: a turn another process is claiming is
+        skipped, not waited for) and taken only if its runner is still the one seen."""
+        for tid in self.orphans():
+            with self.db() as s:
+                row = s.execute(
+                    select(TurnRow.runner, TurnRow.lease_until)
+                    .where(TurnRow.id == tid, TurnRow.status == "pending")
+                    .with_for_update(skip_locked=True)
+                ).first()
+                if row is None:  # finished meanwhile, or being claimed by another process
+                    continue
+                runner, lease = row
+                if runner is not None and not (
+                    (lease is not None and lease < _now()) or runner_dead(runner)
+                ):
+                    continue  # renewed meanwhile: its runner lives
+                same = TurnRow.runner.is_(None) if runner is None else TurnRow.runner == runner
+                took = s.execute(
+                    update(TurnRow)
+                    .where(TurnRow.id == tid, TurnRow.status == "pending", same)
+                    .values(runner=self.runner, lease_until=self._lease())
+                )
+                if took.rowcount == 1:
+                    return tid
+        return None
+
+    def fail_turn(self, turn_id: int, reason: str) -> None:
+        """Mark a pending turn failed with no reply (its request, media and calls stay)."""
+        with self.db() as s:
+            t = s.get(TurnRow, turn_id)
+            if t is None:
+                raise NotFoundError(f"no turn {turn_id}")
+            t.status, t.error, t.finished_at = "failed", reason, _now()
+
+    def runner_of(self, turn_id: int) -> str | None:
+        with self.db() as s:
+            return s.scalar(select(TurnRow.runner).where(TurnRow.id == turn_id))
+
+    def recover(self, reason: str = "the process stopped before the turn finished") -> int:
+        """Mark failed every pending turn no live process runs (:meth:`claim`, then failed).
+        Returns how many."""
+        n = 0
+        while (tid := self.claim()) is not None:
+            self.fail_turn(tid, reason)
+            n += 1
+        return n
 
     # -- artifacts ---------------------------------------------------------------------------
     def artifact(self, sha256: str, owner: str | None = None) -> tuple[bytes, str]:
         """An artifact's bytes and media type — only when one of ``owner``'s sessions holds
         it (else :class:`NotFoundError`, as for a hash that does not exist)."""
-        self.files.path(sha256)  # rejects anything but a hash
+        check_hash(sha256)  # rejects anything but a hash
         with self.db() as s:
             row = s.scalar(
                 select(ArtifactRow)

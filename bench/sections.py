@@ -26,6 +26,8 @@ another (never two at once: their timings would share the cores):
 - **lazy**: the agent with specialists loaded on first use against all of them loaded up front:
   time to ready, memory, the first turn;
 - **server**: the HTTP server under N concurrent loopback clients (a bounded number of turns);
+- **scale**: a turn through Ray Serve against in-process, 2 replicas against 1 under N clients,
+  one process's concurrent turns against one at a time;
 - **kernels**: :mod:`switchboard.kernels.bench` on this machine's device.
 """
 
@@ -48,7 +50,7 @@ import numpy as np
 import typer
 
 SECTIONS = ("loads", "world", "perception", "edit", "router", "stages", "passes", "lazy",
-            "server", "hardening", "kernels", "ray")  # fmt: skip
+            "server", "hardening", "kernels", "scale")  # fmt: skip
 # Repeats per section: the full run and the --quick pipeline check.
 FULL = {"world": 1000, "perception": 30, "clips": 3, "edit": 10, "router": 20, "stages": 4,
         "passes": 3, "lazy": 1, "clients": 8, "requests": 24, "kernels": 10,
@@ -61,6 +63,8 @@ AIMS = {"segment_call_ms": 150, "detect_frame_ms": 60, "track_frame_ms": 150,
         "perception_rss_mb": 1536, "edit_ms": 1500, "video_edit_s_per_frame": 0.5,
         "route_ms": 400, "one_call_turn_s": 1.5, "world_1000_s": 30,
         "ray_turn_ratio": 1.10}  # fmt: skip
+# The aims for a throughput ratio (higher is better).
+AIMS_UP = {"ray_replicas_ratio": 1.5, "concurrent_turns_ratio": 1.3}
 SPECIALISTS = ("segment", "detect", "track", "edit")
 # The tasks whose request is one specialist call (what the passes comparison runs on).
 SINGLE_CALL = ("segment", "detect", "track", "recolor", "remove", "add", "move", "replace",
@@ -414,10 +418,10 @@ def _requests(tasks: tuple[str, ...], per_task: int, offset: int = 7_000) -> lis
     ]
 
 
-def _agent(home: str, signals: bool = True, single_pass: bool = False) -> Any:
+def _agent(home: str, signals: bool = True, single_pass: bool = False, **kw: Any) -> Any:
     from switchboard.agent.sdk import Agent
 
-    agent = Agent.load(home=home, signals=signals, single_pass=single_pass)
+    agent = Agent.load(home=home, signals=signals, single_pass=single_pass, **kw)
     agent.policy.router  # noqa: B018  (load the router now, not inside the first turn)
     return agent
 
@@ -563,6 +567,16 @@ def bench_server(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
     """``switchboard serve``'s app on a free loopback port; N client threads share a bounded
     number of turns (test-split segment requests with their image, via the SDK's ``Client``)
     while one more thread polls ``/api/health``."""
+    with tempfile.TemporaryDirectory() as home:
+        out = _serve_load(_agent(home), n["clients"], n["requests"])
+    log(f"{out['turns']} turns, {out['errors']} errors, {out['turns_per_s']} turns/s")
+    return out
+
+
+def _serve_load(agent: Any, clients: int, requests: int) -> dict[str, Any]:
+    """``agent`` behind the HTTP server on a free loopback port; ``clients`` threads share
+    ``requests`` held-out segment turns (each with its image, via the SDK's ``Client``) while
+    one more thread polls ``/api/health``. Turn latency, turns per second, errors."""
     import socket
     import threading
 
@@ -572,62 +586,61 @@ def bench_server(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
     from switchboard.router.data import media_for
     from switchboard.ui.server import create_app
 
-    with tempfile.TemporaryDirectory() as home:
-        agent = _agent(home)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(create_app(agent), port=port, log_level="error"))
-        threading.Thread(target=server.run, daemon=True).start()
-        url = f"http://127.0.0.1:{port}"
-        while not server.started:
-            time.sleep(0.05)
-        work = _requests(("segment",), n["requests"], offset=9_000)
-        Client(url).chat(work[0].text, image=media_for(work[0])[0][0])  # warm the specialists
-        lock, done = threading.Lock(), threading.Event()
-        turns: list[float] = []
-        errors: list[str] = []
-        health: list[float] = []
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(agent), port=port, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
+    url = f"http://127.0.0.1:{port}"
+    while not server.started:
+        time.sleep(0.05)
+    work = _requests(("segment",), requests, offset=9_000)
+    Client(url).chat(work[0].text, image=media_for(work[0])[0][0])  # warm the specialists
+    lock, done = threading.Lock(), threading.Event()
+    turns: list[float] = []
+    errors: list[str] = []
+    health: list[float] = []
 
-        def client_loop() -> None:
-            sdk = Client(url)
-            while True:
+    def client_loop() -> None:
+        sdk = Client(url)
+        while True:
+            with lock:
+                if not work:
+                    return
+                req = work.pop()
+            t0 = time.perf_counter()
+            try:
+                sdk.chat(req.text, image=media_for(req)[0][0])
                 with lock:
-                    if not work:
-                        return
-                    req = work.pop()
+                    turns.append(time.perf_counter() - t0)
+            except Exception as exc:  # counted, never hidden
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+
+    def poll_health() -> None:
+        with httpx.Client(base_url=url) as h:
+            while not done.is_set():
                 t0 = time.perf_counter()
-                try:
-                    sdk.chat(req.text, image=media_for(req)[0][0])
-                    with lock:
-                        turns.append(time.perf_counter() - t0)
-                except Exception as exc:  # counted, never hidden
-                    with lock:
-                        errors.append(f"{type(exc).__name__}: {exc}")
+                if h.get("/api/health").status_code != 200:
+                    errors.append("health")
+                health.append(time.perf_counter() - t0)
+                time.sleep(0.2)
 
-        def poll_health() -> None:
-            with httpx.Client(base_url=url) as h:
-                while not done.is_set():
-                    t0 = time.perf_counter()
-                    if h.get("/api/health").status_code != 200:
-                        errors.append("health")
-                    health.append(time.perf_counter() - t0)
-                    time.sleep(0.2)
-
-        poller = threading.Thread(target=poll_health)
-        poller.start()
-        t_all = time.perf_counter()
-        threads = [threading.Thread(target=client_loop) for _ in range(n["clients"])]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t_all
-        done.set()
-        poller.join()
-        server.should_exit = True
-    out = {
-        "clients": n["clients"], "turns": len(turns), "errors": len(errors),
+    poller = threading.Thread(target=poll_health)
+    poller.start()
+    t_all = time.perf_counter()
+    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t_all
+    done.set()
+    poller.join()
+    server.should_exit = True
+    agent.close()
+    return {
+        "clients": clients, "turns": len(turns), "errors": len(errors),
         "error_examples": errors[:3],
         "turn_p50_s": round(pct(turns, 50), 3), "turn_p95_s": round(pct(turns, 95), 3),
         "turns_per_s": round(len(turns) / wall, 3),
@@ -635,14 +648,101 @@ def bench_server(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any
         "health_p95_ms": round(1000 * pct(health, 95), 1),
         "wall_s": round(wall, 1),
     }  # fmt: skip
-    log(f"{out['turns']} turns, {out['errors']} errors, {out['turns_per_s']} turns/s")
-    return out
+
+
+CONCURRENT_TURNS = 4  # the concurrent server's slots (SWITCHBOARD_CONCURRENT_TURNS)
+
+
+def _concurrency(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    """The same server load (N clients, held-out segment turns over HTTP) on one process
+    running one turn at a time (the server before concurrent turns), then
+    :data:`CONCURRENT_TURNS` at once (per-model locks, turns of a session in order)."""
+    runs = {}
+    for slots in (1, CONCURRENT_TURNS):
+        with tempfile.TemporaryDirectory() as home:
+            runs[slots] = _serve_load(
+                _agent(home, concurrent_turns=slots), n["clients"], n["requests"]
+            )
+        log(f"one process, {slots} turn(s) at a time: {runs[slots]['turns_per_s']} turns/s, "
+            f"p50 {runs[slots]['turn_p50_s']} s, {runs[slots]['errors']} errors")  # fmt: skip
+    one, many = runs[1], runs[CONCURRENT_TURNS]
+    ratio = many["turns_per_s"] / max(one["turns_per_s"], 1e-9)
+    return {"serialized": one, "concurrent": many, "slots": CONCURRENT_TURNS,
+            "turns_per_s_ratio": round(ratio, 3)}  # fmt: skip
+
+
+def _replicas(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    """Segment turns from N client threads through Ray Serve with every deployment (router,
+    segment, detect) at 1 replica, then at 2, each replica on one torch thread: turns per
+    second. The agent admits every client's turn at once, so the replicas are the limit."""
+    import threading
+
+    from switchboard.agent import ray_serve
+    from switchboard.agent.sdk import Agent
+    from switchboard.core import Registry
+    from switchboard.evals.agent import _media
+    from switchboard.specialists import BUILTINS
+
+    runs = {}
+    for replicas in (1, 2):
+        one = ray_serve.ToolPlan(replicas=replicas, torch_threads=1)
+        plan = ray_serve.ServePlan(default=one, router=one)
+        registry = Registry({k: BUILTINS[k] for k in ("segment", "detect")})
+        with tempfile.TemporaryDirectory() as home:
+            agent = Agent.load(home=home, registry=registry, backend="ray", serve_config=plan,
+                               concurrent_turns=n["clients"])  # fmt: skip
+            work = _requests(("segment",), n["requests"], offset=9_000)
+            for req in work[: 2 * replicas]:  # every replica warm
+                agent.chat(req.text, **_media(req))
+            lock, times, errors = threading.Lock(), [], []
+
+            def client(agent: Any = agent, work: list = work, times: list = times,
+                       errors: list = errors, lock: Any = lock) -> None:  # fmt: skip
+                while True:
+                    with lock:
+                        if not work:
+                            return
+                        req = work.pop()
+                    t0 = time.perf_counter()
+                    try:
+                        agent.chat(req.text, **_media(req))
+                        with lock:
+                            times.append(time.perf_counter() - t0)
+                    except Exception as exc:  # counted, never hidden
+                        with lock:
+                            errors.append(f"{type(exc).__name__}: {exc}")
+
+            t_all = time.perf_counter()
+            threads = [threading.Thread(target=client) for _ in range(n["clients"])]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - t_all
+            agent.close()
+        ray_serve.shutdown()
+        runs[replicas] = {"turns": len(times), "errors": len(errors),
+                          "error_examples": errors[:3], "turns_per_s": round(len(times) / wall, 3),
+                          **_summary(times)}  # fmt: skip
+        log(f"Ray, {replicas} replica(s) per deployment: {runs[replicas]['turns_per_s']} "
+            f"turns/s, {len(errors)} errors")  # fmt: skip
+    ratio = runs[2]["turns_per_s"] / max(runs[1]["turns_per_s"], 1e-9)
+    return {"one": runs[1], "two": runs[2], "clients": n["clients"],
+            "turns_per_s_ratio": round(ratio, 3)}  # fmt: skip
 
 
 RAY_TASKS = ("segment", "detect", "recolor", "track")
 
 
-def bench_ray(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+def bench_scale(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    """Scale-out: a turn through Ray against in-process (:func:`_ray_turns`), 2 replicas
+    against 1 under N clients (:func:`_replicas`), and one process's concurrent turns against
+    one turn at a time (:func:`_concurrency`)."""
+    return {"turns": _ray_turns(n, log), "replicas": _replicas(n, log),
+            "concurrency": _concurrency(n, log)}  # fmt: skip
+
+
+def _ray_turns(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
     """The same held-out turns through the embedded agent and through Ray Serve deployments
     (``Agent.load(backend="ray")`` on a local cluster of this machine's cores), alternating
     request by request so both see the same machine state; both warmed first."""
@@ -697,7 +797,7 @@ _SECTIONS: dict[str, Callable[[dict[str, int], Callable[[str], None]], dict[str,
     "loads": bench_loads, "world": bench_world, "perception": bench_perception,
     "edit": bench_edit, "router": bench_router, "stages": bench_stages,
     "passes": bench_passes, "lazy": bench_lazy, "server": bench_server,
-    "hardening": bench_hardening, "kernels": bench_kernels, "ray": bench_ray,
+    "hardening": bench_hardening, "kernels": bench_kernels, "scale": bench_scale,
 }  # fmt: skip
 
 
@@ -1138,20 +1238,39 @@ def _kernels_markdown(res: dict[str, Any]) -> list[str]:
 
 
 # The sections in the order the report shows them.
-def _ray_markdown(r: dict[str, Any]) -> list[str]:
+def _scale_markdown(res: dict[str, Any]) -> list[str]:
+    r, rep, con = res["turns"], res["replicas"], res["concurrency"]
+    one, two = rep["one"], rep["two"]
+    ser, par = con["serialized"], con["concurrent"]
     return [
-        "### Through Ray Serve (`--only ray`)",
+        "### Scale-out (`--only scale`)",
         "",
-        f"{r['turns']} held-out turns ({', '.join(r['tasks'])}), each through the embedded "
-        'agent and through `Agent.load(backend="ray")` (every tool and the router a Serve '
-        "deployment on a local cluster of this machine), alternating, both warmed first: "
-        f"in-process {_s(r['in_process'])}, through Ray {_s(r['ray'])} — p50 "
-        f"**×{r['p50_ratio']:.2f}** "
-        f"({_aim(r['p50_ratio'], AIMS['ray_turn_ratio'], '×')}); the same tools called on "
-        f"{r['same_calls']} of {r['turns']}; the deployments were up {r['start_s']:.0f} s "
-        "after `Agent.load`.",
+        f"- **A turn through Ray**: {r['turns']} held-out turns ({', '.join(r['tasks'])}), each "
+        'through the embedded agent and through `Agent.load(backend="ray")` (every tool and '
+        "the router a Serve deployment on a local cluster of this machine), alternating, both "
+        f"warmed first: in-process {_s(r['in_process'])}, through Ray {_s(r['ray'])} — p50 "
+        f"**×{r['p50_ratio']:.2f}** ({_aim(r['p50_ratio'], AIMS['ray_turn_ratio'], '×')}); "
+        f"the same tools called on {r['same_calls']} of {r['turns']}; the deployments were up "
+        f"{r['start_s']:.0f} s after `Agent.load`.",
+        f"- **Replicas**: {rep['clients']} client threads share {one['turns'] + one['errors']} "
+        "held-out segment turns through Ray (router, segment and detect deployed, one torch "
+        f"thread per replica): 1 replica each {one['turns_per_s']:.2f} turns/s "
+        f"(p50 {one['p50_s']:.1f} s), 2 replicas each {two['turns_per_s']:.2f} turns/s "
+        f"(p50 {two['p50_s']:.1f} s): **×{rep['turns_per_s_ratio']:.2f}** "
+        f"({_up(rep['turns_per_s_ratio'], AIMS_UP['ray_replicas_ratio'])}); "
+        f"{one['errors'] + two['errors']} errors.",
+        f"- **Concurrent turns in one process**: the HTTP server under {ser['clients']} clients "
+        f"({ser['turns']} segment turns): one turn at a time {ser['turns_per_s']:.2f} turns/s "
+        f"(p50 {ser['turn_p50_s']:.1f} s), {con['slots']} at a time {par['turns_per_s']:.2f} "
+        f"turns/s (p50 {par['turn_p50_s']:.1f} s): **×{con['turns_per_s_ratio']:.2f}** "
+        f"({_up(con['turns_per_s_ratio'], AIMS_UP['concurrent_turns_ratio'])}); "
+        f"{ser['errors'] + par['errors']} errors.",
         "",
     ]
+
+
+def _up(value: float, aim: float) -> str:
+    return f"aim ≥ ×{aim:g}, " + ("met" if value >= aim else "**not met**")
 
 
 SECTION_MARKDOWN: dict[str, Callable[[dict[str, Any]], list[str]]] = {
@@ -1161,7 +1280,7 @@ SECTION_MARKDOWN: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "lazy": _lazy_markdown,
     "server": _server_markdown,
     "hardening": _hardening_markdown,
-    "ray": _ray_markdown,
+    "scale": _scale_markdown,
     "router": _router_markdown,
     "perception": _perception_markdown,
     "edit": _edit_markdown,

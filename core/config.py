@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # Turns a server holds at once (the one running and those waiting for it); past it a
     # request is refused with 503 and Retry-After instead of queueing without bound.
     max_queued_turns: int = Field(8, gt=0)
+    # Turns that run at once in one process (the rest of the queue waits for a slot); turns of
+    # one session always run one after another.
+    concurrent_turns: int = Field(1, gt=0)
     # Requests that cost a turn or a session (messages, new sessions, undo/redo) per minute from
     # one client (its token, else its address); past it 429 with Retry-After. A minute's worth
     # may come at once.
@@ -44,6 +47,16 @@ class Settings(BaseSettings):
     # Bearer token(s) for the HTTP API, comma-separated; each sees only its own sessions.
     api_token: str | None = None
     home: Path = Field(default_factory=lambda: Path.home() / ".switchboard")
+    # Where conversations live: any SQLAlchemy URL (default: sqlite in <home>/switchboard.db).
+    # A postgresql+psycopg:// URL keeps LangGraph's checkpoints in the same database, so
+    # several server processes (replicas) can share it and resume each other's turns.
+    database: str | None = None
+    # Where artifact bytes live: a folder (default <home>/artifacts; shared between machines
+    # when replicas share a database), or "database" for the database's own table.
+    artifacts: str | None = None
+    # How long a process's claim on its pending turns holds unless renewed (every third of
+    # it): after a replica dies without trace, another resumes its turns this late at most.
+    turn_lease_s: float = Field(30.0, gt=0)
     models_dir: Path | None = None
     # A router folder to use instead of <models_dir>/router-tiny (e.g. one taught plugins
     # with `switchboard train router --add-tools`).

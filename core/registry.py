@@ -10,6 +10,7 @@ Instances are created lazily on first use, so registering a tool loads no weight
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 
@@ -39,6 +40,7 @@ class Registry:
     def __init__(self, builtins: Mapping[str, type[Specialist]] | None = None) -> None:
         self._classes: dict[str, type[Specialist]] = {}
         self._instances: dict[str, Specialist] = {}
+        self._making = threading.Lock()
         for name, cls in (builtins or {}).items():
             self.register(cls, name=name)
 
@@ -91,11 +93,15 @@ class Registry:
 
     def get(self, name: str) -> Specialist:
         """The (lazily created, not yet loaded) instance for ``name``."""
-        if name not in self._instances:
-            inst = self.cls(name)()
-            inst.registry = self
-            self._instances[name] = inst
-        return self._instances[name]
+        inst = self._instances.get(name)
+        if inst is None:
+            with self._making:  # concurrent turns asking at once get one instance
+                if name not in self._instances:
+                    made = self.cls(name)()
+                    made.registry = self
+                    self._instances[name] = made
+                inst = self._instances[name]
+        return inst
 
     def specs(self, names: Iterable[str] | None = None) -> list[ToolSpec]:
         return [self.cls(n).spec() for n in (names if names is not None else self.names())]

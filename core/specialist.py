@@ -8,7 +8,9 @@ media, arguments and signal and wraps any failure in :class:`SpecialistFailedErr
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
+from contextlib import nullcontext
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
@@ -44,6 +46,10 @@ class Specialist(ABC):
     examples: ClassVar[tuple[ExampleRequest, ...]] = ()
     # Which media the tool takes: "image", "video", or "none" (e.g. generation from text).
     media: ClassVar[tuple[str, ...]] = ("image",)
+    # True: calls may run at the same time (the tool keeps no state between the steps of a
+    # call, e.g. one that waits on a service); False (the default): one call at a time, under
+    # the instance's ``lock``.
+    thread_safe: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.device: str | None = None
@@ -52,6 +58,10 @@ class Specialist(ABC):
         # finds the collaborators it uses (segment's detector, track's segmenter), so an agent
         # built with a registry of its own uses its own models throughout.
         self.registry: Any = None
+        # One call of this model at a time (turns run concurrently; a model's state, such as
+        # SAM's image embedding, is not shared between calls). Re-entrant: a call may use its
+        # own public methods. A peer's lock is taken after its caller's, never the reverse.
+        self.lock = threading.RLock()
 
     @classmethod
     def spec(cls) -> ToolSpec:
@@ -103,30 +113,41 @@ class Specialist(ABC):
     def run(self, media: Media, args: BaseModel, signal: Any | None = None) -> ResultType:
         """Do the work on validated inputs."""
 
-    def _check_media(self, media: Media) -> None:
+    @classmethod
+    def check_call(
+        cls, media: Media, args: dict[str, Any] | BaseModel, with_signal: bool = False
+    ) -> BaseModel:
+        """What every call of the tool is checked for before it runs, wherever it runs (here,
+        or a deployment's replica: ``agent.ray_serve`` checks before sending): the media kind,
+        the arguments (returned parsed) and whether it takes a signal.
+        :class:`InvalidInputError` otherwise."""
         kind = "none" if media is None else ("video" if isinstance(media, Video) else "image")
-        if kind not in self.media:
-            raise InvalidInputError(f"tool {self.name!r} takes {'/'.join(self.media)}, got {kind}")
+        if kind not in cls.media:
+            raise InvalidInputError(f"tool {cls.name!r} takes {'/'.join(cls.media)}, got {kind}")
+        parsed = cls.parse_args(args)
+        if with_signal and cls.signal is None:
+            raise InvalidInputError(f"tool {cls.name!r} takes no signal")
+        return parsed
 
     def __call__(
         self, media: Media, args: dict[str, Any] | BaseModel, signal: Any | None = None
     ) -> ResultType:
-        self._check_media(media)
-        parsed = self.parse_args(args)
-        if signal is not None:
-            if self.signal is None:
-                raise InvalidInputError(f"tool {self.name!r} takes no signal")
-            if not self.loaded:  # the signal space may depend on the weights loaded
+        parsed = self.check_call(media, args, signal is not None)
+        # A plugin whose __init__ skips ours still gets its lock (setdefault is atomic).
+        lock = self.__dict__.setdefault("lock", threading.RLock())
+        with nullcontext() if self.thread_safe else lock:
+            if signal is not None:
+                if not self.loaded:  # the signal space may depend on the weights loaded
+                    self.load()
+                signal = self.signal.check(signal)
+            if not self.loaded:
                 self.load()
-            signal = self.signal.check(signal)
-        if not self.loaded:
-            self.load()
-        try:
-            return self.run(media, parsed, signal)
-        except SwitchboardError:
-            raise
-        except Exception as exc:  # a crashed specialist becomes a typed error, never a crash
-            raise SpecialistFailedError(self.name, f"{type(exc).__name__}: {exc}") from exc
+            try:
+                return self.run(media, parsed, signal)
+            except SwitchboardError:
+                raise
+            except Exception as exc:  # a crashed specialist becomes a typed error, never a crash
+                raise SpecialistFailedError(self.name, f"{type(exc).__name__}: {exc}") from exc
 
 
 def check_object_resolved(args: Any) -> None:

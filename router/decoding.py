@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,7 +170,6 @@ class ConstrainedDecoder:
         self.prose_mask = torch.zeros(vocab_size, dtype=torch.bool)
         self.prose_mask[banned] = True
         self.prose_mask[len(tokenizer) :] = True  # padding rows of the embedding
-        self.bitmask = xgr.allocate_token_bitmask(1, vocab_size)
 
     def grammar_for(self, tools: list[str] | None) -> Any:
         """The compiled grammar of one call to any of ``tools`` (default: every registered
@@ -260,15 +260,139 @@ class ConstrainedDecoder:
         product, which CPUs do fastest in fp32 (see docs/router.md, "Decoding in fp16").
         ``tools``: the tools a call may name (default: every registered one), e.g. those that
         take the turn's media (:func:`tools_for_media`)."""
-        # Long on purpose: one loop over shared decoding state (the KV cache, the last logits,
-        # the grammar matcher, the tokens and states so far) that each branch advances; split
-        # into functions, each would pass all of it back and forth.
-        grammar = self.grammar_for(tools)
         step_llm = step_llm if step_llm is not None else llm
-        step_dtype = step_llm.get_input_embeddings().weight.dtype
         embed = step_llm.get_input_embeddings()
-        # Only the last position's logits are read: the prompt's 49k-way projections (3.4 GFLOP
-        # for a 119-token prompt) would be thrown away.
+        start = 0 if past is None else past.get_seq_length()
+        run = self._prefill(llm, step_llm, inputs_embeds, with_signals, past)
+        past = run.cache
+        gen = self._steps(run, self.grammar_for(tools), with_signals, max_new_tokens,
+                          max_calls, in_call)  # fmt: skip
+        try:
+            feed = next(gen)
+            while True:
+                if feed.keep is not None:  # rewind: drop the tail past ``keep`` positions
+                    past.crop(feed.keep - past.get_seq_length())
+                o = step_llm(
+                    inputs_embeds=embed(torch.tensor([feed.ids])),
+                    cache=past,
+                    use_cache=True,
+                    output_hidden_states=feed.hidden,
+                    logits_to_keep=1,
+                )
+                past = o.cache
+                hidden = o.hidden_states[-1][0].float() if feed.hidden else None
+                feed = gen.send((o.logits[0, -1], hidden))
+        except StopIteration as done:
+            decoded = done.value
+        decoded.cache, decoded.reused = past, start
+        return decoded
+
+    @torch.no_grad()
+    def generate_batch(
+        self,
+        llm: Any,
+        prompts: list[torch.Tensor],
+        with_signals: list[bool],
+        tools: list[list[str] | None],
+        max_new_tokens: int = 96,
+        max_calls: int = 4,
+        step_llm: Any = None,
+    ) -> list[Decoded | Exception]:
+        """:meth:`generate` for several prompts ``[1, T_i, d]`` at once: each is prefilled on
+        its own, then every decoding step of every sequence still running is one forward pass
+        over the batch (a step reads every weight once for all of them: on a CPU it costs
+        about what one sequence's step does). Each sequence follows exactly the single path's
+        logic (grammar, jump-forward, repair, signal tokens); the batch only pads: rows are
+        left-padded to one cache length, a step feeding fewer tokens than another is padded
+        on the left (every row's last token is the step's last position), and a rewound call
+        is masked out instead of cropped. A sequence's
+        failure (a malformed call) is returned in its place; the others go on."""
+        from transformers import DynamicCache
+
+        step_llm = step_llm if step_llm is not None else llm
+        embed = step_llm.get_input_embeddings()
+        runs, gens, feeds, out = [], [], [], [None] * len(prompts)
+        for i, emb in enumerate(prompts):
+            run = self._prefill(llm, step_llm, emb, with_signals[i], None)
+            gen = self._steps(run, self.grammar_for(tools[i]), with_signals[i],
+                              max_new_tokens, max_calls, False)  # fmt: skip
+            runs.append(run)
+            gens.append(gen)
+            feeds.append(next(gen))
+        # The batch cache: every row left-padded to the longest prompt. ``mask`` says which
+        # cache columns are real for each row; ``cols[i]`` lists the columns that hold row i's
+        # positions 0, 1, … (a step's padding and a rewound call leave masked columns between).
+        n_layers = len(runs[0].cache.layers)
+        width = max(r.cache.get_seq_length() for r in runs)
+        cache = DynamicCache()
+        for layer in range(n_layers):
+            keys, values = [], []
+            for r in runs:
+                k, v = r.cache.layers[layer].keys, r.cache.layers[layer].values
+                pad = width - k.shape[2]
+                keys.append(torch.nn.functional.pad(k, (0, 0, pad, 0)))
+                values.append(torch.nn.functional.pad(v, (0, 0, pad, 0)))
+            cache.update(torch.cat(keys), torch.cat(values), layer)
+        mask = torch.zeros(len(runs), width, dtype=torch.long)
+        cols: list[list[int]] = []
+        for i, r in enumerate(runs):
+            length = r.cache.get_seq_length()
+            mask[i, width - length :] = 1
+            cols.append(list(range(width - length, width)))
+            r.cache = None  # its keys and values are in the batch now
+        rows = list(range(len(runs)))  # the sequences still decoding, in batch order
+        while rows:
+            n = max(len(feeds[i].ids) for i in rows)
+            total = mask.shape[1]
+            ids = torch.zeros(len(rows), n, dtype=torch.long)
+            new_mask = torch.zeros(len(rows), n, dtype=torch.long)
+            position = torch.zeros(len(rows), n, dtype=torch.long)
+            for b, i in enumerate(rows):
+                f = feeds[i]
+                if f.keep is not None:  # rewind: the row's positions from ``keep`` on are out
+                    mask[b, cols[i][f.keep :]] = 0
+                    del cols[i][f.keep :]
+                # Right-aligned: every row's last token is the step's last position, so one
+                # position's logits serve all rows (the 49k-way head is not run on padding).
+                k = len(f.ids)
+                ids[b, n - k :] = torch.tensor(f.ids)
+                new_mask[b, n - k :] = 1
+                position[b] = len(cols[i]) - (n - k) + torch.arange(n)  # padding's are unused
+                cols[i].extend(range(total + n - k, total + n))
+            mask = torch.cat([mask, new_mask], 1)
+            o = step_llm(
+                inputs_embeds=embed(ids),
+                attention_mask=mask,
+                position_ids=position,
+                cache=cache,
+                use_cache=True,
+                output_hidden_states=any(feeds[i].hidden for i in rows),
+                logits_to_keep=1,
+            )
+            cache = o.cache
+            going = []
+            for b, i in enumerate(rows):
+                k = len(feeds[i].ids)
+                hidden = o.hidden_states[-1][b, n - k :].float() if feeds[i].hidden else None
+                try:
+                    feeds[i] = gens[i].send((o.logits[b, -1], hidden))
+                    going.append(b)
+                except StopIteration as done:
+                    out[i] = done.value
+                except Exception as exc:  # this sequence's failure, not the batch's
+                    out[i] = exc
+            if len(going) < len(rows):  # finished rows leave the batch
+                index = torch.tensor(going, dtype=torch.long)
+                for layer in cache.layers:
+                    layer.keys, layer.values = layer.keys[index], layer.values[index]
+                mask = mask[index]
+                rows = [rows[b] for b in going]
+        return out  # type: ignore[return-value]
+
+    def _prefill(self, llm: Any, step_llm: Any, inputs_embeds: torch.Tensor,
+                 with_signals: bool, past: Any) -> _Run:  # fmt: skip
+        """Run the prompt through ``llm`` (the part ``past`` does not hold), in its dtype; the
+        cache is cast to ``step_llm``'s for the steps."""
         keep = with_signals  # the signal heads read the states of the request and the call
         if past is not None and keep:
             raise ValueError("a reused prefix cache has no hidden states for the signal heads")
@@ -276,8 +400,11 @@ class ConstrainedDecoder:
         if start >= inputs_embeds.shape[1]:
             raise ValueError("the reused prefix must leave at least one prompt position")
         prefill_dtype = llm.get_input_embeddings().weight.dtype
+        step_dtype = step_llm.get_input_embeddings().weight.dtype
         if past is not None:
             cast_cache(past, prefill_dtype)
+        # Only the last position's logits are read: the prompt's 49k-way projections (3.4 GFLOP
+        # for a 119-token prompt) would be thrown away.
         out = llm(
             inputs_embeds=inputs_embeds[:, start:],
             cache=past,
@@ -285,35 +412,36 @@ class ConstrainedDecoder:
             logits_to_keep=1,
             output_hidden_states=keep,
         )
-        prompt_len = inputs_embeds.shape[1]
-        states = [out.hidden_states[-1][0]] if keep else []
-        sig_positions: list[int] = []
-        past, logits = out.cache, out.logits[0, -1]
         if step_dtype != prefill_dtype:
-            cast_cache(past, step_dtype)
+            cast_cache(out.cache, step_dtype)
+        states = [out.hidden_states[-1][0]] if keep else []
+        return _Run(out.cache, out.logits[0, -1], inputs_embeds.shape[1], states)
+
+    def _steps(self, run: _Run, grammar: Any, with_signals: bool, max_new_tokens: int,
+               max_calls: int, in_call: bool) -> Generator[_Feed, Any, Decoded]:  # fmt: skip
+        """One sequence's decoding after its prefill, as a generator: it yields the tokens to
+        feed next (:class:`_Feed`), is sent back the last fed position's logits and, when it
+        asked, the fed positions' last-layer states, and returns the :class:`Decoded` (without
+        its cache). :meth:`generate` drives one; :meth:`generate_batch` several at once."""
+        # Long on purpose: one loop over shared decoding state (the last logits, the grammar
+        # matcher, the tokens and states so far) that each branch advances; split into
+        # functions, each would pass all of it back and forth.
+        keep = with_signals
+        prompt_len, logits, states = run.prompt_len, run.logits, run.states
+        sig_positions: list[int] = []
         tokens: list[int] = []
         hidden: list[torch.Tensor] = []
         steps, calls = 1, 0
         matcher = self.xgr.GrammarMatcher(grammar) if in_call else None
         call_start = 0
+        bitmask = self.xgr.allocate_token_bitmask(1, self.vocab_size)
 
-        def feed(ids: list[int], want_hidden: bool = False) -> Any:
-            nonlocal past, logits, steps
-            x = embed(torch.tensor([ids]))
-            o = step_llm(
-                inputs_embeds=x,
-                cache=past,
-                use_cache=True,
-                output_hidden_states=want_hidden or keep,
-                logits_to_keep=1,
-            )
-            past, logits, steps = o.cache, o.logits[0, -1], steps + 1
-            tokens.extend(ids)
-            if keep:
-                states.append(o.hidden_states[-1][0].float())
-            return o
+        def fed(ids: list[int], want_hidden: bool = False, rewind: int | None = None) -> _Feed:
+            return _Feed(ids, want_hidden or keep, rewind)
 
         while len(tokens) < max_new_tokens:
+            feed: _Feed | None = None
+            sig_count = 0
             if matcher is None:  # prose before the first call; after a call, <call> or the end
                 if calls:
                     allowed = [self.open_id, self.eos_id]
@@ -329,43 +457,50 @@ class ConstrainedDecoder:
                 if tok == self.open_id:
                     matcher = self.xgr.GrammarMatcher(grammar)
                     call_start = len(tokens) + 1
-                feed([tok])
-                continue
-            # inside a call
-            jump = matcher.find_jump_forward_string()
-            ids = self._forced_tokens(tokens[call_start:], jump) if jump else []
-            accepted = []
-            for t in ids:
-                if not matcher.accept_token(t):
-                    break
-                accepted.append(t)
-            if not accepted:
-                matcher.fill_next_token_bitmask(self.bitmask)
-                scores = logits.float()[None].clone()
-                self.xgr.apply_token_bitmask_inplace(scores, self.bitmask)
-                tok = int(scores[0].argmax())
-                if not matcher.accept_token(tok):
-                    raise MalformedCallError("the grammar rejected its own best token")
-                accepted = [tok]
-            if matcher.is_completed():
-                body = self.tokenizer.decode(tokens[call_start:] + accepted)
-                fixed = self._repair(body)
-                if fixed is not None:  # rewind to the call's start and write the repaired call
-                    past.crop(prompt_len + call_start - past.get_seq_length())  # drop the tail
-                    del tokens[call_start:]
-                    if keep:
-                        states[:] = [torch.cat(states)[: prompt_len + call_start]]
-                    body, accepted = fixed, self.tokenizer.encode(fixed, add_special_tokens=False)
-                tool = json.loads(body)["tool"]
-                spec = self.registry.cls(tool).signal
-                sigs = self.sig_ids[: spec.num_tokens] if with_signals and spec else []
-                o = feed([*accepted, self.close_id, *sigs], want_hidden=bool(sigs))
-                if sigs:
-                    hidden.append(o.hidden_states[-1][0, -len(sigs) :].float())
-                    sig_positions.append(prompt_len + len(tokens) - len(sigs))
-                matcher, calls = None, calls + 1
-            else:
-                feed(accepted)
+                feed = fed([tok])
+            else:  # inside a call
+                jump = matcher.find_jump_forward_string()
+                ids = self._forced_tokens(tokens[call_start:], jump) if jump else []
+                accepted = []
+                for t in ids:
+                    if not matcher.accept_token(t):
+                        break
+                    accepted.append(t)
+                if not accepted:
+                    matcher.fill_next_token_bitmask(bitmask)
+                    scores = logits.float()[None].clone()
+                    self.xgr.apply_token_bitmask_inplace(scores, bitmask)
+                    tok = int(scores[0].argmax())
+                    if not matcher.accept_token(tok):
+                        raise MalformedCallError("the grammar rejected its own best token")
+                    accepted = [tok]
+                if matcher.is_completed():
+                    body = self.tokenizer.decode(tokens[call_start:] + accepted)
+                    fixed = self._repair(body)
+                    rewind = None
+                    if fixed is not None:  # rewind to the call's start; write the repaired call
+                        rewind = prompt_len + call_start
+                        del tokens[call_start:]
+                        if keep:
+                            states[:] = [torch.cat(states)[: prompt_len + call_start]]
+                        body = fixed
+                        accepted = self.tokenizer.encode(fixed, add_special_tokens=False)
+                    tool = json.loads(body)["tool"]
+                    spec = self.registry.cls(tool).signal
+                    sigs = self.sig_ids[: spec.num_tokens] if with_signals and spec else []
+                    feed = fed([*accepted, self.close_id, *sigs], bool(sigs), rewind)
+                    sig_count = len(sigs)
+                    matcher, calls = None, calls + 1
+                else:
+                    feed = fed(accepted)
+            logits, out_hidden = yield feed
+            steps += 1
+            tokens.extend(feed.ids)
+            if keep:
+                states.append(out_hidden)
+            if sig_count:
+                hidden.append(out_hidden[-sig_count:])
+                sig_positions.append(prompt_len + len(tokens) - sig_count)
         if matcher is not None:
             raise MalformedCallError(f"a call did not finish within {max_new_tokens} tokens")
         text = self.tokenizer.decode(tokens, skip_special_tokens=False)
@@ -376,6 +511,25 @@ class ConstrainedDecoder:
             steps=steps,
             states=torch.cat(states) if states else None,
             signal_positions=sig_positions,
-            cache=past,
-            reused=start,
         )
+
+
+@dataclass
+class _Run:
+    """A sequence after its prefill: its cache, last logits, prompt length and (with signals)
+    the prompt's last-layer states."""
+
+    cache: Any
+    logits: torch.Tensor
+    prompt_len: int
+    states: list[torch.Tensor]
+
+
+@dataclass
+class _Feed:
+    """What a sequence feeds next: ``ids``; ``hidden``: the fed positions' last-layer states
+    are wanted back; ``keep``: first drop every position from this one on (a rewound call)."""
+
+    ids: list[int]
+    hidden: bool = False
+    keep: int | None = None

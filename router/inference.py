@@ -7,6 +7,7 @@ reply, decoded = router.route(messages, images=[image], regions=[region])
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,12 @@ class Router:
         self.registry = registry
         self.heads = heads.eval() if heads is not None else None
         self._proposer: Any = None
-        self._lock = threading.Lock()  # one decode at a time (shared bitmask and caches)
+        self._lock = threading.Lock()  # one decode at a time (shared caches)
+        self._waiting: list[_Route] = []  # routes asked for, not yet taken into a decode
+        self._waiting_lock = threading.Lock()
+        self._signal_lock = threading.Lock()
         self._last: tuple[torch.Tensor, Any] | None = None  # (fed embeddings, KV cache)
-        self._feats: tuple[str, torch.Tensor] | None = None  # (images' hash, patch features)
+        self._feats: dict[str, torch.Tensor] = {}  # images' hash → patch features (LRU)
         vocab = model.llm.get_input_embeddings().weight.shape[0]
         self.decoder = ConstrainedDecoder(model.tokenizer, registry, vocab)
         self.step_llm: Any = None
@@ -121,40 +125,111 @@ class Router:
     ) -> tuple[Reply, Decoded]:
         """One constrained reply to ``messages`` (the user's message holding ``{media}`` and
         the object list's text, :func:`~switchboard.router.prompt.user_message`); ``objects``
-        are the listed ``SceneObject`` s of the first image, one per ``<object>`` token."""
+        are the listed ``SceneObject`` s of the first image, one per ``<object>`` token.
+
+        Thread-safe, and batched: routes asked for while another is decoding wait, and are
+        then decoded together, one forward pass per step for all of them
+        (:meth:`ConstrainedDecoder.generate_batch`); a route alone decodes as it always did
+        (with the KV prefix of the turn's previous route reused)."""
         images = list(images or [])
-        video = bool(frame_index) and any(t is not None for t in frame_index)
-        kind = "video" if video else ("image" if images else "none")
         if with_signals and self.heads is None:
             raise ValueError("this router has no signal heads (route with with_signals=False)")
-        ids = self.prompt_ids(messages, images, video)
-        with self._lock:
-            feats = self._features(images) if images else None
-            emb = self.model.embed(
-                ids, images, regions, frame_index if video else None, feats, objects
-            )
-            past = None if with_signals else self._reusable(emb[0])
-            decoded = self.decoder.generate(
-                self.model.llm,
-                emb,
-                max_new_tokens=max_new_tokens,
-                with_signals=with_signals,
-                past=past,
-                step_llm=self.step_llm,
-                tools=tools_for_media(self.registry, kind),
-            )
-            self._remember(emb[0], decoded)
+        job = _Route(messages, images, regions, frame_index, with_signals, max_new_tokens,
+                     objects)  # fmt: skip
+        with self._waiting_lock:
+            self._waiting.append(job)
+        with self._lock:  # one decode at a time; whoever holds it takes every waiting route
+            if not job.done.is_set():
+                with self._waiting_lock:
+                    batch = self._waiting[: self.MAX_BATCH]
+                    del self._waiting[: self.MAX_BATCH]
+                self._decode(batch)
+        if job.error is not None:
+            raise job.error
+        decoded = job.decoded
         text = decoded.text.replace(self.model.tokenizer.eos_token or "\0", "")
         reply = parse_reply(text, self.registry)
-        decoded.features = feats
-        decoded.prompt_ids = ids[0].tolist()
-        if with_signals and images:
-            decoded.objects = self.proposer(images[0])
-            decoded.listed = list(objects) if objects is not None else None
-            decoded.image_side = float(max(images[0].shape[:2]))
-        if with_signals:
-            self.attach_signals(reply, decoded)
+        if with_signals:  # the object proposer's detector keeps state: one at a time
+            with self._signal_lock:
+                if images:
+                    decoded.objects = self.proposer(images[0])
+                    decoded.listed = list(objects) if objects is not None else None
+                    decoded.image_side = float(max(images[0].shape[:2]))
+                self.attach_signals(reply, decoded)
         return reply, decoded
+
+    MAX_BATCH = 8  # routes decoded together at most
+
+    def _decode(self, batch: list[_Route]) -> None:
+        """Decode ``batch`` (holding the decode lock): each route's prompt embedded, then one
+        :meth:`ConstrainedDecoder.generate` for a single route, or one batched decode for
+        several. Each route's :class:`Decoded` (or its error) is set on it, and it is woken."""
+        try:
+            prepared = []
+            for job in batch:
+                try:
+                    prepared.append((job, self._embed(job)))
+                except Exception as exc:  # this route's failure alone
+                    job.error = exc
+            if len(prepared) == 1:
+                job, emb = prepared[0]
+                past = None if job.with_signals else self._reusable(emb[0])
+                try:
+                    job.decoded = self.decoder.generate(
+                        self.model.llm,
+                        emb,
+                        max_new_tokens=job.max_new_tokens,
+                        with_signals=job.with_signals,
+                        past=past,
+                        step_llm=self.step_llm,
+                        tools=tools_for_media(self.registry, job.kind),
+                    )
+                    self._remember(emb[0], job.decoded)
+                except Exception as exc:
+                    job.error = exc
+            elif prepared:
+                self._last = None  # a batch leaves no single cache to reuse
+                try:
+                    outs = self.decoder.generate_batch(
+                        self.model.llm,
+                        [emb for _, emb in prepared],
+                        [job.with_signals for job, _ in prepared],
+                        [tools_for_media(self.registry, job.kind) for job, _ in prepared],
+                        max_new_tokens=max(job.max_new_tokens for job, _ in prepared),
+                        step_llm=self.step_llm,
+                    )
+                except Exception as exc:  # the batch itself failed: every route says why
+                    outs = [exc] * len(prepared)
+                for (job, _), got in zip(prepared, outs, strict=True):
+                    if isinstance(got, Exception):
+                        job.error = got
+                    else:
+                        job.decoded = got
+            for job, _ in prepared:
+                if job.decoded is not None:
+                    job.decoded.features = job.features
+                    job.decoded.prompt_ids = job.ids[0].tolist()
+        finally:
+            for job in batch:
+                if job.decoded is None and job.error is None:
+                    job.error = RuntimeError("the route was not decoded")
+                job.done.set()
+
+    def _embed(self, job: _Route) -> torch.Tensor:
+        """A route's prompt embeddings ``[1, T, d]`` (its ids and the images' patch features
+        are kept on it)."""
+        video = bool(job.frame_index) and any(t is not None for t in job.frame_index)
+        job.kind = "video" if video else ("image" if job.images else "none")
+        job.ids = self.prompt_ids(job.messages, job.images, video)
+        job.features = self._features(job.images) if job.images else None
+        return self.model.embed(
+            job.ids,
+            job.images,
+            job.regions,
+            job.frame_index if video else None,
+            job.features,
+            job.objects,
+        )
 
     # -- reuse between routes of one turn ------------------------------------------------------
     # The agent routes a turn several times: the request, then the request + the call + its
@@ -163,6 +238,7 @@ class Router:
     # prefix and only the new positions are prefilled; the image's patch features are reused
     # the same way. (Greedy replies can differ from a full prefill only by float rounding.)
     MIN_REUSE = 16
+    FEATURES_KEPT = 8  # images whose patch features are kept (one per turn in flight)
 
     def _features(self, images: list[np.ndarray]) -> torch.Tensor:
         import hashlib
@@ -172,9 +248,13 @@ class Router:
             h.update(str(im.shape).encode())
             h.update(np.ascontiguousarray(im).tobytes())
         key = h.hexdigest()
-        if self._feats is None or self._feats[0] != key:
-            self._feats = (key, self.model.encode_images(images))
-        return self._feats[1]
+        feats = self._feats.pop(key, None)
+        if feats is None:
+            feats = self.model.encode_images(images)
+        self._feats[key] = feats  # the newest last; concurrent turns each keep theirs
+        while len(self._feats) > self.FEATURES_KEPT:
+            self._feats.pop(next(iter(self._feats)))
+        return feats
 
     def _reusable(self, emb: torch.Tensor) -> Any:
         """The last route's cache cropped to the prefix it shares with ``emb`` ``[T, d]``, or
@@ -283,3 +363,22 @@ class Router:
         return self.route(
             item.messages, item.images, regions, item.frame_index, objects=item.objects, **kw
         )
+
+
+@dataclass
+class _Route:
+    """One route asked of :meth:`Router.route`: its request, then its outcome."""
+
+    messages: list[dict[str, str]]
+    images: list[np.ndarray]
+    regions: list[Region] | None
+    frame_index: list[int | None] | None
+    with_signals: bool
+    max_new_tokens: int
+    objects: list[Any] | None
+    kind: str = "none"
+    ids: Any = None
+    features: torch.Tensor | None = None
+    decoded: Decoded | None = None
+    error: Exception | None = None
+    done: threading.Event = field(default_factory=threading.Event)

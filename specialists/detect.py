@@ -144,8 +144,9 @@ class DetectSpecialist(Specialist):
         if len(images) == 0:
             return []
         threads = torch.get_num_threads()
-        try:
-            results = self._predict(images, conf, max_det, agnostic)
+        try:  # Ultralytics' predictor keeps per-call state: one prediction at a time
+            with self.lock:
+                results = self._predict(images, conf, max_det, agnostic)
         finally:  # Ultralytics' select_device sets torch to (cores - 1) threads: 1 of 2 here,
             if torch.get_num_threads() != threads:  # halving every model that runs after it
                 torch.set_num_threads(threads)

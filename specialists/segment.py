@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -145,9 +144,9 @@ class SegmentSpecialist(Specialist):
         self.detector = detector  # resolves ``target`` text; created lazily when needed
         self.predictor: SignalSamPredictor | None = None
         self._image_key: str | None = None
-        # SAM's predictor holds one image embedding: a call embeds and decodes under this lock,
-        # so parallel calls of one turn (and the tracker's frames) never decode on another's image.
-        self.lock = threading.RLock()
+        # SAM's predictor holds one image embedding: a call embeds and decodes under the
+        # specialist's lock (``Specialist.lock``), so parallel calls (and the tracker's frames,
+        # which drive the predictor directly) never decode on another's image.
 
     @classmethod
     def args_for(cls, intent: Any) -> dict[str, Any] | None:

@@ -154,7 +154,8 @@ class _Server:
             tokens = [t.strip() for t in raw.split(",") if t.strip()]
         # Uploaded videos wait here (the decoder reads files) until the request is accepted;
         # what a killed process left behind is swept at start.
-        uploads = Path(agent.store.files.root).parent / "uploads"
+        root = agent.store.files.root  # None: the artifacts live in the database
+        uploads = (Path(root).parent if root else settings.home) / "uploads"
         uploads.mkdir(parents=True, exist_ok=True)
         sweep_uploads(uploads)
         return cls(
@@ -182,11 +183,6 @@ class _Server:
             return who
 
         self.owner, self.metered = owner, metered
-
-    @property
-    def lock(self) -> Any:
-        """One turn at a time, after any the agent is still resuming."""
-        return self.agent.turn_lock
 
 
 def _error_handlers(app: FastAPI) -> None:
@@ -371,8 +367,7 @@ def _message_routes(ctx: _Server) -> APIRouter:
                     accepted = ctx.agent.accept(text, session=session_id, owner=who, **kw)
                 finally:
                     _cleanup(kw)
-                with ctx.lock:
-                    return ctx.agent.run(accepted)
+                return ctx.agent.run(accepted)  # waits for a turn slot
 
             turn = await asyncio.to_thread(run)
         finally:
@@ -414,8 +409,7 @@ def _message_routes(ctx: _Server) -> APIRouter:
 
         def run() -> None:
             try:
-                with ctx.lock:
-                    turn = ctx.agent.run(accepted, on_event=put)
+                turn = ctx.agent.run(accepted, on_event=put)  # waits for a turn slot
                 put({"type": "turn", "turn": _turn_json(ctx.agent, turn, who)})
             except SwitchboardError as exc:
                 put({"type": "error", "detail": str(exc)})

@@ -29,6 +29,7 @@ class Sleepy(Specialist):
     tasks = ("wait",)
     Args = NoArgs
     media = ("none",)
+    thread_safe = True  # it keeps no state: its calls may overlap
     spans: ClassVar[list[tuple[float, float]]] = []
 
     def run(self, media: Any, args: NoArgs, signal: Any = None) -> Text:
@@ -119,6 +120,8 @@ def test_one_call_runs_the_specialist_and_the_router_reads_its_observation(scene
 
 
 def test_calls_of_one_step_run_in_parallel():
+    """A thread-safe tool's calls of one step overlap (a model that keeps state, the default,
+    serves them one at a time: test_concurrency)."""
     Sleepy.spans.clear()
     calls = [HybridCall(tool="sleepy", args={"seconds": 0.6}) for _ in range(3)]
     t0 = time.perf_counter()

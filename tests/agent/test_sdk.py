@@ -250,21 +250,30 @@ KILLED = TOOLS + textwrap.dedent("""
     from switchboard.agent.sdk import Agent
     from switchboard.world.scene import generate_scene
 
-    Agent.load(home=sys.argv[1], policy=Policy(), registry=registry()).chat(
+    database = sys.argv[2] if len(sys.argv) > 2 else None
+    Agent.load(home=sys.argv[1], database=database, policy=Policy(), registry=registry()).chat(
         "invert, then hang", image=generate_scene(1).image)
 """)
 
 
-def _kill_mid_turn(home) -> None:
+def _kill_mid_turn(home, database: str | None = None) -> None:
     """Run a turn in another process and SIGKILL it while its second call hangs."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", KILLED, str(home)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", KILLED, str(home), *([database] if database else [])],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout.readline().strip() == "RUNNING"  # the turn is in its second call
     finally:
         proc.kill()
         proc.wait(timeout=30)
+    if database:
+        from sqlalchemy import create_engine, text
+
+        with create_engine(database).connect() as conn:
+            assert conn.execute(text("select status from turns")).all() == [("pending",)]
+        return
     db = sqlite3.connect(home / "switchboard.db")
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert db.execute("select status from turns").fetchall() == [("pending",)]
@@ -298,6 +307,47 @@ def test_a_turn_cut_off_by_a_killed_process_resumes_from_its_checkpoint(tmp_path
     assert db.execute("select count(*) from checkpoints").fetchone() == (0,)
     db.close()
     assert agent.chat("again", image=generate_scene(2).image).text == "Finished."
+
+
+def test_on_postgresql_a_running_replica_resumes_the_turn_of_one_that_was_killed(
+    tmp_path, postgres_url
+):
+    """Two agent processes share a PostgreSQL store and checkpointer. One is killed in the
+    middle of a turn; the other, already serving, claims the turn (its runner is dead) and
+    resumes it from the shared checkpoint: the first step is not run again, the second runs on
+    the image the checkpoint holds; the checkpoints go when the turn is stored."""
+    from sqlalchemy import create_engine, text
+    from switchboard.agent.graph import postgres_checkpointer
+    from switchboard.agent.store import Store
+
+    tools = _tools()
+    replica = Agent(
+        tools["Policy"](),
+        tools["registry"](),
+        Store(postgres_url, tmp_path / "artifacts", lease_s=1.5),
+        checkpointer=postgres_checkpointer(postgres_url),
+        recover="background",
+    )
+    try:
+        replica.recovery.join(60)
+        assert replica.recovered == 0  # nothing to resume yet
+        _kill_mid_turn(tmp_path, postgres_url)
+        deadline = time.monotonic() + 60
+        while replica.recovered != 1:  # its lease loop looks every half second
+            assert time.monotonic() < deadline, "the turn was not resumed"
+            time.sleep(0.1)
+        (session,) = replica.sessions()
+        (t,) = replica.history(session["id"])
+        assert t["status"] == "done" and t["error"] is None and t["resumed"]
+        assert [c["tool"] for c in t["calls"]] == ["invert", "forever"]
+        (pixels,) = tools["Forever"].seen
+        assert np.array_equal(pixels, 255 - generate_scene(1).image)
+        assert replica.store.runner_of(t["id"]) == replica.store.runner
+        with create_engine(postgres_url).connect() as conn:
+            assert conn.execute(text("select count(*) from checkpoints")).scalar() == 0
+        assert replica.resumed == [t["id"]] and replica.store.pending_turns() == []
+    finally:
+        replica.close()
 
 
 def test_a_cut_off_turn_without_a_checkpoint_is_run_again_once_from_its_request(tmp_path):

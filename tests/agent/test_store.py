@@ -1,14 +1,10 @@
 """The conversation store: sessions, turns, calls and content-addressed artifacts survive a
-restart, pending turns are recovered, owners see only their own — on SQLite and on a real
-PostgreSQL server when one can be started here."""
+restart, pending turns are recovered (one process claims each), owners see only their own — on
+SQLite and on a real PostgreSQL server (``postgres_url``: a database of its own per test)."""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -18,8 +14,9 @@ from switchboard.agent.store import NotFoundError, SessionBusyError, Store
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
 
 
-def _roundtrip(url: str, root: Path) -> None:
-    store = Store(url, root / "artifacts")
+def _roundtrip(url: str, root: Path, artifacts: str | None = None) -> None:
+    artifacts = artifacts or root / "artifacts"
+    store = Store(url, artifacts)
     sid = store.create_session(owner="alice")
     turn = store.begin_turn(
         sid,
@@ -40,7 +37,7 @@ def _roundtrip(url: str, root: Path) -> None:
     store.add_call(turn, "edit", {"instruction": "x"}, "error", 0.01, error="boom")
     store.finish_turn(turn, "Here is the mask.", outputs=[("mask", b"mask-bytes")])
 
-    again = Store(url, root / "artifacts")  # a restart: a new engine on the same database
+    again = Store(url, artifacts)  # a restart: a new engine on the same database
     (session,) = again.sessions(owner="alice")
     assert session["id"] == sid and session["title"] == "segment the red circle"
     (t,) = again.history(sid, owner="alice")
@@ -93,11 +90,11 @@ def test_the_same_bytes_are_stored_once_and_hashes_cannot_escape_the_folder(tmp_
         store.artifact("0" * 64)  # well-formed, unknown
 
 
-def test_a_turn_cut_off_before_it_finished_is_recovered_as_failed(tmp_path):
+def test_a_turn_cut_off_before_it_finished_is_recovered_as_failed(tmp_path, dead_runner):
     """A killed process leaves its accepted request pending (user message and media stored);
     on restart it is marked failed with a reason, and the session carries on."""
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    store = Store(url, tmp_path / "a")
+    store = Store(url, tmp_path / "a", runner=dead_runner)  # the process that gets killed
     sid = store.create_session()
     turn = store.begin_turn(sid, "track the star", inputs=[("video", b"frames")])
     store.add_call(turn, "track", {"target": "star"}, "ok", 1.0)
@@ -126,74 +123,68 @@ def test_bad_statuses_and_unknown_ids_are_typed_errors(tmp_path):
         store.add_call(10_000, "segment", {}, "ok", 0.0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory):
-    """A throwaway PostgreSQL server on loopback (initdb + pg_ctl from the machine's
-    PostgreSQL install; as the ``postgres`` user when the tests run as root)."""
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("no PostgreSQL server install here (initdb/pg_ctl not on PATH)")
-    prefix: list[str] = []
-    root = tmp_path_factory.mktemp("pg")
-    if os.geteuid() == 0:
-        if not shutil.which("runuser"):
-            pytest.skip("running as root without runuser: initdb refuses root")
-        prefix = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(root, "postgres")
-        root.chmod(0o700)
-        for parent in root.parents:  # postgres must be able to reach its data folder
-            if str(parent).startswith(str(tmp_path_factory.getbasetemp().parent)):
-                parent.chmod(parent.stat().st_mode | 0o711)
-    data, port = root / "data", _free_port()
-    try:
-        subprocess.run(
-            [*prefix, initdb, "-D", str(data), "-U", "postgres", "-A", "trust"],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        subprocess.run(
-            [
-                *prefix,
-                pg_ctl,
-                "-D",
-                str(data),
-                "-l",
-                str(root / "log"),
-                "-w",
-                "-o",
-                f"-p {port} -k {root} -h 127.0.0.1",
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-        detail = getattr(e, "stderr", b"") or b""
-        pytest.skip(f"could not start PostgreSQL: {e} {detail.decode(errors='replace')[-300:]}")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*prefix, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
-            capture_output=True,
-            timeout=60,
-        )
-        time.sleep(0.1)
-
-
 def test_postgresql_store_works_unchanged(postgres_url, tmp_path):
     _roundtrip(postgres_url, tmp_path)
 
 
-def test_an_older_database_gains_the_new_columns(tmp_path):
+def test_artifacts_can_live_in_the_database(postgres_url, tmp_path):
+    """``artifacts="database"``: the bytes go to the database's own table (what replicas on
+    several machines share without a shared folder); nothing is written to disk."""
+    _roundtrip(postgres_url, tmp_path, artifacts="database")
+    assert list(tmp_path.iterdir()) == []
+    store = Store(postgres_url, "database")
+    with pytest.raises(NotFoundError):
+        store.files.get("0" * 64)
+    with pytest.raises(NotFoundError):
+        store.files.get("../etc/passwd")
+    assert store.files.put(PNG) == store.files.put(PNG) == hashlib.sha256(PNG).hexdigest()
+
+
+def _claims(url: str, tmp_path: Path, dead_runner: str) -> None:
+    """Pending turns of a dead process are claimed once each by two processes claiming at
+    once; a live process's turns are not claimed until its lease lapses."""
+    import threading
+
+    killed = Store(url, tmp_path / "a", runner=dead_runner)
+    sid = killed.create_session()
+    orphans = [killed.begin_turn(sid, f"turn {i}") for i in range(12)]
+    # A process on another host that renews its lease: its turn is not an orphan.
+    away = Store(url, tmp_path / "a", runner="elsewhere:41:1700000000", lease_s=1.0)
+    live = away.begin_turn(sid, "still running elsewhere")
+    claimers = [Store(url, tmp_path / "a", runner=f"replica-{i}:1:1") for i in range(2)]
+    got: list[list[int]] = [[], []]
+    start = threading.Barrier(2)
+
+    def claim(i: int) -> None:
+        start.wait()
+        while (tid := claimers[i].claim()) is not None:
+            got[i].append(tid)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(got[0] + got[1]) == orphans and not set(got[0]) & set(got[1])
+    assert {claimers[0].runner_of(t) for t in got[0]} <= {claimers[0].runner}
+    assert claimers[1].runner_of(live) == "elsewhere:41:1700000000"
+    assert away.renew() == 1 and claimers[0].claim() is None  # renewed: still its own
+    time.sleep(1.2)  # the other host stopped renewing: its lease lapses
+    assert claimers[0].claim() == live and claimers[1].claim() is None
+    assert claimers[0].renew() == len(got[0]) + 1
+
+
+def test_each_orphaned_turn_is_claimed_by_one_process_on_postgresql(
+    postgres_url, tmp_path, dead_runner
+):
+    _claims(postgres_url, tmp_path, dead_runner)
+
+
+def test_each_orphaned_turn_is_claimed_by_one_process_on_sqlite(tmp_path, dead_runner):
+    _claims(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, dead_runner)
+
+
+def test_an_older_database_gains_the_new_columns(tmp_path, dead_runner):
     """A database made before the migrations and before sessions could be renamed (no
     ``custom_title`` column, no versions, no ``alembic_version``) opens, is adopted — given the
     column and the table, stamped — and keeps its sessions; a pending turn's session cannot be
@@ -222,7 +213,8 @@ def test_an_older_database_gains_the_new_columns(tmp_path):
     assert again.current(sid, owner="alice") is None  # versions work on the old database too
     again.finish_turn(again.begin_turn(sid, "x", [("image", PNG)], owner="alice"), "ok")
     assert again.current(sid, owner="alice")["source"] == "upload"
-    again.begin_turn(sid, "still running", owner="alice")
+    killed = Store(url, tmp_path / "a", runner=dead_runner)
+    killed.begin_turn(sid, "still running", owner="alice")
     with pytest.raises(SessionBusyError):
         again.delete_session(sid, owner="alice")
     assert again.recover() == 1 and again.delete_session(sid, owner="alice") == 3
@@ -247,7 +239,7 @@ def test_the_migrations_make_the_models_schema(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     store = Store(url, tmp_path / "a")
-    assert store.revision == migrations.current(store.engine) == migrations.head() == "0001"
+    assert store.revision == migrations.current(store.engine) == migrations.head() == "0002"
     assert _schema_differences(url) == []
     sid = store.create_session(owner="alice")
     store.engine.dispose()
