@@ -46,10 +46,14 @@ SMOOTH_RMS = 6.0  # the largest RMS of the explained pixels (noise over shading:
 SMOOTH_TRIES = 200  # RANSAC draws of three pixels
 
 
+def _grown(hole: np.ndarray, px: int = GROW_PX) -> np.ndarray:
+    """``hole`` (HW bool) grown by ``px`` pixels on every side (a square kernel)."""
+    k = 2 * px + 1
+    return cv2.dilate(hole.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
+
+
 def _ring(hole: np.ndarray, width: int) -> np.ndarray:
-    k = 2 * width + 1
-    grown = cv2.dilate(hole.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
-    return grown & ~hole
+    return _grown(hole, width) & ~hole
 
 
 def _unlike(image: np.ndarray, ring: np.ndarray) -> np.ndarray:
@@ -73,8 +77,7 @@ def fill_from_surroundings(
     matching patch of its own background, and the mask of pixels written; None when no
     placement's ring matches within ``max_rms`` grey levels (or the hole leaves no room)."""
     h, w = image.shape[:2]
-    k = 2 * GROW_PX + 1
-    hole = cv2.dilate(hole.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
+    hole = _grown(hole)
     ring = _ring(hole, RING_PX)
     if not hole.any() or not ring.any():
         return None
@@ -177,8 +180,7 @@ def fill_smooth(
     surface fitted to its surroundings, and the mask of pixels written; None when the surface
     leaves background-like pixels unexplained (:data:`SMOOTH_NEAR`: a texture), explains too
     little of the surroundings (:data:`SMOOTH_MIN`), or fits at RMS > ``max_rms``."""
-    k = 2 * GROW_PX + 1
-    hole = cv2.dilate(hole.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
+    hole = _grown(hole)
     ann = _ring(hole, SMOOTH_PX)
     ys, xs = np.nonzero(ann)
     n = len(ys)

@@ -523,7 +523,7 @@ async def _accept(
 
 
 class _Admission:
-    """How many turns the server holds (running or waiting for the turn lock): past ``limit``
+    """How many turns the server holds (running or waiting for a turn slot): past ``limit``
     a request is refused at once with 503 and ``Retry-After``, before anything of it is
     decoded or stored (a waiting turn holds its decoded media and a thread)."""
 
