@@ -508,17 +508,7 @@ class Agent:
                 if acc.region is not None:  # the region is checked against the image it meets
                     acc.regions = [_region(acc.region, *_size(acc.media))]
         history = self._history(acc.session, acc.owner)
-        rt = AgentRuntime(
-            self.policy,
-            self.registry,
-            self.max_steps,
-            self.timeout_s,
-            executor=self.executor,
-            on_event=on_event,
-            memory_budget_mb=self.memory_budget_mb,
-            single_pass=self.single_pass,
-            cancel=acc.cancel,
-        )
+        rt = self._runtime(on_event=on_event, cancel=acc.cancel)
         rt.versions = self._cursor(acc.session, acc.owner)
         rt.timings.append(("perceive", time.perf_counter() - acc.t_start))
         state: dict[str, Any] = {"text": acc.text, "regions": acc.regions, "history": history}
@@ -560,6 +550,20 @@ class Agent:
         cur = self.store.current(session, owner)
         versions = self.store.versions(session, owner)
         return VersionCursor(versions, cur and cur["id"], self._version_media)
+
+    def _runtime(self, **kw: Any) -> AgentRuntime:
+        """A turn's runtime over this agent's policy, tools, limits and thread pool (``kw``:
+        the turn's own ``on_event`` and ``cancel``)."""
+        return AgentRuntime(
+            self.policy,
+            self.registry,
+            self.max_steps,
+            self.timeout_s,
+            executor=self.executor,
+            memory_budget_mb=self.memory_budget_mb,
+            single_pass=self.single_pass,
+            **kw,
+        )
 
     def _config(self, turn_id: int, rt: AgentRuntime) -> dict[str, Any]:
         return {"configurable": {"runtime": rt, "thread_id": f"turn-{turn_id}"}}
@@ -681,15 +685,7 @@ class Agent:
         if self.checkpointer is None:
             self.store.fail_turn(turn_id, self.STOPPED)
             return
-        rt = AgentRuntime(
-            self.policy,
-            self.registry,
-            self.max_steps,
-            self.timeout_s,
-            executor=self.executor,
-            memory_budget_mb=self.memory_budget_mb,
-            single_pass=self.single_pass,
-        )
+        rt = self._runtime()
         config = self._config(turn_id, rt)
         snapshot = self.graph.get_state(config)
         if not snapshot.values:  # accepted, but killed before its first step was saved

@@ -596,26 +596,9 @@ def _serve_load(agent: Any, clients: int, requests: int) -> dict[str, Any]:
         time.sleep(0.05)
     work = _requests(("segment",), requests, offset=9_000)
     Client(url).chat(work[0].text, image=media_for(work[0])[0][0])  # warm the specialists
-    lock, done = threading.Lock(), threading.Event()
-    turns: list[float] = []
-    errors: list[str] = []
+    done = threading.Event()
     health: list[float] = []
-
-    def client_loop() -> None:
-        sdk = Client(url)
-        while True:
-            with lock:
-                if not work:
-                    return
-                req = work.pop()
-            t0 = time.perf_counter()
-            try:
-                sdk.chat(req.text, image=media_for(req)[0][0])
-                with lock:
-                    turns.append(time.perf_counter() - t0)
-            except Exception as exc:  # counted, never hidden
-                with lock:
-                    errors.append(f"{type(exc).__name__}: {exc}")
+    errors: list[str] = []
 
     def poll_health() -> None:
         with httpx.Client(base_url=url) as h:
@@ -628,13 +611,15 @@ def _serve_load(agent: Any, clients: int, requests: int) -> dict[str, Any]:
 
     poller = threading.Thread(target=poll_health)
     poller.start()
-    t_all = time.perf_counter()
-    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t_all
+    sdks = threading.local()
+
+    def turn(req: Any) -> None:
+        if not hasattr(sdks, "client"):
+            sdks.client = Client(url)
+        sdks.client.chat(req.text, image=media_for(req)[0][0])
+
+    turns, failed, wall = _clients(clients, work, turn)
+    errors += failed
     done.set()
     poller.join()
     server.should_exit = True
@@ -648,6 +633,41 @@ def _serve_load(agent: Any, clients: int, requests: int) -> dict[str, Any]:
         "health_p95_ms": round(1000 * pct(health, 95), 1),
         "wall_s": round(wall, 1),
     }  # fmt: skip
+
+
+def _clients(
+    clients: int, work: list[Any], turn: Callable[[Any], Any]
+) -> tuple[list[float], list[str], float]:
+    """``clients`` threads take requests from ``work`` until none is left and run ``turn`` on
+    each: every turn's seconds, every failure (counted, never hidden) and the wall time."""
+    import threading
+
+    lock = threading.Lock()
+    times: list[float] = []
+    errors: list[str] = []
+
+    def loop() -> None:
+        while True:
+            with lock:
+                if not work:
+                    return
+                req = work.pop()
+            t0 = time.perf_counter()
+            try:
+                turn(req)
+                with lock:
+                    times.append(time.perf_counter() - t0)
+            except Exception as exc:
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+
+    t_all = time.perf_counter()
+    threads = [threading.Thread(target=loop) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return times, errors, time.perf_counter() - t_all
 
 
 CONCURRENT_TURNS = 4  # the concurrent server's slots (SWITCHBOARD_CONCURRENT_TURNS)
@@ -675,7 +695,6 @@ def _replicas(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
     """Segment turns from N client threads through Ray Serve with every deployment (router,
     segment, detect) at 1 replica, then at 2, each replica on one torch thread: turns per
     second. The agent admits every client's turn at once, so the replicas are the limit."""
-    import threading
 
     from switchboard.agent import ray_serve
     from switchboard.agent.sdk import Agent
@@ -694,31 +713,9 @@ def _replicas(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
             work = _requests(("segment",), n["requests"], offset=9_000)
             for req in work[: 2 * replicas]:  # every replica warm
                 agent.chat(req.text, **_media(req))
-            lock, times, errors = threading.Lock(), [], []
-
-            def client(agent: Any = agent, work: list = work, times: list = times,
-                       errors: list = errors, lock: Any = lock) -> None:  # fmt: skip
-                while True:
-                    with lock:
-                        if not work:
-                            return
-                        req = work.pop()
-                    t0 = time.perf_counter()
-                    try:
-                        agent.chat(req.text, **_media(req))
-                        with lock:
-                            times.append(time.perf_counter() - t0)
-                    except Exception as exc:  # counted, never hidden
-                        with lock:
-                            errors.append(f"{type(exc).__name__}: {exc}")
-
-            t_all = time.perf_counter()
-            threads = [threading.Thread(target=client) for _ in range(n["clients"])]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.perf_counter() - t_all
+            times, errors, wall = _clients(
+                n["clients"], work, lambda req, agent=agent: agent.chat(req.text, **_media(req))
+            )
             agent.close()
         ray_serve.shutdown()
         runs[replicas] = {"turns": len(times), "errors": len(errors),
