@@ -55,6 +55,11 @@ class ToolPlan(BaseModel):
     # Requests a replica admits at once: more than one, so the next request's arguments are
     # deserialised while one runs (one halves throughput); the tool itself runs one at a time.
     max_ongoing_requests: int = Field(4, ge=1)
+    # Requests served as one batch (Serve's @serve.batch): up to ``max_batch_size`` that
+    # arrive within ``batch_wait_timeout_s`` go to the tool's ``call_many`` together (the
+    # detector runs them as one network batch). 1: each request on its own.
+    max_batch_size: int = Field(1, ge=1)
+    batch_wait_timeout_s: float = Field(0.01, ge=0)
     # per replica; None: the node's cores (set it when several replicas share a node)
     torch_threads: int | None = Field(None, ge=1)
     device: str = "cpu"
@@ -124,10 +129,28 @@ class SpecialistServer:
         _limit_threads(self.plan)
         self.specialist = default_registry().get(name).load(self.plan.device)
         self.lock = threading.Lock()
+        self.batches: list[int] = []  # the sizes of the batches served (batching on)
+        self._batched.set_max_batch_size(self.plan.max_batch_size)
+        self._batched.set_batch_wait_timeout_s(self.plan.batch_wait_timeout_s)
 
     async def call(self, media: Any, args: Any, signal: Any = None) -> Any:
         media = _resolve(media)
-        return await asyncio.to_thread(_locked, self.lock, self.specialist, media, args, signal)
+        if self.plan.max_batch_size == 1:
+            return await asyncio.to_thread(_locked, self.lock, self.specialist, media, args, signal)
+        out = await self._batched(media, args, signal)
+        if isinstance(out, BaseException):  # this request's own error
+            raise out
+        return out
+
+    @serve.batch(max_batch_size=2, batch_wait_timeout_s=0.01)  # (the plan's values at start)
+    async def _batched(self, media: list, args: list, signal: list) -> list:
+        self.batches.append(len(media))
+        calls = list(zip(media, args, signal, strict=True))
+        return await asyncio.to_thread(_locked, self.lock, self.specialist.call_many, calls)
+
+    async def batch_sizes(self) -> list[int]:
+        """The sizes of the batches this replica served (empty without batching)."""
+        return list(self.batches)
 
     async def where(self) -> dict[str, Any]:
         """The node and process this replica runs in (``node``: Ray's node id, ``pid``)."""

@@ -132,22 +132,65 @@ class Specialist(ABC):
     def __call__(
         self, media: Media, args: dict[str, Any] | BaseModel, signal: Any | None = None
     ) -> ResultType:
-        parsed = self.check_call(media, args, signal is not None)
+        (out,) = self.call_many([(media, args, signal)])
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+    def call_many(self, calls: list[tuple[Media, Any, Any]]) -> list[ResultType | SwitchboardError]:
+        """Several calls ``(media, args, signal)`` at once (a deployment's batch; a single call
+        is a batch of one): each checked as a call is, the valid ones run together by
+        :meth:`run_many` under the instance's lock (one network pass where the tool can).
+        Each item is its result or its error — an :class:`InvalidInputError` for a bad call, a
+        :class:`SpecialistFailedError` for a crash inside the tool — so one bad call fails
+        alone."""
+        out: list[Any] = [None] * len(calls)
+        todo: list[tuple[int, Media, BaseModel, Any]] = []
+        for i, (media, args, signal) in enumerate(calls):
+            try:
+                todo.append((i, media, self.check_call(media, args, signal is not None), signal))
+            except SwitchboardError as exc:
+                out[i] = exc
+        if not todo:
+            return out
         # A plugin whose __init__ skips ours still gets its lock (setdefault is atomic).
         lock = self.__dict__.setdefault("lock", threading.RLock())
         with nullcontext() if self.thread_safe else lock:
-            if signal is not None:
-                if not self.loaded:  # the signal space may depend on the weights loaded
-                    self.load()
-                signal = self.signal.check(signal)
-            if not self.loaded:
+            if not self.loaded:  # (the signal space may depend on the weights loaded)
                 self.load()
+            ready = []
+            for i, media, parsed, signal in todo:
+                try:
+                    ready.append((i, media, parsed, None if signal is None else
+                                  self.signal.check(signal)))  # fmt: skip
+                except SwitchboardError as exc:
+                    out[i] = exc
             try:
-                return self.run(media, parsed, signal)
-            except SwitchboardError:
-                raise
-            except Exception as exc:  # a crashed specialist becomes a typed error, never a crash
-                raise SpecialistFailedError(self.name, f"{type(exc).__name__}: {exc}") from exc
+                results = self.run_many([(m, p, s) for _, m, p, s in ready])
+            except Exception as exc:  # a run_many that fails as a whole fails each call
+                results = [exc] * len(ready)
+        for (i, *_), got in zip(ready, results, strict=True):
+            if isinstance(got, BaseException) and not isinstance(got, SwitchboardError):
+                # a crashed specialist becomes a typed error, never a crash
+                failed = SpecialistFailedError(self.name, f"{type(got).__name__}: {got}")
+                failed.__cause__ = got
+                got = failed
+            out[i] = got
+        return out
+
+    def run_many(
+        self, calls: list[tuple[Media, BaseModel, Any]]
+    ) -> list[ResultType | BaseException]:
+        """:meth:`run` for several checked calls, each item its result or its exception. The
+        default runs them one by one; a tool that can do several in one pass (the detector:
+        one network batch) overrides it."""
+        out: list[Any] = []
+        for media, parsed, signal in calls:
+            try:
+                out.append(self.run(media, parsed, signal))
+            except Exception as exc:
+                out.append(exc)
+        return out
 
 
 def check_object_resolved(args: Any) -> None:

@@ -194,10 +194,32 @@ class DetectSpecialist(Specialist):
 
     def run(self, media: Image, args: DetectArgs, signal: Any = None) -> Boxes:
         q = self.query(args)
-        image = media.pixels
-        boxes, scores, cls = self.detect_all(
-            image, conf=args.score_threshold, max_det=args.max_results
-        )
+        found = self.detect_all(media.pixels, conf=args.score_threshold, max_det=args.max_results)
+        return self._answer(media.pixels, args, q, found)
+
+    def run_many(self, calls: list[tuple[Image, DetectArgs, Any]]) -> list[Any]:
+        """Several calls (a deployment's batch) in one network batch per (threshold, limit)
+        pair; one call is :meth:`run`."""
+        if len(calls) < 2:
+            return super().run_many(calls)
+        out: list[Any] = [None] * len(calls)
+        groups: dict[tuple[float, int], list[tuple[int, Query]]] = {}
+        for i, (_, args, _) in enumerate(calls):
+            try:  # an unknown class word fails its call alone, before the network runs
+                key = (args.score_threshold, args.max_results)
+                groups.setdefault(key, []).append((i, self.query(args)))
+            except Exception as exc:
+                out[i] = exc
+        for (conf, max_det), members in groups.items():
+            images = [calls[i][0].pixels for i, _ in members]
+            found = self.detect_batch(images, conf=conf, max_det=max_det)
+            for (i, q), image, got in zip(members, images, found, strict=True):
+                out[i] = self._answer(image, calls[i][1], q, got)
+        return out
+
+    def _answer(self, image: np.ndarray, args: DetectArgs, q: Query, found: Any) -> Boxes:
+        """The boxes of the objects ``q`` asks for among the raw detections ``found``."""
+        boxes, scores, cls = found
         objects = list_objects(image, boxes, scores, cls, self.class_names, args.max_results)
         hits = sorted(select(objects, q), key=lambda o: -o.score)
         labels = [" ".join(w for w in (o.color, o.label) if w) for o in hits]

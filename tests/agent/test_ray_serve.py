@@ -139,3 +139,43 @@ def test_a_whole_turn_runs_through_the_deployments(cluster, tmp_path, scene):
     stored = agent.history(turn.session)[-1]
     assert stored["status"] == "done" and stored["outcome"] == "ok", stored
     agent.close()
+
+
+def test_a_batching_deployment_serves_requests_that_arrive_together_as_one_batch(cluster):
+    """``max_batch_size`` 4: detect requests that arrive together reach the detector as one
+    network batch (Serve's @serve.batch, the tool's ``call_many``); each gets the answer a
+    lone call gives, and a bad request in the batch fails alone with its own error. (On the
+    real cluster: Serve's local testing mode has no replica context for @serve.batch.)"""
+    import threading
+
+    plan = {"max_batch_size": 4, "batch_wait_timeout_s": 0.5}
+    dep = serve.deployment(ray_serve.SpecialistServer, name="detect-batched")
+    handle = serve.run(dep.bind("detect", plan), name="detect-batched", route_prefix=None)
+    proxy = ray_serve.RemoteSpecialist(BUILTINS["detect"], handle, ray_serve.MediaRefs(), 120)
+    scenes = [generate_scene(40 + k) for k in range(3)]
+    local = default_registry().get("detect")
+    alone = [local(Image(pixels=s.image), {}) for s in scenes]
+    got: list = [None] * 4
+    start = threading.Barrier(4)
+
+    def one(k: int) -> None:
+        start.wait()
+        try:
+            if k == 3:  # a word the detector does not know: this request's own error
+                got[k] = proxy(Image(pixels=scenes[0].image), {"query": "the bus"})
+            else:
+                got[k] = proxy(Image(pixels=scenes[k].image), {})
+        except Exception as exc:
+            got[k] = exc
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert isinstance(got[3], NotFoundError)
+    for k in range(3):
+        assert got[k].labels == alone[k].labels
+        assert np.allclose(got[k].xyxy, alone[k].xyxy, atol=0.5)
+    sizes = handle.batch_sizes.remote().result()
+    assert sum(sizes) == 4 and max(sizes) >= 3, sizes  # (one may miss the window)

@@ -177,3 +177,33 @@ def test_blur_plugin_blurs_the_named_object_and_nothing_else(registry, scene):
     assert edges(img) < edges(light.image.astype(float)) < edges(before)
     whole = registry.get("blur")(Image(pixels=scene.image), {})
     assert whole.edit_mask.all() and not (whole.image == scene.image).all()
+
+
+def test_calls_made_together_each_get_their_own_answer_or_error(registry, scene):
+    """``call_many`` (a deployment's batch): a bad call fails alone with the error a lone
+    call raises, a crash is a SpecialistFailedError for its call only, the others answer."""
+    from switchboard.core import mask_to_box
+
+    tool = registry.get("segment")
+    box = [float(v) for v in mask_to_box(scene.masks[0])]
+    image = Image(pixels=scene.image)
+    out = tool.call_many([(image, {"box": box}, None), (image, {"box": [9, 9, 1, 1]}, None),
+                          (None, {"box": box}, None)])  # fmt: skip
+    assert np.array_equal(out[0].masks[0], tool(image, {"box": box}).masks[0])
+    assert isinstance(out[1], InvalidInputError) and isinstance(out[2], InvalidInputError)
+    real = tool.run
+    seen = []
+
+    def crash_on_second(media, args, signal=None):
+        seen.append(args)
+        if len(seen) == 2:
+            raise RuntimeError("kaboom")
+        return real(media, args, signal)
+
+    tool.run = crash_on_second
+    try:
+        out = tool.call_many([(image, {"box": box}, None)] * 3)
+    finally:
+        del tool.run
+    assert isinstance(out[1], SpecialistFailedError) and "kaboom" in str(out[1])
+    assert out[0].masks and out[2].masks
