@@ -625,7 +625,8 @@ def _serve_load(agent: Any, clients: int, requests: int) -> dict[str, Any]:
     server.should_exit = True
     agent.close()
     return {
-        "clients": clients, "turns": len(turns), "errors": len(errors),
+        "clients": clients, "concurrent_turns": agent.concurrent_turns,
+        "turns": len(turns), "errors": len(errors),
         "error_examples": errors[:3],
         "turn_p50_s": round(pct(turns, 50), 3), "turn_p95_s": round(pct(turns, 95), 3),
         "turns_per_s": round(len(turns) / wall, 3),
@@ -1099,7 +1100,7 @@ def _server_markdown(res: dict[str, Any]) -> list[str]:
         f"{sv['clients']} client threads on loopback share {sv['turns']} segment turns "
         "(each with its image, through the SDK's `Client`) while another polls "
         f"`/api/health`: **{sv['errors']} errors**, {sv['turns_per_s']:.2f} turns/s "
-        f"(turns run one at a time per process), turn latency with the queue "
+        f"({_at_once(sv.get('concurrent_turns', 1))} per process), turn latency with the queue "
         f"{sv['turn_p50_s']:.1f} / {sv['turn_p95_s']:.1f} s, `/api/health` "
         f"{sv['health_p50_ms']:.1f} / {sv['health_p95_ms']:.1f} ms.",
         "",
@@ -1272,6 +1273,10 @@ def _scale_markdown(res: dict[str, Any]) -> list[str]:
         f"{ser['errors'] + par['errors']} errors.",
         "",
     ]
+
+
+def _at_once(slots: int) -> str:
+    return "turns run one at a time" if slots == 1 else f"up to {slots} turns at once"
 
 
 def _up(value: float, aim: float) -> str:
