@@ -268,7 +268,8 @@ class Agent:
         )
         self._slots = threading.BoundedSemaphore(concurrent_turns)
         self._order = threading.Lock()
-        self._session_locks: dict[str, list[Any]] = {}  # session → [lock, turns holding it]
+        self._turn_done = threading.Condition(self._order)  # a session's turn ended
+        self._session_locks: dict[str, list[Any]] = {}  # session → its turns, oldest first
         self.single_pass = single_pass
         self.max_steps, self.timeout_s = max_steps, timeout_s
         self.history_turns = history_turns
@@ -308,17 +309,21 @@ class Agent:
         ``concurrent_turns`` turns run."""
         with self.turn_lock:  # wait out a recovery in progress (re-entrant for its own turns)
             pass
-        with self._order:
-            held = self._session_locks.setdefault(session, [threading.Lock(), 0])
-            held[1] += 1
+        me = object()
+        with self._order:  # the session's queue, in arrival order
+            queue = self._session_locks.setdefault(session, [])
+            queue.append(me)
+            while queue[0] is not me:
+                self._turn_done.wait()
         try:
-            with held[0], self._slots:
+            with self._slots:
                 yield
         finally:
             with self._order:
-                held[1] -= 1
-                if held[1] == 0:
+                queue.pop(0)
+                if not queue:
                     self._session_locks.pop(session, None)
+                self._turn_done.notify_all()
 
     def _recover_locked(self) -> None:
         with self.turn_lock:
