@@ -139,10 +139,11 @@ class Router:
         with self._waiting_lock:
             self._waiting.append(job)
         with self._lock:  # one decode at a time; whoever holds it takes every waiting route
-            if not job.done.is_set():
+            if not job.done.is_set():  # not decoded in another's batch: its own, with others
                 with self._waiting_lock:
-                    batch = self._waiting[: self.MAX_BATCH]
-                    del self._waiting[: self.MAX_BATCH]
+                    self._waiting.remove(job)
+                    batch = [job, *self._waiting[: self.MAX_BATCH - 1]]
+                    del self._waiting[: self.MAX_BATCH - 1]
                 self._decode(batch)
         if job.error is not None:
             raise job.error
