@@ -98,13 +98,6 @@ def _limit_threads(plan: ToolPlan) -> None:
     torch.set_num_threads(plan.torch_threads or len(os.sched_getaffinity(0)))
 
 
-def _locked(lock: threading.Lock, fn: Any, *args: Any, **kw: Any) -> Any:
-    """``fn(*args, **kw)`` holding ``lock``: a replica admits several requests (their
-    arguments deserialised while one runs) but runs its model one call at a time."""
-    with lock:
-        return fn(*args, **kw)
-
-
 def _where() -> dict[str, Any]:
     """The node and process a replica runs in."""
     return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
@@ -119,8 +112,9 @@ def _resolve(media: Any) -> Any:
 
 class SpecialistServer:
     """The deployment of one registered tool (bound to its name): the tool loaded once per
-    replica, called one request at a time (``max_ongoing_requests`` admits more, which wait
-    on the lock with their arguments already deserialised)."""
+    replica. ``max_ongoing_requests`` admits several requests (their arguments deserialised
+    while one runs); the model serves them one at a time under its own lock
+    (``Specialist.lock``, the same one as in a single process)."""
 
     def __init__(self, name: str, plan: dict[str, Any]) -> None:
         from switchboard.specialists import default_registry
@@ -128,7 +122,6 @@ class SpecialistServer:
         self.plan = ToolPlan.model_validate(plan)
         _limit_threads(self.plan)
         self.specialist = default_registry().get(name).load(self.plan.device)
-        self.lock = threading.Lock()
         self.batches: list[int] = []  # the sizes of the batches served (batching on)
         self._batched.set_max_batch_size(self.plan.max_batch_size)
         self._batched.set_batch_wait_timeout_s(self.plan.batch_wait_timeout_s)
@@ -136,7 +129,7 @@ class SpecialistServer:
     async def call(self, media: Any, args: Any, signal: Any = None) -> Any:
         media = _resolve(media)
         if self.plan.max_batch_size == 1:
-            return await asyncio.to_thread(_locked, self.lock, self.specialist, media, args, signal)
+            return await asyncio.to_thread(self.specialist, media, args, signal)
         out = await self._batched(media, args, signal)
         if isinstance(out, BaseException):  # this request's own error
             raise out
@@ -146,7 +139,7 @@ class SpecialistServer:
     async def _batched(self, media: list, args: list, signal: list) -> list:
         self.batches.append(len(media))
         calls = list(zip(media, args, signal, strict=True))
-        return await asyncio.to_thread(_locked, self.lock, self.specialist.call_many, calls)
+        return await asyncio.to_thread(self.specialist.call_many, calls)
 
     async def batch_sizes(self) -> list[int]:
         """The sizes of the batches this replica served (empty without batching)."""
@@ -162,7 +155,12 @@ class SpecialistServer:
         if name.startswith("_") or not callable(getattr(type(self.specialist), name, None)):
             raise InvalidInputError(f"{self.specialist.name!r} has no public method {name!r}")
         fn = getattr(self.specialist, name)
-        return await asyncio.to_thread(_locked, self.lock, fn, *args, **kwargs)
+        return await asyncio.to_thread(self._under_lock, fn, *args, **kwargs)
+
+    def _under_lock(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        # a method drives the same model as a call (a plugin may lack the lock until then)
+        with self.specialist.__dict__.setdefault("lock", threading.RLock()):
+            return fn(*args, **kwargs)
 
     async def attribute(self, name: str) -> Any:
         """One of the tool's public attributes (``class_names``)."""
@@ -182,7 +180,6 @@ class RouterServer:
         _limit_threads(self.plan)
         self.policy = RouterPolicy(with_signals=signals)
         _ = self.policy.router  # load now: the first turn should not wait for it
-        self.lock = threading.Lock()
 
     async def calls(self) -> str:
         """How the loaded router calls tools: "hybrid" or "text"."""
@@ -191,8 +188,10 @@ class RouterServer:
     async def step(self, messages: Any, images: Any, frame_index: Any, regions: Any,
                    objects: Any = None) -> Any:  # fmt: skip
         images = [_resolve(m) for m in images]
-        return await asyncio.to_thread(_locked, self.lock, self.policy.step, messages, images,
-                                       frame_index, regions, objects)  # fmt: skip
+        # No lock here: the router queues its own routes and decodes those that wait as one
+        # batch (Router.route), which a lock around it would prevent.
+        return await asyncio.to_thread(self.policy.step, messages, images, frame_index,
+                                       regions, objects)  # fmt: skip
 
 
 class MediaRefs:
