@@ -136,6 +136,20 @@ class SessionRow(Base):
     versions: Mapped[list[VersionRow]] = relationship(
         order_by="VersionRow.id", cascade="all, delete-orphan"
     )
+    keys: Mapped[list[SessionKeyRow]] = relationship(cascade="all, delete-orphan")
+
+
+class SessionKeyRow(Base):
+    """A name a client keeps a conversation under, mapped to the session that holds it: the
+    OpenAI-compatible route's ``user`` field, or the hash of the messages so far for a client
+    that resends the whole conversation each time (``ui.openai``). ``key`` is a hash that
+    includes the owner, so one owner's names never find another's sessions."""
+
+    __tablename__ = "session_keys"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
 
 
 class VersionRow(Base):
@@ -417,6 +431,28 @@ class Store:
         with self.db() as s:
             s.add(SessionRow(id=sid, owner=owner, title=title[:200]))
         return sid
+
+    @staticmethod
+    def _key(owner: str | None, key: str) -> str:
+        return hashlib.sha256(f"{owner or ''}\0{key}".encode()).hexdigest()
+
+    def keyed_session(self, key: str, owner: str | None = None) -> str | None:
+        """The session kept under ``key`` for ``owner`` (:meth:`keep_session`), or None."""
+        with self.db() as s:
+            row = s.get(SessionKeyRow, self._key(owner, key))
+            if row is None:
+                return None
+            found = s.get(SessionRow, row.session_id)
+            return found.id if found is not None and found.owner == owner else None
+
+    def keep_session(self, key: str, session_id: str, owner: str | None = None) -> str:
+        """Keep ``session_id`` under ``key`` unless the key names a session already (two
+        requests making the same conversation at once: the first one's wins). Returns the
+        session the key names now."""
+        with self.db() as s:
+            self._session(s, session_id, owner)
+            insert_once(s, SessionKeyRow(key=self._key(owner, key), session_id=session_id))
+        return self.keyed_session(key, owner) or session_id
 
     def _session(self, s: Session, session_id: str, owner: str | None) -> SessionRow:
         row = s.get(SessionRow, session_id)

@@ -5,6 +5,8 @@ Commands are added as their parts land; ``switchboard --help`` lists what works 
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -905,6 +907,44 @@ def serve(
     app_ = create_app(agent)
     typer.echo(f"Switchboard: open http://{host}:{port}/ (API docs: http://{host}:{port}/docs)")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command("mcp")
+def mcp(
+    http: bool = typer.Option(
+        False, "--http", help="streamable HTTP at http://HOST:PORT/mcp instead of stdio"
+    ),
+    host: str = typer.Option("127.0.0.1", help="with --http: address to listen on"),
+    port: int = typer.Option(8001, help="with --http: port"),
+    home: Path | None = typer.Option(None, help="conversations folder (SWITCHBOARD_HOME)"),
+    signals: bool = typer.Option(
+        True, "--signals/--no-signals", help="the chat tool's calls carry signal embeddings"
+    ),
+) -> None:
+    """The specialists and the agent's chat as Model Context Protocol tools (docs/integrations.md):
+    over stdio for an MCP client that starts this command, or over streamable HTTP (--http;
+    SWITCHBOARD_API_TOKEN's bearer tokens are required when set)."""
+    from switchboard.agent import Agent
+    from switchboard.ui import mcp as mcp_server
+
+    # The router loads on the chat tool's first call. Over stdio, stdout is the wire: what the
+    # libraries print while loading goes to stderr (while serving, the SDK points fd 1 there).
+    with contextlib.redirect_stdout(sys.stderr):
+        agent = Agent.load(home=home, signals=signals, recover="background")
+    try:
+        if not http:
+            mcp_server.serve_stdio(agent)
+            return
+        import uvicorn
+        from switchboard.core.config import get_settings
+
+        raw = get_settings().api_token or ""
+        tokens = [t.strip() for t in raw.split(",") if t.strip()]
+        typer.echo(f"Switchboard MCP: http://{host}:{port}/mcp", err=True)
+        uvicorn.run(mcp_server.http_app(agent, tokens, host), host=host, port=port,
+                    log_level="warning")  # fmt: skip
+    finally:
+        agent.close()
 
 
 def main() -> None:

@@ -42,6 +42,20 @@ class Tokens:
                 found = who
         return found
 
+    def sign(self, token: str, sha256: str) -> str:
+        """A signature that lets a link fetch one artifact without a header (a chat client
+        shows a markdown image by URL alone): an HMAC of the hash under the token itself, so it
+        is good as long as the token is, and only for its owner's artifact."""
+        return hmac.new(token.encode(), sha256.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def link_owner(self, sha256: str, sig: str) -> str | None:
+        """The owner whose token signed ``sig`` for ``sha256`` (:meth:`sign`), or None."""
+        found = None
+        for known, who in self._known:
+            if hmac.compare_digest(self.sign(known.decode(), sha256), sig):
+                found = who
+        return found
+
     def header_ok(self, header: str | None) -> bool:
         """Whether an ``Authorization`` header value passes (checked before the body is read)."""
         if not self:

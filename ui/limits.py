@@ -34,13 +34,22 @@ _CLOSE = [(b"connection", b"close")]
 
 class BodyGuard:
     """ASGI middleware: ``allowed(authorization header or None)`` says whether a token is
-    good; ``limit`` is the largest upload in bytes (bodies may carry :data:`FORM_SLACK` more)."""
+    good; ``limit`` is the largest upload in bytes (bodies may carry ``slack`` more: by
+    default :data:`FORM_SLACK`); ``error(status, sentence)`` is the JSON of a refusal
+    (``{"detail": sentence}`` by default)."""
 
     def __init__(
-        self, app: Any, allowed: Callable[[str | None], bool], limit: int, prefix: str = "/api/"
+        self,
+        app: Any,
+        allowed: Callable[[str | None], bool],
+        limit: int,
+        prefix: str = "/api/",
+        slack: int = FORM_SLACK,
+        error: Callable[[int, str], dict[str, Any]] | None = None,
     ) -> None:
         self.app, self.allowed, self.prefix = app, allowed, prefix
-        self.limit, self.most = limit, limit + FORM_SLACK
+        self.limit, self.most = limit, limit + slack
+        self.error = error or (lambda _status, said: {"detail": said})
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if (
@@ -54,11 +63,11 @@ class BodyGuard:
         auth = headers.get("authorization")
         if not self.allowed(auth):
             said = "invalid token" if auth else "a bearer token is required"
-            await _reply(send, 401, said, [(b"www-authenticate", b"Bearer")])
+            await _reply(send, self.error(401, said), 401, [(b"www-authenticate", b"Bearer")])
             return
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.most:
-            await _reply(send, 413, self._too_big(), _CLOSE)
+            await _reply(send, self.error(413, self._too_big()), 413, _CLOSE)
             return
         state = {"read": 0, "refused": False}
 
@@ -70,7 +79,7 @@ class BodyGuard:
                 state["read"] += len(message.get("body", b""))
                 if state["read"] > self.most and not state["refused"]:
                     state["refused"] = True
-                    await _reply(send, 413, self._too_big(), _CLOSE)
+                    await _reply(send, self.error(413, self._too_big()), 413, _CLOSE)
                     return {"type": "http.disconnect"}
             return message
 
@@ -86,9 +95,9 @@ class BodyGuard:
 
 
 async def _reply(
-    send: Any, status: int, detail: str, extra: list[tuple[bytes, bytes]] = ()
+    send: Any, said: dict[str, Any], status: int, extra: list[tuple[bytes, bytes]] = ()
 ) -> None:  # type: ignore[assignment]
-    body = json.dumps({"detail": detail}).encode()
+    body = json.dumps(said).encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode()), *extra]  # fmt: skip
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -23,7 +23,8 @@ import asyncio
 import json
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ from switchboard.core.wire import (
 )
 
 from .auth import BEARER, Tokens
-from .limits import BodyGuard, RateLimit
+from .limits import FORM_SLACK, BodyGuard, RateLimit
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"}
 VIDEO_TYPES = set(VIDEO_MEDIA_TYPES)
@@ -112,10 +113,21 @@ def create_app(
 ) -> FastAPI:
     """The API over ``agent`` (an :class:`~switchboard.agent.sdk.Agent`): the page, then one
     router per resource (health and specialists, sessions, messages, artifacts)."""
+    from .openai import error_body, openai_routes
+
     ctx = _Server.build(agent, tokens, max_upload_bytes)
     app = FastAPI(title="Switchboard", version="0.1", summary="An agent that sees and edits pixels")
-    # The token and the body's size before the body is read (FastAPI reads it all first).
+    # The token and the body's size before the body is read (FastAPI reads it all first);
+    # /v1 carries media as base64 in JSON (a third more) and answers as OpenAI does.
     app.add_middleware(BodyGuard, limit=ctx.limit, allowed=ctx.owners.header_ok)
+    app.add_middleware(
+        BodyGuard,
+        limit=ctx.limit,
+        allowed=ctx.owners.header_ok,
+        prefix="/v1/",
+        slack=ctx.limit // 3 + FORM_SLACK,
+        error=lambda status, said: error_body(status, said),
+    )
     _error_handlers(app)
     _page(app)
     for router in (
@@ -123,6 +135,7 @@ def create_app(
         _session_routes(ctx),
         _message_routes(ctx),
         _artifact_routes(ctx),
+        openai_routes(ctx),
     ):
         app.include_router(router)
     return app
@@ -186,23 +199,46 @@ class _Server:
 
 
 def _error_handlers(app: FastAPI) -> None:
+    """Refusals as sentences: ``{"detail": …}`` on the native routes, OpenAI's error object
+    on ``/v1`` (:mod:`.openai`)."""
+    from fastapi.exception_handlers import http_exception_handler
+
+    from .openai import error_body, error_response
+
+    def openai(request: Request) -> bool:
+        return request.url.path.startswith("/v1/")
+
+    @app.exception_handler(HTTPException)
+    async def _refused(request: Request, exc: HTTPException) -> Response:
+        if openai(request):
+            return error_response(exc)
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(NotFoundError)
-    async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": "not found"}, status_code=404)
+    async def _not_found(request: Request, exc: NotFoundError) -> Response:
+        return await _refused(request, HTTPException(404, "not found"))
 
     @app.exception_handler(InvalidInputError)
-    async def _invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+    async def _invalid(request: Request, exc: InvalidInputError) -> Response:
+        return await _refused(request, HTTPException(422, str(exc)))
 
     @app.exception_handler(RequestValidationError)
-    async def _unreadable(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _unreadable(request: Request, exc: RequestValidationError) -> Response:
         """422 as sentences, one per field ("Your message is 4200 characters long; the limit
         is 4000."): FastAPI's default repeats the whole input as JSON."""
         said: list[str] = []
         for err in exc.errors():
             if (line := _sentence(err)) not in said:
                 said.append(line)
-        return JSONResponse({"detail": " ".join(said)}, status_code=422)
+        return await _refused(request, HTTPException(422, " ".join(said)))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> Response:
+        """A bug: a sentence, never a traceback (logged by the server as ever)."""
+        said = "Something went wrong on the server; the request was not finished."
+        if openai(request):
+            return JSONResponse(error_body(500, said), status_code=500)
+        return JSONResponse({"detail": said}, status_code=500)
 
 
 def _page(app: FastAPI) -> None:
@@ -401,56 +437,92 @@ def _message_routes(ctx: _Server) -> APIRouter:
         except BaseException:
             ctx.queue.leave()
             raise
-        events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-
-        def put(event: dict[str, Any] | None) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, event)
-
-        def run() -> None:
-            try:
-                turn = ctx.agent.run(accepted, on_event=put)  # waits for a turn slot
-                put({"type": "turn", "turn": _turn_json(ctx.agent, turn, who)})
-            except SwitchboardError as exc:
-                put({"type": "error", "detail": str(exc)})
-            except Exception:  # a bug: the turn is stored failed; say so in words
-                said = "Something went wrong on the server; the request was not finished."
-                put({"type": "error", "detail": said})
-                raise
-            finally:
-                ctx.queue.leave()
-                put(None)
-
-        threading.Thread(target=run, daemon=True).start()
+        started = start_turn(ctx, accepted, who)
 
         async def body() -> Any:
-            ended = False
-            try:
-                while True:
-                    try:
-                        event = await asyncio.wait_for(events.get(), KEEPALIVE_S)
-                    except TimeoutError:  # an SSE comment: a client that left fails to take it
+            async with aclosing(turn_events(ctx, accepted, started)) as events:
+                async for event in events:
+                    if event is None:  # an SSE comment: a client that left fails to take it
                         yield ": waiting\n\n"
-                        continue
-                    if event is None:
-                        break
-                    ended = event["type"] in ("turn", "error")
-                    yield f"event: {event['type']}\ndata: {strict_json(event)}\n\n"
-            finally:  # the client went away before the turn's end (the stream was cancelled)
-                if not ended and ctx.settings.on_disconnect == "cancel":
-                    accepted.cancel.set()
+                    else:
+                        yield f"event: {event['type']}\ndata: {strict_json(event)}\n\n"
 
         return StreamingResponse(body(), media_type="text/event-stream")
 
     return router
 
 
+def start_turn(ctx: _Server, accepted: Any, who: str | None) -> asyncio.Queue[Any]:
+    """Run an accepted turn on a thread from now on; its events (``route``, ``call_started``,
+    …, then ``turn`` with the reply's JSON or ``error``, then None) come on the queue returned
+    (:func:`turn_events` reads it). The turn holds one of the server's admission places
+    (``ctx.queue``), given back when it ends."""
+    events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+
+    def put(event: dict[str, Any] | None) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, event)
+
+    def run() -> None:
+        try:
+            turn = ctx.agent.run(accepted, on_event=put)  # waits for a turn slot
+            put({"type": "turn", "turn": _turn_json(ctx.agent, turn, who)})
+        except SwitchboardError as exc:
+            put({"type": "error", "detail": str(exc)})
+        except Exception:  # a bug: the turn is stored failed; say so in words
+            said = "Something went wrong on the server; the request was not finished."
+            put({"type": "error", "detail": said})
+            raise
+        finally:
+            ctx.queue.leave()
+            put(None)
+
+    threading.Thread(target=run, daemon=True).start()
+    return events
+
+
+async def turn_events(
+    ctx: _Server, accepted: Any, events: asyncio.Queue[Any]
+) -> AsyncIterator[Any]:
+    """A started turn's events (:func:`start_turn`) as they come, None every
+    :data:`KEEPALIVE_S` while nothing does, ending with ``turn`` or ``error``. Closed before
+    its end (the client went away), the turn is cancelled when
+    ``SWITCHBOARD_ON_DISCONNECT=cancel``."""
+    ended = False
+    try:
+        while True:
+            try:
+                event = await asyncio.wait_for(events.get(), KEEPALIVE_S)
+            except TimeoutError:
+                yield None
+                continue
+            if event is None:
+                break
+            ended = event["type"] in ("turn", "error")
+            yield event
+    finally:  # the client went away before the turn's end (the stream was cancelled)
+        if not ended and ctx.settings.on_disconnect == "cancel":
+            accepted.cancel.set()
+
+
 def _artifact_routes(ctx: _Server) -> APIRouter:
     router = APIRouter(prefix="/api/artifacts", tags=["artifacts"])
-    owner = ctx.owner
 
     @router.get("/{sha256}")
-    def artifact(sha256: str, who: str | None = Depends(owner)) -> Response:
+    def artifact(
+        sha256: str,
+        sig: str | None = Query(None, max_length=64, description="a signed link's signature"),
+        credentials: HTTPAuthorizationCredentials | None = Security(BEARER),
+    ) -> Response:
+        """An artifact's bytes, for its owner's token — or for a link the server signed for it
+        (``?sig=``: the links in ``/v1/chat/completions`` replies, which a chat client opens
+        without a header)."""
+        if sig is not None and credentials is None and ctx.owners:
+            who = ctx.owners.link_owner(sha256, sig)
+            if who is None:
+                raise HTTPException(401, "This link is not valid (or its token was revoked).")
+        else:
+            who = ctx.owners.require(credentials)
         try:
             data, media_type = ctx.agent.store.artifact(sha256, owner=who)
         except (InvalidInputError, ValueError):
@@ -466,6 +538,13 @@ async def _inputs(ctx: _Server, file: UploadFile | None) -> dict[str, Any]:
         return {}
     name = Path(file.filename or "").name or "The attached file"
     kind = (file.content_type or "").split(";")[0].strip().lower()
+    check_media_type(name, kind)
+    data = await file.read(ctx.limit + 1)
+    return await media_input(ctx, name, kind, data)
+
+
+def check_media_type(name: str, kind: str) -> None:
+    """415 unless ``kind`` is an image or video type the server takes."""
     if kind not in IMAGE_TYPES | VIDEO_TYPES:
         what = f"of type {kind}" if kind else "of no known type"
         raise HTTPException(
@@ -474,7 +553,14 @@ async def _inputs(ctx: _Server, file: UploadFile | None) -> dict[str, Any]:
             "BMP) or a video (MP4, WebM, AVI, MOV or an animated "
             "GIF).",
         )
-    data = await file.read(ctx.limit + 1)
+
+
+async def media_input(ctx: _Server, name: str, kind: str, data: bytes) -> dict[str, Any]:
+    """The chat keyword of an upload's bytes (``name``: how the refusals call it; ``kind``:
+    its media type): ``{"image": pixels}``, or ``{"video": path}`` of a file in the uploads
+    folder (:func:`_cleanup` deletes it). 413 past the upload limit, 422 for bytes that are not
+    what they say."""
+    check_media_type(name, kind)
     if len(data) > ctx.limit:
         raise HTTPException(
             413, f"{name} is over {_mb(ctx.limit)}, the largest upload this server takes."

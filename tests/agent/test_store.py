@@ -239,7 +239,7 @@ def test_the_migrations_make_the_models_schema(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     store = Store(url, tmp_path / "a")
-    assert store.revision == migrations.current(store.engine) == migrations.head() == "0002"
+    assert store.revision == migrations.current(store.engine) == migrations.head() == "0003"
     assert _schema_differences(url) == []
     sid = store.create_session(owner="alice")
     store.engine.dispose()

@@ -3,8 +3,6 @@ unauthenticated or oversized upload is refused having read (next to) nothing of 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
 from fastapi import FastAPI, File, UploadFile
 from fastapi.testclient import TestClient
@@ -65,31 +63,7 @@ def test_an_upload_over_the_limit_is_cut_off(app_and_log):
         assert r.status_code == 200 and ran == [1000]
 
 
-@contextmanager
-def serving(app):
-    """``app`` under uvicorn on a free loopback port, in a thread; yields the port."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.05)
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-def test_a_chunked_upload_is_cut_off_past_the_limit_over_a_real_socket(app_and_log):
+def test_a_chunked_upload_is_cut_off_past_the_limit_over_a_real_socket(app_and_log, serving):
     """With no Content-Length the body is counted as it arrives and the request answered 413
     once past the limit: the client is stopped long before it has sent all of its 52 MB."""
     import httpx
@@ -190,7 +164,7 @@ def test_sessions_past_the_quota_are_refused_and_the_list_is_paged(tmp_path, mon
     assert c.post("/api/sessions", headers=one).status_code == 201  # room again
 
 
-def test_a_stream_whose_client_leaves_while_it_waits_is_cancelled(tmp_path, monkeypatch):
+def test_a_stream_whose_client_leaves_while_it_waits_is_cancelled(tmp_path, monkeypatch, serving):
     """With SWITCHBOARD_ON_DISCONNECT=cancel, over a real socket: a streamed request waiting
     behind a running turn, whose client closes the connection, never runs and is stored
     failed ("cancelled"); the running turn is not disturbed."""
