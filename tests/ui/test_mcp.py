@@ -149,3 +149,31 @@ async def test_a_malformed_call_is_an_error_result_and_the_server_goes_on(
     got = await client.call_tool(name, args)
     assert got.is_error and said.lower() in got.content[0].text.lower(), got.content
     assert len((await client.list_tools()).tools) >= 5  # still serving
+
+
+def test_over_streamable_http_the_token_is_required_and_the_tools_answer(
+    tmp_path, serving, red_circle
+):
+    """``switchboard mcp --http``'s app: 401 without the token; with it, the same tools."""
+    import anyio
+    import httpx
+    from mcp.client.streamable_http import streamable_http_client
+    from switchboard.agent.sdk import Agent
+    from switchboard.ui.mcp import http_app
+
+    scene, _ = red_circle
+    agent = Agent.load(home=tmp_path)
+
+    async def detect(url: str) -> object:
+        http = httpx.AsyncClient(headers={"Authorization": "Bearer tok"}, timeout=120)
+        async with Client(streamable_http_client(url, http_client=http)) as c:
+            names = [t.name for t in (await c.list_tools()).tools]
+            return names, await c.call_tool("detect", {"image": _b64(scene.image)})
+
+    with serving(http_app(agent, ["tok"])) as port:
+        url = f"http://127.0.0.1:{port}/mcp"
+        assert httpx.post(url, json={}).status_code == 401
+        names, got = anyio.run(detect, url)
+    agent.close()
+    assert names == ["detect", "edit", "segment", "track", "chat"]
+    assert not got.is_error and len(got.structured_content["xyxy"]) >= len(scene.objects) - 1

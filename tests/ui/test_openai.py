@@ -166,6 +166,37 @@ def test_a_conversation_keeps_its_session(client, segmented, red_circle, server)
         )
 
 
+def test_a_video_sent_as_an_mp4_data_url_is_tracked(client, tmp_path):
+    """An mp4 in an ``image_url`` part (what chat clients can send): the agent tracks the
+    object; the reply links the tracks' JSON, which downloads."""
+    from switchboard.core.media import Video, save_video
+    from switchboard.world.video import generate_video
+
+    clip = generate_video(5, num_frames=8)  # a red square and a cyan cross, bouncing
+    mp4 = save_video(Video(frames=clip.frames, fps=clip.fps), tmp_path / "c.mp4").read_bytes()
+    url = "data:video/mp4;base64," + base64.b64encode(mp4).decode()
+    reply = client.chat.completions.create(
+        model="switchboard",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "track the red square"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ],  # fmt: skip
+    )
+    turn = reply.model_extra["switchboard"]
+    assert [c["tool"] for c in turn["calls"]] == ["track"] and turn["outcome"] == "ok"
+    (track,) = turn["tracks"]
+    assert len(track["frames"]) >= 6
+    json_link = re.compile(r"\[boxes and tracks \(JSON\)\]\((http://[^)\s]+)\)")
+    (link,) = json_link.findall(reply.choices[0].message.content)
+    got = httpx.get(link)
+    assert got.status_code == 200 and got.json()["tracks"][0]["frames"] == track["frames"]
+
+
 def test_bad_requests_get_openai_errors(client, server):
     _, base = server
     remote = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
