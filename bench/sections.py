@@ -50,19 +50,19 @@ import numpy as np
 import typer
 
 SECTIONS = ("loads", "world", "perception", "edit", "router", "stages", "passes", "lazy",
-            "server", "hardening", "kernels", "scale")  # fmt: skip
+            "server", "hardening", "kernels", "scale", "integrations")  # fmt: skip
 # Repeats per section: the full run and the --quick pipeline check.
 FULL = {"world": 1000, "perception": 30, "clips": 3, "edit": 10, "router": 20, "stages": 4,
         "passes": 3, "lazy": 1, "clients": 8, "requests": 24, "kernels": 10,
-        "sequential": 200, "ray": 4}  # fmt: skip
+        "sequential": 200, "ray": 4, "openai": 12}  # fmt: skip
 QUICK = {"world": 50, "perception": 3, "clips": 1, "edit": 1, "router": 3, "stages": 1,
          "passes": 1, "lazy": 1, "clients": 2, "requests": 3, "kernels": 2,
-         "sequential": 21, "ray": 1}  # fmt: skip
+         "sequential": 21, "ray": 1, "openai": 1}  # fmt: skip
 # The aims the issues set for a latency or a memory figure (lower is better).
 AIMS = {"segment_call_ms": 150, "detect_frame_ms": 60, "track_frame_ms": 150,
         "perception_rss_mb": 1536, "edit_ms": 1500, "video_edit_s_per_frame": 0.5,
         "route_ms": 400, "one_call_turn_s": 1.5, "world_1000_s": 30,
-        "ray_turn_ratio": 1.10}  # fmt: skip
+        "ray_turn_ratio": 1.10, "openai_turn_ratio": 1.05}  # fmt: skip
 # The aims for a throughput ratio (higher is better).
 AIMS_UP = {"ray_replicas_ratio": 1.5, "concurrent_turns_ratio": 1.3}
 SPECIALISTS = ("segment", "detect", "track", "edit")
@@ -784,6 +784,89 @@ def _ray_turns(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
     return out
 
 
+def bench_integrations(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    """The same held-out turns (segment and detect requests with their image) over the native
+    route (``POST /api/sessions/{id}/messages``, a multipart upload; the session made before
+    the clock starts) and the OpenAI-compatible one (``/v1/chat/completions`` with the image
+    as a base64 data URL, through the ``openai`` client: the session made inside), one at a
+    time, alternating, on one server, both warmed first. What the route adds to a turn."""
+    import base64
+    import socket
+    import threading
+
+    import httpx
+    import openai
+    import uvicorn
+    from switchboard.core.media import encode_png
+    from switchboard.router.data import media_for
+    from switchboard.ui.server import create_app
+
+    token = "bench"
+    with tempfile.TemporaryDirectory() as home:
+        agent = _agent(home)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        app = create_app(agent, tokens=[token])
+        server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="error"))
+        threading.Thread(target=server.run, daemon=True).start()
+        while not server.started:
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        auth = {"Authorization": f"Bearer {token}"}
+        native = httpx.Client(base_url=url, headers=auth, timeout=300)
+        client = openai.OpenAI(base_url=url + "/v1", api_key=token, max_retries=0, timeout=300)
+
+        def by_native(text: str, png: bytes) -> tuple[float, str]:
+            sid = native.post("/api/sessions").json()["id"]
+            t0 = time.perf_counter()
+            r = native.post(f"/api/sessions/{sid}/messages", data={"text": text},
+                            files={"file": ("image.png", png, "image/png")})  # fmt: skip
+            seconds = time.perf_counter() - t0
+            r.raise_for_status()
+            return seconds, r.json()["text"]
+
+        def by_openai(text: str, png: bytes) -> tuple[float, str]:
+            image = "data:image/png;base64," + base64.b64encode(png).decode()
+            t0 = time.perf_counter()
+            reply = client.chat.completions.create(
+                model="switchboard",
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": text},
+                            {"type": "image_url", "image_url": {"url": image}},
+                        ],
+                    }
+                ],  # fmt: skip
+            )
+            seconds = time.perf_counter() - t0
+            return seconds, reply.choices[0].message.content.split("\n\n![")[0]
+
+        reqs = _requests(("segment", "detect"), n["openai"] // 2 + 1, offset=11_000)
+        work = [(r.text, encode_png(media_for(r)[0][0])) for r in reqs]
+        by_native(*work[0]), by_openai(*work[0])  # warm: models loaded, first paths taken
+        times: dict[str, list[float]] = {"native": [], "openai": []}
+        same = 0
+        for i, (text, png) in enumerate(work[1:]):
+            order = (by_native, by_openai) if i % 2 == 0 else (by_openai, by_native)
+            said = {}
+            for route in order:
+                seconds, said[route.__name__] = route(text, png)
+                times[route.__name__.removeprefix("by_")].append(seconds)
+            same += said["by_native"] == said["by_openai"]
+        server.should_exit = True
+        agent.close()
+    ratio = pct(times["openai"], 50) / pct(times["native"], 50)
+    out = {"turns": len(work) - 1, "tasks": ["segment", "detect"],
+           "native": _summary(times["native"]), "openai": _summary(times["openai"]),
+           "p50_ratio": round(ratio, 3), "same_replies": same}  # fmt: skip
+    log(f"{out['turns']} turns: native p50 {out['native']['p50_s']} s, OpenAI route "
+        f"{out['openai']['p50_s']} s (x{ratio:.3f}); same reply on {same}")  # fmt: skip
+    return out
+
+
 def bench_hardening(n: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
     """``switchboard serve`` in its own process under hostile probes (:mod:`.bench_hardening`)."""
     from .hardening import bench_hardening as run
@@ -804,6 +887,7 @@ _SECTIONS: dict[str, Callable[[dict[str, int], Callable[[str], None]], dict[str,
     "edit": bench_edit, "router": bench_router, "stages": bench_stages,
     "passes": bench_passes, "lazy": bench_lazy, "server": bench_server,
     "hardening": bench_hardening, "kernels": bench_kernels, "scale": bench_scale,
+    "integrations": bench_integrations,
 }  # fmt: skip
 
 
@@ -1275,6 +1359,21 @@ def _scale_markdown(res: dict[str, Any]) -> list[str]:
     ]
 
 
+def _integrations_markdown(res: dict[str, Any]) -> list[str]:
+    return [
+        "### The OpenAI-compatible route (`--only integrations`)",
+        "",
+        f"- {res['turns']} held-out turns ({', '.join(res['tasks'])}, each with its image), "
+        "one at a time, alternating between the native route (a multipart upload to "
+        "`/api/sessions/{id}/messages`) and `/v1/chat/completions` through the `openai` client "
+        f"(the image as a data URL): native {_s(res['native'])}, OpenAI route "
+        f"{_s(res['openai'])} — p50 **×{res['p50_ratio']:.3f}** "
+        f"({_aim(res['p50_ratio'], AIMS['openai_turn_ratio'], '×')}); the same reply on "
+        f"{res['same_replies']} of {res['turns']}.",
+        "",
+    ]
+
+
 def _at_once(slots: int) -> str:
     return "turns run one at a time" if slots == 1 else f"up to {slots} turns at once"
 
@@ -1291,6 +1390,7 @@ SECTION_MARKDOWN: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "server": _server_markdown,
     "hardening": _hardening_markdown,
     "scale": _scale_markdown,
+    "integrations": _integrations_markdown,
     "router": _router_markdown,
     "perception": _perception_markdown,
     "edit": _edit_markdown,
