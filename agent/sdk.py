@@ -286,6 +286,7 @@ class Agent:
         if recover not in ("now", "background"):
             raise ValueError(f"recover is 'now' or 'background', not {recover!r}")
         self._closing = threading.Event()
+        self._owns_checkpointer = False  # Agent.load sets it when it opened the checkpointer
         if recover == "background":
             self.recovery = threading.Thread(
                 target=self._recover_locked, daemon=True, name="switchboard-recover"
@@ -388,6 +389,7 @@ class Agent:
         store = Store(
             database, settings.artifacts or home / "artifacts", lease_s=settings.turn_lease_s
         )
+        made = "checkpointer" not in kw
         kw.setdefault("checkpointer", checkpointer_for(database, home))
         kw.setdefault("memory_budget_mb", settings.memory_budget_mb)
         kw.setdefault("concurrent_turns", settings.concurrent_turns)
@@ -412,7 +414,9 @@ class Agent:
         elif backend != "local":
             raise InvalidInputError(f"unknown backend {backend!r}: 'local' or 'ray'")
         policy = policy or RouterPolicy(with_signals=signals)
-        return cls(policy, registry, store, **kw)
+        agent = cls(policy, registry, store, **kw)
+        agent._owns_checkpointer = made  # its connection pool is closed with the agent
+        return agent
 
     # -- turns -------------------------------------------------------------------------------
     def chat(
@@ -790,10 +794,14 @@ class Agent:
         return [m for t in turns for m in t]
 
     def close(self) -> None:
-        """Stop renewing leases and shut the calls' thread pool down (waiting for running
-        calls). The store and the loaded models stay usable by whoever holds them."""
+        """Stop renewing leases, shut the calls' thread pool down (waiting for running calls)
+        and close the PostgreSQL checkpointer's connections when :meth:`load` opened them.
+        The store and the loaded models stay usable by whoever holds them."""
         self._closing.set()
         self.executor.shutdown(wait=True)
+        pool = getattr(self.checkpointer, "conn", None)  # PostgreSQL's: a pool of connections
+        if self._owns_checkpointer and type(pool).__name__ == "ConnectionPool":
+            pool.close()
 
     def __enter__(self) -> Agent:
         return self

@@ -647,3 +647,17 @@ def test_an_edited_video_is_stored_as_an_mp4_and_becomes_the_current_video(tmp_p
     # A follow-up without media works on the edited video; undo brings the upload back.
     agent.chat("how does it look?", session=turn.session)
     assert agent.undo(turn.session)["source"] == "upload"
+
+
+def test_closing_an_agent_on_postgresql_closes_the_checkpointers_connections(
+    tmp_path, postgres_url
+):
+    """``Agent.load`` on PostgreSQL opens a pool for LangGraph's saver; ``close`` closes it (a
+    process that makes agents one after another does not keep their connections)."""
+    agent = Agent.load(
+        home=tmp_path, database=postgres_url, policy=SegmentTheBox(), registry=Registry(BUILTINS)
+    )
+    pool = agent.checkpointer.conn
+    assert not pool.closed
+    agent.close()
+    assert pool.closed
