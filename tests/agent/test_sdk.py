@@ -5,6 +5,8 @@ router drives the real specialists end to end."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -246,28 +248,68 @@ TOOLS = textwrap.dedent("""
         return reg
 """)
 KILLED = TOOLS + textwrap.dedent("""
-    import sys
+    import json, os, signal, sys
     from switchboard.agent.sdk import Agent
     from switchboard.world.scene import generate_scene
 
-    database = sys.argv[2] if len(sys.argv) > 2 else None
-    Agent.load(home=sys.argv[1], database=database, policy=Policy(), registry=registry()).chat(
-        "invert, then hang", image=generate_scene(1).image)
+    # Imported once: each line (a home, a database) forks a process of its own that runs the
+    # turn (its pid printed first; it prints RUNNING in its second call); the kernel reaps them.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    while line := sys.stdin.readline():
+        home, database = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            try:
+                Agent.load(home=home, database=database, policy=Policy(),
+                           registry=registry()).chat("invert, then hang",
+                                                     image=generate_scene(1).image)
+            except BaseException:
+                import traceback
+                traceback.print_exc()
+            print("ENDED", flush=True)  # never hung: the test reads this, not RUNNING
+            os._exit(1)
+        print(pid, flush=True)
 """)
 
 
-def _kill_mid_turn(home, database: str | None = None) -> None:
-    """Run a turn in another process and SIGKILL it while its second call hangs."""
+@pytest.fixture(scope="module")
+def killable():
+    """A process that imports KILLED's modules once and forks the process of each turn to
+    kill, so no test waits for a fresh interpreter's imports."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", KILLED, str(home), *([database] if database else [])],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-c", KILLED], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
+    yield proc
+    proc.kill()
+    proc.wait(timeout=30)
+    proc.stdin.close()
+    proc.stdout.close()
+
+
+def _alive(pid: int) -> bool:
     try:
-        assert proc.stdout.readline().strip() == "RUNNING"  # the turn is in its second call
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _kill_mid_turn(killable, home, database: str | None = None) -> None:
+    """Run a turn in another process (forked by ``killable``) and SIGKILL it while its second
+    call hangs."""
+    killable.stdin.write(json.dumps([str(home), database]) + "\n")
+    killable.stdin.flush()
+    pid = int(killable.stdout.readline())
+    try:
+        assert killable.stdout.readline().strip() == "RUNNING"  # the turn is in its second call
     finally:
-        proc.kill()
-        proc.wait(timeout=30)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _alive(pid):  # gone once the kernel has reaped it
+            assert time.monotonic() < deadline, "the turn's process did not die"
+            time.sleep(0.01)
     if database:
         from sqlalchemy import create_engine, text
 
@@ -287,8 +329,8 @@ def _tools():
     return space
 
 
-def test_a_turn_cut_off_by_a_killed_process_resumes_from_its_checkpoint(tmp_path):
-    _kill_mid_turn(tmp_path)
+def test_a_turn_cut_off_by_a_killed_process_resumes_from_its_checkpoint(tmp_path, killable):
+    _kill_mid_turn(killable, tmp_path)
     tools = _tools()
     agent = Agent.load(home=tmp_path, policy=tools["Policy"](), registry=tools["registry"]())
     assert agent.recovered == 1 and len(agent.resumed) == 1
@@ -310,7 +352,7 @@ def test_a_turn_cut_off_by_a_killed_process_resumes_from_its_checkpoint(tmp_path
 
 
 def test_on_postgresql_a_running_replica_resumes_the_turn_of_one_that_was_killed(
-    tmp_path, postgres_url
+    tmp_path, postgres_url, killable
 ):
     """Two agent processes share a PostgreSQL store and checkpointer. One is killed in the
     middle of a turn; the other, already serving, claims the turn (its runner is dead) and
@@ -331,7 +373,7 @@ def test_on_postgresql_a_running_replica_resumes_the_turn_of_one_that_was_killed
     try:
         replica.recovery.join(60)
         assert replica.recovered == 0  # nothing to resume yet
-        _kill_mid_turn(tmp_path, postgres_url)
+        _kill_mid_turn(killable, tmp_path, postgres_url)
         deadline = time.monotonic() + 60
         while replica.recovered != 1:  # its lease loop looks every half second
             assert time.monotonic() < deadline, "the turn was not resumed"
@@ -350,8 +392,8 @@ def test_on_postgresql_a_running_replica_resumes_the_turn_of_one_that_was_killed
         replica.close()
 
 
-def test_a_cut_off_turn_without_a_checkpoint_is_run_again_once_from_its_request(tmp_path):
-    _kill_mid_turn(tmp_path)
+def test_a_cut_off_turn_without_a_checkpoint_is_run_again_once_from_its_request(tmp_path, killable):
+    _kill_mid_turn(killable, tmp_path)
     (tmp_path / "checkpoints.db").unlink()  # e.g. a home moved without its checkpoints
     for extra in ("checkpoints.db-wal", "checkpoints.db-shm"):
         (tmp_path / extra).unlink(missing_ok=True)
@@ -367,10 +409,10 @@ def test_a_cut_off_turn_without_a_checkpoint_is_run_again_once_from_its_request(
     assert np.array_equal(image, generate_scene(1).image)
 
 
-def test_a_server_resumes_interrupted_turns_in_the_background(tmp_path):
+def test_a_server_resumes_interrupted_turns_in_the_background(tmp_path, killable):
     """``recover="background"``: the agent is usable at once; the interrupted turn is resumed
     on a thread that holds the turn lock, so a new turn runs after it."""
-    _kill_mid_turn(tmp_path)
+    _kill_mid_turn(killable, tmp_path)
     tools = _tools()
     agent = Agent.load(
         home=tmp_path, policy=tools["Policy"](), registry=tools["registry"](), recover="background"
@@ -382,8 +424,8 @@ def test_a_server_resumes_interrupted_turns_in_the_background(tmp_path):
     assert [t["status"] for t in agent.history(session["id"])] == ["done"]
 
 
-def test_a_turn_that_died_on_its_rerun_is_marked_failed_and_kept(tmp_path):
-    _kill_mid_turn(tmp_path)
+def test_a_turn_that_died_on_its_rerun_is_marked_failed_and_kept(tmp_path, killable):
+    _kill_mid_turn(killable, tmp_path)
     (tmp_path / "checkpoints.db").unlink()
     for extra in ("checkpoints.db-wal", "checkpoints.db-shm"):
         (tmp_path / extra).unlink(missing_ok=True)

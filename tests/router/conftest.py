@@ -32,3 +32,15 @@ def smollm(llm_home):
     t0 = time.perf_counter()
     tok, model = load_llm()
     return tok, model, time.perf_counter() - t0
+
+
+@pytest.fixture(scope="session")
+def committed_router(smollm):
+    """The committed router-tiny as ``Router.load`` gives it (fp16 decoding after an fp32
+    prefill), loaded once for the modules that only route with it (a load merges the adapter
+    and casts a copy: ~12 s on 2 cores). A test that needs a fresh router's state sets
+    ``router._last = None`` (no KV prefix to reuse from an earlier route)."""
+    from switchboard.router.inference import Router
+    from switchboard.specialists import default_registry
+
+    return Router.load(registry=default_registry())

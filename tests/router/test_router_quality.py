@@ -23,13 +23,57 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def _key(item) -> str:
+    """An item's identity as the router sees it: its messages and media."""
+    import hashlib
+    import json
+
+    h = hashlib.blake2b(json.dumps([item.messages, item.frame_index]).encode())
+    for a in [*item.images, *item.regions]:
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 @pytest.fixture(scope="module")
-def result(smollm):
+def evaluated(committed_router):
+    """evaluate_router on N held-out requests, and each item's fp16-decoded token ids (by
+    :func:`_key`): the half-width test compares these replies to fp32's instead of decoding
+    them again (the first 21 of its 23 items are the first 21 here, routed in the same order
+    from a fresh router, as the test did itself)."""
     from switchboard.evals.router import evaluate_router
-    from switchboard.router.inference import Router
+
+    router = committed_router
+    decoded: dict[str, list[int]] = {}
+    route_item = router.route_item
+
+    def recorded(item, **kw):
+        reply, d = route_item(item, **kw)
+        decoded[_key(item)] = list(d.token_ids)
+        return reply, d
+
+    router._last = None
+    router.route_item = recorded
+    try:
+        result = evaluate_router(router, "test", n=N)
+    finally:
+        del router.route_item
+    return result, decoded
+
+
+@pytest.fixture(scope="module")
+def result(evaluated):
+    return evaluated[0]
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    """eval_items("test", 12): the half-width and batched tests' items, generated once (the
+    object lists run the detector on every image)."""
+    from switchboard.evals.router import eval_items
     from switchboard.specialists import default_registry
 
-    return evaluate_router(Router.load(registry=default_registry()), "test", n=N)
+    return eval_items("test", 12, default_registry())
 
 
 def test_every_reply_is_a_valid_reply(result):
@@ -44,15 +88,14 @@ def test_committed_router_calls_the_right_tools_on_unseen_phrasings(result):
     assert result["argument_accuracy"] >= ARGS
 
 
-def test_later_routes_of_a_turn_reuse_the_earlier_prefix(smollm):
+def test_later_routes_of_a_turn_reuse_the_earlier_prefix(committed_router):
     """The second route of a turn (request + call + observation) prefills only what is new
     after the first route's cached prefix, and replies as a fresh router does."""
     from switchboard.router.data import items_for
-    from switchboard.router.inference import Router
-    from switchboard.specialists import default_registry
     from switchboard.world.requests import make_request
 
-    router = Router.load(registry=default_registry())
+    router = committed_router
+    router._last = None  # as loaded: no earlier route to reuse
     first, second = items_for(make_request(1_010_003, "test", "segment"), router.registry)[:2]
     r1, d1 = router.route_item(first)
     assert d1.reused == 0
@@ -72,43 +115,56 @@ def test_later_routes_of_a_turn_reuse_the_earlier_prefix(smollm):
     assert d4.reused == 0
 
 
-def test_half_width_decoding_replies_as_fp32_does(smollm):
+def test_half_width_decoding_replies_as_fp32_does(
+    committed_router, evaluated, held_out, monkeypatch
+):
     """Router.load decodes in fp16 after an fp32 prefill (SWITCHBOARD_ROUTER_DECODE). On held-out
     items its replies are the fp32 decoder's, token for token, but for near-ties (measured 37 of
-    38 on eval_items("test", 20): one grounding answer's box), and every call stays valid."""
-    from switchboard.evals.router import eval_items
+    38 on eval_items("test", 20): one grounding answer's box), and every call stays valid.
+    The fp16 replies are the ones the module's evaluation decoded (``evaluated``), where it
+    routed the same item; the others are decoded here. The fp32 router is loaded on the
+    committed weights already in memory (the fp16 router's merged fp32 model, which it only
+    reads): the same weights as from disk, without a second load and merge."""
     from switchboard.router.inference import Router
-    from switchboard.specialists import default_registry
+    from switchboard.router.model import RouterModel
 
-    reg = default_registry()
-    half = Router.load(registry=reg)
+    reg = committed_router.registry
+    half, (_, fp16_ids) = committed_router, evaluated
+    loaded: list[str] = []
+
+    def from_pretrained(folder, *args, **kwargs):
+        loaded.append(str(folder))
+        return half.model
+
+    monkeypatch.setattr(RouterModel, "from_pretrained", from_pretrained)
     full = Router.load(registry=reg, decode="float32")
+    assert len(loaded) == 1 and full.model.llm is half.model.llm
     assert half.step_llm.get_input_embeddings().weight.dtype == torch.float16
     assert full.step_llm is None
     with pytest.raises(ValueError, match="decode must be one of"):
         Router.load(registry=reg, decode="int4")
-    items = eval_items("test", 12, reg)[:24]
+    items = held_out[:24]
     same = 0
     for item in items:
-        (_, d16), (_, d32) = half.route_item(item), full.route_item(item)
-        same += d16.token_ids == d32.token_ids
+        d16 = fp16_ids.get(_key(item))
+        if d16 is None:
+            d16 = half.route_item(item)[1].token_ids
+        same += d16 == full.route_item(item)[1].token_ids
     assert same / len(items) >= 0.9, f"{same} of {len(items)} replies identical"
 
 
-def test_routes_asked_at_once_are_decoded_together_and_reply_as_alone(smollm):
+def test_routes_asked_at_once_are_decoded_together_and_reply_as_alone(
+    committed_router, held_out, monkeypatch
+):
     """Concurrent turns' routes wait while one decodes, then decode as one batch (one forward
     pass per step for all). On held-out items each batched reply is the one decoded alone,
     token for token (measured 16 of 16 on eval_items("test", 12)[:16]), with the same calls
     and signal embeddings up to fp16 rounding."""
     import threading
 
-    from switchboard.evals.router import eval_items
-    from switchboard.router.inference import Router
-    from switchboard.specialists import default_registry
-
-    reg = default_registry()
-    router = Router.load(registry=reg)
-    items = eval_items("test", 12, reg)[:8]
+    router = committed_router
+    router._last = None  # as loaded
+    items = held_out[:8]
     hybrid = router.heads is not None
     alone = [router.route_item(it, with_signals=hybrid and bool(it.images)) for it in items]
     batches: list[int] = []
@@ -118,7 +174,7 @@ def test_routes_asked_at_once_are_decoded_together_and_reply_as_alone(smollm):
         batches.append(len(prompts))
         return decode(llm, prompts, *a, **kw)
 
-    router.decoder.generate_batch = counted
+    monkeypatch.setattr(router.decoder, "generate_batch", counted)
     together: list = [None] * len(items)
     start = threading.Barrier(len(items))
 

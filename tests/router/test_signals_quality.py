@@ -32,13 +32,11 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def routed(smollm):
+def routed(committed_router):
     from switchboard.evals.signals import _segment_items
-    from switchboard.router.inference import Router
-    from switchboard.specialists import default_registry
 
-    reg = default_registry()
-    router = Router.load(registry=reg)
+    router = committed_router
+    reg = router.registry
     items = _segment_items("test", N, N_MISSED, reg)
     routed = [(it, *router.route_item(it.item, with_signals=True)) for it in items]
     return reg, routed, router

@@ -2,12 +2,15 @@
 while it waits for another turn, during a call, between two calls, while its reply is written —
 then a new server on the same home: every request that was answered 200 is in the store and
 ends ``done`` or ``failed`` with a reason, nothing stays pending, and SQLite's integrity check
-passes. The server is the real app over a real Agent in a child process, with a scripted
-policy and a specialist that sleeps (so the moments can be hit)."""
+passes. The server is the real app over a real Agent in a process of its own (forked from
+one that imported the modules once), with a scripted policy and a specialist that sleeps (so
+the moments can be hit). The five moments run at the same time, each on its own home."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -26,7 +29,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 SERVER = textwrap.dedent(
     """
-    import sys, time
+    import json, os, signal, sys, time
     import uvicorn
     from pydantic import BaseModel
     from switchboard.agent.graph import Step
@@ -62,19 +65,60 @@ SERVER = textwrap.dedent(
                 return Step(calls=[HybridCall(tool="sleepy", args={"seconds": 0.2})])
             return Step(text="Finished.")
 
-    reg = Registry(BUILTINS)
-    reg.register(Sleepy)
-    agent = Agent.load(home=sys.argv[1], policy=Policy(), registry=reg, recover="background")
-    uvicorn.run(create_app(agent, tokens=[sys.argv[3]]), host="127.0.0.1",
-                port=int(sys.argv[2]), log_level="error")
+    # Imported once: each line asks for a server (a home and a port), forked off as a process
+    # of its own (its pid printed), which the test kills; the kernel reaps them.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    while line := sys.stdin.readline():
+        home, port = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.dup2(2, 1)  # its stdout is not the pids' pipe
+            reg = Registry(BUILTINS)
+            reg.register(Sleepy)
+            agent = Agent.load(home=home, policy=Policy(), registry=reg, recover="background")
+            uvicorn.run(create_app(agent, tokens=[sys.argv[1]]), host="127.0.0.1", port=port,
+                        log_level="error")
+            os._exit(0)
+        print(pid, flush=True)
 """
 )
 
 
+class Servers:
+    """One process that imports the server's modules once, then forks a server process per
+    :meth:`start` (a fresh process of its own on a home and a port: killed with SIGKILL)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER, TOKEN],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def start(self, home: Path, port: int) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        with self.lock:
+            self.proc.stdin.write(json.dumps([str(home), port]) + "\n")
+            self.proc.stdin.flush()
+            return int(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
 class Child:
-    def __init__(self, home: Path, port: int) -> None:
+    """A server process serving ``home`` on ``port`` (forked by ``servers``)."""
+
+    def __init__(self, servers: Servers, home: Path, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER, str(home), str(port), TOKEN])
+        self.pid = servers.start(home, port)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -82,11 +126,23 @@ class Child:
                     return
             except httpx.HTTPError:
                 time.sleep(0.05)
+        self.kill()
         raise AssertionError("the server did not start")
 
+    def alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
     def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(30)
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while self.alive():  # gone once the kernel has reaped it
+            assert time.monotonic() < deadline, "the server did not die"
+            time.sleep(0.01)
 
 
 class Stream:
@@ -190,33 +246,68 @@ MOMENTS = {"before acceptance": _before_acceptance, "waiting in the queue": _wai
            "while writing the reply": _writing_the_reply}  # fmt: skip
 
 
-@pytest.mark.parametrize("moment", list(MOMENTS))
-def test_a_killed_server_loses_no_answered_request(tmp_path, moment):
+def _crash(servers: Servers, home: Path, moment: str) -> dict:
+    """``moment`` on a fresh ``home``: a server serves it and is killed, then a new server
+    serves it; what the new server says of every request sent, and the store's own checks."""
     port = _port()
-    child = Child(tmp_path, port)
+    child = again = None
     try:
-        sent = MOMENTS[moment](child)
-    finally:
-        if child.proc.poll() is None:
+        child = Child(servers, home, port)
+        try:
+            sent = MOMENTS[moment](child)
+        finally:
             child.kill()
-    again = Child(tmp_path, port)
-    try:
+        again = Child(servers, home, port)
         deadline = time.monotonic() + 60
         while httpx.get(again.url + "/api/health").json()["recovering"]:
             assert time.monotonic() < deadline, "recovery did not end"
             time.sleep(0.1)
-        for sid, stream in sent:
-            turns = httpx.get(f"{again.url}/api/sessions/{sid}", headers=AUTH).json()["turns"]
-            if stream is None or stream.status != 200:
-                assert all(t["status"] in ("done", "failed") for t in turns), turns
-                continue
-            (turn,) = turns  # answered 200: stored, and finished one way or the other
-            assert turn["status"] in ("done", "failed"), turn
-            assert turn["status"] == "done" or turn["error"], turn
+        turns = {
+            sid: httpx.get(f"{again.url}/api/sessions/{sid}", headers=AUTH).json()["turns"]
+            for sid, _ in sent
+        }
     finally:
-        again.kill()
-    db = sqlite3.connect(tmp_path / "switchboard.db")
-    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    assert db.execute("select count(*) from turns where status = 'pending'").fetchone() == (0,)
+        for server in (child, again):
+            if server is not None:
+                server.kill()
+    db = sqlite3.connect(home / "switchboard.db")
+    integrity = db.execute("PRAGMA integrity_check").fetchone()
+    pending = db.execute("select count(*) from turns where status = 'pending'").fetchone()
     db.close()
+    return {"sent": sent, "turns": turns, "integrity": integrity, "pending": pending}
+
+
+@pytest.fixture(scope="module")
+def crashes(tmp_path_factory):
+    """Every moment at once, each on its own home and port with its own two server processes
+    (they share nothing; each mostly waits on its turns' sleeps): moment → the future of
+    :func:`_crash`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    servers = Servers()
+    try:
+        with ThreadPoolExecutor(len(MOMENTS)) as pool:
+            futures = {
+                moment: pool.submit(_crash, servers, tmp_path_factory.mktemp("crash"), moment)
+                for moment in MOMENTS
+            }
+    finally:
+        servers.close()
+    return futures
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_a_killed_server_loses_no_answered_request(crashes, moment):
+    got = crashes[moment].result()  # the moment's own failure, raised here
+    for sid, stream in got["sent"]:
+        turns = got["turns"][sid]
+        if stream is None or stream.status != 200:
+            assert all(t["status"] in ("done", "failed") for t in turns), turns
+            continue
+        (turn,) = turns  # answered 200: stored, and finished one way or the other
+        assert turn["status"] in ("done", "failed"), turn
+        assert turn["status"] == "done" or turn["error"], turn
+    assert got["integrity"] == ("ok",)
+    assert got["pending"] == (0,)
+    sent = got["sent"]
     print(f"\n{moment}: " + json.dumps([[s.status, s.events] if s else None for _, s in sent]))
