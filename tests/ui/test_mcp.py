@@ -67,11 +67,13 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 async def test_every_specialist_is_a_tool_with_its_schema(client, installed_plugin):
     from switchboard.agent.tools import AGENT_TOOLS
-    from switchboard.specialists import default_registry
+    from switchboard.core import Registry
+    from switchboard.specialists import BUILTINS
     from switchboard.ui.mcp import tool_schema
 
     listed = {t.name: t for t in (await client.list_tools()).tools}
-    registry = default_registry()
+    registry = Registry(BUILTINS)  # what the server's process finds: built-ins + entry points
+    registry.load_entry_points()
     assert "blur" in registry.names()  # the example plugin, found by its entry point
     specialists = [n for n in registry.names() if n not in AGENT_TOOLS]  # not undo/redo
     assert set(listed) == {*specialists, "chat"}
