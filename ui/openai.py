@@ -166,7 +166,14 @@ def conversation_key(said: list[_Said]) -> str:
 def openai_routes(ctx: Any) -> APIRouter:
     """``/v1/models`` and ``/v1/chat/completions`` over the server's agent (``ctx``: the
     native routes' :class:`~switchboard.ui.server._Server`)."""
-    from .server import MAX_TEXT, _cleanup, _turn_json, start_turn, strict_json, turn_events
+    from .server import (
+        MAX_TEXT,
+        _turn_json,
+        accept_turn,
+        start_turn,
+        strict_json,
+        turn_events,
+    )
 
     router = APIRouter(prefix="/v1", tags=["openai"])
     owner, metered = ctx.owner, ctx.metered
@@ -228,16 +235,8 @@ def openai_routes(ctx: Any) -> APIRouter:
             if url is None and new:  # a history sent to a new session: its newest media
                 url = next((m.media[-1] for m in reversed(said) if m.media), None)
             kw = {} if url is None else await _media(ctx, request, url, who)
-
-            def accept() -> Any:
-                try:
-                    return ctx.agent.accept(
-                        last.text, session=session, owner=who, region=body.region, **kw
-                    )
-                finally:
-                    _cleanup(kw)
-
-            accepted = await asyncio.to_thread(accept)
+            kw["region"] = body.region
+            accepted = await accept_turn(ctx, last.text, session, who, kw)
         except BaseException:
             ctx.queue.leave()
             raise

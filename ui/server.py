@@ -397,15 +397,8 @@ def _message_routes(ctx: _Server) -> APIRouter:
         ctx.queue.enter()
         try:
             kw = await _accept(ctx, session_id, text, file, region, who)
-
-            def run() -> Any:
-                try:  # stored as a pending turn before waiting: a restart runs it if we die
-                    accepted = ctx.agent.accept(text, session=session_id, owner=who, **kw)
-                finally:
-                    _cleanup(kw)
-                return ctx.agent.run(accepted)  # waits for a turn slot
-
-            turn = await asyncio.to_thread(run)
+            accepted = await accept_turn(ctx, text, session_id, who, kw)
+            turn = await asyncio.to_thread(ctx.agent.run, accepted)  # waits for a turn slot
         finally:
             ctx.queue.leave()
         return _turn_json(ctx.agent, turn, who)
@@ -424,16 +417,8 @@ def _message_routes(ctx: _Server) -> APIRouter:
         ctx.queue.enter()
         try:
             kw = await _accept(ctx, session_id, text, file, region, who)
-
-            def accept() -> Any:
-                try:
-                    return ctx.agent.accept(text, session=session_id, owner=who, **kw)
-                finally:
-                    _cleanup(kw)
-
-            # Checked and stored as a pending turn before the 200 and the wait for the turn
-            # lock: bad input is a plain 422, and an answered request survives our death.
-            accepted = await asyncio.to_thread(accept)
+            # Before the 200: bad input is a plain 422.
+            accepted = await accept_turn(ctx, text, session_id, who, kw)
         except BaseException:
             ctx.queue.leave()
             raise
@@ -450,6 +435,22 @@ def _message_routes(ctx: _Server) -> APIRouter:
         return StreamingResponse(body(), media_type="text/event-stream")
 
     return router
+
+
+async def accept_turn(
+    ctx: _Server, text: str, session: str, who: str | None, kw: dict[str, Any]
+) -> Any:
+    """Check the request and store it as a pending turn (``Agent.accept``, on a thread) before
+    any wait for a turn slot: an answered request survives our death. ``kw``: the chat
+    keywords (media, region); an uploaded video's file is deleted after."""
+
+    def accept() -> Any:
+        try:
+            return ctx.agent.accept(text, session=session, owner=who, **kw)
+        finally:
+            _cleanup(kw)
+
+    return await asyncio.to_thread(accept)
 
 
 def start_turn(ctx: _Server, accepted: Any, who: str | None) -> asyncio.Queue[Any]:

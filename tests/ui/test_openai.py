@@ -34,10 +34,13 @@ def _data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode()
 
 
-def _ask(text: str, image: np.ndarray | None = None) -> dict:
+def _ask(text: str, image: np.ndarray | None = None, url: str | None = None) -> dict:
+    """A user message: ``text`` and an ``image_url`` part (``image`` as a data URL, or
+    ``url``) when given."""
     content = [{"type": "text", "text": text}]
-    if image is not None:
-        content.append({"type": "image_url", "image_url": {"url": _data_url(image)}})
+    url = _data_url(image) if image is not None else url
+    if url is not None:
+        content.append({"type": "image_url", "image_url": {"url": url}})
     return {"role": "user", "content": content}
 
 
@@ -176,16 +179,7 @@ def test_a_video_sent_as_an_mp4_data_url_is_tracked(client, tmp_path):
     mp4 = save_video(Video(frames=clip.frames, fps=clip.fps), tmp_path / "c.mp4").read_bytes()
     url = "data:video/mp4;base64," + base64.b64encode(mp4).decode()
     reply = client.chat.completions.create(
-        model="switchboard",
-        messages=[
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "track the red square"},
-                    {"type": "image_url", "image_url": {"url": url}},
-                ],
-            }
-        ],  # fmt: skip
+        model="switchboard", messages=[_ask("track the red square", url=url)]
     )
     turn = reply.model_extra["switchboard"]
     assert [c["tool"] for c in turn["calls"]] == ["track"] and turn["outcome"] == "ok"
@@ -199,37 +193,20 @@ def test_a_video_sent_as_an_mp4_data_url_is_tracked(client, tmp_path):
 
 def test_bad_requests_get_openai_errors(client, server):
     _, base = server
-    remote = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(
-            model="switchboard",
-            messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}, remote]}],
+            model="switchboard", messages=[_ask("hi", url="https://example.com/cat.png")]
         )
     assert err.value.status_code == 400 and err.value.code == "remote_url_not_supported"
     assert "fetches no URLs" in err.value.message
     urls = ("data:image/png;base64,@@@", "data:image/png,notbase64", "data:text/plain;base64,aGk=")
     for url in urls:
-        bad = {"type": "image_url", "image_url": {"url": url}}
         with pytest.raises(openai.BadRequestError) as err:
-            client.chat.completions.create(
-                model="switchboard",
-                messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}, bad]}],
-            )
+            client.chat.completions.create(model="switchboard", messages=[_ask("hi", url=url)])
         assert err.value.body["type"] == "invalid_request_error", url
     broken = "data:image/png;base64," + base64.b64encode(b"\x89PNG not really").decode()
     with pytest.raises(openai.BadRequestError, match="not an image I can read"):
-        client.chat.completions.create(
-            model="switchboard",
-            messages=[
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "text", "text": "hi"},
-                        {"type": "image_url", "image_url": {"url": broken}},
-                    ],
-                }
-            ],  # fmt: skip
-        )
+        client.chat.completions.create(model="switchboard", messages=[_ask("hi", url=broken)])
     with pytest.raises(openai.NotFoundError) as err:
         client.chat.completions.create(model="gpt-4o", messages=[_ask("hi")])
     assert err.value.code == "model_not_found"
