@@ -512,7 +512,9 @@ def _artifact_routes(ctx: _Server) -> APIRouter:
     @router.get("/{sha256}")
     def artifact(
         sha256: str,
-        sig: str | None = Query(None, max_length=64, description="a signed link's signature"),
+        sig: str | None = Query(
+            None, pattern="^[0-9a-f]{1,64}$", description="a signed link's signature"
+        ),
         credentials: HTTPAuthorizationCredentials | None = Security(BEARER),
     ) -> Response:
         """An artifact's bytes, for its owner's token — or for a link the server signed for it

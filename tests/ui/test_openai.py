@@ -103,6 +103,7 @@ def test_an_image_turn_links_a_mask_that_downloads(segmented, red_circle, server
     bare = url.split("?")[0]
     assert httpx.get(bare).status_code == 401  # no token, no signature
     assert httpx.get(bare + "?sig=" + "0" * 32).status_code == 401
+    assert httpx.get(bare + "?sig=é").status_code == 422  # not a signature at all
     assert httpx.get(bare, headers={"Authorization": f"Bearer {B}"}).status_code == 404
 
 
