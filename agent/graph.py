@@ -654,6 +654,15 @@ def postgres_checkpointer(url: str) -> Any:
     return saver
 
 
+def close_checkpointer(saver: Any) -> None:
+    """Close the connections :func:`postgres_checkpointer` opened (its pool); the SQLite
+    saver's single connection stays open (the store and its readers may still use the file)."""
+    from psycopg_pool import ConnectionPool
+
+    if isinstance(getattr(saver, "conn", None), ConnectionPool):
+        saver.conn.close()
+
+
 def checkpointer_for(database: str, home: Path) -> Any:
     """The checkpointer beside a store: on the same PostgreSQL database when the store's URL
     is one (shared by every replica), else LangGraph's SQLite saver in

@@ -159,7 +159,7 @@ class SpecialistServer:
 
     def _under_lock(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         # a method drives the same model as a call (a plugin may lack the lock until then)
-        with self.specialist.__dict__.setdefault("lock", threading.RLock()):
+        with self.specialist.model_lock():
             return fn(*args, **kwargs)
 
     async def attribute(self, name: str) -> Any:

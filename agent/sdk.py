@@ -43,6 +43,7 @@ from .graph import (
     TurnCancelled,
     build_graph,
     checkpointer_for,
+    close_checkpointer,
     restore_media,
 )
 from .store import Store, turn_outcome
@@ -389,8 +390,9 @@ class Agent:
         store = Store(
             database, settings.artifacts or home / "artifacts", lease_s=settings.turn_lease_s
         )
-        made = "checkpointer" not in kw
-        kw.setdefault("checkpointer", checkpointer_for(database, home))
+        made = "checkpointer" not in kw  # opened here (and closed with the agent), else given
+        if made:
+            kw["checkpointer"] = checkpointer_for(database, home)
         kw.setdefault("memory_budget_mb", settings.memory_budget_mb)
         kw.setdefault("concurrent_turns", settings.concurrent_turns)
         registry = registry or default_registry()
@@ -799,9 +801,8 @@ class Agent:
         The store and the loaded models stay usable by whoever holds them."""
         self._closing.set()
         self.executor.shutdown(wait=True)
-        pool = getattr(self.checkpointer, "conn", None)  # PostgreSQL's: a pool of connections
-        if self._owns_checkpointer and type(pool).__name__ == "ConnectionPool":
-            pool.close()
+        if self._owns_checkpointer:
+            close_checkpointer(self.checkpointer)
 
     def __enter__(self) -> Agent:
         return self
@@ -867,9 +868,6 @@ def _decode_input(kind: str, data: bytes) -> Any:
 def _video_bytes(source: Any, video: Video) -> bytes:
     if isinstance(source, str | Path) and Path(source).is_file():
         return Path(source).read_bytes()
-    import tempfile
+    from switchboard.core.media import encode_mp4
 
-    from switchboard.core.media import save_video
-
-    with tempfile.TemporaryDirectory() as tmp:
-        return save_video(video, Path(tmp) / "video.mp4").read_bytes()
+    return encode_mp4(video)

@@ -578,23 +578,14 @@ def _serve_load(agent: Any, clients: int, requests: int) -> dict[str, Any]:
     """``agent`` behind the HTTP server on a free loopback port; ``clients`` threads share
     ``requests`` held-out segment turns (each with its image, via the SDK's ``Client``) while
     one more thread polls ``/api/health``. Turn latency, turns per second, errors."""
-    import socket
     import threading
 
     import httpx
-    import uvicorn
     from switchboard.agent.client import Client
     from switchboard.router.data import media_for
     from switchboard.ui.server import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(agent), port=port, log_level="error"))
-    threading.Thread(target=server.run, daemon=True).start()
-    url = f"http://127.0.0.1:{port}"
-    while not server.started:
-        time.sleep(0.05)
+    url, server = _start_server(create_app(agent))
     work = _requests(("segment",), requests, offset=9_000)
     Client(url).chat(work[0].text, image=media_for(work[0])[0][0])  # warm the specialists
     done = threading.Event()
@@ -635,6 +626,24 @@ def _serve_load(agent: Any, clients: int, requests: int) -> dict[str, Any]:
         "health_p95_ms": round(1000 * pct(health, 95), 1),
         "wall_s": round(wall, 1),
     }  # fmt: skip
+
+
+def _start_server(app: Any) -> tuple[str, Any]:
+    """``app`` under uvicorn on a free loopback port, in a thread: its URL, and the server
+    (``should_exit = True`` stops it)."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server
 
 
 def _clients(
@@ -792,12 +801,9 @@ def bench_integrations(n: dict[str, int], log: Callable[[str], None]) -> dict[st
     as a base64 data URL, through the ``openai`` client: the session made inside), one at a
     time, alternating, on one server, both warmed first. What the route adds to a turn."""
     import base64
-    import socket
-    import threading
 
     import httpx
     import openai
-    import uvicorn
     from switchboard.core.media import encode_png
     from switchboard.router.data import media_for
     from switchboard.ui.server import create_app
@@ -805,15 +811,7 @@ def bench_integrations(n: dict[str, int], log: Callable[[str], None]) -> dict[st
     token = "bench"
     with tempfile.TemporaryDirectory() as home:
         agent = _agent(home)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        app = create_app(agent, tokens=[token])
-        server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="error"))
-        threading.Thread(target=server.run, daemon=True).start()
-        while not server.started:
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
+        url, server = _start_server(create_app(agent, tokens=[token]))
         auth = {"Authorization": f"Bearer {token}"}
         native = httpx.Client(base_url=url, headers=auth, timeout=300)
         client = openai.OpenAI(base_url=url + "/v1", api_key=token, max_retries=0, timeout=300)

@@ -343,6 +343,38 @@ def _decode_frames(path: Path, meta: dict[str, Any]) -> np.ndarray:
     return out[:n] if n == len(out) else out[:n].copy()
 
 
+def encode_mp4(video: Video) -> bytes:
+    """A video as mp4 bytes (H.264 at its fps)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return save_video(video, Path(tmp) / "video.mp4").read_bytes()
+
+
+_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[^;,]*)*)(;base64)?,(.*)$", re.S)
+
+
+def decode_base64(value: Any, what: str = "the data") -> tuple[str | None, bytes]:
+    """``(media type or None, bytes)`` of a base64 ``data:`` URL or of bare base64;
+    :class:`InvalidInputError` for anything else (a data URL that is not base64, bad base64)."""
+    import binascii
+
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"{what} must be a base64 string or a data: URL")
+    kind = None
+    if value.startswith("data:"):
+        found = _DATA_URL.match(value)
+        if found is None or not found.group(3):
+            raise InvalidInputError(
+                f"{what} is not a base64 data URL (data:<media type>;base64,<data>)"
+            )
+        kind, value = (found.group(1) or "").lower() or None, found.group(4)
+    try:
+        return kind, base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInputError(f"{what} is not valid base64") from None
+
+
 def save_video(video: Video, path: str | Path) -> Path:
     """Write a video as mp4, gif, or a folder of PNG frames (a path without a suffix)."""
     import imageio.v3 as iio

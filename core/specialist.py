@@ -137,6 +137,11 @@ class Specialist(ABC):
             raise out
         return out
 
+    def model_lock(self) -> threading.RLock:
+        """The instance's :attr:`lock` (one call of the model at a time); a plugin whose
+        ``__init__`` skips ours still gets one (``setdefault`` is atomic)."""
+        return self.__dict__.setdefault("lock", threading.RLock())
+
     def call_many(self, calls: list[tuple[Media, Any, Any]]) -> list[ResultType | SwitchboardError]:
         """Several calls ``(media, args, signal)`` at once (a deployment's batch; a single call
         is a batch of one): each checked as a call is, the valid ones run together by
@@ -153,9 +158,7 @@ class Specialist(ABC):
                 out[i] = exc
         if not todo:
             return out
-        # A plugin whose __init__ skips ours still gets its lock (setdefault is atomic).
-        lock = self.__dict__.setdefault("lock", threading.RLock())
-        with nullcontext() if self.thread_safe else lock:
+        with nullcontext() if self.thread_safe else self.model_lock():
             if not self.loaded:  # (the signal space may depend on the weights loaded)
                 self.load()
             ready = []

@@ -20,6 +20,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 BEARER = HTTPBearer(auto_error=False, description="One of SWITCHBOARD_API_TOKEN's tokens.")
 
 
+def bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value, or None."""
+    scheme, _, token = (header or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
 def owner_id(token: str) -> str:
     """A token's owner id: a hash, so tokens never reach the database."""
     return hashlib.sha256(token.encode()).hexdigest()[:32]
@@ -60,8 +66,8 @@ class Tokens:
         """Whether an ``Authorization`` header value passes (checked before the body is read)."""
         if not self:
             return True
-        scheme, _, token = (header or "").partition(" ")
-        return scheme.lower() == "bearer" and self.owner(token.strip()) is not None
+        token = bearer(header)
+        return token is not None and self.owner(token) is not None
 
     def require(self, credentials: HTTPAuthorizationCredentials | None) -> str | None:
         """The owner of a request (None when the API is open), or 401 with WWW-Authenticate."""

@@ -63,11 +63,11 @@ class BodyGuard:
         auth = headers.get("authorization")
         if not self.allowed(auth):
             said = "invalid token" if auth else "a bearer token is required"
-            await _reply(send, self.error(401, said), 401, [(b"www-authenticate", b"Bearer")])
+            await send_refusal(send, self.error(401, said), 401, [(b"www-authenticate", b"Bearer")])
             return
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.most:
-            await _reply(send, self.error(413, self._too_big()), 413, _CLOSE)
+            await send_refusal(send, self.error(413, self._too_big()), 413, _CLOSE)
             return
         state = {"read": 0, "refused": False}
 
@@ -79,7 +79,7 @@ class BodyGuard:
                 state["read"] += len(message.get("body", b""))
                 if state["read"] > self.most and not state["refused"]:
                     state["refused"] = True
-                    await _reply(send, self.error(413, self._too_big()), 413, _CLOSE)
+                    await send_refusal(send, self.error(413, self._too_big()), 413, _CLOSE)
                     return {"type": "http.disconnect"}
             return message
 
@@ -94,9 +94,10 @@ class BodyGuard:
         return f"The upload is over {mb:.1f} MB, the largest upload this server takes."
 
 
-async def _reply(
+async def send_refusal(
     send: Any, said: dict[str, Any], status: int, extra: list[tuple[bytes, bytes]] = ()
 ) -> None:  # type: ignore[assignment]
+    """Answer an ASGI request at once with ``status`` and the JSON ``said``."""
     body = json.dumps(said).encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode()), *extra]  # fmt: skip

@@ -25,7 +25,6 @@ Over HTTP with ``SWITCHBOARD_API_TOKEN`` set, every request needs ``Authorizatio
 from __future__ import annotations
 
 import base64
-import binascii
 import copy
 import json
 import logging
@@ -38,10 +37,19 @@ import numpy as np
 from mcp.server.lowlevel import Server
 from switchboard.agent.tools import AGENT_TOOLS
 from switchboard.core.errors import InvalidInputError, SwitchboardError
-from switchboard.core.media import Image, decode_image, encode_png, load_video, save_video
+from switchboard.core.media import (
+    Image,
+    Video,
+    decode_base64,
+    decode_image,
+    encode_mp4,
+    encode_png,
+    load_video,
+)
 from switchboard.core.results import Boxes, ImageOut, Masks, Text, Tracks, VideoOut
 
-from .auth import Tokens
+from .auth import Tokens, bearer
+from .limits import send_refusal
 
 log = logging.getLogger(__name__)
 CHAT = "chat"
@@ -145,8 +153,8 @@ def _owner(owners: Tokens, ctx: Any) -> str | None:
     request = getattr(ctx, "request", None)
     if not owners or request is None:  # stdio: the local user
         return None
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    return owners.owner(token.strip()) if scheme.lower() == "bearer" else None
+    token = bearer(request.headers.get("authorization"))
+    return None if token is None else owners.owner(token)
 
 
 def _sentence(exc: BaseException) -> str:
@@ -168,10 +176,7 @@ def _mask(mask: Any) -> types.ImageContent:
 
 
 def _video(frames: np.ndarray, fps: float) -> types.EmbeddedResource:
-    from switchboard.core.media import Video
-
-    with tempfile.TemporaryDirectory() as tmp:
-        data = save_video(Video(frames=frames, fps=fps), Path(tmp) / "edited.mp4").read_bytes()
+    data = encode_mp4(Video(frames=frames, fps=fps))
     blob = types.BlobResourceContents(
         uri="switchboard://video/edited.mp4", mime_type="video/mp4",
         blob=base64.b64encode(data).decode(),
@@ -181,16 +186,7 @@ def _video(frames: np.ndarray, fps: float) -> types.EmbeddedResource:
 
 def _bytes(value: Any, field: str) -> bytes:
     """Base64 (or a base64 ``data:`` URL) as bytes; :class:`InvalidInputError` otherwise."""
-    if not isinstance(value, str) or not value:
-        raise InvalidInputError(f"{field} must be a base64 string or a data: URL")
-    if value.startswith("data:"):
-        head, sep, value = value.partition(",")
-        if not sep or not head.endswith(";base64"):
-            raise InvalidInputError(f"{field} is not a base64 data: URL")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInputError(f"{field} is not valid base64") from None
+    return decode_base64(value, field)[1]
 
 
 def _media(args: dict[str, Any]) -> dict[str, Any]:
@@ -308,18 +304,8 @@ def http_app(agent: Any, tokens: list[str] | None = None, host: str = "127.0.0.1
             headers = dict(scope.get("headers") or [])
             said = headers.get(b"authorization", b"").decode("latin-1")
             if not owners.header_ok(said or None):
-                body = json.dumps({"detail": "a valid bearer token is required"}).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"www-authenticate", b"Bearer"),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                refused = {"detail": "a valid bearer token is required"}
+                await send_refusal(send, refused, 401, [(b"www-authenticate", b"Bearer")])
                 return
         await app(scope, receive, send)
 

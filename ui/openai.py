@@ -35,8 +35,6 @@ empty deltas. Errors are OpenAI's error objects (``{"error": {"message", "type",
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -49,6 +47,10 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from switchboard.core.errors import InvalidInputError
+from switchboard.core.media import decode_base64
+
+from .auth import bearer
 
 MODEL = "switchboard"
 SESSION_HEADER = "X-Switchboard-Session"
@@ -56,7 +58,6 @@ EXTENSION = "switchboard"  # the extension field of completions and chunks
 CREATED = int(time.time())  # when this server's model "was made" (for /v1/models)
 _ARTIFACT = re.compile(r"/api/artifacts/([0-9a-f]{64})(?:\?[^)\s]*)?$")
 _LINK = re.compile(r"\((?:https?://[^)\s]*)?/api/artifacts/([0-9a-f]{64})[^)\s]*\)")
-_DATA = re.compile(r"^data:([\w.+-]+/[\w.+-]+)((?:;[\w.+-]+=[^;,]*)*)(;base64)?,(.*)$", re.S)
 # Names of what a turn made, as its reply's markdown says them.
 _NAMES = {"mask": "mask", "edited": "edited image", "generated": "generated image",
           "results": "boxes and tracks (JSON)"}  # fmt: skip
@@ -227,7 +228,7 @@ def openai_routes(ctx: Any) -> APIRouter:
             )
         if len(last.media) > 1:
             raise OpenAIError(400, "Send at most one image or video per message.", "messages")
-        token = _token(request)
+        token = bearer(request.headers.get("authorization"))
         ctx.queue.enter()
         try:
             session, new = _session(ctx, request, body, said, who)
@@ -309,11 +310,6 @@ def openai_routes(ctx: Any) -> APIRouter:
     return router
 
 
-def _token(request: Request) -> str | None:
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 def _session(
     ctx: Any, request: Request, body: ChatRequest, said: list[_Said], who: str | None
 ) -> tuple[str, bool]:
@@ -333,14 +329,7 @@ def _session(
     found = store.keyed_session(key, owner=who) if (body.user or len(said) > 1) else None
     if found is not None:
         return found, False
-    if store.count_sessions(owner=who) >= ctx.settings.max_sessions:
-        raise OpenAIError(
-            429,
-            f"You have {ctx.settings.max_sessions} sessions, the most this server keeps for "
-            "one user; delete some to start another.",
-            code="too_many_sessions",
-        )
-    session = store.create_session(owner=who)
+    session = ctx.new_session(who)  # 429 past the owner's quota
     if body.user:  # kept at once: the same user's next request finds it even mid-turn
         kept = store.keep_session(key, session, owner=who)
         if kept != session:  # another request made this user's session first
@@ -355,21 +344,11 @@ async def _media(ctx: Any, request: Request, url: str, who: str | None) -> dict[
     from .server import media_input
 
     if url.startswith("data:"):
-        found = _DATA.match(url)
-        if found is None or not found.group(3):
-            raise OpenAIError(
-                400,
-                "The image is not a base64 data URL (data:<media type>;base64,<data>).",
-                "messages",
-                "invalid_image_url",
-            )
-        kind = found.group(1).lower()
         try:
-            data = base64.b64decode(found.group(4), validate=True)
-        except (binascii.Error, ValueError):
-            raise OpenAIError(
-                400, "The image's data URL is not valid base64.", "messages", "invalid_image_url"
-            ) from None
+            kind, data = decode_base64(url, "The image's data URL")
+        except InvalidInputError as exc:
+            raise OpenAIError(400, str(exc) + ".", "messages", "invalid_image_url") from None
+        kind = kind or ""
         return await media_input(ctx, "The image", kind, data)
     parts = urlsplit(url)
     own = not parts.netloc or parts.netloc == request.url.netloc

@@ -197,6 +197,25 @@ class _Server:
 
         self.owner, self.metered = owner, metered
 
+    def new_session(self, who: str | None) -> str:
+        """A new session of ``who``; :class:`QuotaError` (429) past the client's quota of
+        sessions (``SWITCHBOARD_MAX_SESSIONS``)."""
+        most = self.settings.max_sessions
+        if self.agent.store.count_sessions(owner=who) >= most:
+            raise QuotaError(
+                429,
+                f"You have {most} sessions, the most this server keeps "
+                "for one user; delete some to start another.",
+            )
+        return self.agent.store.create_session(owner=who)
+
+
+class QuotaError(HTTPException):
+    """429: the client has as many sessions as the server keeps for one (``code``: how the
+    OpenAI-compatible routes name it)."""
+
+    code = "too_many_sessions"
+
 
 def _error_handlers(app: FastAPI) -> None:
     """Refusals as sentences: ``{"detail": …}`` on the native routes, OpenAI's error object
@@ -291,14 +310,7 @@ def _session_routes(ctx: _Server) -> APIRouter:
     @router.post("", status_code=201, response_model=NewSession)
     def new_session(who: str | None = Depends(metered)) -> dict[str, str]:
         """A new session; 429 past the client's quota of sessions (``SWITCHBOARD_MAX_SESSIONS``)."""
-        if ctx.agent.store.count_sessions(owner=who) >= ctx.settings.max_sessions:
-            most = ctx.settings.max_sessions
-            raise HTTPException(
-                429,
-                f"You have {most} sessions, the most this server keeps "
-                "for one user; delete some to start another.",
-            )
-        return {"id": ctx.agent.store.create_session(owner=who)}
+        return {"id": ctx.new_session(who)}
 
     @router.get("", response_model=list[SessionSummary])
     def list_sessions(
